@@ -1,0 +1,12 @@
+/* The patchsweep subcommands. Each returns the process exit status. */
+#ifndef PATCHSWEEP_CLI_H
+#define PATCHSWEEP_CLI_H
+
+int cmd_forward(int argc, char **argv);
+
+/* Parses "1,2,3" into tokens (caller frees); checks 0 <= id < vocab. */
+int parse_token_list(const char *text, int vocab, int **tokens, int *n);
+/* Prints the recorded error as "patchsweep: <line>" and returns status. */
+int report_error(int status);
+
+#endif

@@ -1,0 +1,64 @@
+/* Core services every module uses: error reporting, allocation, files, JSON helpers,
+ * a reproducible random number generator, hashing and a clock. */
+#ifndef PATCHSWEEP_CORE_H
+#define PATCHSWEEP_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <cjson/cJSON.h>
+
+/* ---- errors ------------------------------------------------------------------------------
+ * A failing function records one line (what, where, what was expected) and returns its
+ * status. The CLI prints that line and exits with the status: 2 for anything a user can cause
+ * (bad file, bad job, bad tokens), 1 for internal failures. */
+enum { PS_OK = 0, PS_EINTERNAL = 1, PS_EUSER = 2 };
+
+int ps_fail(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prefix the recorded message with "context: " (e.g. the file the error came from). */
+int ps_fail_context(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+const char *ps_error(void);
+void ps_error_clear(void);
+
+/* ---- allocation ---------------------------------------------------------------------------
+ * Out of memory is not recoverable here: these print one line and exit(1). Float buffers are
+ * 64-byte aligned and zeroed. */
+void *xmalloc(size_t n);
+void *xcalloc(size_t count, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+float *alloc_floats(size_t n);
+double *alloc_doubles(size_t n);
+
+/* ---- files --------------------------------------------------------------------------------- */
+/* Reads a whole file into a NUL-terminated buffer. Missing/unreadable file: PS_EUSER. */
+int read_text_file(const char *path, char **out, size_t *len);
+int file_exists(const char *path);
+/* dir + "/" + name into out (size cap); an absolute name is returned as is. */
+void path_join(char *out, size_t cap, const char *dir, const char *name);
+/* The folder part of a path ("." when there is none). */
+void path_dirname(char *out, size_t cap, const char *path);
+
+/* ---- JSON helpers: each returns PS_EUSER with "<where>: <key> ..." on a wrong type ---------- */
+int json_parse_file(const char *path, cJSON **out);
+int json_get_int(const cJSON *obj, const char *key, const char *where, int required, long *out);
+int json_get_number(const cJSON *obj, const char *key, const char *where, int required, double *out);
+int json_get_string(const cJSON *obj, const char *key, const char *where, int required, const char **out);
+int json_get_bool(const cJSON *obj, const char *key, const char *where, int required, int *out);
+
+/* ---- reproducible randomness ----------------------------------------------------------------
+ * splitmix64: the whole state is one 64-bit counter, so a stream can be derived from
+ * (seed, prompt, sample) on any rank and any language (docs/methods.md has the recipe). */
+typedef struct { uint64_t state; } Rng;
+void rng_seed(Rng *r, uint64_t seed, uint64_t stream_a, uint64_t stream_b);
+uint64_t rng_next(Rng *r);
+double rng_uniform(Rng *r);  /* in [0, 1), 53 random bits */
+double rng_normal(Rng *r);   /* standard normal, Box-Muller, one value per two uniforms */
+
+/* ---- hashing (FNV-1a 64) ---------------------------------------------------------------------- */
+uint64_t hash_bytes(uint64_t h, const void *data, size_t n);
+#define HASH_INIT 0xcbf29ce484222325ULL
+
+/* ---- time ------------------------------------------------------------------------------------- */
+double now_seconds(void);  /* monotonic */
+
+#endif

@@ -1,0 +1,97 @@
+/* A transformer language model held in memory: its configuration, all parameters in one
+ * float32 block with a table of pointers (llm.c style), and an optional tokenizer. */
+#ifndef PATCHSWEEP_MODEL_H
+#define PATCHSWEEP_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <cjson/cJSON.h>
+#include "patchsweep/safetensors.h"
+
+typedef enum { NORM_LAYER, NORM_RMS } NormKind;
+typedef enum { ACT_GELU_TANH, ACT_GELU_ERF, ACT_SILU } ActKind;
+
+typedef struct {
+    char model_type[32];
+    int n_layer, d_model, n_head, n_kv_head, d_head, d_mlp, vocab, n_ctx;
+    float norm_eps;
+    NormKind norm;
+    ActKind act;
+    int gated_mlp;       /* down(act(gate(x)) * up(x)) instead of out(act(in(x))) */
+    int learned_pos;     /* absolute position embeddings added to the token embeddings */
+    int rotary_dims;     /* leading dims of each head that get rotary embedding; 0 = none */
+    double rope_theta;
+    int tied_unembed;    /* unembedding = token embedding matrix */
+    int linear_bias;     /* the attention and MLP projections have biases */
+} ModelConfig;
+
+/* Derived sizes. */
+static inline int cfg_q_dim(const ModelConfig *c) { return c->n_head * c->d_head; }
+static inline int cfg_kv_dim(const ModelConfig *c) { return c->n_kv_head * c->d_head; }
+
+/* Every parameter, stacked over layers (layer outermost). Matrices are [out, in] (the
+ * nn.Linear layout) whatever the checkpoint used. A NULL pointer is a parameter the
+ * architecture does not have (biases of Llama, the gate of GPT-2, ...). */
+typedef struct {
+    float *wte;            /* [V, d] */
+    float *wpe;            /* [n_ctx, d] */
+    float *ln1_w, *ln1_b;  /* [L, d] */
+    float *wq, *bq;        /* [L, q_dim, d], [L, q_dim] */
+    float *wk, *bk;        /* [L, kv_dim, d], [L, kv_dim] */
+    float *wv, *bv;        /* [L, kv_dim, d], [L, kv_dim] */
+    float *wo, *bo;        /* [L, d, q_dim], [L, d] */
+    float *ln2_w, *ln2_b;  /* [L, d] */
+    float *w_gate;         /* [L, d_mlp, d] */
+    float *w_in, *b_in;    /* [L, d_mlp, d], [L, d_mlp] */
+    float *w_out, *b_out;  /* [L, d, d_mlp], [L, d] */
+    float *lnf_w, *lnf_b;  /* [d] */
+    float *unembed;        /* [V, d]; points at wte when tied */
+} Params;
+
+enum { N_PARAM_TENSORS = 22 };
+/* Sizes in floats, in the order of the fields of Params. */
+void param_sizes(const ModelConfig *c, size_t sizes[N_PARAM_TENSORS]);
+/* Points every field of p into block (which holds the sum of sizes); returns that sum. */
+size_t params_point(Params *p, float *block, const ModelConfig *c);
+
+typedef struct Tokenizer Tokenizer;
+
+typedef struct {
+    ModelConfig cfg;
+    Params w;
+    float *weights;        /* the one block */
+    size_t n_weights;
+    double *rope_inv_freq; /* [rotary_dims / 2] */
+    Tokenizer *tokenizer;  /* NULL when the folder has no tokenizer.json */
+    uint64_t fingerprint;  /* hash of the configuration and every weight */
+    char dir[4096];
+} Model;
+
+/* An architecture knows its config.json keys and its tensor names; the compute is shared
+ * (src/model/transformer.c), switched by the flags in ModelConfig. */
+typedef struct {
+    const char *model_type;
+    int (*parse_config)(const cJSON *json, const char *where, ModelConfig *cfg);
+    int (*load_weights)(const ModelConfig *cfg, const StSet *st, Params *p);
+} Architecture;
+
+extern const Architecture arch_gpt2, arch_llama;
+
+int model_config_parse(const cJSON *json, const char *where, ModelConfig *cfg);
+int model_load(Model *m, const char *dir);
+/* A model with the given shape and weights drawn from a seeded normal (benchmarks, tests). */
+void model_init_random(Model *m, const ModelConfig *cfg, uint64_t seed, float scale);
+/* Allocates the weight block for cfg (zeroed) and derived tables; used by loaders. */
+void model_alloc(Model *m, const ModelConfig *cfg);
+void model_free(Model *m);
+/* The configuration as JSON text (caller frees), for provenance. */
+char *model_config_json(const ModelConfig *cfg);
+
+/* Tokenizer: id -> display string, and whitespace-separated word lookup for word-level
+ * vocabularies. */
+int tokenizer_load(Tokenizer **out, const char *path, int vocab);
+void tokenizer_free(Tokenizer *t);
+const char *tokenizer_token(const Tokenizer *t, int id); /* NULL when unknown */
+int tokenizer_find(const Tokenizer *t, const char *token); /* -1 when absent */
+
+#endif

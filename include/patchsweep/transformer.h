@@ -1,0 +1,85 @@
+/* The transformer block, one run's activation cache, and the full forward pass.
+ *
+ * A block is computed for B sequences at once. Its "kv side" is every row being (re)computed,
+ * R rows per sequence starting at absolute position r0; its "q side" is the rows whose outputs
+ * are needed: all R rows, or only the last one (the metric reads only the last position, so
+ * the last layer needs nothing else). Keys and values of positions < r0 come from a cached
+ * prefix: that is how a patch at position t recomputes only positions >= t.
+ *
+ * After each stage the block calls a hook, which is where patches are applied. The hook sees
+ * the stage's buffers; a run may also start mid-block (from_stage), with the buffers of the
+ * earlier stages filled in by the caller. */
+#ifndef PATCHSWEEP_TRANSFORMER_H
+#define PATCHSWEEP_TRANSFORMER_H
+
+#include "patchsweep/model.h"
+
+/* The points of a block where activations can be read or replaced, in compute order. */
+typedef enum {
+    ST_RESID_PRE,  /* block input */
+    ST_QKV,        /* q, k, v (before rotary) */
+    ST_Z,          /* attention output per head, before W_O */
+    ST_ATTN_OUT,
+    ST_RESID_MID,
+    ST_MLP_POST,   /* MLP hidden activation after the nonlinearity (and gate) */
+    ST_MLP_OUT,
+    ST_RESID_POST, /* block output */
+    N_STAGES
+} Stage;
+
+typedef struct {
+    /* kv side, [B, R, .] */
+    float *resid_pre, *ln1, *ln1_mean, *ln1_rstd, *k, *v, *k_rot;
+    /* q side, [B, Rq, .]; pattern is [B, n_head, Rq, r0 + R] */
+    float *q, *q_rot, *pattern, *z, *attn_out, *resid_mid, *ln2, *ln2_mean, *ln2_rstd;
+    float *mlp_pre, *mlp_up, *mlp_post, *mlp_out, *resid_post;
+    /* last-row gathers, [B, d], used only when the q side is the last row alone */
+    float *ln1_last, *resid_pre_last;
+} LayerActs;
+
+enum { N_LAYER_ACTS = 23 };
+/* Sizes in floats of the fields of LayerActs for B sequences of R kv rows and Rq q rows,
+ * with n_keys keys per query row; gathers only if last_only. */
+void layer_acts_sizes(const ModelConfig *c, int B, int R, int Rq, int n_keys, int last_only,
+                      size_t sizes[N_LAYER_ACTS]);
+size_t layer_acts_point(LayerActs *a, float *block, const size_t sizes[N_LAYER_ACTS]);
+
+typedef struct {
+    int B, R, r0;
+    int last_only;
+    Stage from_stage;      /* stages <= this one are already in the buffers */
+    const float **k_prefix; /* per sequence: rotated keys at positions < r0, [r0, kv_dim] */
+    const float **v_prefix; /* per sequence: values at positions < r0 */
+} BlockRun;
+
+static inline int block_q_rows(const BlockRun *r) { return r->last_only ? 1 : r->R; }
+static inline int block_q_pos0(const BlockRun *r) { return r->r0 + r->R - block_q_rows(r); }
+
+typedef void (*BlockHook)(void *ctx, Stage stage, int layer, LayerActs *a, const BlockRun *run);
+
+void block_forward(const Model *m, int layer, LayerActs *a, const BlockRun *run, BlockHook hook, void *ctx);
+
+/* Every activation of one sequence of T tokens, all layers, plus the final norm and logits. */
+typedef struct {
+    int T;
+    LayerActs *layer;                /* [n_layer] views into block */
+    float *lnf, *lnf_mean, *lnf_rstd; /* [T, d], [T], [T] */
+    float *logits;                   /* [T, V], or NULL when not wanted */
+    float *block;
+} RunCache;
+
+void run_cache_init(RunCache *c, const ModelConfig *cfg, int T, int with_logits);
+void run_cache_free(RunCache *c);
+/* Zeroes every buffer (gradient caches accumulate). */
+void run_cache_zero(RunCache *c, const ModelConfig *cfg);
+
+/* Full forward pass filling the cache. noise, if not NULL, is added to the embeddings
+ * ([T, d]); hook, if not NULL, runs after every stage of every layer. Logits are computed for
+ * every position when the cache has room for them. */
+void run_forward(const Model *m, const int *tokens, int T, const float *noise, RunCache *c, BlockHook hook,
+                 void *ctx);
+
+/* Final norm then unembedding for n residual rows: lnf_out [n, d], logits [n, V]. */
+void final_logits(const Model *m, const float *resid, int n, float *lnf_out, float *logits);
+
+#endif

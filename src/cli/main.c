@@ -1,0 +1,27 @@
+/* patchsweep: exact activation patching sweeps with gradient estimates beside them. */
+#include <cblas.h>
+#include <stdio.h>
+#include <string.h>
+#include "patchsweep/cli.h"
+
+static const char usage[] =
+    "usage: patchsweep <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  forward --model DIR --tokens 1,2,3 [--top K]   next-token prediction (checks a model loads)\n";
+
+int main(int argc, char **argv) {
+    /* Parallelism comes from MPI ranks; BLAS threads would only fight them for cores. */
+    openblas_set_num_threads(1);
+    if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+        fputs(usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "forward") == 0) return cmd_forward(argc - 1, argv + 1);
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("patchsweep %s\n", PATCHSWEEP_VERSION);
+        return 0;
+    }
+    fprintf(stderr, "patchsweep: unknown command \"%s\" (patchsweep --help lists them)\n", argv[1]);
+    return 2;
+}

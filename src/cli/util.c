@@ -1,0 +1,39 @@
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include "patchsweep/cli.h"
+#include "patchsweep/core.h"
+
+int report_error(int status) {
+    if (status) fprintf(stderr, "patchsweep: %s\n", ps_error());
+    return status;
+}
+
+int parse_token_list(const char *text, int vocab, int **tokens, int *n) {
+    int cap = 16, count = 0;
+    int *out = xmalloc(sizeof(int) * (size_t)cap);
+    const char *p = text;
+    while (*p) {
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || (*end && *end != ',')) {
+            free(out);
+            return ps_fail(PS_EUSER, "--tokens: \"%s\" is not a comma-separated list of integers", text);
+        }
+        if (v < 0 || v >= vocab) {
+            free(out);
+            return ps_fail(PS_EUSER, "--tokens: token %d is %ld, outside the vocabulary [0, %d)", count, v, vocab);
+        }
+        if (count == cap) out = xrealloc(out, sizeof(int) * (size_t)(cap *= 2));
+        out[count++] = (int)v;
+        p = *end ? end + 1 : end;
+    }
+    if (count == 0) {
+        free(out);
+        return ps_fail(PS_EUSER, "--tokens: empty token list");
+    }
+    *tokens = out;
+    *n = count;
+    return PS_OK;
+}

@@ -1,0 +1,147 @@
+/* Loading a Hugging Face model folder: config.json picks the architecture, whose file maps
+ * checkpoint tensors into the shared parameter layout. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "patchsweep/core.h"
+#include "patchsweep/model.h"
+
+static const Architecture *const architectures[] = {&arch_gpt2, &arch_llama};
+
+static int check_config(const ModelConfig *c, const char *where) {
+    struct { const char *what; long value; } positive[] = {
+        {"number of layers", c->n_layer}, {"model width", c->d_model}, {"number of heads", c->n_head},
+        {"number of key/value heads", c->n_kv_head}, {"head size", c->d_head}, {"MLP width", c->d_mlp},
+        {"vocabulary size", c->vocab}, {"context length", c->n_ctx},
+    };
+    for (size_t i = 0; i < sizeof positive / sizeof positive[0]; i++)
+        if (positive[i].value <= 0 || positive[i].value > (1L << 30))
+            return ps_fail(PS_EUSER, "%s: %s is %ld, expected a positive integer", where, positive[i].what,
+                           positive[i].value);
+    if (c->n_head % c->n_kv_head != 0)
+        return ps_fail(PS_EUSER, "%s: %d heads cannot share %d key/value heads evenly", where, c->n_head, c->n_kv_head);
+    if (c->rotary_dims % 2 || c->rotary_dims > c->d_head)
+        return ps_fail(PS_EUSER, "%s: rotary dimensions %d must be even and at most the head size %d", where,
+                       c->rotary_dims, c->d_head);
+    if (!(c->norm_eps > 0) || !isfinite(c->norm_eps))
+        return ps_fail(PS_EUSER, "%s: normalisation epsilon must be positive", where);
+    return PS_OK;
+}
+
+int model_config_parse(const cJSON *json, const char *where, ModelConfig *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    const char *type = NULL;
+    int rc = json_get_string(json, "model_type", where, 1, &type);
+    if (rc) return rc;
+    for (size_t i = 0; i < sizeof architectures / sizeof architectures[0]; i++) {
+        if (strcmp(type, architectures[i]->model_type) != 0) continue;
+        snprintf(cfg->model_type, sizeof cfg->model_type, "%s", type);
+        rc = architectures[i]->parse_config(json, where, cfg);
+        return rc ? rc : check_config(cfg, where);
+    }
+    return ps_fail(PS_EUSER, "%s: model_type \"%s\" is not supported (supported: gpt2, llama)", where, type);
+}
+
+void model_alloc(Model *m, const ModelConfig *cfg) {
+    memset(m, 0, sizeof *m);
+    m->cfg = *cfg;
+    Params probe;
+    size_t n = params_point(&probe, NULL, cfg);
+    m->weights = alloc_floats(n);
+    m->n_weights = params_point(&m->w, m->weights, cfg);
+    int half = cfg->rotary_dims / 2;
+    m->rope_inv_freq = alloc_doubles((size_t)(half ? half : 1));
+    /* inv_freq_j = theta^(-2j / rotary_dims), the rotate-half convention of GPT-NeoX and HF Llama. */
+    for (int j = 0; j < half; j++) m->rope_inv_freq[j] = pow(cfg->rope_theta, -2.0 * j / cfg->rotary_dims);
+}
+
+static uint64_t model_hash(const Model *m) {
+    char *json = model_config_json(&m->cfg);
+    uint64_t h = hash_bytes(HASH_INIT, json, strlen(json));
+    free(json);
+    return hash_bytes(h, m->weights, m->n_weights * sizeof(float));
+}
+
+void model_init_random(Model *m, const ModelConfig *cfg, uint64_t seed, float scale) {
+    model_alloc(m, cfg);
+    Rng rng;
+    rng_seed(&rng, seed, 0, 0);
+    for (size_t i = 0; i < m->n_weights; i++) m->weights[i] = (float)(scale * rng_normal(&rng));
+    /* Norm gains start at one, as in every real checkpoint. */
+    size_t L = (size_t)cfg->n_layer, d = (size_t)cfg->d_model;
+    for (size_t i = 0; i < L * d; i++) m->w.ln1_w[i] = m->w.ln2_w[i] = 1.0f;
+    for (size_t i = 0; i < d; i++) m->w.lnf_w[i] = 1.0f;
+    m->fingerprint = model_hash(m);
+    snprintf(m->dir, sizeof m->dir, "(random, seed %llu)", (unsigned long long)seed);
+}
+
+int model_load(Model *m, const char *dir) {
+    memset(m, 0, sizeof *m);
+    char path[4096];
+    path_join(path, sizeof path, dir, "config.json");
+    cJSON *json;
+    int rc = json_parse_file(path, &json);
+    if (rc) return rc;
+    ModelConfig cfg;
+    rc = model_config_parse(json, path, &cfg);
+    cJSON_Delete(json);
+    if (rc) return rc;
+    const Architecture *arch = NULL;
+    for (size_t i = 0; i < sizeof architectures / sizeof architectures[0]; i++)
+        if (strcmp(cfg.model_type, architectures[i]->model_type) == 0) arch = architectures[i];
+    StSet st;
+    rc = st_set_open(&st, dir);
+    if (!rc) {
+        model_alloc(m, &cfg);
+        rc = arch->load_weights(&cfg, &st, &m->w);
+    }
+    st_set_close(&st);
+    if (!rc) {
+        path_join(path, sizeof path, dir, "tokenizer.json");
+        if (file_exists(path)) rc = tokenizer_load(&m->tokenizer, path, cfg.vocab);
+    }
+    if (rc) {
+        model_free(m);
+        return rc;
+    }
+    snprintf(m->dir, sizeof m->dir, "%s", dir);
+    m->fingerprint = model_hash(m);
+    return PS_OK;
+}
+
+void model_free(Model *m) {
+    free(m->weights);
+    free(m->rope_inv_freq);
+    if (m->tokenizer) tokenizer_free(m->tokenizer);
+    memset(m, 0, sizeof *m);
+}
+
+char *model_config_json(const ModelConfig *c) {
+    static const char *norm_names[] = {"layernorm", "rmsnorm"};
+    static const char *act_names[] = {"gelu_tanh", "gelu_erf", "silu"};
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "model_type", c->model_type);
+    cJSON_AddNumberToObject(o, "n_layer", c->n_layer);
+    cJSON_AddNumberToObject(o, "d_model", c->d_model);
+    cJSON_AddNumberToObject(o, "n_head", c->n_head);
+    cJSON_AddNumberToObject(o, "n_kv_head", c->n_kv_head);
+    cJSON_AddNumberToObject(o, "d_head", c->d_head);
+    cJSON_AddNumberToObject(o, "d_mlp", c->d_mlp);
+    cJSON_AddNumberToObject(o, "vocab", c->vocab);
+    cJSON_AddNumberToObject(o, "n_ctx", c->n_ctx);
+    cJSON_AddNumberToObject(o, "norm_eps", c->norm_eps);
+    cJSON_AddStringToObject(o, "norm", norm_names[c->norm]);
+    cJSON_AddStringToObject(o, "act", act_names[c->act]);
+    cJSON_AddBoolToObject(o, "gated_mlp", c->gated_mlp);
+    cJSON_AddBoolToObject(o, "learned_pos", c->learned_pos);
+    cJSON_AddNumberToObject(o, "rotary_dims", c->rotary_dims);
+    cJSON_AddNumberToObject(o, "rope_theta", c->rope_theta);
+    cJSON_AddBoolToObject(o, "tied_unembed", c->tied_unembed);
+    cJSON_AddBoolToObject(o, "linear_bias", c->linear_bias);
+    char *text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    char *copy = xstrdup(text);
+    cJSON_free(text);
+    return copy;
+}

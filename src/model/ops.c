@@ -1,0 +1,284 @@
+/* Kernels. Matrix products go through CBLAS; everything else is a plain loop. */
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+#include "patchsweep/ops.h"
+
+/* ---- matmul ------------------------------------------------------------------------------- */
+
+void matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N, int C, int OC) {
+    if (N == 0) return;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, w, C, 0.0f, out, OC);
+    if (bias)
+        for (int n = 0; n < N; n++)
+            for (int o = 0; o < OC; o++) out[(size_t)n * OC + o] += bias[o];
+}
+
+void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
+                     int N, int C, int OC) {
+    if (N == 0) return;
+    if (dinp) /* dinp[N,C] += dout[N,OC] w[OC,C] */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, w, C, 1.0f, dinp, C);
+    if (dw) /* dw[OC,C] += dout^T[OC,N] inp[N,C] */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);
+    if (dbias)
+        for (int n = 0; n < N; n++)
+            for (int o = 0; o < OC; o++) dbias[o] += dout[(size_t)n * OC + o];
+}
+
+/* ---- LayerNorm / RMSNorm -------------------------------------------------------------------- */
+
+void norm_forward(NormKind kind, float *out, float *mean, float *rstd, const float *inp, const float *w,
+                  const float *b, int N, int C, float eps) {
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        float *y = out + (size_t)n * C;
+        double m = 0.0, var = 0.0; /* double sums: the row statistics set every later rounding */
+        if (kind == NORM_LAYER) {
+            for (int i = 0; i < C; i++) m += x[i];
+            m /= C;
+        }
+        for (int i = 0; i < C; i++) var += (x[i] - m) * (x[i] - m);
+        float s = (float)(1.0 / sqrt(var / C + eps));
+        for (int i = 0; i < C; i++) y[i] = (float)((x[i] - m) * s) * w[i] + (b ? b[i] : 0.0f);
+        if (mean) mean[n] = (float)m;
+        rstd[n] = s;
+    }
+}
+
+void norm_backward(NormKind kind, float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                   const float *w, const float *mean, const float *rstd, int N, int C) {
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
+        float m = kind == NORM_LAYER ? mean[n] : 0.0f, s = rstd[n];
+        /* With xhat = (x - m) s and dxhat = dy w:
+         *   LayerNorm: dx = s (dxhat - mean(dxhat) - xhat mean(dxhat xhat))
+         *   RMSNorm:   dx = s (dxhat - xhat mean(dxhat xhat)) */
+        double sum_dxhat = 0.0, sum_dxhat_xhat = 0.0;
+        for (int i = 0; i < C; i++) {
+            float xhat = (x[i] - m) * s, dxhat = dy[i] * w[i];
+            sum_dxhat += dxhat;
+            sum_dxhat_xhat += dxhat * xhat;
+        }
+        float mean_dxhat = kind == NORM_LAYER ? (float)(sum_dxhat / C) : 0.0f;
+        float mean_dxhat_xhat = (float)(sum_dxhat_xhat / C);
+        for (int i = 0; i < C; i++) {
+            float xhat = (x[i] - m) * s, dxhat = dy[i] * w[i];
+            if (dinp) dinp[(size_t)n * C + i] += s * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat);
+            if (dw) dw[i] += dy[i] * xhat;
+            if (db) db[i] += dy[i];
+        }
+    }
+}
+
+/* ---- activations ------------------------------------------------------------------------------ */
+
+#define GELU_SCALE 0.7978845608028654f /* sqrt(2/pi) */
+
+static float silu(float x) { return x / (1.0f + expf(-x)); }
+
+void act_forward(ActKind kind, float *out, const float *inp, int N) {
+    for (int i = 0; i < N; i++) {
+        float x = inp[i];
+        if (kind == ACT_GELU_TANH)
+            out[i] = 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + 0.044715f * x * x * x)));
+        else if (kind == ACT_GELU_ERF)
+            out[i] = 0.5f * x * (1.0f + erff(x * (float)M_SQRT1_2));
+        else
+            out[i] = silu(x);
+    }
+}
+
+void act_backward(ActKind kind, float *dinp, const float *dout, const float *inp, int N) {
+    for (int i = 0; i < N; i++) {
+        float x = inp[i], grad;
+        if (kind == ACT_GELU_TANH) {
+            float u = GELU_SCALE * (x + 0.044715f * x * x * x);
+            float t = tanhf(u);
+            float du = GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
+            grad = 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du;
+        } else if (kind == ACT_GELU_ERF) {
+            grad = 0.5f * (1.0f + erff(x * (float)M_SQRT1_2)) + x * expf(-0.5f * x * x) * 0.3989422804014327f;
+        } else {
+            float sig = 1.0f / (1.0f + expf(-x));
+            grad = sig * (1.0f + x * (1.0f - sig));
+        }
+        dinp[i] += grad * dout[i];
+    }
+}
+
+void swiglu_forward(float *out, const float *gate, const float *up, int N) {
+    for (int i = 0; i < N; i++) out[i] = silu(gate[i]) * up[i];
+}
+
+void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, int N) {
+    for (int i = 0; i < N; i++) {
+        float sig = 1.0f / (1.0f + expf(-gate[i]));
+        if (dgate) dgate[i] += dout[i] * up[i] * sig * (1.0f + gate[i] * (1.0f - sig));
+        if (dup) dup[i] += dout[i] * gate[i] * sig;
+    }
+}
+
+/* ---- residual ------------------------------------------------------------------------------------ */
+
+void residual_forward(float *out, const float *a, const float *b, int N) {
+    for (int i = 0; i < N; i++) out[i] = a[i] + b[i];
+}
+
+void residual_backward(float *da, float *db, const float *dout, int N) {
+    for (int i = 0; i < N; i++) {
+        if (da) da[i] += dout[i];
+        if (db) db[i] += dout[i];
+    }
+}
+
+/* ---- rotary embedding ------------------------------------------------------------------------------ */
+
+/* sign = +1 rotates by +angle (forward), -1 by -angle (the transpose, used by backward). */
+static void rope_rotate(float *out, const float *inp, int accumulate, float sign, int n_seq, int n_rows, int pos0,
+                        int n_heads, int d_head, int rot_dims, const double *inv_freq) {
+    int half = rot_dims / 2;
+    float cos_t[512], sin_t[512]; /* half <= 512: heads wider than 1024 dims do not exist */
+    for (int r = 0; r < n_rows; r++) {
+        for (int j = 0; j < half; j++) {
+            double angle = (double)(pos0 + r) * inv_freq[j];
+            cos_t[j] = (float)cos(angle);
+            sin_t[j] = sign * (float)sin(angle);
+        }
+        for (int sq = 0; sq < n_seq; sq++) {
+            size_t row = ((size_t)sq * n_rows + r) * n_heads * d_head;
+            for (int h = 0; h < n_heads; h++) {
+                const float *x = inp + row + (size_t)h * d_head;
+                float *y = out + row + (size_t)h * d_head;
+                for (int j = 0; j < half; j++) {
+                    float x1 = x[j], x2 = x[j + half];
+                    float y1 = x1 * cos_t[j] - x2 * sin_t[j], y2 = x2 * cos_t[j] + x1 * sin_t[j];
+                    if (accumulate) { y[j] += y1; y[j + half] += y2; }
+                    else { y[j] = y1; y[j + half] = y2; }
+                }
+                for (int j = rot_dims; j < d_head; j++) y[j] = accumulate ? y[j] + x[j] : x[j];
+            }
+        }
+    }
+}
+
+void rope_forward(float *out, const float *inp, int n_seq, int n_rows, int pos0, int n_heads, int d_head,
+                  int rot_dims, const double *inv_freq) {
+    rope_rotate(out, inp, 0, 1.0f, n_seq, n_rows, pos0, n_heads, d_head, rot_dims, inv_freq);
+}
+
+void rope_backward(float *dinp, const float *dout, int n_seq, int n_rows, int pos0, int n_heads, int d_head,
+                   int rot_dims, const double *inv_freq) {
+    /* A rotation's transpose is the rotation by the opposite angle. */
+    rope_rotate(dinp, dout, 1, -1.0f, n_seq, n_rows, pos0, n_heads, d_head, rot_dims, inv_freq);
+}
+
+/* ---- attention ------------------------------------------------------------------------------------------ */
+
+static inline const float *kv_row(const float *rows, const float *prefix, int pos, int pos0, int kv_dim) {
+    return pos < pos0 ? prefix + (size_t)pos * kv_dim : rows + (size_t)(pos - pos0) * kv_dim;
+}
+
+void attention_forward(float *z, float *pattern, const float *q, const float *k, const float *v,
+                       const float *k_prefix, const float *v_prefix, const AttnShape *s) {
+    int H = s->n_head, dh = s->d_head, group = s->n_head / s->n_kv_head, n_keys = attn_n_keys(s);
+    int qd = H * dh, kvd = s->n_kv_head * dh;
+    float scale = 1.0f / sqrtf((float)dh);
+    for (int h = 0; h < H; h++) {
+        int g = h / group;
+        for (int i = 0; i < s->n_q; i++) {
+            int pos = s->q_pos0 + i; /* this query sees keys 0..pos */
+            const float *qi = q + (size_t)i * qd + (size_t)h * dh;
+            float *row = pattern + ((size_t)h * s->n_q + i) * n_keys;
+            float maxv = -INFINITY;
+            for (int t = 0; t <= pos; t++) {
+                const float *kt = kv_row(k, k_prefix, t, s->kv_pos0, kvd) + (size_t)g * dh;
+                float dot = 0.0f;
+                for (int e = 0; e < dh; e++) dot += qi[e] * kt[e];
+                row[t] = dot * scale;
+                if (row[t] > maxv) maxv = row[t];
+            }
+            float sum = 0.0f;
+            for (int t = 0; t <= pos; t++) {
+                row[t] = expf(row[t] - maxv);
+                sum += row[t];
+            }
+            for (int t = 0; t <= pos; t++) row[t] /= sum;
+            for (int t = pos + 1; t < n_keys; t++) row[t] = 0.0f;
+            float *zi = z + (size_t)i * qd + (size_t)h * dh;
+            for (int e = 0; e < dh; e++) zi[e] = 0.0f;
+            for (int t = 0; t <= pos; t++) {
+                const float *vt = kv_row(v, v_prefix, t, s->kv_pos0, kvd) + (size_t)g * dh;
+                for (int e = 0; e < dh; e++) zi[e] += row[t] * vt[e];
+            }
+        }
+    }
+}
+
+void attention_backward(float *dq, float *dk, float *dv, float *dpattern, const float *dz, const float *q,
+                        const float *k, const float *v, const float *pattern, const AttnShape *s) {
+    int H = s->n_head, dh = s->d_head, group = s->n_head / s->n_kv_head, T = s->n_q;
+    int qd = H * dh, kvd = s->n_kv_head * dh;
+    float scale = 1.0f / sqrtf((float)dh);
+    float dpat[T > 0 ? T : 1]; /* one row of dL/dpattern */
+    for (int h = 0; h < H; h++) {
+        int g = h / group;
+        for (int i = 0; i < T; i++) {
+            const float *row = pattern + ((size_t)h * T + i) * T;
+            const float *dzi = dz + (size_t)i * qd + (size_t)h * dh;
+            /* z_i = sum_t A_it v_t: dA_it = dz_i . v_t and dv_t += A_it dz_i */
+            float weighted = 0.0f; /* sum_t A_it dA_it */
+            for (int t = 0; t <= i; t++) {
+                const float *vt = v + (size_t)t * kvd + (size_t)g * dh;
+                float dot = 0.0f;
+                for (int e = 0; e < dh; e++) dot += dzi[e] * vt[e];
+                dpat[t] = dot;
+                weighted += row[t] * dot;
+                if (dv) {
+                    float *dvt = dv + (size_t)t * kvd + (size_t)g * dh;
+                    for (int e = 0; e < dh; e++) dvt[e] += row[t] * dzi[e];
+                }
+            }
+            if (dpattern) {
+                float *gout = dpattern + ((size_t)h * T + i) * T;
+                for (int t = 0; t < T; t++) gout[t] = t <= i ? dpat[t] : 0.0f;
+            }
+            /* softmax: dscore_it = A_it (dA_it - sum_t' A_it' dA_it'); score = q.k * scale */
+            const float *qi = q + (size_t)i * qd + (size_t)h * dh;
+            float *dqi = dq ? dq + (size_t)i * qd + (size_t)h * dh : NULL;
+            for (int t = 0; t <= i; t++) {
+                float dscore = row[t] * (dpat[t] - weighted) * scale;
+                const float *kt = k + (size_t)t * kvd + (size_t)g * dh;
+                if (dqi)
+                    for (int e = 0; e < dh; e++) dqi[e] += dscore * kt[e];
+                if (dk) {
+                    float *dkt = dk + (size_t)t * kvd + (size_t)g * dh;
+                    for (int e = 0; e < dh; e++) dkt[e] += dscore * qi[e];
+                }
+            }
+        }
+    }
+}
+
+/* ---- embedding ------------------------------------------------------------------------------------------------- */
+
+void embedding_forward(float *out, const int *tokens, int T, const float *wte, const float *wpe,
+                       const float *noise, int d) {
+    for (int t = 0; t < T; t++) {
+        float *x = out + (size_t)t * d;
+        const float *e = wte + (size_t)tokens[t] * d;
+        for (int i = 0; i < d; i++) x[i] = e[i];
+        if (wpe)
+            for (int i = 0; i < d; i++) x[i] += wpe[(size_t)t * d + i];
+        if (noise)
+            for (int i = 0; i < d; i++) x[i] += noise[(size_t)t * d + i];
+    }
+}
+
+void embedding_backward(float *dwte, float *dwpe, const float *dout, const int *tokens, int T, int d) {
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < d; i++) {
+            if (dwte) dwte[(size_t)tokens[t] * d + i] += dout[(size_t)t * d + i];
+            if (dwpe) dwpe[(size_t)t * d + i] += dout[(size_t)t * d + i];
+        }
+}

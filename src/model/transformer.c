@@ -1,0 +1,188 @@
+/* The block forward (shared by every architecture, switched by ModelConfig flags) and the
+ * full forward pass with a complete activation cache. */
+#include <stdlib.h>
+#include <string.h>
+#include "patchsweep/core.h"
+#include "patchsweep/ops.h"
+#include "patchsweep/transformer.h"
+
+void layer_acts_sizes(const ModelConfig *c, int B, int R, int Rq, int n_keys, int last_only,
+                      size_t s[N_LAYER_ACTS]) {
+    size_t kv = (size_t)B * R, qr = (size_t)B * Rq, d = (size_t)c->d_model, qd = (size_t)cfg_q_dim(c);
+    size_t kvd = (size_t)cfg_kv_dim(c), dm = (size_t)c->d_mlp;
+    int ln = c->norm == NORM_LAYER;
+    size_t sizes[N_LAYER_ACTS] = {
+        kv * d, kv * d, ln ? kv : 0, kv, kv * kvd, kv * kvd, kv * kvd,            /* resid_pre .. k_rot */
+        qr * qd, qr * qd, qr * (size_t)c->n_head * (size_t)n_keys, qr * qd,     /* q, q_rot, pattern, z */
+        qr * d, qr * d, qr * d, ln ? qr : 0, qr,                                  /* attn_out .. ln2_rstd */
+        qr * dm, c->gated_mlp ? qr * dm : 0, qr * dm, qr * d, qr * d,            /* mlp_pre .. resid_post */
+        last_only ? (size_t)B * d : 0, last_only ? (size_t)B * d : 0,             /* gathers */
+    };
+    memcpy(s, sizes, sizeof sizes);
+}
+
+size_t layer_acts_point(LayerActs *a, float *block, const size_t s[N_LAYER_ACTS]) {
+    float **fields[N_LAYER_ACTS] = {
+        &a->resid_pre, &a->ln1, &a->ln1_mean, &a->ln1_rstd, &a->k, &a->v, &a->k_rot,
+        &a->q, &a->q_rot, &a->pattern, &a->z, &a->attn_out, &a->resid_mid, &a->ln2, &a->ln2_mean, &a->ln2_rstd,
+        &a->mlp_pre, &a->mlp_up, &a->mlp_post, &a->mlp_out, &a->resid_post, &a->ln1_last, &a->resid_pre_last,
+    };
+    size_t total = 0;
+    for (int i = 0; i < N_LAYER_ACTS; i++) {
+        *fields[i] = s[i] ? block + total : NULL;
+        total += s[i];
+    }
+    return total;
+}
+
+/* dst[b] = src[b, R-1] for rows of width w */
+static void gather_last_rows(float *dst, const float *src, int B, int R, int w) {
+    for (int b = 0; b < B; b++)
+        memcpy(dst + (size_t)b * w, src + ((size_t)b * R + R - 1) * w, (size_t)w * sizeof(float));
+}
+
+void block_forward(const Model *m, int l, LayerActs *a, const BlockRun *run, BlockHook hook, void *ctx) {
+    const ModelConfig *c = &m->cfg;
+    const Params *w = &m->w;
+    int d = c->d_model, qd = cfg_q_dim(c), kvd = cfg_kv_dim(c), dm = c->d_mlp;
+    int B = run->B, R = run->R, Rq = block_q_rows(run);
+    int n_kv = B * R, n_q = B * Rq;
+    Stage from = run->from_stage;
+    size_t L = (size_t)l;
+#define LAYER(p, size) ((p) ? (p) + L * (size) : NULL)
+#define HOOK(stage) \
+    if (hook && from <= (stage)) hook(ctx, stage, l, a, run)
+
+    HOOK(ST_RESID_PRE);
+    if (from < ST_QKV) {
+        norm_forward(c->norm, a->ln1, a->ln1_mean, a->ln1_rstd, a->resid_pre, LAYER(w->ln1_w, d),
+                     LAYER(w->ln1_b, d), n_kv, d, c->norm_eps);
+        matmul_forward(a->k, a->ln1, LAYER(w->wk, (size_t)kvd * d), LAYER(w->bk, kvd), n_kv, d, kvd);
+        matmul_forward(a->v, a->ln1, LAYER(w->wv, (size_t)kvd * d), LAYER(w->bv, kvd), n_kv, d, kvd);
+        const float *ln1_q = a->ln1;
+        if (run->last_only) {
+            gather_last_rows(a->ln1_last, a->ln1, B, R, d);
+            ln1_q = a->ln1_last;
+        }
+        matmul_forward(a->q, ln1_q, LAYER(w->wq, (size_t)qd * d), LAYER(w->bq, qd), n_q, d, qd);
+    }
+    HOOK(ST_QKV);
+    if (from < ST_Z) {
+        if (c->rotary_dims) {
+            rope_forward(a->q_rot, a->q, B, Rq, block_q_pos0(run), c->n_head, c->d_head, c->rotary_dims,
+                         m->rope_inv_freq);
+            rope_forward(a->k_rot, a->k, B, R, run->r0, c->n_kv_head, c->d_head, c->rotary_dims, m->rope_inv_freq);
+        } else {
+            memcpy(a->q_rot, a->q, (size_t)n_q * qd * sizeof(float));
+            memcpy(a->k_rot, a->k, (size_t)n_kv * kvd * sizeof(float));
+        }
+        AttnShape shape = {c->n_head, c->n_kv_head, c->d_head, Rq, block_q_pos0(run), R, run->r0};
+        size_t pattern_size = (size_t)c->n_head * Rq * attn_n_keys(&shape);
+        for (int b = 0; b < B; b++)
+            attention_forward(a->z + (size_t)b * Rq * qd, a->pattern + b * pattern_size,
+                              a->q_rot + (size_t)b * Rq * qd, a->k_rot + (size_t)b * R * kvd,
+                              a->v + (size_t)b * R * kvd, run->r0 ? run->k_prefix[b] : NULL,
+                              run->r0 ? run->v_prefix[b] : NULL, &shape);
+    }
+    HOOK(ST_Z);
+    if (from < ST_ATTN_OUT)
+        matmul_forward(a->attn_out, a->z, LAYER(w->wo, (size_t)d * qd), LAYER(w->bo, d), n_q, qd, d);
+    HOOK(ST_ATTN_OUT);
+    if (from < ST_RESID_MID) {
+        const float *resid_q = a->resid_pre;
+        if (run->last_only) {
+            gather_last_rows(a->resid_pre_last, a->resid_pre, B, R, d);
+            resid_q = a->resid_pre_last;
+        }
+        residual_forward(a->resid_mid, resid_q, a->attn_out, n_q * d);
+    }
+    HOOK(ST_RESID_MID);
+    if (from < ST_MLP_POST) {
+        norm_forward(c->norm, a->ln2, a->ln2_mean, a->ln2_rstd, a->resid_mid, LAYER(w->ln2_w, d),
+                     LAYER(w->ln2_b, d), n_q, d, c->norm_eps);
+        if (c->gated_mlp) {
+            matmul_forward(a->mlp_pre, a->ln2, LAYER(w->w_gate, (size_t)dm * d), NULL, n_q, d, dm);
+            matmul_forward(a->mlp_up, a->ln2, LAYER(w->w_in, (size_t)dm * d), LAYER(w->b_in, dm), n_q, d, dm);
+            swiglu_forward(a->mlp_post, a->mlp_pre, a->mlp_up, n_q * dm);
+        } else {
+            matmul_forward(a->mlp_pre, a->ln2, LAYER(w->w_in, (size_t)dm * d), LAYER(w->b_in, dm), n_q, d, dm);
+            act_forward(c->act, a->mlp_post, a->mlp_pre, n_q * dm);
+        }
+    }
+    HOOK(ST_MLP_POST);
+    if (from < ST_MLP_OUT)
+        matmul_forward(a->mlp_out, a->mlp_post, LAYER(w->w_out, (size_t)d * dm), LAYER(w->b_out, d), n_q, dm, d);
+    HOOK(ST_MLP_OUT);
+    if (from < ST_RESID_POST) residual_forward(a->resid_post, a->resid_mid, a->mlp_out, n_q * d);
+    HOOK(ST_RESID_POST);
+#undef HOOK
+#undef LAYER
+}
+
+/* ---- the run cache -------------------------------------------------------------------------------- */
+
+static size_t final_sizes(const ModelConfig *c, int T, int with_logits, size_t s[4]) {
+    int ln = c->norm == NORM_LAYER;
+    s[0] = (size_t)T * c->d_model;
+    s[1] = ln ? (size_t)T : 0;
+    s[2] = (size_t)T;
+    s[3] = with_logits ? (size_t)T * c->vocab : 0;
+    return s[0] + s[1] + s[2] + s[3];
+}
+
+void run_cache_init(RunCache *c, const ModelConfig *cfg, int T, int with_logits) {
+    memset(c, 0, sizeof *c);
+    c->T = T;
+    size_t layer[N_LAYER_ACTS], fin[4], per_layer = 0;
+    layer_acts_sizes(cfg, 1, T, T, T, 0, layer);
+    for (int i = 0; i < N_LAYER_ACTS; i++) per_layer += layer[i];
+    size_t total = per_layer * cfg->n_layer + final_sizes(cfg, T, with_logits, fin);
+    c->block = alloc_floats(total);
+    c->layer = xcalloc((size_t)cfg->n_layer, sizeof(LayerActs));
+    float *p = c->block;
+    for (int l = 0; l < cfg->n_layer; l++) p += layer_acts_point(&c->layer[l], p, layer);
+    float **fields[4] = {&c->lnf, &c->lnf_mean, &c->lnf_rstd, &c->logits};
+    for (int i = 0; i < 4; i++) {
+        *fields[i] = fin[i] ? p : NULL;
+        p += fin[i];
+    }
+}
+
+void run_cache_zero(RunCache *c, const ModelConfig *cfg) {
+    size_t layer[N_LAYER_ACTS], fin[4], total = 0;
+    layer_acts_sizes(cfg, 1, c->T, c->T, c->T, 0, layer);
+    for (int i = 0; i < N_LAYER_ACTS; i++) total += layer[i] * cfg->n_layer;
+    total += final_sizes(cfg, c->T, c->logits != NULL, fin);
+    memset(c->block, 0, total * sizeof(float));
+}
+
+void run_cache_free(RunCache *c) {
+    free(c->block);
+    free(c->layer);
+    memset(c, 0, sizeof *c);
+}
+
+void final_logits(const Model *m, const float *resid, int n, float *lnf_out, float *logits) {
+    const ModelConfig *c = &m->cfg;
+    float *rstd = xmalloc(sizeof(float) * (size_t)n), *mean = xmalloc(sizeof(float) * (size_t)n);
+    norm_forward(c->norm, lnf_out, c->norm == NORM_LAYER ? mean : NULL, rstd, resid, m->w.lnf_w, m->w.lnf_b, n,
+                 c->d_model, c->norm_eps);
+    matmul_forward(logits, lnf_out, m->w.unembed, NULL, n, c->d_model, c->vocab);
+    free(rstd);
+    free(mean);
+}
+
+void run_forward(const Model *m, const int *tokens, int T, const float *noise, RunCache *c, BlockHook hook,
+                 void *ctx) {
+    const ModelConfig *cfg = &m->cfg;
+    int d = cfg->d_model, L = cfg->n_layer;
+    embedding_forward(c->layer[0].resid_pre, tokens, T, m->w.wte, m->w.wpe, noise, d);
+    BlockRun run = {.B = 1, .R = T, .r0 = 0, .last_only = 0, .from_stage = ST_RESID_PRE};
+    for (int l = 0; l < L; l++) {
+        if (l > 0) memcpy(c->layer[l].resid_pre, c->layer[l - 1].resid_post, (size_t)T * d * sizeof(float));
+        block_forward(m, l, &c->layer[l], &run, hook, ctx);
+    }
+    const float *resid = c->layer[L - 1].resid_post;
+    norm_forward(cfg->norm, c->lnf, c->lnf_mean, c->lnf_rstd, resid, m->w.lnf_w, m->w.lnf_b, T, d, cfg->norm_eps);
+    if (c->logits) matmul_forward(c->logits, c->lnf, m->w.unembed, NULL, T, d, cfg->vocab);
+}

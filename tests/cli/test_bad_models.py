@@ -1,0 +1,47 @@
+"""CLI: every malformed model and bad --tokens value gives exit status 2, nothing on stdout and
+exactly one line on stderr that names the problem. Usage: test_bad_models.py BINARY FIXTURES SHARED"""
+import json
+import os
+import subprocess
+import sys
+
+binary, fixtures = sys.argv[1], sys.argv[2]
+failures = []
+
+
+def expect_user_error(args, fragment, label):
+    p = subprocess.run([binary] + args, capture_output=True, text=True, timeout=60)
+    lines = p.stderr.splitlines()
+    if p.returncode != 2:
+        failures.append(f"{label}: exit status {p.returncode}, expected 2 (stderr: {p.stderr!r})")
+    elif len(lines) != 1 or not lines[0].startswith("patchsweep: "):
+        failures.append(f"{label}: expected one 'patchsweep: ...' line on stderr, got {p.stderr!r}")
+    elif fragment not in lines[0]:
+        failures.append(f"{label}: {lines[0]!r} does not mention {fragment!r}")
+    elif p.stdout:
+        failures.append(f"{label}: printed to stdout: {p.stdout!r}")
+
+
+cases = json.load(open(os.path.join(fixtures, "malformed", "cases.json")))
+for name, fragment in cases.items():
+    expect_user_error(["forward", "--model", os.path.join(fixtures, "malformed", name), "--tokens", "1,2"], fragment, name)
+
+good = os.path.join(fixtures, "models", "gpt2-tiny")
+expect_user_error(["forward", "--model", good, "--tokens", "1,64"], "outside the vocabulary", "token out of range")
+expect_user_error(["forward", "--model", good, "--tokens", "1,-3"], "outside the vocabulary", "negative token")
+expect_user_error(["forward", "--model", good, "--tokens", "1,x"], "not a comma-separated list", "non-integer token")
+expect_user_error(["forward", "--model", good, "--tokens", ""], "empty token list", "empty tokens")
+expect_user_error(["forward", "--model", good, "--tokens", ",".join(["1"] * 33)], "exceed the model's context", "too long")
+expect_user_error(["forward", "--model", good], "usage", "missing --tokens")
+expect_user_error(["forward", "--model", good, "--tokens", "1", "--bogus"], "unexpected argument", "unknown option")
+expect_user_error(["frobnicate"], "unknown command", "unknown command")
+
+# And the good model works, printing its top tokens with their strings.
+p = subprocess.run([binary, "forward", "--model", good, "--tokens", "5,17,3", "--top", "3"], capture_output=True, text=True)
+if p.returncode != 0 or p.stdout.count("\n") != 5 or '"' not in p.stdout:
+    failures.append(f"good model: status {p.returncode}, output {p.stdout!r} {p.stderr!r}")
+
+print(f"{len(cases) + 10} checks, {len(failures)} failures")
+for f in failures:
+    print("FAIL", f)
+sys.exit(1 if failures else 0)

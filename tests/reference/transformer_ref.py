@@ -1,0 +1,168 @@
+"""Independent reference forward passes for GPT-2 and Llama, in float64 PyTorch.
+
+Written from the Hugging Face model definitions (not from patchsweep's C code): GPT-2 with
+Conv1D weights [in, out], LayerNorm, gelu_new, learned positions; Llama with RMSNorm, rotary
+embedding in the rotate-half layout, grouped-query attention and a SwiGLU MLP.
+
+Every function returns the logits and a dict of the activations patchsweep caches, named
+"L{layer}.{site}", each [T, dims] except the pattern [heads, T, T].
+
+Hooks: `patch(name, tensor) -> tensor` is called on every activation as it is produced, so the
+same code runs patched forward passes for the exact-effect references.
+"""
+import math
+
+import torch
+
+torch.set_default_dtype(torch.float64)
+
+
+def _identity(name, x):
+    return x
+
+
+def layer_norm(x, w, b, eps):
+    mean = x.mean(-1, keepdim=True)
+    var = ((x - mean) ** 2).mean(-1, keepdim=True)
+    return (x - mean) / torch.sqrt(var + eps) * w + b
+
+
+def rms_norm(x, w, eps):
+    return x / torch.sqrt((x * x).mean(-1, keepdim=True) + eps) * w
+
+
+def gelu_new(x):
+    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
+
+
+def causal_attention(q, k, v, n_rep):
+    """q [H, T, dh], k/v [Hkv, T, dh] -> z [T, H*dh], pattern [H, T, T]"""
+    H, T, dh = q.shape
+    k = k.repeat_interleave(n_rep, dim=0)
+    v = v.repeat_interleave(n_rep, dim=0)
+    scores = q @ k.transpose(1, 2) / math.sqrt(dh)
+    mask = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
+    scores = scores.masked_fill(mask, float("-inf"))
+    pattern = torch.softmax(scores, dim=-1)
+    z = (pattern @ v).transpose(0, 1).reshape(T, H * dh)
+    return z, pattern
+
+
+def heads(x, n, dh):
+    """[T, n*dh] -> [n, T, dh]"""
+    return x.reshape(x.shape[0], n, dh).transpose(0, 1)
+
+
+def rotate_half(x, positions, theta, rot):
+    """HF Llama/NeoX rotary embedding on the first `rot` dims of x [n, T, dh]."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, rot, 2, dtype=torch.float64) / rot))
+    angles = positions[:, None].double() * inv_freq[None, :]
+    cos = torch.cat([angles.cos(), angles.cos()], dim=-1)
+    sin = torch.cat([angles.sin(), angles.sin()], dim=-1)
+    xr, xpass = x[..., :rot], x[..., rot:]
+    x1, x2 = xr[..., : rot // 2], xr[..., rot // 2 :]
+    rotated = torch.cat([-x2, x1], dim=-1)
+    return torch.cat([xr * cos + rotated * sin, xpass], dim=-1)
+
+
+def gpt2_forward(W, cfg, tokens, noise=None, patch=_identity):
+    d, H, L = cfg["n_embd"], cfg["n_head"], cfg["n_layer"]
+    dh, eps, T = d // H, cfg.get("layer_norm_epsilon", 1e-5), len(tokens)
+    pre = "transformer." if "transformer.wte.weight" in W else ""
+    w = lambda name: W[pre + name]
+    acts = {}
+
+    def keep(name, x):
+        x = patch(name, x)
+        acts[name] = x
+        return x
+
+    x = w("wte.weight")[tokens] + w("wpe.weight")[:T]
+    if noise is not None:
+        x = x + noise
+    for l in range(L):
+        p = f"h.{l}."
+        x = keep(f"L{l}.resid_pre", x)
+        h = layer_norm(x, w(p + "ln_1.weight"), w(p + "ln_1.bias"), eps)
+        qkv = h @ w(p + "attn.c_attn.weight") + w(p + "attn.c_attn.bias")
+        q = keep(f"L{l}.q", qkv[:, :d])
+        k = keep(f"L{l}.k", qkv[:, d : 2 * d])
+        v = keep(f"L{l}.v", qkv[:, 2 * d :])
+        z, pattern = causal_attention(heads(q, H, dh), heads(k, H, dh), heads(v, H, dh), 1)
+        acts[f"L{l}.pattern"] = pattern
+        z = keep(f"L{l}.z", z)
+        attn_out = keep(f"L{l}.attn_out", z @ w(p + "attn.c_proj.weight") + w(p + "attn.c_proj.bias"))
+        mid = keep(f"L{l}.resid_mid", x + attn_out)
+        h2 = layer_norm(mid, w(p + "ln_2.weight"), w(p + "ln_2.bias"), eps)
+        mlp_post = keep(f"L{l}.mlp_post", gelu_new(h2 @ w(p + "mlp.c_fc.weight") + w(p + "mlp.c_fc.bias")))
+        mlp_out = keep(f"L{l}.mlp_out", mlp_post @ w(p + "mlp.c_proj.weight") + w(p + "mlp.c_proj.bias"))
+        x = keep(f"L{l}.resid_post", mid + mlp_out)
+    final = layer_norm(x, w("ln_f.weight"), w("ln_f.bias"), eps)
+    unembed = W["lm_head.weight"] if "lm_head.weight" in W else w("wte.weight")
+    return final @ unembed.T, acts
+
+
+def llama_forward(W, cfg, tokens, noise=None, patch=_identity):
+    d, H, L = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_hidden_layers"]
+    Hkv = cfg.get("num_key_value_heads", H)
+    dh, eps, T = d // H, cfg.get("rms_norm_eps", 1e-6), len(tokens)
+    theta = cfg.get("rope_theta", 10000.0)
+    positions = torch.arange(T)
+    acts = {}
+
+    def keep(name, x):
+        x = patch(name, x)
+        acts[name] = x
+        return x
+
+    x = W["model.embed_tokens.weight"][tokens]
+    if noise is not None:
+        x = x + noise
+    for l in range(L):
+        p = f"model.layers.{l}."
+        x = keep(f"L{l}.resid_pre", x)
+        h = rms_norm(x, W[p + "input_layernorm.weight"], eps)
+        q = keep(f"L{l}.q", h @ W[p + "self_attn.q_proj.weight"].T)
+        k = keep(f"L{l}.k", h @ W[p + "self_attn.k_proj.weight"].T)
+        v = keep(f"L{l}.v", h @ W[p + "self_attn.v_proj.weight"].T)
+        qr = rotate_half(heads(q, H, dh), positions, theta, dh)
+        kr = rotate_half(heads(k, Hkv, dh), positions, theta, dh)
+        z, pattern = causal_attention(qr, kr, heads(v, Hkv, dh), H // Hkv)
+        acts[f"L{l}.pattern"] = pattern
+        z = keep(f"L{l}.z", z)
+        attn_out = keep(f"L{l}.attn_out", z @ W[p + "self_attn.o_proj.weight"].T)
+        mid = keep(f"L{l}.resid_mid", x + attn_out)
+        h2 = rms_norm(mid, W[p + "post_attention_layernorm.weight"], eps)
+        gate = h2 @ W[p + "mlp.gate_proj.weight"].T
+        up = h2 @ W[p + "mlp.up_proj.weight"].T
+        mlp_post = keep(f"L{l}.mlp_post", torch.nn.functional.silu(gate) * up)
+        mlp_out = keep(f"L{l}.mlp_out", mlp_post @ W[p + "mlp.down_proj.weight"].T)
+        x = keep(f"L{l}.resid_post", mid + mlp_out)
+    final = rms_norm(x, W["model.norm.weight"], eps)
+    unembed = W["lm_head.weight"] if "lm_head.weight" in W else W["model.embed_tokens.weight"]
+    return final @ unembed.T, acts
+
+
+def forward(W, cfg, tokens, noise=None, patch=_identity):
+    tokens = torch.as_tensor(tokens, dtype=torch.long)
+    fn = {"gpt2": gpt2_forward, "llama": llama_forward}[cfg["model_type"]]
+    return fn(W, cfg, tokens, noise, patch)
+
+
+def load_model(folder):
+    """Reads a model folder (single file or shards) into float64 torch tensors."""
+    import json
+    import os
+
+    from safetensors_io import read
+
+    with open(os.path.join(folder, "config.json")) as f:
+        cfg = json.load(f)
+    index = os.path.join(folder, "model.safetensors.index.json")
+    files = sorted(set(json.load(open(index))["weight_map"].values())) if os.path.exists(index) else ["model.safetensors"]
+    W = {}
+    for name in files:
+        for key, array in read(os.path.join(folder, name)).items():
+            if array.dtype.kind == "f":
+                W[key] = torch.from_numpy(array.astype("float64"))
+    return W, cfg

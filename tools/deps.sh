@@ -1,0 +1,17 @@
+#!/bin/sh
+# Installs the Debian/Ubuntu packages patchsweep needs that are not installed yet.
+# Usage: tools/deps.sh [extra-package ...]
+set -eu
+packages="build-essential cmake pkg-config libopenmpi-dev openmpi-bin libhdf5-openmpi-dev
+libopenblas-dev libcjson-dev libcmocka-dev python3 python3-h5py python3-numpy
+python3-matplotlib python3-pytest $*"
+missing=""
+for p in $packages; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "installing:$missing"
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
