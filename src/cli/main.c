@@ -8,6 +8,8 @@ static const char usage[] =
     "usage: patchsweep <command> [options]\n"
     "\n"
     "commands:\n"
+    "  run JOB.json [--naive] [--quiet]   run or resume a job (under mpirun: on every rank)\n"
+    "  plan JOB.json                      what a job would compute, and its estimated cost\n"
     "  forward --model DIR --tokens 1,2,3 [--top K]   next-token prediction (checks a model loads)\n";
 
 int main(int argc, char **argv) {
@@ -18,6 +20,8 @@ int main(int argc, char **argv) {
         return argc < 2 ? 2 : 0;
     }
     if (strcmp(argv[1], "forward") == 0) return cmd_forward(argc - 1, argv + 1);
+    if (strcmp(argv[1], "run") == 0) return cmd_run(argc - 1, argv + 1);
+    if (strcmp(argv[1], "plan") == 0) return cmd_plan(argc - 1, argv + 1);
     if (strcmp(argv[1], "--version") == 0) {
         printf("patchsweep %s\n", PATCHSWEEP_VERSION);
         return 0;

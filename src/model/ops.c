@@ -1,14 +1,33 @@
 /* Kernels. Matrix products go through CBLAS; everything else is a plain loop. */
 #include <cblas.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+#include "patchsweep/core.h"
 #include "patchsweep/ops.h"
 
 /* ---- matmul ------------------------------------------------------------------------------- */
 
+/* Batch invariance. OpenBLAS's sgemm kernel works on pairs of rows; a row left over (the last
+ * of an odd count, or a single row, which goes to GEMV) is computed by other code that rounds
+ * differently. So an even number of rows goes to one GEMM, and a last odd row is computed as
+ * the first of a duplicated pair. Then every row's bits depend only on that row: a suffix
+ * recomputed inside a batch of patched runs gives the same bits as the full forward pass,
+ * patching in a run's own activation gives exactly zero, and the fast path equals the naive
+ * one bit for bit. It needs one BLAS thread (several split the rows between them), which is
+ * how patchsweep runs anyway. (Measured on OpenBLAS 0.3.21; tests/unit/test_ops.c checks it.) */
 void matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N, int C, int OC) {
-    if (N == 0) return;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, w, C, 0.0f, out, OC);
+    int even = N & ~1;
+    if (even) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, even, OC, C, 1.0f, inp, C, w, C, 0.0f, out, OC);
+    if (N & 1) {
+        float *pair_in = xmalloc(sizeof(float) * 2 * (size_t)C), *pair_out = xmalloc(sizeof(float) * 2 * (size_t)OC);
+        memcpy(pair_in, inp + (size_t)even * C, sizeof(float) * (size_t)C);
+        memcpy(pair_in + C, pair_in, sizeof(float) * (size_t)C);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 2, OC, C, 1.0f, pair_in, C, w, C, 0.0f, pair_out, OC);
+        memcpy(out + (size_t)even * OC, pair_out, sizeof(float) * (size_t)OC);
+        free(pair_in);
+        free(pair_out);
+    }
     if (bias)
         for (int n = 0; n < N; n++)
             for (int o = 0; o < OC; o++) out[(size_t)n * OC + o] += bias[o];

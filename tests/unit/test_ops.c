@@ -217,6 +217,29 @@ static void test_attention_prefix(void **state) {
     free(q), free(k), free(v), free(z_full), free(pat_full), free(z_suf), free(pat_suf);
 }
 
+/* ---- batch invariance ------------------------------------------------------------------------ */
+/* matmul_forward's rows must not depend on how many rows share the call or where they start:
+ * the engine's exactness guarantees (fast == naive bit for bit, self-patching == 0) rest on it. */
+static void test_matmul_batch_invariant(void **state) {
+    (void)state;
+    Rng rng;
+    rng_seed(&rng, 8, 0, 0);
+    int C = 40, OC = 72, M = 29;
+    float *inp = randn(&rng, (size_t)M * C, 1), *w = randn(&rng, (size_t)OC * C, 1), *b = randn(&rng, OC, 1);
+    float *all = alloc_floats((size_t)M * OC), *part = alloc_floats((size_t)M * OC);
+    matmul_forward(all, inp, w, b, M, C, OC);
+    int calls = 0;
+    for (int first = 0; first < M; first++)
+        for (int n = 1; first + n <= M; n++, calls++) {
+            matmul_forward(part, inp + (size_t)first * C, w, b, n, C, OC);
+            if (memcmp(part, all + (size_t)first * OC, sizeof(float) * (size_t)n * OC) != 0)
+                fail_msg("rows %d..%d computed in a call of %d rows differ from the same rows in a call of %d", first,
+                         first + n - 1, n, M);
+        }
+    printf("  %d calls of 1..%d rows: every row bit-identical\n", calls, M);
+    free(inp), free(w), free(b), free(all), free(part);
+}
+
 /* ---- embedding ------------------------------------------------------------------------------- */
 typedef struct { float *out, *wte, *wpe; int tokens[4]; } EmbCtx;
 static void emb_fw(void *p) {
@@ -242,6 +265,7 @@ int main(void) {
         cmocka_unit_test(test_matmul),    cmocka_unit_test(test_layernorm),        cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_activations), cmocka_unit_test(test_rope),         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_attention_prefix), cmocka_unit_test(test_embedding),
+        cmocka_unit_test(test_matmul_batch_invariant),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

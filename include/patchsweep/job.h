@@ -1,0 +1,69 @@
+/* The job spec (docs/job.md): what to patch, with what, measured how, written where.
+ * Parsing checks structure, keys and types; job_check then checks the prompts against the
+ * model (token ids, lengths, context). Every failure is one line naming the key or prompt. */
+#ifndef PATCHSWEEP_JOB_H
+#define PATCHSWEEP_JOB_H
+
+#include <stdint.h>
+#include "patchsweep/model.h"
+
+/* Node sites, with their TransformerLens hook names. */
+typedef enum {
+    SITE_RESID_PRE, SITE_ATTN_OUT, SITE_MLP_OUT, SITE_RESID_MID, SITE_RESID_POST,
+    SITE_Z, SITE_Q, SITE_K, SITE_V, SITE_MLP_POST, N_SITES
+} Site;
+
+const char *site_name(Site s);
+int site_from_name(const char *name, Site *out); /* 0 on success */
+
+typedef enum { CORR_PAIR, CORR_GAUSSIAN, CORR_MEAN, CORR_ZERO, CORR_RESAMPLE } Corruption;
+typedef enum { DIR_DENOISE, DIR_NOISE } Direction;
+typedef enum { METRIC_LOGIT_DIFF, METRIC_LOGPROB, METRIC_PROB, METRIC_KL } MetricKind;
+typedef enum { EST_ATP, EST_ATP_QK, EST_ATP_STAR, N_ESTIMATES } Estimate;
+typedef enum { POS_EACH, POS_ALL, POS_LIST } PositionMode;
+
+const char *corruption_name(Corruption c);
+const char *direction_name(Direction d);
+const char *metric_name(MetricKind m);
+const char *estimate_name(Estimate e);
+
+typedef struct {
+    int *clean, *corrupt; /* corrupt is NULL unless the corruption is "pair" */
+    int T;
+    int answer, wrong;    /* -1 when absent */
+} Prompt;
+
+typedef struct {
+    char path[4096];     /* the job file */
+    char model_dir[4096];
+    char output[4096];
+    Prompt *prompts;
+    int n_prompts;
+    Corruption corruption;
+    double noise_scale;  /* gaussian: noise std = noise_scale x std(token embeddings) */
+    int *noise_positions, n_noise_positions;
+    int noise_samples;
+    uint64_t seed;       /* gaussian noise and resample permutation */
+    Direction direction;
+    MetricKind metric;
+    Site sites[N_SITES];
+    int n_sites;
+    PositionMode positions;
+    int *position_list, n_position_list;
+    int window;          /* layers patched together, starting at the node's layer */
+    int estimates[N_ESTIMATES]; /* which estimators to compute (1/0) */
+    int exact;           /* run the exact sweep */
+    char *canonical;     /* the job as normalised JSON (prompts inline, defaults filled in) */
+} Job;
+
+int job_parse_file(Job *job, const char *path);
+int job_parse_text(Job *job, const char *text, const char *path); /* path names the job in errors */
+/* Checks the job against the model it will run on. */
+int job_check(const Job *job, const ModelConfig *cfg);
+void job_free(Job *job);
+/* Fingerprint of what the job computes (not where it reads or writes). */
+uint64_t job_fingerprint(const Job *job, uint64_t model_fingerprint);
+/* Number of noise draws per prompt: samples for gaussian, else 1. */
+static inline int job_samples(const Job *j) { return j->corruption == CORR_GAUSSIAN ? j->noise_samples : 1; }
+
+#endif

@@ -1,0 +1,114 @@
+/* Exact activation patching: metrics, the runs a prompt needs (one base and one source run per
+ * noise sample), and the engine that computes patched metrics, fast (suffix-only recompute,
+ * batched) or naively (a full forward per patch, the reference). */
+#ifndef PATCHSWEEP_PATCH_H
+#define PATCHSWEEP_PATCH_H
+
+#include "patchsweep/job.h"
+#include "patchsweep/transformer.h"
+
+/* ---- metrics: read at the last position ------------------------------------------------ */
+typedef struct {
+    MetricKind kind;
+    int answer, wrong;
+    const double *clean_logprobs; /* [V], the clean run's log-probabilities (kl only) */
+} MetricSpec;
+
+typedef struct {
+    float *lnf, *logits, *stats;
+    int cap;
+} MetricWork;
+
+/* out[i] = metric of the model whose final residual (before the final norm) at the last
+ * position is resid[i] ([n, d]). */
+void metric_rows(const Model *m, const MetricSpec *spec, const float *resid, int n, double *out, MetricWork *w);
+/* log-softmax of the logits of one final residual row, in double ([V]). */
+void final_logprobs(const Model *m, const float *resid_row, double *out, MetricWork *w);
+void metric_work_free(MetricWork *w);
+
+/* ---- sites ------------------------------------------------------------------------------------ */
+Stage site_stage(Site s);
+/* Sites computed on every recomputed row (the kv side of a block): patching one row of them
+ * changes every later row of the same layer. */
+int site_is_kv_side(Site s);
+/* Width of the site's activation rows and the slice [offset, offset+len) a node owns. */
+int site_width(const ModelConfig *c, Site s);
+void site_slice(const ModelConfig *c, Site s, int index, int *offset, int *len);
+/* The site's buffer inside a layer's activations. */
+float *site_buffer(const LayerActs *a, Site s);
+/* Whether a site's nodes are parts of a layer (heads, neurons) rather than the whole vector. */
+int site_has_index(Site s);
+/* Number of nodes of a site in one layer. */
+int site_nodes_per_layer(const ModelConfig *c, Site s);
+
+/* ---- one patch ---------------------------------------------------------------------------------- */
+typedef struct {
+    Site site;
+    int layer, last_layer; /* layers patched together (window) */
+    int index;             /* head, key/value head or neuron; -1 for whole-vector sites */
+    int pos;               /* position, or -1 for every position */
+    const RunCache *src;   /* source activations; NULL patches in zeros */
+} Patch;
+
+/* A block hook that applies patches[b] to sequence b. */
+typedef struct {
+    const ModelConfig *cfg;
+    const Patch *patches;
+} PatchHook;
+void patch_hook(void *ctx, Stage stage, int layer, LayerActs *a, const BlockRun *run);
+
+/* ---- the runs of one prompt --------------------------------------------------------------------- */
+typedef struct {
+    int prompt, T, n_samples;
+    const int *base_tokens;
+    const float **base_noise;       /* [n_samples]: embedding noise of each base run (or NULL) */
+    const RunCache **base;          /* [n_samples] */
+    const RunCache **source;        /* [n_samples]; NULL entries patch zeros */
+    double *base_metric, *source_metric; /* [n_samples]; source is NaN where there is no source run */
+    double *clean_logprobs;         /* [V] */
+    MetricSpec spec;
+    /* owned storage */
+    RunCache *owned;
+    int n_owned;
+    float **noise;
+} PromptRuns;
+
+/* Job-wide data every prompt's runs may need: the mean activations (mean corruption), the
+ * resample permutation, the embedding standard deviation (gaussian). */
+typedef struct {
+    RunCache mean;       /* T = 0 unless corruption is mean */
+    int *resample_from;  /* [P] or NULL */
+    double embed_std;
+} JobRuns;
+
+void job_runs_init(JobRuns *jr, const Model *m, const Job *job);
+void job_runs_free(JobRuns *jr);
+void prompt_runs_build(PromptRuns *r, const Model *m, const Job *job, const JobRuns *jr, int p);
+void prompt_runs_free(PromptRuns *r);
+/* The noise added to the embeddings of noise sample s of prompt p ([T, d], zero off the listed
+ * positions). Documented in docs/methods.md so it can be reproduced outside patchsweep. */
+void gaussian_noise(const Job *job, int p, int s, int T, int d, double std, float *out);
+
+/* ---- the engine ------------------------------------------------------------------------------------- */
+typedef struct Engine Engine;
+
+/* Scratch for batches of up to max_batch sequences of up to max_T tokens. */
+Engine *engine_new(const Model *m, int max_T, int max_batch);
+void engine_free(Engine *e);
+/* How many sequences a batch may hold for a memory budget in bytes (a pure function of the
+ * model and T, so every rank batches identically). */
+int engine_batch_limit(const ModelConfig *c, int T, double budget_bytes);
+
+/* Called after every batch (the MPI coordinator answers requests there). */
+void engine_set_poll(Engine *e, void (*poll)(void *ctx), void *ctx);
+
+/* Effects of patching nodes (site, layer, index = index0..index0+n-1) of one prompt at the
+ * given positions: out[k * n_positions + j] = mean over noise samples of
+ * metric(patched) - metric(base), NaN where the position is past the prompt. */
+void engine_effects(Engine *e, const Job *job, const PromptRuns *r, Site site, int layer, int index0, int n,
+                    const int *positions, int n_positions, float *out);
+/* Same values, one full forward pass per patch. */
+void engine_effects_naive(Engine *e, const Job *job, const PromptRuns *r, Site site, int layer, int index0, int n,
+                          const int *positions, int n_positions, float *out);
+
+#endif

@@ -1,0 +1,58 @@
+/* Job -> plan: the node catalogue, the position columns, and the work units (with estimated
+ * costs) that the scheduler hands out and the results file flags as done. */
+#ifndef PATCHSWEEP_PLAN_H
+#define PATCHSWEEP_PLAN_H
+
+#include <stddef.h>
+#include "patchsweep/job.h"
+
+typedef struct {
+    Site site;
+    int layer;
+    int index; /* head (q, z), key/value head (k, v), neuron (mlp_post); -1 otherwise */
+} Node;
+
+/* "L3.resid_pre", "L3.H5.z", "L3.KV1.k", "L3.N1234" (DESIGN.md section 4) */
+void node_name(const Node *n, char *out, size_t cap);
+
+typedef enum { UNIT_EXACT, UNIT_ESTIMATE } UnitKind;
+
+/* Exact units: one prompt, nodes node0..node0+n_nodes-1 (one site, one layer), every position
+ * column. Estimate units: one prompt, every node, every estimator the job asks for. */
+typedef struct {
+    UnitKind kind;
+    int prompt, node0, n_nodes;
+    double cost; /* estimated FLOPs */
+} Unit;
+
+typedef struct {
+    Node *nodes;
+    int n_nodes;
+    int *positions; /* column -> position, -1 = all positions at once */
+    int n_positions;
+    Unit *units;    /* prompt-major: a prompt's units are contiguous */
+    int n_units;
+    int max_T;
+    int batch_limit; /* sequences per engine batch, from the memory budget */
+} Plan;
+
+/* Neurons of one layer are cut into blocks of this many nodes per unit. */
+#define NEURON_BLOCK 64
+/* Engine scratch budget per rank. */
+#define ENGINE_BUDGET_BYTES (256.0 * 1024 * 1024)
+
+void plan_build(Plan *pl, const Job *job, const ModelConfig *c);
+void plan_free(Plan *pl);
+
+/* Estimated FLOPs of one patched run of a prompt of T tokens: fast (suffix) and naive (full). */
+double patch_flops(const ModelConfig *c, int T, int layer, Site site, int pos);
+double forward_flops(const ModelConfig *c, int T);
+
+typedef struct {
+    long long patches;      /* patched runs the exact sweep computes */
+    double flops, naive_flops;
+    double bytes_per_rank;  /* weights + one prompt's runs + engine scratch */
+} PlanStats;
+void plan_stats(const Plan *pl, const Job *job, const ModelConfig *c, PlanStats *st);
+
+#endif

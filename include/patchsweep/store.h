@@ -1,0 +1,40 @@
+/* The results file (docs/results.md): one HDF5 file per job, written with parallel HDF5.
+ * Every dataset is created at full size (NaN-filled) before any result is written; each
+ * finished unit is written into its hyperslab, then its flag in /progress/done. */
+#ifndef PATCHSWEEP_STORE_H
+#define PATCHSWEEP_STORE_H
+
+#include <hdf5.h>
+#include <mpi.h>
+#include <stdint.h>
+#include "patchsweep/plan.h"
+
+#define RESULTS_FORMAT_VERSION 1
+
+typedef struct {
+    hid_t file;
+    hid_t exact;                   /* /effects/exact, or H5I_INVALID_HID */
+    hid_t estimate[N_ESTIMATES];   /* effects/<estimator>, or H5I_INVALID_HID */
+    hid_t base, source;            /* baseline/base, baseline/source */
+    hid_t done, seconds;           /* progress/done, progress/seconds */
+    int n_prompts, n_nodes, n_positions, n_units;
+    char path[4096];
+} Store;
+
+/* Creates the file, or reopens it when it holds the same job (resumed = 1). A file of another
+ * job, or something that is not a results file, is refused (PS_EUSER). source_prompt (resample
+ * corruption, else NULL) is recorded as /prompts/source_prompt. Collective. */
+int store_open(Store *s, const Job *job, const Plan *plan, const Model *m, uint64_t fingerprint,
+               const int *source_prompt, MPI_Comm comm, int *resumed);
+/* Reads /progress/done into done[n_units] (independent). */
+int store_read_done(Store *s, uint8_t *done);
+/* Writes one finished unit: its values ([n_nodes, n_positions] for exact units; for estimate
+ * units one such block per estimator, in Estimate order, NULL where not computed), the
+ * prompt's baselines, its compute time, then its done flag. Independent. */
+int store_write_unit(Store *s, const Plan *plan, int unit, const float *values[1 + N_ESTIMATES], double base_metric,
+                     double source_metric, double seconds);
+/* Marks the file complete (or not) and records totals; collective. */
+int store_finish(Store *s, int complete, int n_ranks, const double seconds[2 + N_ESTIMATES]);
+void store_close(Store *s);
+
+#endif

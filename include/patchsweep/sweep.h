@@ -1,0 +1,51 @@
+/* Running a job: the coordinator that hands work units to MPI ranks, and the driver each rank
+ * runs (build a prompt's runs, compute its units, write them). */
+#ifndef PATCHSWEEP_SWEEP_H
+#define PATCHSWEEP_SWEEP_H
+
+#include <mpi.h>
+#include <stdint.h>
+#include "patchsweep/plan.h"
+
+/* ---- progress -------------------------------------------------------------------------------- */
+typedef struct {
+    double start, last_print;
+    int total_units, done_units;
+    double total_cost, done_cost, patches;
+    int tty;
+    int quiet;
+} Progress;
+
+void progress_init(Progress *p, const Plan *plan, const uint8_t *done, int quiet);
+void progress_update(Progress *p, const Plan *plan, int unit, double patches);
+void progress_end(Progress *p);
+
+/* ---- scheduler -----------------------------------------------------------------------------
+ * Rank 0 owns the queue and computes too: it answers requests whenever it calls sched_poll
+ * (between engine batches) or sched_next. Units go out in chunks of one prompt, sized so the
+ * remaining work shrinks evenly (guided scheduling), and a rank keeps getting units of the
+ * prompt it is on while there are any, so its cached runs stay useful. */
+typedef struct Scheduler Scheduler;
+
+/* progress (rank 0, may be NULL) is updated as units finish anywhere. */
+Scheduler *sched_new(const Plan *plan, const uint8_t *done, MPI_Comm comm, Progress *progress);
+/* The next unit for this rank (-1: no work left). current_prompt is the prompt whose runs the
+ * rank holds (-1: none). */
+int sched_next(Scheduler *s, int current_prompt);
+/* Reports a finished unit (counts toward progress). */
+void sched_done(Scheduler *s, int unit, double patches);
+/* Rank 0: answers pending requests; other ranks: does nothing. */
+void sched_poll(Scheduler *s);
+/* Rank 0: serves until every other rank has been told to stop. Then frees. */
+void sched_finish(Scheduler *s);
+
+/* ---- the driver ---------------------------------------------------------------------------- */
+typedef struct {
+    int naive;  /* full forward per patch (reference and benchmark baseline) */
+    int quiet;  /* no progress output */
+} RunOptions;
+
+/* Runs (or resumes) a job on every rank of comm. Returns the exit status, the same on every rank. */
+int sweep_run(const char *job_path, MPI_Comm comm, const RunOptions *opt);
+
+#endif

@@ -1,0 +1,224 @@
+/* The exact patching engine.
+ *
+ * Fast path (DESIGN.md section 3). A patch at layer l, position t changes nothing before layer
+ * l and nothing at positions < t. So a batch of patches that share (site, layer, position)
+ * starts from the cached base run at layer l, recomputes rows t..T-1 only (keys and values of
+ * rows < t come from the cache), carries all B patched sequences through one GEMM per weight
+ * matrix, and computes the last layer for the last row alone. In the patched layer itself a
+ * patch of one row of a q-side site (q, z, attn_out, resid_mid, mlp_post, mlp_out, resid_post)
+ * recomputes that row only, starting at the site's stage.
+ *
+ * Naive path: a full forward pass of the base prompt per patch, with the same hook. Tests check
+ * the fast path against it for every site, corruption, direction and metric. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "patchsweep/core.h"
+#include "patchsweep/patch.h"
+
+struct Engine {
+    const Model *m;
+    int max_T, max_batch;
+    LayerActs acts;            /* one layer, max_batch sequences of max_T rows, with gathers */
+    float *acts_block;
+    const float **k_prefix, **v_prefix;
+    const RunCache **base_of;  /* [max_batch] base run of each sequence */
+    double *base_metric_of;    /* [max_batch] its metric */
+    Patch *patches;            /* [max_batch] */
+    double *metric;            /* [max_batch] */
+    float *last_rows;          /* [max_batch, d] */
+    RunCache full;             /* naive path: one full run */
+    void (*poll)(void *);      /* called after every batch */
+    void *poll_ctx;
+    MetricWork work;
+};
+
+static size_t acts_floats(const ModelConfig *c, int B, int T, size_t sizes[N_LAYER_ACTS]) {
+    layer_acts_sizes(c, B, T, T, T, 1, sizes);
+    size_t total = 0;
+    for (int i = 0; i < N_LAYER_ACTS; i++) total += sizes[i];
+    return total;
+}
+
+int engine_batch_limit(const ModelConfig *c, int T, double budget_bytes) {
+    size_t sizes[N_LAYER_ACTS];
+    double per_sequence = (double)acts_floats(c, 1, T, sizes) * sizeof(float) + (double)c->vocab * sizeof(float);
+    double limit = budget_bytes / per_sequence;
+    return limit < 1 ? 1 : limit > 4096 ? 4096 : (int)limit;
+}
+
+Engine *engine_new(const Model *m, int max_T, int max_batch) {
+    Engine *e = xcalloc(1, sizeof *e);
+    e->m = m;
+    e->max_T = max_T;
+    e->max_batch = max_batch;
+    size_t sizes[N_LAYER_ACTS];
+    e->acts_block = alloc_floats(acts_floats(&m->cfg, max_batch, max_T, sizes));
+    layer_acts_point(&e->acts, e->acts_block, sizes);
+    e->k_prefix = xcalloc((size_t)max_batch, sizeof(float *));
+    e->v_prefix = xcalloc((size_t)max_batch, sizeof(float *));
+    e->base_of = xcalloc((size_t)max_batch, sizeof(RunCache *));
+    e->base_metric_of = xcalloc((size_t)max_batch, sizeof(double));
+    e->patches = xcalloc((size_t)max_batch, sizeof(Patch));
+    e->metric = xcalloc((size_t)max_batch, sizeof(double));
+    e->last_rows = alloc_floats((size_t)max_batch * m->cfg.d_model);
+    return e;
+}
+
+void engine_set_poll(Engine *e, void (*poll)(void *ctx), void *ctx) {
+    e->poll = poll;
+    e->poll_ctx = ctx;
+}
+
+void engine_free(Engine *e) {
+    if (!e) return;
+    free(e->acts_block);
+    free(e->k_prefix);
+    free(e->v_prefix);
+    free(e->base_of);
+    free(e->base_metric_of);
+    free(e->patches);
+    free(e->metric);
+    free(e->last_rows);
+    if (e->full.block) run_cache_free(&e->full);
+    metric_work_free(&e->work);
+    free(e);
+}
+
+/* Copies rows [first, first+rows) of one site of the base run into sequence b's buffer. */
+static void copy_rows(const ModelConfig *c, Site s, LayerActs *dst, const LayerActs *base, int b, int first, int rows) {
+    int w = site_width(c, s);
+    memcpy(site_buffer(dst, s) + (size_t)b * rows * w, site_buffer(base, s) + (size_t)first * w,
+           sizeof(float) * (size_t)rows * w);
+}
+
+/* Fills the buffers of every stage up to `from` with the base run's values, so the block can
+ * start at the patched stage. */
+static void prefill_start_layer(Engine *e, int layer, const BlockRun *run) {
+    const ModelConfig *c = &e->m->cfg;
+    static const Site q_side[] = {SITE_Q, SITE_Z, SITE_ATTN_OUT, SITE_RESID_MID, SITE_MLP_POST, SITE_MLP_OUT,
+                                  SITE_RESID_POST};
+    int Rq = block_q_rows(run), q0 = block_q_pos0(run);
+    for (int b = 0; b < run->B; b++) {
+        const LayerActs *base = &e->base_of[b]->layer[layer];
+        copy_rows(c, SITE_RESID_PRE, &e->acts, base, b, run->r0, run->R);
+        if (run->from_stage >= ST_QKV) {
+            copy_rows(c, SITE_K, &e->acts, base, b, run->r0, run->R);
+            copy_rows(c, SITE_V, &e->acts, base, b, run->r0, run->R);
+        }
+        for (size_t i = 0; i < sizeof q_side / sizeof q_side[0]; i++)
+            if (site_stage(q_side[i]) <= run->from_stage) copy_rows(c, q_side[i], &e->acts, base, b, q0, Rq);
+    }
+}
+
+static void set_prefixes(Engine *e, int layer, int B) {
+    for (int b = 0; b < B; b++) {
+        e->k_prefix[b] = e->base_of[b]->layer[layer].k_rot;
+        e->v_prefix[b] = e->base_of[b]->layer[layer].v;
+    }
+}
+
+/* metric[b] for the B patches in e->patches (same site, layer and position), bases in
+ * e->base_of. */
+static void fast_metrics(Engine *e, const PromptRuns *r, int B) {
+    const Model *m = e->m;
+    const ModelConfig *c = &m->cfg;
+    int L = c->n_layer, T = r->T, d = c->d_model;
+    const Patch *p = &e->patches[0];
+    int kv_side = site_is_kv_side(p->site), pos = p->pos, l0 = p->layer;
+    int r0 = pos < 0 ? 0 : pos;
+    PatchHook hook = {c, e->patches};
+
+    /* One row of a q-side site, before the last position, in the last layer: nothing the metric
+     * reads depends on it, and the full forward would give the base metric bit for bit. */
+    if (!kv_side && pos >= 0 && pos < T - 1 && l0 == L - 1) {
+        for (int b = 0; b < B; b++) e->metric[b] = e->base_metric_of[b];
+        return;
+    }
+    BlockRun run = {.B = B, .R = (kv_side || pos < 0) ? T - r0 : 1, .r0 = r0, .last_only = l0 == L - 1,
+                    .from_stage = site_stage(p->site), .k_prefix = e->k_prefix, .v_prefix = e->v_prefix};
+    prefill_start_layer(e, l0, &run);
+    set_prefixes(e, l0, B);
+    block_forward(m, l0, &e->acts, &run, patch_hook, &hook);
+
+    for (int l = l0 + 1; l < L; l++) {
+        int R = T - r0;
+        if (run.R == R) { /* every row was recomputed: the block output is the next input */
+            memcpy(e->acts.resid_pre, e->acts.resid_post, sizeof(float) * (size_t)B * R * d);
+        } else { /* one row was: the rows after it are still the base run's */
+            for (int b = 0; b < B; b++) {
+                float *dst = e->acts.resid_pre + (size_t)b * R * d;
+                memcpy(dst, e->acts.resid_post + (size_t)b * d, sizeof(float) * d);
+                memcpy(dst + d, e->base_of[b]->layer[l - 1].resid_post + (size_t)(r0 + 1) * d,
+                       sizeof(float) * (size_t)(R - 1) * d);
+            }
+        }
+        run.R = R;
+        run.last_only = l == L - 1;
+        run.from_stage = ST_RESID_PRE;
+        set_prefixes(e, l, B);
+        block_forward(m, l, &e->acts, &run, patch_hook, &hook);
+    }
+    /* The last layer ran on the last row alone: resid_post is [B, 1, d]. */
+    metric_rows(m, &r->spec, e->acts.resid_post, B, e->metric, &e->work);
+}
+
+static void naive_metric(Engine *e, const PromptRuns *r, int b, int sample) {
+    const Model *m = e->m;
+    if (!e->full.block || e->full.T != r->T) {
+        if (e->full.block) run_cache_free(&e->full);
+        run_cache_init(&e->full, &m->cfg, r->T, 0);
+    }
+    PatchHook hook = {&m->cfg, &e->patches[b]};
+    run_forward(m, r->base_tokens, r->T, r->base_noise[sample], &e->full, patch_hook, &hook);
+    const float *last = e->full.layer[m->cfg.n_layer - 1].resid_post + (size_t)(r->T - 1) * m->cfg.d_model;
+    metric_rows(m, &r->spec, last, 1, &e->metric[b], &e->work);
+}
+
+static void effects(Engine *e, const Job *job, const PromptRuns *r, Site site, int layer, int index0, int n,
+                    const int *positions, int n_positions, float *out, int naive) {
+    const ModelConfig *c = &e->m->cfg;
+    int S = r->n_samples, total = n * S;
+    int last_layer = layer + job->window - 1 < c->n_layer - 1 ? layer + job->window - 1 : c->n_layer - 1;
+    double *sum = xcalloc((size_t)n, sizeof(double));
+    for (int j = 0; j < n_positions; j++) {
+        int pos = positions[j];
+        if (pos >= r->T) {
+            for (int k = 0; k < n; k++) out[(size_t)k * n_positions + j] = NAN;
+            continue;
+        }
+        memset(sum, 0, sizeof(double) * (size_t)n);
+        /* Batch element i is node i / S with noise sample i % S; batches of max_batch. */
+        for (int i0 = 0; i0 < total; i0 += e->max_batch) {
+            int B = total - i0 < e->max_batch ? total - i0 : e->max_batch;
+            for (int b = 0; b < B; b++) {
+                int k = (i0 + b) / S, s = (i0 + b) % S;
+                int index = site_has_index(site) ? index0 + k : -1;
+                e->patches[b] = (Patch){site, layer, last_layer, index, pos, r->source[s]};
+                e->base_of[b] = r->base[s];
+                e->base_metric_of[b] = r->base_metric[s];
+            }
+            if (naive)
+                for (int b = 0; b < B; b++) naive_metric(e, r, b, (i0 + b) % S);
+            else
+                fast_metrics(e, r, B);
+            for (int b = 0; b < B; b++) {
+                int k = (i0 + b) / S, s = (i0 + b) % S;
+                sum[k] += e->metric[b] - r->base_metric[s];
+            }
+            if (e->poll) e->poll(e->poll_ctx);
+        }
+        for (int k = 0; k < n; k++) out[(size_t)k * n_positions + j] = (float)(sum[k] / S);
+    }
+    free(sum);
+}
+
+void engine_effects(Engine *e, const Job *job, const PromptRuns *r, Site site, int layer, int index0, int n,
+                    const int *positions, int n_positions, float *out) {
+    effects(e, job, r, site, layer, index0, n, positions, n_positions, out, 0);
+}
+
+void engine_effects_naive(Engine *e, const Job *job, const PromptRuns *r, Site site, int layer, int index0, int n,
+                          const int *positions, int n_positions, float *out) {
+    effects(e, job, r, site, layer, index0, n, positions, n_positions, out, 1);
+}

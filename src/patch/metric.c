@@ -1,0 +1,84 @@
+/* Metrics of the next-token distribution at a prompt's last position. All of them read the
+ * final residual row, so the base run and every patched run go through the same code. */
+#include <math.h>
+#include <stdlib.h>
+#include "patchsweep/core.h"
+#include "patchsweep/ops.h"
+#include "patchsweep/patch.h"
+
+static void work_reserve(const Model *m, MetricWork *w, int n) {
+    if (n <= w->cap) return;
+    metric_work_free(w);
+    w->cap = n;
+    w->lnf = alloc_floats((size_t)n * m->cfg.d_model);
+    w->logits = alloc_floats((size_t)n * m->cfg.vocab);
+    w->stats = alloc_floats(2 * (size_t)n);
+}
+
+void metric_work_free(MetricWork *w) {
+    free(w->lnf);
+    free(w->logits);
+    free(w->stats);
+    w->lnf = w->logits = w->stats = NULL;
+    w->cap = 0;
+}
+
+static void final_norm(const Model *m, const float *resid, int n, MetricWork *w) {
+    const ModelConfig *c = &m->cfg;
+    norm_forward(c->norm, w->lnf, c->norm == NORM_LAYER ? w->stats + n : NULL, w->stats, resid, m->w.lnf_w,
+                 m->w.lnf_b, n, c->d_model, c->norm_eps);
+}
+
+/* log-softmax of one logits row into out (double) */
+static void log_softmax(const float *logits, int V, double *out) {
+    double maxv = -INFINITY, sum = 0.0;
+    for (int v = 0; v < V; v++) maxv = fmax(maxv, logits[v]);
+    for (int v = 0; v < V; v++) sum += exp(logits[v] - maxv);
+    double lse = maxv + log(sum);
+    for (int v = 0; v < V; v++) out[v] = logits[v] - lse;
+}
+
+void final_logprobs(const Model *m, const float *resid_row, double *out, MetricWork *w) {
+    work_reserve(m, w, 1);
+    final_norm(m, resid_row, 1, w);
+    matmul_forward(w->logits, w->lnf, m->w.unembed, NULL, 1, m->cfg.d_model, m->cfg.vocab);
+    log_softmax(w->logits, m->cfg.vocab, out);
+}
+
+void metric_rows(const Model *m, const MetricSpec *spec, const float *resid, int n, double *out, MetricWork *w) {
+    int d = m->cfg.d_model, V = m->cfg.vocab;
+    work_reserve(m, w, n);
+    final_norm(m, resid, n, w);
+    if (spec->kind == METRIC_LOGIT_DIFF) {
+        /* Two unembedding rows are all logit(answer) - logit(wrong) needs. */
+        const float *ua = m->w.unembed + (size_t)spec->answer * d, *uw = m->w.unembed + (size_t)spec->wrong * d;
+        for (int i = 0; i < n; i++) {
+            const float *x = w->lnf + (size_t)i * d;
+            double la = 0.0, lw = 0.0;
+            for (int k = 0; k < d; k++) {
+                la += (double)x[k] * ua[k];
+                lw += (double)x[k] * uw[k];
+            }
+            out[i] = la - lw;
+        }
+        return;
+    }
+    matmul_forward(w->logits, w->lnf, m->w.unembed, NULL, n, d, V);
+    double *lp = xmalloc(sizeof(double) * (size_t)V);
+    for (int i = 0; i < n; i++) {
+        log_softmax(w->logits + (size_t)i * V, V, lp);
+        if (spec->kind == METRIC_LOGPROB) {
+            out[i] = lp[spec->answer];
+        } else if (spec->kind == METRIC_PROB) {
+            out[i] = exp(lp[spec->answer]);
+        } else { /* KL(clean || patched) = sum_v p_clean(v) (log p_clean(v) - log p_patched(v)) */
+            double kl = 0.0;
+            for (int v = 0; v < V; v++) {
+                double lc = spec->clean_logprobs[v];
+                if (lc > -INFINITY) kl += exp(lc) * (lc - lp[v]);
+            }
+            out[i] = kl;
+        }
+    }
+    free(lp);
+}

@@ -1,0 +1,162 @@
+/* The runs a prompt needs, per corruption and direction (docs/methods.md):
+ *
+ *   pair      denoise: base = corrupt, source = clean;  noise: base = clean, source = corrupt
+ *   gaussian  denoise: base = clean + noise_s, source = clean;  noise: base = clean, source = clean + noise_s
+ *   mean      base = clean, source = mean over the job's prompts of the clean runs
+ *   zero      base = clean, source = zeros
+ *   resample  base = clean, source = the clean run of another prompt (a seeded derangement)
+ *
+ * The clean run is always computed: kl reads its distribution. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "patchsweep/core.h"
+#include "patchsweep/patch.h"
+
+static double embedding_std(const Model *m) {
+    size_t n = (size_t)m->cfg.vocab * m->cfg.d_model;
+    double sum = 0.0, sq = 0.0;
+    for (size_t i = 0; i < n; i++) sum += m->w.wte[i];
+    double mean = sum / (double)n;
+    for (size_t i = 0; i < n; i++) sq += (m->w.wte[i] - mean) * (m->w.wte[i] - mean);
+    return sqrt(sq / (double)n);
+}
+
+void gaussian_noise(const Job *job, int p, int s, int T, int d, double std, float *out) {
+    memset(out, 0, sizeof(float) * (size_t)T * d);
+    Rng rng;
+    rng_seed(&rng, job->seed, (uint64_t)p, (uint64_t)s);
+    for (int k = 0; k < job->n_noise_positions; k++) {
+        int t = job->noise_positions[k];
+        for (int i = 0; i < d; i++) out[(size_t)t * d + i] = (float)(job->noise_scale * std * rng_normal(&rng));
+    }
+}
+
+static int *derangement(int n, uint64_t seed) {
+    int *perm = xmalloc(sizeof(int) * (size_t)n);
+    Rng rng;
+    rng_seed(&rng, seed, 0x7265, 0); /* a stream of its own, apart from the noise streams */
+    for (;;) { /* Fisher-Yates, redrawn until no prompt is its own source (expected e tries) */
+        for (int i = 0; i < n; i++) perm[i] = i;
+        for (int i = n - 1; i > 0; i--) {
+            int j = (int)(rng_uniform(&rng) * (i + 1));
+            int tmp = perm[i];
+            perm[i] = perm[j];
+            perm[j] = tmp;
+        }
+        int fixed = 0;
+        for (int i = 0; i < n; i++) fixed |= perm[i] == i;
+        if (!fixed) return perm;
+    }
+}
+
+void job_runs_init(JobRuns *jr, const Model *m, const Job *job) {
+    memset(jr, 0, sizeof *jr);
+    if (job->corruption == CORR_GAUSSIAN) jr->embed_std = embedding_std(m);
+    if (job->corruption == CORR_RESAMPLE) jr->resample_from = derangement(job->n_prompts, job->seed);
+    if (job->corruption != CORR_MEAN) return;
+    /* Mean of every clean-run activation over the prompts (all of one length), summed in
+     * double in prompt order so every rank gets the same bits. */
+    int T = job->prompts[0].T;
+    RunCache run;
+    run_cache_init(&run, &m->cfg, T, 0);
+    run_cache_init(&jr->mean, &m->cfg, T, 0);
+    size_t n = (size_t)(jr->mean.lnf - jr->mean.block); /* the per-layer activations */
+    double *sum = alloc_doubles(n);
+    for (int p = 0; p < job->n_prompts; p++) {
+        run_forward(m, job->prompts[p].clean, T, NULL, &run, NULL, NULL);
+        for (size_t i = 0; i < n; i++) sum[i] += run.block[i];
+    }
+    for (size_t i = 0; i < n; i++) jr->mean.block[i] = (float)(sum[i] / job->n_prompts);
+    free(sum);
+    run_cache_free(&run);
+}
+
+void job_runs_free(JobRuns *jr) {
+    if (jr->mean.block) run_cache_free(&jr->mean);
+    free(jr->resample_from);
+    memset(jr, 0, sizeof *jr);
+}
+
+static RunCache *new_run(PromptRuns *r, const Model *m, const int *tokens, const float *noise) {
+    RunCache *c = &r->owned[r->n_owned++];
+    run_cache_init(c, &m->cfg, r->T, 0);
+    run_forward(m, tokens, r->T, noise, c, NULL, NULL);
+    return c;
+}
+
+void prompt_runs_build(PromptRuns *r, const Model *m, const Job *job, const JobRuns *jr, int p) {
+    const Prompt *pr = &job->prompts[p];
+    int S = job_samples(job), T = pr->T, d = m->cfg.d_model;
+    memset(r, 0, sizeof *r);
+    r->prompt = p;
+    r->T = T;
+    r->n_samples = S;
+    r->owned = xcalloc((size_t)S + 2, sizeof(RunCache));
+    r->base = xcalloc((size_t)S, sizeof(RunCache *));
+    r->source = xcalloc((size_t)S, sizeof(RunCache *));
+    r->base_noise = xcalloc((size_t)S, sizeof(float *));
+    r->base_metric = xcalloc((size_t)S, sizeof(double));
+    r->source_metric = xcalloc((size_t)S, sizeof(double));
+    r->base_tokens = pr->clean;
+
+    const RunCache *clean = new_run(r, m, pr->clean, NULL);
+    for (int s = 0; s < S; s++) r->base[s] = r->source[s] = clean;
+    if (job->corruption == CORR_PAIR) {
+        const RunCache *corrupt = new_run(r, m, pr->corrupt, NULL);
+        int denoise = job->direction == DIR_DENOISE;
+        r->base[0] = denoise ? corrupt : clean;
+        r->source[0] = denoise ? clean : corrupt;
+        r->base_tokens = denoise ? pr->corrupt : pr->clean;
+    } else if (job->corruption == CORR_GAUSSIAN) {
+        r->noise = xcalloc((size_t)S, sizeof(float *));
+        for (int s = 0; s < S; s++) {
+            r->noise[s] = alloc_floats((size_t)T * d);
+            gaussian_noise(job, p, s, T, d, jr->embed_std, r->noise[s]);
+            const RunCache *noisy = new_run(r, m, pr->clean, r->noise[s]);
+            if (job->direction == DIR_DENOISE) {
+                r->base[s] = noisy, r->source[s] = clean, r->base_noise[s] = r->noise[s];
+            } else {
+                r->base[s] = clean, r->source[s] = noisy;
+            }
+        }
+    } else if (job->corruption == CORR_MEAN) {
+        r->source[0] = &jr->mean;
+    } else if (job->corruption == CORR_ZERO) {
+        r->source[0] = NULL;
+    } else { /* resample */
+        r->source[0] = new_run(r, m, job->prompts[jr->resample_from[p]].clean, NULL);
+    }
+
+    MetricWork w = {0};
+    r->clean_logprobs = alloc_doubles((size_t)m->cfg.vocab);
+    final_logprobs(m, r->owned[0].layer[m->cfg.n_layer - 1].resid_post + (size_t)(T - 1) * d, r->clean_logprobs, &w);
+    r->spec = (MetricSpec){job->metric, pr->answer, pr->wrong, r->clean_logprobs};
+    for (int s = 0; s < S; s++) {
+        const float *last = r->base[s]->layer[m->cfg.n_layer - 1].resid_post + (size_t)(T - 1) * d;
+        metric_rows(m, &r->spec, last, 1, &r->base_metric[s], &w);
+        /* mean and zero have no source run whose metric could be read */
+        int real_source = r->source[s] && r->source[s] != &jr->mean;
+        if (real_source) {
+            last = r->source[s]->layer[m->cfg.n_layer - 1].resid_post + (size_t)(T - 1) * d;
+            metric_rows(m, &r->spec, last, 1, &r->source_metric[s], &w);
+        } else {
+            r->source_metric[s] = NAN;
+        }
+    }
+    metric_work_free(&w);
+}
+
+void prompt_runs_free(PromptRuns *r) {
+    for (int i = 0; i < r->n_owned; i++) run_cache_free(&r->owned[i]);
+    for (int s = 0; r->noise && s < r->n_samples; s++) free(r->noise[s]);
+    free(r->noise);
+    free(r->owned);
+    free(r->base);
+    free(r->source);
+    free(r->base_noise);
+    free(r->base_metric);
+    free(r->source_metric);
+    free(r->clean_logprobs);
+    memset(r, 0, sizeof *r);
+}

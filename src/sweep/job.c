@@ -1,0 +1,458 @@
+/* Job spec parsing and validation (docs/job.md). Unknown keys are errors: a typo must not
+ * silently run a different experiment. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "patchsweep/core.h"
+#include "patchsweep/job.h"
+
+static const char *const site_names[N_SITES] = {"resid_pre", "attn_out", "mlp_out", "resid_mid", "resid_post",
+                                                "z", "q", "k", "v", "mlp_post"};
+static const char *const corruption_names[] = {"pair", "gaussian", "mean", "zero", "resample"};
+static const char *const direction_names[] = {"denoise", "noise"};
+static const char *const metric_names[] = {"logit_diff", "logprob", "prob", "kl"};
+static const char *const estimate_names[N_ESTIMATES] = {"atp", "atp_qk", "atp_star"};
+
+const char *site_name(Site s) { return site_names[s]; }
+const char *corruption_name(Corruption c) { return corruption_names[c]; }
+const char *direction_name(Direction d) { return direction_names[d]; }
+const char *metric_name(MetricKind m) { return metric_names[m]; }
+const char *estimate_name(Estimate e) { return estimate_names[e]; }
+
+static int lookup_name(const char *const *names, int n, const char *name) {
+    for (int i = 0; i < n; i++)
+        if (strcmp(names[i], name) == 0) return i;
+    return -1;
+}
+
+int site_from_name(const char *name, Site *out) {
+    int i = lookup_name(site_names, N_SITES, name);
+    if (i < 0) return 1;
+    *out = (Site)i;
+    return 0;
+}
+
+/* "a, b, c" for error messages */
+static const char *name_list(const char *const *names, int n) {
+    static char buf[512];
+    size_t used = 0;
+    buf[0] = 0;
+    for (int i = 0; i < n && used < sizeof buf; i++)
+        used += (size_t)snprintf(buf + used, sizeof buf - used, "%s%s", i ? ", " : "", names[i]);
+    return buf;
+}
+
+static int check_keys(const cJSON *obj, const char *where, const char *const *allowed, int n_allowed) {
+    for (const cJSON *it = obj->child; it; it = it->next)
+        if (lookup_name(allowed, n_allowed, it->string) < 0)
+            return ps_fail(PS_EUSER, "%s: unknown key \"%s\" (expected one of: %s)", where, it->string,
+                           name_list(allowed, n_allowed));
+    return PS_OK;
+}
+
+/* An array of integers >= 0 into a fresh int array. */
+static int int_array(const cJSON *arr, const char *where, const char *key, int **out, int *n) {
+    if (!cJSON_IsArray(arr)) return ps_fail(PS_EUSER, "%s: \"%s\" must be an array of integers", where, key);
+    *n = cJSON_GetArraySize(arr);
+    *out = xmalloc(sizeof(int) * (size_t)(*n ? *n : 1));
+    int i = 0;
+    for (const cJSON *it = arr->child; it; it = it->next, i++) {
+        if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) || it->valuedouble < 0 ||
+            it->valuedouble > 2e9)
+            return ps_fail(PS_EUSER, "%s: %s[%d] must be a non-negative integer", where, key, i);
+        (*out)[i] = (int)it->valuedouble;
+    }
+    return PS_OK;
+}
+
+static int parse_prompt(Prompt *p, const cJSON *obj, const char *where) {
+    static const char *const keys[] = {"clean", "corrupt", "answer", "wrong"};
+    p->answer = p->wrong = -1;
+    if (!cJSON_IsObject(obj)) return ps_fail(PS_EUSER, "%s: a prompt must be an object", where);
+    int rc = check_keys(obj, where, keys, 4);
+    if (rc) return rc;
+    const cJSON *clean = cJSON_GetObjectItemCaseSensitive(obj, "clean");
+    if (!clean) return ps_fail(PS_EUSER, "%s: missing key \"clean\"", where);
+    if ((rc = int_array(clean, where, "clean", &p->clean, &p->T))) return rc;
+    if (p->T == 0) return ps_fail(PS_EUSER, "%s: \"clean\" is empty", where);
+    const cJSON *corrupt = cJSON_GetObjectItemCaseSensitive(obj, "corrupt");
+    if (corrupt) {
+        int n;
+        if ((rc = int_array(corrupt, where, "corrupt", &p->corrupt, &n))) return rc;
+        if (n != p->T)
+            return ps_fail(PS_EUSER, "%s: \"corrupt\" has %d tokens but \"clean\" has %d (they must align)", where, n,
+                           p->T);
+    }
+    long v = -1;
+    if ((rc = json_get_int(obj, "answer", where, 0, &v))) return rc;
+    p->answer = (int)v;
+    v = -1;
+    if ((rc = json_get_int(obj, "wrong", where, 0, &v))) return rc;
+    p->wrong = (int)v;
+    if (p->answer < -1 || p->wrong < -1) return ps_fail(PS_EUSER, "%s: answer/wrong must be token ids", where);
+    return PS_OK;
+}
+
+static int parse_prompts_file(Job *job, const char *path) {
+    char *text;
+    int rc = read_text_file(path, &text, NULL);
+    if (rc) return rc;
+    int cap = 16, line = 0;
+    job->prompts = xcalloc((size_t)cap, sizeof(Prompt));
+    for (char *s = text, *next; s && *s && !rc; s = next) {
+        line++;
+        next = strchr(s, '\n');
+        if (next) *next++ = 0;
+        const char *c = s;
+        while (*c == ' ' || *c == '\t' || *c == '\r') c++;
+        if (!*c) continue; /* blank lines are allowed */
+        char where[4200];
+        snprintf(where, sizeof where, "%s:%d", path, line);
+        cJSON *obj = cJSON_Parse(s);
+        if (!obj) {
+            rc = ps_fail(PS_EUSER, "%s: not a JSON object", where);
+            break;
+        }
+        if (job->n_prompts == cap) {
+            job->prompts = xrealloc(job->prompts, sizeof(Prompt) * (size_t)(cap *= 2));
+            memset(job->prompts + job->n_prompts, 0, sizeof(Prompt) * (size_t)(cap - job->n_prompts));
+        }
+        rc = parse_prompt(&job->prompts[job->n_prompts++], obj, where);
+        cJSON_Delete(obj);
+    }
+    free(text);
+    return rc;
+}
+
+static int parse_corruption(Job *job, const cJSON *c, const char *where) {
+    job->noise_scale = 3.0;
+    job->noise_samples = 10;
+    if (!c) return PS_OK; /* default: pair */
+    if (cJSON_IsString(c)) {
+        int i = lookup_name(corruption_names, 5, c->valuestring);
+        if (i < 0 || i == CORR_GAUSSIAN)
+            return ps_fail(PS_EUSER,
+                           "%s: corruption \"%s\" is not known (expected \"pair\", \"mean\", \"zero\", \"resample\" or "
+                           "{\"gaussian\": {...}})",
+                           where, c->valuestring);
+        job->corruption = (Corruption)i;
+        return PS_OK;
+    }
+    if (!cJSON_IsObject(c) || cJSON_GetArraySize(c) != 1)
+        return ps_fail(PS_EUSER, "%s: \"corruption\" must be a name or an object with one key", where);
+    const cJSON *body = c->child;
+    char inner[4200];
+    snprintf(inner, sizeof inner, "%s: corruption.%s", where, body->string);
+    if (!cJSON_IsObject(body)) return ps_fail(PS_EUSER, "%s: must be an object", inner);
+    int rc;
+    long seed = 0;
+    if (strcmp(body->string, "resample") == 0) {
+        static const char *const keys[] = {"seed"};
+        job->corruption = CORR_RESAMPLE;
+        if ((rc = check_keys(body, inner, keys, 1)) || (rc = json_get_int(body, "seed", inner, 0, &seed))) return rc;
+    } else if (strcmp(body->string, "gaussian") == 0) {
+        static const char *const keys[] = {"scale", "positions", "samples", "seed"};
+        job->corruption = CORR_GAUSSIAN;
+        long samples = 10;
+        if ((rc = check_keys(body, inner, keys, 4)) || (rc = json_get_number(body, "scale", inner, 0, &job->noise_scale)) ||
+            (rc = json_get_int(body, "samples", inner, 0, &samples)) || (rc = json_get_int(body, "seed", inner, 0, &seed)))
+            return rc;
+        if (!(job->noise_scale > 0) || !isfinite(job->noise_scale))
+            return ps_fail(PS_EUSER, "%s: \"scale\" must be positive", inner);
+        if (samples < 1 || samples > 10000) return ps_fail(PS_EUSER, "%s: \"samples\" must be in 1..10000", inner);
+        job->noise_samples = (int)samples;
+        const cJSON *pos = cJSON_GetObjectItemCaseSensitive(body, "positions");
+        if (!pos) return ps_fail(PS_EUSER, "%s: missing key \"positions\" (the token positions to noise)", inner);
+        if ((rc = int_array(pos, inner, "positions", &job->noise_positions, &job->n_noise_positions))) return rc;
+        if (job->n_noise_positions == 0) return ps_fail(PS_EUSER, "%s: \"positions\" is empty", inner);
+    } else {
+        return ps_fail(PS_EUSER, "%s: corruption \"%s\" is not known (expected gaussian or resample)", where, body->string);
+    }
+    if (seed < 0) return ps_fail(PS_EUSER, "%s: \"seed\" must be a non-negative integer", inner);
+    job->seed = (uint64_t)seed;
+    return PS_OK;
+}
+
+static int parse_name(const cJSON *root, const char *key, const char *where, const char *const *names, int n,
+                      int *out) {
+    const char *s = NULL;
+    int rc = json_get_string(root, key, where, 0, &s);
+    if (rc || !s) return rc;
+    int i = lookup_name(names, n, s);
+    if (i < 0) return ps_fail(PS_EUSER, "%s: %s \"%s\" is not known (expected one of: %s)", where, key, s, name_list(names, n));
+    *out = i;
+    return PS_OK;
+}
+
+static int parse_nodes(Job *job, const cJSON *nodes, const char *where) {
+    if (!nodes) return ps_fail(PS_EUSER, "%s: missing key \"nodes\" (which sites to patch: %s)", where, name_list(site_names, N_SITES));
+    if (!cJSON_IsArray(nodes) || cJSON_GetArraySize(nodes) == 0)
+        return ps_fail(PS_EUSER, "%s: \"nodes\" must be a non-empty array of site names", where);
+    for (const cJSON *it = nodes->child; it; it = it->next) {
+        Site s;
+        if (!cJSON_IsString(it) || site_from_name(it->valuestring, &s))
+            return ps_fail(PS_EUSER, "%s: nodes[%d] is not a site (expected one of: %s)", where, job->n_sites,
+                           name_list(site_names, N_SITES));
+        for (int i = 0; i < job->n_sites; i++)
+            if (job->sites[i] == s) return ps_fail(PS_EUSER, "%s: site \"%s\" is listed twice in nodes", where, site_names[s]);
+        job->sites[job->n_sites++] = s;
+    }
+    return PS_OK;
+}
+
+static int parse_positions(Job *job, const cJSON *pos, const char *where) {
+    job->positions = POS_EACH;
+    if (!pos) return PS_OK;
+    if (cJSON_IsString(pos)) {
+        if (strcmp(pos->valuestring, "each") == 0) return PS_OK;
+        if (strcmp(pos->valuestring, "all") == 0) {
+            job->positions = POS_ALL;
+            return PS_OK;
+        }
+    } else if (cJSON_IsArray(pos)) {
+        job->positions = POS_LIST;
+        int rc = int_array(pos, where, "positions", &job->position_list, &job->n_position_list);
+        if (rc) return rc;
+        if (job->n_position_list == 0) return ps_fail(PS_EUSER, "%s: \"positions\" is empty", where);
+        for (int i = 1; i < job->n_position_list; i++)
+            for (int j = 0; j < i; j++)
+                if (job->position_list[i] == job->position_list[j])
+                    return ps_fail(PS_EUSER, "%s: position %d is listed twice", where, job->position_list[i]);
+        return PS_OK;
+    }
+    return ps_fail(PS_EUSER, "%s: \"positions\" must be \"each\", \"all\" or a list of positions", where);
+}
+
+static int parse_estimates(Job *job, const cJSON *est, const char *where) {
+    if (!est) return PS_OK;
+    if (!cJSON_IsArray(est)) return ps_fail(PS_EUSER, "%s: \"estimates\" must be an array", where);
+    for (const cJSON *it = est->child; it; it = it->next) {
+        int i = cJSON_IsString(it) ? lookup_name(estimate_names, N_ESTIMATES, it->valuestring) : -1;
+        if (i < 0)
+            return ps_fail(PS_EUSER, "%s: estimates: \"%s\" is not known (expected one of: %s)", where,
+                           cJSON_IsString(it) ? it->valuestring : "?", name_list(estimate_names, N_ESTIMATES));
+        job->estimates[i] = 1;
+    }
+    return PS_OK;
+}
+
+/* Rules that need only the job itself. */
+static int check_prompts(const Job *job, const char *where) {
+    if (job->n_prompts == 0) return ps_fail(PS_EUSER, "%s: no prompts", where);
+    int max_T = 0;
+    for (int i = 0; i < job->n_prompts; i++) {
+        const Prompt *p = &job->prompts[i];
+        if (p->T > max_T) max_T = p->T;
+        if (job->corruption == CORR_PAIR && !p->corrupt)
+            return ps_fail(PS_EUSER, "%s: prompts[%d]: missing \"corrupt\" (pair corruption patches between clean and corrupt)", where, i);
+        if (job->corruption != CORR_PAIR && p->corrupt)
+            return ps_fail(PS_EUSER, "%s: prompts[%d]: \"corrupt\" is not used by %s corruption; remove it", where, i,
+                           corruption_names[job->corruption]);
+        if ((job->metric == METRIC_LOGIT_DIFF || job->metric == METRIC_LOGPROB || job->metric == METRIC_PROB) && p->answer < 0)
+            return ps_fail(PS_EUSER, "%s: prompts[%d]: missing \"answer\" (needed by metric %s)", where, i, metric_names[job->metric]);
+        if (job->metric == METRIC_LOGIT_DIFF && p->wrong < 0)
+            return ps_fail(PS_EUSER, "%s: prompts[%d]: missing \"wrong\" (needed by metric logit_diff)", where, i);
+        if ((job->corruption == CORR_MEAN || job->corruption == CORR_RESAMPLE) && p->T != job->prompts[0].T)
+            return ps_fail(PS_EUSER, "%s: prompts[%d] has %d tokens but prompts[0] has %d; %s corruption needs prompts of one length",
+                           where, i, p->T, job->prompts[0].T, corruption_names[job->corruption]);
+        for (int k = 0; k < job->n_noise_positions; k++)
+            if (job->noise_positions[k] >= p->T)
+                return ps_fail(PS_EUSER, "%s: prompts[%d] has %d tokens; gaussian noise position %d is past its end", where, i,
+                               p->T, job->noise_positions[k]);
+    }
+    if (job->corruption == CORR_RESAMPLE && job->n_prompts < 2)
+        return ps_fail(PS_EUSER, "%s: resample corruption needs at least two prompts", where);
+    for (int i = 0; i < job->n_position_list; i++)
+        if (job->position_list[i] >= max_T)
+            return ps_fail(PS_EUSER, "%s: position %d is past the end of every prompt (longest has %d tokens)", where,
+                           job->position_list[i], max_T);
+    return PS_OK;
+}
+
+static cJSON *prompt_json(const Prompt *p) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToObject(o, "clean", cJSON_CreateIntArray(p->clean, p->T));
+    if (p->corrupt) cJSON_AddItemToObject(o, "corrupt", cJSON_CreateIntArray(p->corrupt, p->T));
+    if (p->answer >= 0) cJSON_AddNumberToObject(o, "answer", p->answer);
+    if (p->wrong >= 0) cJSON_AddNumberToObject(o, "wrong", p->wrong);
+    return o;
+}
+
+/* The normalised job: every default filled in, prompts inline, no file paths. */
+static char *canonical_json(const Job *job) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON *prompts = cJSON_AddArrayToObject(o, "prompts");
+    for (int i = 0; i < job->n_prompts; i++) cJSON_AddItemToArray(prompts, prompt_json(&job->prompts[i]));
+    if (job->corruption == CORR_GAUSSIAN) {
+        cJSON *g = cJSON_CreateObject();
+        cJSON_AddNumberToObject(g, "scale", job->noise_scale);
+        cJSON_AddItemToObject(g, "positions", cJSON_CreateIntArray(job->noise_positions, job->n_noise_positions));
+        cJSON_AddNumberToObject(g, "samples", job->noise_samples);
+        cJSON_AddNumberToObject(g, "seed", (double)job->seed);
+        cJSON_AddItemToObject(cJSON_AddObjectToObject(o, "corruption"), "gaussian", g);
+    } else if (job->corruption == CORR_RESAMPLE) {
+        cJSON *r = cJSON_CreateObject();
+        cJSON_AddNumberToObject(r, "seed", (double)job->seed);
+        cJSON_AddItemToObject(cJSON_AddObjectToObject(o, "corruption"), "resample", r);
+    } else {
+        cJSON_AddStringToObject(o, "corruption", corruption_names[job->corruption]);
+    }
+    cJSON_AddStringToObject(o, "direction", direction_names[job->direction]);
+    cJSON_AddStringToObject(o, "metric", metric_names[job->metric]);
+    cJSON *nodes = cJSON_AddArrayToObject(o, "nodes");
+    for (int i = 0; i < job->n_sites; i++) cJSON_AddItemToArray(nodes, cJSON_CreateString(site_names[job->sites[i]]));
+    if (job->positions == POS_LIST)
+        cJSON_AddItemToObject(o, "positions", cJSON_CreateIntArray(job->position_list, job->n_position_list));
+    else
+        cJSON_AddStringToObject(o, "positions", job->positions == POS_ALL ? "all" : "each");
+    cJSON_AddNumberToObject(o, "window", job->window);
+    cJSON *est = cJSON_AddArrayToObject(o, "estimates");
+    for (int e = 0; e < N_ESTIMATES; e++)
+        if (job->estimates[e]) cJSON_AddItemToArray(est, cJSON_CreateString(estimate_names[e]));
+    cJSON_AddBoolToObject(o, "exact", job->exact);
+    char *text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    char *copy = xstrdup(text);
+    cJSON_free(text);
+    return copy;
+}
+
+static int parse_root(Job *job, const cJSON *root, const char *where, const char *dir) {
+    static const char *const keys[] = {"model", "prompts", "prompts_file", "corruption", "direction", "metric",
+                                       "nodes", "positions", "window", "estimates", "exact", "output", "description"};
+    if (!cJSON_IsObject(root)) return ps_fail(PS_EUSER, "%s: a job must be a JSON object", where);
+    int rc = check_keys(root, where, keys, (int)(sizeof keys / sizeof keys[0]));
+    const char *model = NULL, *output = NULL, *description = NULL;
+    if (!rc) rc = json_get_string(root, "model", where, 1, &model);
+    if (!rc) rc = json_get_string(root, "output", where, 0, &output);
+    if (!rc) rc = json_get_string(root, "description", where, 0, &description);
+    if (rc) return rc;
+    path_join(job->model_dir, sizeof job->model_dir, dir, model);
+    if (output) {
+        path_join(job->output, sizeof job->output, dir, output);
+    } else { /* default: the job's own name with .h5, beside it */
+        snprintf(job->output, sizeof job->output, "%s", job->path);
+        char *dot = strrchr(job->output, '.'), *slash = strrchr(job->output, '/');
+        if (dot && (!slash || dot > slash)) *dot = 0;
+        strncat(job->output, ".h5", sizeof job->output - strlen(job->output) - 1);
+    }
+
+    const cJSON *prompts = cJSON_GetObjectItemCaseSensitive(root, "prompts");
+    const char *prompts_file = NULL;
+    if ((rc = json_get_string(root, "prompts_file", where, 0, &prompts_file))) return rc;
+    if (!!prompts == !!prompts_file)
+        return ps_fail(PS_EUSER, "%s: give exactly one of \"prompts\" (a list) and \"prompts_file\" (JSONL)", where);
+    if (prompts_file) {
+        char path[4096];
+        path_join(path, sizeof path, dir, prompts_file);
+        rc = parse_prompts_file(job, path);
+    } else if (!cJSON_IsArray(prompts)) {
+        rc = ps_fail(PS_EUSER, "%s: \"prompts\" must be an array of prompt objects", where);
+    } else {
+        job->prompts = xcalloc((size_t)(cJSON_GetArraySize(prompts) + 1), sizeof(Prompt));
+        for (const cJSON *it = prompts->child; it && !rc; it = it->next) {
+            char inner[4200];
+            snprintf(inner, sizeof inner, "%s: prompts[%d]", where, job->n_prompts);
+            rc = parse_prompt(&job->prompts[job->n_prompts++], it, inner);
+        }
+    }
+    if (rc) return rc;
+
+    if ((rc = parse_corruption(job, cJSON_GetObjectItemCaseSensitive(root, "corruption"), where))) return rc;
+    int dir_given = cJSON_GetObjectItemCaseSensitive(root, "direction") != NULL;
+    int direction = DIR_DENOISE, metric = METRIC_LOGIT_DIFF;
+    if ((rc = parse_name(root, "direction", where, direction_names, 2, &direction))) return rc;
+    /* Mean, zero and resample ablate the clean run: that is noising by definition. */
+    if (job->corruption == CORR_MEAN || job->corruption == CORR_ZERO || job->corruption == CORR_RESAMPLE) {
+        if (dir_given && direction == DIR_DENOISE)
+            return ps_fail(PS_EUSER, "%s: %s corruption patches into the clean run, so direction must be \"noise\"", where,
+                           corruption_names[job->corruption]);
+        direction = DIR_NOISE;
+    }
+    job->direction = (Direction)direction;
+    if ((rc = parse_name(root, "metric", where, metric_names, 4, &metric))) return rc;
+    job->metric = (MetricKind)metric;
+    if ((rc = parse_nodes(job, cJSON_GetObjectItemCaseSensitive(root, "nodes"), where))) return rc;
+    if ((rc = parse_positions(job, cJSON_GetObjectItemCaseSensitive(root, "positions"), where))) return rc;
+    long window = 1;
+    if ((rc = json_get_int(root, "window", where, 0, &window))) return rc;
+    if (window < 1) return ps_fail(PS_EUSER, "%s: \"window\" must be at least 1", where);
+    job->window = (int)window;
+    if ((rc = parse_estimates(job, cJSON_GetObjectItemCaseSensitive(root, "estimates"), where))) return rc;
+    job->exact = 1;
+    if ((rc = json_get_bool(root, "exact", where, 0, &job->exact))) return rc;
+    if (!job->exact && !job->estimates[EST_ATP] && !job->estimates[EST_ATP_QK] && !job->estimates[EST_ATP_STAR])
+        return ps_fail(PS_EUSER, "%s: \"exact\" is false and no \"estimates\" are asked for: nothing to compute", where);
+    if ((rc = check_prompts(job, where))) return rc;
+    job->canonical = canonical_json(job);
+    return PS_OK;
+}
+
+int job_parse_text(Job *job, const char *text, const char *path) {
+    memset(job, 0, sizeof *job);
+    snprintf(job->path, sizeof job->path, "%s", path);
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithOpts(text, &end, 0);
+    if (!root) {
+        int line = 1;
+        for (const char *c = text; end && c < end && *c; c++) line += *c == '\n';
+        return ps_fail(PS_EUSER, "%s:%d: JSON syntax error", path, line);
+    }
+    char dir[4096];
+    path_dirname(dir, sizeof dir, path);
+    int rc = parse_root(job, root, path, dir);
+    cJSON_Delete(root);
+    return rc;
+}
+
+int job_parse_file(Job *job, const char *path) {
+    char *text;
+    memset(job, 0, sizeof *job);
+    int rc = read_text_file(path, &text, NULL);
+    if (rc) return rc;
+    rc = job_parse_text(job, text, path);
+    free(text);
+    return rc;
+}
+
+int job_check(const Job *job, const ModelConfig *cfg) {
+    const char *where = job->path;
+    for (int i = 0; i < job->n_prompts; i++) {
+        const Prompt *p = &job->prompts[i];
+        if (p->T > cfg->n_ctx)
+            return ps_fail(PS_EUSER, "%s: prompts[%d] has %d tokens, more than the model's context of %d", where, i, p->T,
+                           cfg->n_ctx);
+        for (int t = 0; t < p->T; t++) {
+            if (p->clean[t] >= cfg->vocab)
+                return ps_fail(PS_EUSER, "%s: prompts[%d].clean[%d] is %d, outside the vocabulary [0, %d)", where, i, t,
+                               p->clean[t], cfg->vocab);
+            if (p->corrupt && p->corrupt[t] >= cfg->vocab)
+                return ps_fail(PS_EUSER, "%s: prompts[%d].corrupt[%d] is %d, outside the vocabulary [0, %d)", where, i, t,
+                               p->corrupt[t], cfg->vocab);
+        }
+        if (p->answer >= cfg->vocab || p->wrong >= cfg->vocab)
+            return ps_fail(PS_EUSER, "%s: prompts[%d]: answer/wrong token outside the vocabulary [0, %d)", where, i,
+                           cfg->vocab);
+    }
+    if (job->window > cfg->n_layer)
+        return ps_fail(PS_EUSER, "%s: window %d is larger than the model's %d layers", where, job->window, cfg->n_layer);
+    return PS_OK;
+}
+
+uint64_t job_fingerprint(const Job *job, uint64_t model_fingerprint) {
+    uint64_t h = hash_bytes(HASH_INIT, job->canonical, strlen(job->canonical));
+    return hash_bytes(h, &model_fingerprint, sizeof model_fingerprint);
+}
+
+void job_free(Job *job) {
+    for (int i = 0; i < job->n_prompts; i++) {
+        free(job->prompts[i].clean);
+        free(job->prompts[i].corrupt);
+    }
+    free(job->prompts);
+    free(job->noise_positions);
+    free(job->position_list);
+    free(job->canonical);
+    memset(job, 0, sizeof *job);
+}

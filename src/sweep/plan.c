@@ -1,0 +1,135 @@
+/* Planning: nodes, position columns, work units and their costs. Everything here is a pure
+ * function of the job and the model configuration, so every rank builds the same plan. */
+#include <stdlib.h>
+#include <string.h>
+#include "patchsweep/core.h"
+#include "patchsweep/patch.h"
+#include "patchsweep/plan.h"
+
+/* FLOPs of one row through one layer: kv side (norm, k and v projections) and q side (q and
+ * output projections, MLP), plus attention over n_keys keys. */
+static double row_kv_flops(const ModelConfig *c) { return 4.0 * c->d_model * cfg_kv_dim(c) + 8.0 * c->d_model; }
+static double row_q_flops(const ModelConfig *c, int n_keys) {
+    double mlp = 2.0 * c->d_model * c->d_mlp * (c->gated_mlp ? 3 : 2);
+    return 4.0 * c->d_model * cfg_q_dim(c) + mlp + 4.0 * cfg_q_dim(c) * n_keys + 8.0 * c->d_model;
+}
+
+double forward_flops(const ModelConfig *c, int T) {
+    double per_layer = T * row_kv_flops(c);
+    for (int t = 0; t < T; t++) per_layer += row_q_flops(c, t + 1);
+    return c->n_layer * per_layer;
+}
+
+double patch_flops(const ModelConfig *c, int T, int layer, Site site, int pos) {
+    int L = c->n_layer, r0 = pos < 0 ? 0 : pos;
+    int one_row = !site_is_kv_side(site) && pos >= 0;
+    if (one_row && layer == L - 1 && pos < T - 1) return 0.0; /* provably no effect */
+    double total = 0.0;
+    for (int l = layer; l < L; l++) {
+        int rows = (l == layer && one_row) ? 1 : T - r0;
+        if (l > layer || !one_row) total += rows * row_kv_flops(c);
+        if (l == L - 1) total += row_q_flops(c, T);
+        else
+            for (int t = r0; t < r0 + rows; t++) total += row_q_flops(c, t + 1);
+    }
+    return total + 2.0 * c->d_model * c->vocab;
+}
+
+void plan_build(Plan *pl, const Job *job, const ModelConfig *c) {
+    memset(pl, 0, sizeof *pl);
+    for (int p = 0; p < job->n_prompts; p++)
+        if (job->prompts[p].T > pl->max_T) pl->max_T = job->prompts[p].T;
+
+    for (int s = 0; s < job->n_sites; s++) pl->n_nodes += c->n_layer * site_nodes_per_layer(c, job->sites[s]);
+    pl->nodes = xmalloc(sizeof(Node) * (size_t)pl->n_nodes);
+    int n = 0;
+    for (int s = 0; s < job->n_sites; s++) {
+        Site site = job->sites[s];
+        int per_layer = site_nodes_per_layer(c, site);
+        for (int l = 0; l < c->n_layer; l++)
+            for (int i = 0; i < per_layer; i++) pl->nodes[n++] = (Node){site, l, site_has_index(site) ? i : -1};
+    }
+
+    if (job->positions == POS_ALL) {
+        pl->n_positions = 1;
+        pl->positions = xmalloc(sizeof(int));
+        pl->positions[0] = -1;
+    } else if (job->positions == POS_LIST) {
+        pl->n_positions = job->n_position_list;
+        pl->positions = xmalloc(sizeof(int) * (size_t)pl->n_positions);
+        memcpy(pl->positions, job->position_list, sizeof(int) * (size_t)pl->n_positions);
+    } else {
+        pl->n_positions = pl->max_T;
+        pl->positions = xmalloc(sizeof(int) * (size_t)pl->n_positions);
+        for (int j = 0; j < pl->max_T; j++) pl->positions[j] = j;
+    }
+
+    /* Units: per prompt, the exact blocks in node order, then one estimate unit. */
+    int est = job->estimates[EST_ATP] || job->estimates[EST_ATP_QK] || job->estimates[EST_ATP_STAR];
+    int cap = 16;
+    pl->units = xmalloc(sizeof(Unit) * (size_t)cap);
+    for (int p = 0; p < job->n_prompts; p++) {
+        int T = job->prompts[p].T;
+        for (int k = 0; job->exact && k < pl->n_nodes;) {
+            const Node *first = &pl->nodes[k];
+            int block = first->site == SITE_MLP_POST ? NEURON_BLOCK : site_nodes_per_layer(c, first->site);
+            int len = 0;
+            while (k + len < pl->n_nodes && len < block && pl->nodes[k + len].layer == first->layer &&
+                   pl->nodes[k + len].site == first->site)
+                len++;
+            double cost = 0.0;
+            for (int j = 0; j < pl->n_positions; j++)
+                if (pl->positions[j] < T) cost += patch_flops(c, T, first->layer, first->site, pl->positions[j]);
+            if (pl->n_units == cap) pl->units = xrealloc(pl->units, sizeof(Unit) * (size_t)(cap *= 2));
+            pl->units[pl->n_units++] = (Unit){UNIT_EXACT, p, k, len, cost * len * job_samples(job)};
+            k += len;
+        }
+        if (est) {
+            if (pl->n_units == cap) pl->units = xrealloc(pl->units, sizeof(Unit) * (size_t)(cap *= 2));
+            /* one backward ~ two forwards; GradDrop adds about L/2 backward passes */
+            double passes = 3.0 + (job->estimates[EST_ATP_STAR] ? c->n_layer : 0);
+            pl->units[pl->n_units++] = (Unit){UNIT_ESTIMATE, p, 0, pl->n_nodes, passes * forward_flops(c, T) * job_samples(job)};
+        }
+    }
+    pl->batch_limit = engine_batch_limit(c, pl->max_T, ENGINE_BUDGET_BYTES);
+}
+
+void plan_free(Plan *pl) {
+    free(pl->nodes);
+    free(pl->positions);
+    free(pl->units);
+    memset(pl, 0, sizeof *pl);
+}
+
+void plan_stats(const Plan *pl, const Job *job, const ModelConfig *c, PlanStats *st) {
+    memset(st, 0, sizeof *st);
+    for (int u = 0; u < pl->n_units; u++) {
+        const Unit *unit = &pl->units[u];
+        if (unit->kind != UNIT_EXACT) continue;
+        int T = job->prompts[unit->prompt].T;
+        for (int j = 0; j < pl->n_positions; j++)
+            if (pl->positions[j] < T) st->patches += (long long)unit->n_nodes * job_samples(job);
+        st->flops += unit->cost;
+    }
+    for (int p = 0; p < job->n_prompts; p++) {
+        int T = job->prompts[p].T;
+        double full = forward_flops(c, T);
+        long long patches = 0;
+        for (int j = 0; j < pl->n_positions; j++) patches += pl->positions[j] < T;
+        st->naive_flops += full * patches * (job->exact ? pl->n_nodes : 0) * job_samples(job);
+    }
+    /* Memory: weights, the runs of one prompt (clean + source/base per sample), the mean runs,
+     * and the engine scratch. */
+    size_t weights = 0, sizes[N_PARAM_TENSORS];
+    param_sizes(c, sizes);
+    for (int i = 0; i < N_PARAM_TENSORS; i++) weights += sizes[i];
+    size_t layer[N_LAYER_ACTS], per_run = 0;
+    layer_acts_sizes(c, 1, pl->max_T, pl->max_T, pl->max_T, 0, layer);
+    for (int i = 0; i < N_LAYER_ACTS; i++) per_run += layer[i];
+    per_run = per_run * c->n_layer + (size_t)pl->max_T * (c->d_model + 2);
+    int runs = 2 + job_samples(job) + (job->corruption == CORR_MEAN);
+    size_t scratch[N_LAYER_ACTS], per_seq = 0;
+    layer_acts_sizes(c, 1, pl->max_T, pl->max_T, pl->max_T, 1, scratch);
+    for (int i = 0; i < N_LAYER_ACTS; i++) per_seq += scratch[i];
+    st->bytes_per_rank = 4.0 * ((double)weights + (double)runs * per_run + (double)pl->batch_limit * (per_seq + c->vocab));
+}

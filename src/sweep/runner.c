@@ -1,0 +1,151 @@
+/* The per-rank driver: parse and check the job, open (or resume) the results file, then take
+ * units from the coordinator until there are none, computing each prompt's runs once while
+ * its units keep coming. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "patchsweep/cli.h"
+#include "patchsweep/core.h"
+#include "patchsweep/patch.h"
+#include "patchsweep/store.h"
+#include "patchsweep/sweep.h"
+
+/* Every rank returns the same status; the line is printed once, by rank 0 if it failed, else
+ * by the failing rank. */
+static int agree(int rc, MPI_Comm comm) {
+    int rank, worst, root_rc = rc;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Allreduce(&rc, &worst, 1, MPI_INT, MPI_MAX, comm);
+    MPI_Bcast(&root_rc, 1, MPI_INT, 0, comm);
+    if (rc && (rank == 0 || root_rc == 0)) report_error(rc);
+    return worst;
+}
+
+static void poll_scheduler(void *ctx) { sched_poll(ctx); }
+
+static double mean_of(const double *x, int n) {
+    double s = 0.0;
+    for (int i = 0; i < n; i++) s += x[i];
+    return s / n;
+}
+
+typedef struct {
+    const Job *job;
+    const Model *m;
+    const Plan *plan;
+    Engine *engine;
+    int naive;
+    float *values; /* [N, S] */
+} UnitWork;
+
+/* Computes one exact unit into w->values; returns the number of patched runs. */
+static double compute_exact(UnitWork *w, const PromptRuns *r, const Unit *u) {
+    const Node *first = &w->plan->nodes[u->node0];
+    int index0 = first->index < 0 ? 0 : first->index, S = w->plan->n_positions;
+    if (w->naive)
+        engine_effects_naive(w->engine, w->job, r, first->site, first->layer, index0, u->n_nodes, w->plan->positions, S,
+                             w->values);
+    else
+        engine_effects(w->engine, w->job, r, first->site, first->layer, index0, u->n_nodes, w->plan->positions, S,
+                       w->values);
+    int valid = 0;
+    for (int j = 0; j < S; j++) valid += w->plan->positions[j] < r->T;
+    return (double)u->n_nodes * valid * r->n_samples;
+}
+
+int sweep_run(const char *job_path, MPI_Comm comm, const RunOptions *opt) {
+    int rank, size;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    Job job;
+    Model m;
+    memset(&m, 0, sizeof m);
+    int rc = job_parse_file(&job, job_path);
+    if (!rc) rc = model_load(&m, job.model_dir);
+    if (!rc) rc = job_check(&job, &m.cfg);
+    if (!rc && (job.estimates[EST_ATP] || job.estimates[EST_ATP_QK] || job.estimates[EST_ATP_STAR]))
+        rc = ps_fail(PS_EUSER, "%s: \"estimates\" are not available in this version yet", job.path);
+    if ((rc = agree(rc, comm))) {
+        job_free(&job);
+        model_free(&m);
+        return rc;
+    }
+    Plan plan;
+    plan_build(&plan, &job, &m.cfg);
+    JobRuns jr;
+    job_runs_init(&jr, &m, &job);
+    Store store;
+    int resumed = 0;
+    rc = agree(store_open(&store, &job, &plan, &m, job_fingerprint(&job, m.fingerprint), jr.resample_from, comm, &resumed),
+               comm);
+    uint8_t *done = xcalloc((size_t)plan.n_units + 1, 1);
+    if (!rc) rc = agree(store_read_done(&store, done), comm);
+    if (rc) {
+        store_close(&store);
+        free(done);
+        job_runs_free(&jr);
+        plan_free(&plan);
+        job_free(&job);
+        model_free(&m);
+        return rc;
+    }
+    int already = 0;
+    for (int u = 0; u < plan.n_units; u++) already += done[u];
+    if (rank == 0 && !opt->quiet)
+        fprintf(stderr, "patchsweep: %s: %d prompts x %d nodes x %d positions, %d units%s, %d ranks -> %s\n", job.path,
+                job.n_prompts, plan.n_nodes, plan.n_positions, plan.n_units,
+                resumed ? (already == plan.n_units ? " (all done already)" : " (resuming)") : "", size, job.output);
+    Progress progress;
+    progress_init(&progress, &plan, done, opt->quiet);
+    Scheduler *sched = sched_new(&plan, done, comm, rank == 0 ? &progress : NULL);
+    UnitWork w = {&job, &m, &plan, engine_new(&m, plan.max_T, plan.batch_limit), opt->naive,
+                  alloc_floats((size_t)plan.n_nodes * plan.n_positions)};
+    engine_set_poll(w.engine, poll_scheduler, sched);
+
+    double seconds[2 + N_ESTIMATES] = {0}; /* runs, exact, atp, atp_qk, atp_star */
+    PromptRuns runs;
+    int current = -1;
+    for (int u; (u = sched_next(sched, current)) >= 0;) {
+        const Unit *unit = &plan.units[u];
+        if (unit->prompt != current) {
+            if (current >= 0) prompt_runs_free(&runs);
+            double t0 = now_seconds();
+            prompt_runs_build(&runs, &m, &job, &jr, unit->prompt);
+            seconds[0] += now_seconds() - t0;
+            current = unit->prompt;
+        }
+        double t0 = now_seconds();
+        double patches = compute_exact(&w, &runs, unit);
+        double spent = now_seconds() - t0;
+        seconds[1] += spent;
+        const float *values[1 + N_ESTIMATES] = {w.values, NULL, NULL, NULL};
+        rc = store_write_unit(&store, &plan, u, values, mean_of(runs.base_metric, runs.n_samples),
+                              mean_of(runs.source_metric, runs.n_samples), spent);
+        if (rc) { /* the file is unusable here; stop every rank, keeping what is written */
+            report_error(rc);
+            MPI_Abort(comm, rc);
+        }
+        sched_done(sched, u, patches);
+    }
+    if (current >= 0) prompt_runs_free(&runs);
+    sched_finish(sched);
+
+    double total[2 + N_ESTIMATES];
+    MPI_Allreduce(seconds, total, 2 + N_ESTIMATES, MPI_DOUBLE, MPI_SUM, comm);
+    rc = agree(store_finish(&store, 1, size, total), comm);
+    store_close(&store);
+    if (rank == 0 && !opt->quiet) {
+        progress_end(&progress);
+        fprintf(stderr, "patchsweep: wrote %s (runs %.2fs, exact sweep %.2fs of compute over %d ranks)\n", job.output,
+                total[0], total[1], size);
+    }
+    free(w.values);
+    engine_free(w.engine);
+    free(done);
+    job_runs_free(&jr);
+    plan_free(&plan);
+    job_free(&job);
+    model_free(&m);
+    return rc;
+}

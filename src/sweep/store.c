@@ -1,0 +1,317 @@
+/* The parallel HDF5 results file.
+ *
+ * Why it survives a kill: all metadata (groups, datasets, attributes) is written and flushed
+ * when the file is created; afterwards ranks only write raw data into datasets whose space was
+ * allocated at creation, and the MPI-IO driver passes those writes straight to the file system.
+ * A unit's values go out before its done flag, so a flag set on disk means its values are too.
+ * The file uses the HDF5 1.8 format (superblock v2): it has no "open for writing" mark that
+ * would block reopening after a crash, and attributes may exceed 64 KiB (large jobs). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "patchsweep/core.h"
+#include "patchsweep/store.h"
+
+static const char *const dataset_names[] = {"/effects/atp", "/effects/atp_qk", "/effects/atp_star"};
+
+static void set_attr_string(hid_t obj, const char *name, const char *value) {
+    hid_t type = H5Tcopy(H5T_C_S1);
+    H5Tset_size(type, strlen(value) + 1);
+    H5Tset_strpad(type, H5T_STR_NULLTERM);
+    hid_t space = H5Screate(H5S_SCALAR);
+    if (H5Aexists(obj, name) > 0) H5Adelete(obj, name);
+    hid_t a = H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+    H5Awrite(a, type, value);
+    H5Aclose(a);
+    H5Sclose(space);
+    H5Tclose(type);
+}
+
+static void set_attr_number(hid_t obj, const char *name, hid_t type, const void *value) {
+    hid_t space = H5Screate(H5S_SCALAR);
+    hid_t a = H5Aexists(obj, name) > 0 ? H5Aopen(obj, name, H5P_DEFAULT)
+                                       : H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+    H5Awrite(a, type, value);
+    H5Aclose(a);
+    H5Sclose(space);
+}
+
+/* The value of a string attribute (malloc'd), or NULL. */
+static char *get_attr_string(hid_t obj, const char *name) {
+    if (H5Aexists(obj, name) <= 0) return NULL;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    hid_t type = H5Aget_type(a);
+    char *out = NULL;
+    if (H5Tget_class(type) == H5T_STRING && !H5Tis_variable_str(type)) {
+        size_t n = H5Tget_size(type);
+        out = xcalloc(n + 1, 1);
+        hid_t mem = H5Tcopy(H5T_C_S1);
+        H5Tset_size(mem, n);
+        if (H5Aread(a, mem, out) < 0) {
+            free(out);
+            out = NULL;
+        }
+        H5Tclose(mem);
+    }
+    H5Tclose(type);
+    H5Aclose(a);
+    return out;
+}
+
+static hid_t create_dataset(hid_t file, const char *name, hid_t type, int rank, const hsize_t *dims, const void *fill) {
+    hid_t space = H5Screate_simple(rank, dims, NULL);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    if (fill) H5Pset_fill_value(dcpl, type, fill);
+    H5Pset_fill_time(dcpl, H5D_FILL_TIME_ALLOC);
+    H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY); /* required in parallel; also what makes resume safe */
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    hid_t d = H5Dcreate2(file, name, type, space, lcpl, dcpl, H5P_DEFAULT);
+    H5Pclose(lcpl);
+    H5Pclose(dcpl);
+    H5Sclose(space);
+    return d;
+}
+
+/* Writes a whole small dataset from rank 0 (independent I/O) and closes it. */
+static void write_small(hid_t file, const char *name, hid_t type, int rank, const hsize_t *dims, const void *data, int me) {
+    hid_t d = create_dataset(file, name, type, rank, dims, NULL);
+    if (me == 0) H5Dwrite(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
+    H5Dclose(d);
+}
+
+static void write_prompts(hid_t file, const Job *job, const Plan *plan, const int *source_prompt, int me) {
+    int P = job->n_prompts, T = plan->max_T;
+    int *base = xmalloc(sizeof(int) * (size_t)P * T), *src = xmalloc(sizeof(int) * (size_t)P * T);
+    int *len = xmalloc(sizeof(int) * (size_t)P), *ans = xmalloc(sizeof(int) * (size_t)P), *wrong = xmalloc(sizeof(int) * (size_t)P);
+    for (int p = 0; p < P; p++) {
+        const Prompt *pr = &job->prompts[p];
+        const int *b = pr->clean, *s = NULL;
+        if (job->corruption == CORR_PAIR) {
+            b = job->direction == DIR_DENOISE ? pr->corrupt : pr->clean;
+            s = job->direction == DIR_DENOISE ? pr->clean : pr->corrupt;
+        } else if (job->corruption == CORR_GAUSSIAN) {
+            s = pr->clean; /* the source run is the clean prompt (noised in the noise direction) */
+        } else if (job->corruption == CORR_RESAMPLE) {
+            s = job->prompts[source_prompt[p]].clean;
+        }
+        for (int t = 0; t < T; t++) {
+            base[(size_t)p * T + t] = t < pr->T ? b[t] : -1;
+            src[(size_t)p * T + t] = t < pr->T && s ? s[t] : -1;
+        }
+        len[p] = pr->T;
+        ans[p] = pr->answer;
+        wrong[p] = pr->wrong;
+    }
+    hsize_t dims2[2] = {(hsize_t)P, (hsize_t)T}, dims1[1] = {(hsize_t)P};
+    write_small(file, "/prompts/base_tokens", H5T_NATIVE_INT, 2, dims2, base, me);
+    write_small(file, "/prompts/source_tokens", H5T_NATIVE_INT, 2, dims2, src, me);
+    write_small(file, "/prompts/length", H5T_NATIVE_INT, 1, dims1, len, me);
+    write_small(file, "/prompts/answer", H5T_NATIVE_INT, 1, dims1, ans, me);
+    write_small(file, "/prompts/wrong", H5T_NATIVE_INT, 1, dims1, wrong, me);
+    if (source_prompt) write_small(file, "/prompts/source_prompt", H5T_NATIVE_INT, 1, dims1, source_prompt, me);
+    free(base), free(src), free(len), free(ans), free(wrong);
+}
+
+static void write_nodes(hid_t file, const Plan *plan, int me) {
+    int N = plan->n_nodes;
+    enum { NAME = 32 };
+    char *names = xcalloc((size_t)N, NAME), *sites = xcalloc((size_t)N, NAME);
+    int *layer = xmalloc(sizeof(int) * (size_t)N), *head = xmalloc(sizeof(int) * (size_t)N), *neuron = xmalloc(sizeof(int) * (size_t)N);
+    for (int i = 0; i < N; i++) {
+        const Node *n = &plan->nodes[i];
+        node_name(n, names + (size_t)i * NAME, NAME);
+        snprintf(sites + (size_t)i * NAME, NAME, "%s", site_name(n->site));
+        layer[i] = n->layer;
+        head[i] = n->site == SITE_MLP_POST ? -1 : n->index;
+        neuron[i] = n->site == SITE_MLP_POST ? n->index : -1;
+    }
+    hid_t str = H5Tcopy(H5T_C_S1);
+    H5Tset_size(str, NAME);
+    hsize_t dims[1] = {(hsize_t)N};
+    write_small(file, "/nodes/name", str, 1, dims, names, me);
+    write_small(file, "/nodes/site", str, 1, dims, sites, me);
+    write_small(file, "/nodes/layer", H5T_NATIVE_INT, 1, dims, layer, me);
+    write_small(file, "/nodes/head", H5T_NATIVE_INT, 1, dims, head, me);
+    write_small(file, "/nodes/neuron", H5T_NATIVE_INT, 1, dims, neuron, me);
+    H5Tclose(str);
+    free(names), free(sites), free(layer), free(head), free(neuron);
+}
+
+static char *job_attr_json(const Job *job) {
+    /* the canonical job plus where it read and wrote */
+    cJSON *o = cJSON_Parse(job->canonical);
+    cJSON_AddStringToObject(o, "model", job->model_dir);
+    cJSON_AddStringToObject(o, "output", job->output);
+    char *text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    char *copy = xstrdup(text);
+    cJSON_free(text);
+    return copy;
+}
+
+static int create_file(Store *s, const Job *job, const Plan *plan, const Model *m, uint64_t fingerprint, hid_t fapl,
+                       const int *source_prompt, int me) {
+    hid_t f = H5Fcreate(s->path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    if (f < 0) return ps_fail(PS_EUSER, "%s: cannot create the results file", s->path);
+    s->file = f;
+    char text[64];
+    set_attr_string(f, "format", "patchsweep");
+    int version = RESULTS_FORMAT_VERSION, zero = 0;
+    set_attr_number(f, "format_version", H5T_NATIVE_INT, &version);
+    char *job_json = job_attr_json(job), *cfg_json = model_config_json(&m->cfg);
+    set_attr_string(f, "job", job_json);
+    set_attr_string(f, "model_config", cfg_json);
+    free(job_json), free(cfg_json);
+    set_attr_string(f, "direction", direction_name(job->direction));
+    set_attr_string(f, "metric", metric_name(job->metric));
+    set_attr_string(f, "corruption", corruption_name(job->corruption));
+    set_attr_number(f, "window", H5T_NATIVE_INT, &job->window);
+    set_attr_number(f, "complete", H5T_NATIVE_INT, &zero);
+    set_attr_string(f, "tool_version", "patchsweep " PATCHSWEEP_VERSION);
+    snprintf(text, sizeof text, "%016llx", (unsigned long long)fingerprint);
+    set_attr_string(f, "job_fingerprint", text);
+    set_attr_string(f, "model_dir", job->model_dir);
+    time_t now = time(NULL);
+    strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    set_attr_string(f, "created", text);
+
+    write_prompts(f, job, plan, source_prompt, me);
+    write_nodes(f, plan, me);
+    hsize_t S = (hsize_t)plan->n_positions, P = (hsize_t)job->n_prompts, U = (hsize_t)plan->n_units;
+    write_small(f, "/positions", H5T_NATIVE_INT, 1, &S, plan->positions, me);
+
+    float nanf_ = NAN;
+    double nand = NAN;
+    uint8_t no = 0;
+    hsize_t dims[3] = {P, (hsize_t)plan->n_nodes, S};
+    s->exact = job->exact ? create_dataset(f, "/effects/exact", H5T_NATIVE_FLOAT, 3, dims, &nanf_) : H5I_INVALID_HID;
+    for (int e = 0; e < N_ESTIMATES; e++)
+        s->estimate[e] = job->estimates[e] ? create_dataset(f, dataset_names[e], H5T_NATIVE_FLOAT, 3, dims, &nanf_)
+                                           : H5I_INVALID_HID;
+    s->base = create_dataset(f, "/baseline/base", H5T_NATIVE_DOUBLE, 1, &P, &nand);
+    s->source = create_dataset(f, "/baseline/source", H5T_NATIVE_DOUBLE, 1, &P, &nand);
+    s->done = create_dataset(f, "/progress/done", H5T_NATIVE_UINT8, 1, &U, &no);
+    s->seconds = create_dataset(f, "/progress/seconds", H5T_NATIVE_DOUBLE, 1, &U, &nand);
+    if (s->base < 0 || s->done < 0) return ps_fail(PS_EINTERNAL, "%s: creating the datasets failed", s->path);
+    /* Everything but raw results is now on disk: from here on a kill loses nothing. */
+    H5Fflush(f, H5F_SCOPE_GLOBAL);
+    return PS_OK;
+}
+
+static int reopen_file(Store *s, const Job *job, uint64_t fingerprint, hid_t fapl) {
+    H5E_BEGIN_TRY { s->file = H5Fopen(s->path, H5F_ACC_RDWR, fapl); }
+    H5E_END_TRY;
+    const char *advice = "choose another \"output\" in the job, or delete the file to start over";
+    if (s->file < 0) return ps_fail(PS_EUSER, "%s exists and is not an HDF5 results file; %s", s->path, advice);
+    char *format = get_attr_string(s->file, "format"), *stored = get_attr_string(s->file, "job_fingerprint");
+    char want[32];
+    snprintf(want, sizeof want, "%016llx", (unsigned long long)fingerprint);
+    int rc = PS_OK;
+    if (!format || strcmp(format, "patchsweep") != 0)
+        rc = ps_fail(PS_EUSER, "%s exists and is not a patchsweep results file; %s", s->path, advice);
+    else if (!stored || strcmp(stored, want) != 0)
+        rc = ps_fail(PS_EUSER, "%s holds the results of a different job or model (fingerprint %s, this job %s); %s",
+                     s->path, stored ? stored : "none", want, advice);
+    free(format);
+    free(stored);
+    if (rc) return rc;
+    s->exact = job->exact ? H5Dopen2(s->file, "/effects/exact", H5P_DEFAULT) : H5I_INVALID_HID;
+    for (int e = 0; e < N_ESTIMATES; e++)
+        s->estimate[e] = job->estimates[e] ? H5Dopen2(s->file, dataset_names[e], H5P_DEFAULT) : H5I_INVALID_HID;
+    s->base = H5Dopen2(s->file, "/baseline/base", H5P_DEFAULT);
+    s->source = H5Dopen2(s->file, "/baseline/source", H5P_DEFAULT);
+    s->done = H5Dopen2(s->file, "/progress/done", H5P_DEFAULT);
+    s->seconds = H5Dopen2(s->file, "/progress/seconds", H5P_DEFAULT);
+    if (s->base < 0 || s->done < 0 || s->seconds < 0 || (job->exact && s->exact < 0))
+        return ps_fail(PS_EUSER, "%s: the results file is missing datasets; %s", s->path, advice);
+    return PS_OK;
+}
+
+int store_open(Store *s, const Job *job, const Plan *plan, const Model *m, uint64_t fingerprint,
+               const int *source_prompt, MPI_Comm comm, int *resumed) {
+    memset(s, 0, sizeof *s);
+    s->file = s->exact = s->base = s->source = s->done = s->seconds = H5I_INVALID_HID;
+    for (int e = 0; e < N_ESTIMATES; e++) s->estimate[e] = H5I_INVALID_HID;
+    snprintf(s->path, sizeof s->path, "%s", job->output);
+    s->n_prompts = job->n_prompts;
+    s->n_nodes = plan->n_nodes;
+    s->n_positions = plan->n_positions;
+    s->n_units = plan->n_units;
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* our messages, not HDF5's error stacks */
+    int me;
+    MPI_Comm_rank(comm, &me);
+    int exists = me == 0 ? file_exists(s->path) : 0;
+    MPI_Bcast(&exists, 1, MPI_INT, 0, comm);
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
+    H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18);
+    H5Pset_all_coll_metadata_ops(fapl, 1);
+    H5Pset_coll_metadata_write(fapl, 1);
+    *resumed = exists;
+    int rc;
+    if (exists) {
+        rc = reopen_file(s, job, fingerprint, fapl);
+    } else {
+        rc = create_file(s, job, plan, m, fingerprint, fapl, source_prompt, me);
+    }
+    H5Pclose(fapl);
+    return rc;
+}
+
+int store_read_done(Store *s, uint8_t *done) {
+    if (H5Dread(s->done, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, done) < 0)
+        return ps_fail(PS_EUSER, "%s: cannot read /progress/done", s->path);
+    return PS_OK;
+}
+
+/* Writes count elements at start of a dataset of the given rank from buf. */
+static herr_t write_block(hid_t d, hid_t type, int rank, const hsize_t *start, const hsize_t *count, const void *buf) {
+    hid_t file_space = H5Dget_space(d);
+    H5Sselect_hyperslab(file_space, H5S_SELECT_SET, start, NULL, count, NULL);
+    hid_t mem_space = H5Screate_simple(rank, count, NULL);
+    herr_t rc = H5Dwrite(d, type, mem_space, file_space, H5P_DEFAULT, buf);
+    H5Sclose(mem_space);
+    H5Sclose(file_space);
+    return rc;
+}
+
+int store_write_unit(Store *s, const Plan *plan, int unit, const float *values[1 + N_ESTIMATES], double base_metric,
+                     double source_metric, double seconds) {
+    const Unit *u = &plan->units[unit];
+    hsize_t start[3] = {(hsize_t)u->prompt, (hsize_t)u->node0, 0};
+    hsize_t count[3] = {1, (hsize_t)u->n_nodes, (hsize_t)plan->n_positions};
+    herr_t rc = 0;
+    hid_t targets[1 + N_ESTIMATES] = {s->exact, s->estimate[0], s->estimate[1], s->estimate[2]};
+    for (int i = 0; i < 1 + N_ESTIMATES; i++)
+        if (values[i] && targets[i] >= 0) rc |= write_block(targets[i], H5T_NATIVE_FLOAT, 3, start, count, values[i]);
+    hsize_t p = (hsize_t)u->prompt, one = 1, at = (hsize_t)unit;
+    rc |= write_block(s->base, H5T_NATIVE_DOUBLE, 1, &p, &one, &base_metric);
+    rc |= write_block(s->source, H5T_NATIVE_DOUBLE, 1, &p, &one, &source_metric);
+    rc |= write_block(s->seconds, H5T_NATIVE_DOUBLE, 1, &at, &one, &seconds);
+    if (rc < 0) return ps_fail(PS_EINTERNAL, "%s: writing unit %d failed", s->path, unit);
+    uint8_t yes = 1; /* the flag goes last: set means the values above are on disk */
+    if (write_block(s->done, H5T_NATIVE_UINT8, 1, &at, &one, &yes) < 0)
+        return ps_fail(PS_EINTERNAL, "%s: writing the done flag of unit %d failed", s->path, unit);
+    return PS_OK;
+}
+
+int store_finish(Store *s, int complete, int n_ranks, const double seconds[2 + N_ESTIMATES]) {
+    static const char *const names[2 + N_ESTIMATES] = {"seconds_runs", "seconds_exact", "seconds_atp", "seconds_atp_qk",
+                                                       "seconds_atp_star"};
+    set_attr_number(s->file, "complete", H5T_NATIVE_INT, &complete);
+    set_attr_number(s->file, "n_ranks", H5T_NATIVE_INT, &n_ranks);
+    for (int i = 0; i < 2 + N_ESTIMATES; i++) set_attr_number(s->file, names[i], H5T_NATIVE_DOUBLE, &seconds[i]);
+    if (H5Fflush(s->file, H5F_SCOPE_GLOBAL) < 0) return ps_fail(PS_EINTERNAL, "%s: flush failed", s->path);
+    return PS_OK;
+}
+
+void store_close(Store *s) {
+    hid_t ids[] = {s->exact, s->estimate[0], s->estimate[1], s->estimate[2], s->base, s->source, s->done, s->seconds};
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
+        if (ids[i] >= 0) H5Dclose(ids[i]);
+    if (s->file >= 0) H5Fclose(s->file);
+    s->file = H5I_INVALID_HID;
+}
