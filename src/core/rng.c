@@ -4,10 +4,13 @@
 #include "patchsweep/core.h"
 
 void rng_seed(Rng *r, uint64_t seed, uint64_t stream_a, uint64_t stream_b) {
-    /* Mixing the stream ids through the generator itself keeps nearby seeds independent. */
+    /* Mixing the stream ids through the generator itself keeps nearby seeds independent. Each
+     * step draws first, then XORs into the state the draw left behind (docs/methods.md). */
     r->state = seed;
-    r->state ^= rng_next(r) + stream_a * 0x9e3779b97f4a7c15ULL;
-    r->state ^= rng_next(r) + stream_b * 0xbf58476d1ce4e5b9ULL;
+    uint64_t mix = rng_next(r) + stream_a * 0x9e3779b97f4a7c15ULL;
+    r->state ^= mix;
+    mix = rng_next(r) + stream_b * 0xbf58476d1ce4e5b9ULL;
+    r->state ^= mix;
 }
 
 uint64_t rng_next(Rng *r) {

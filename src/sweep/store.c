@@ -182,6 +182,18 @@ static int create_file(Store *s, const Job *job, const Plan *plan, const Model *
     write_nodes(f, plan, me);
     hsize_t S = (hsize_t)plan->n_positions, P = (hsize_t)job->n_prompts, U = (hsize_t)plan->n_units;
     write_small(f, "/positions", H5T_NATIVE_INT, 1, &S, plan->positions, me);
+    /* What each unit covers, so a reader can tell which cells a done flag vouches for. */
+    int *kind = xmalloc(sizeof(int) * U), *prompt = xmalloc(sizeof(int) * U), *node0 = xmalloc(sizeof(int) * U),
+        *nodes = xmalloc(sizeof(int) * U);
+    for (hsize_t u = 0; u < U; u++) {
+        const Unit *unit = &plan->units[u];
+        kind[u] = unit->kind, prompt[u] = unit->prompt, node0[u] = unit->node0, nodes[u] = unit->n_nodes;
+    }
+    write_small(f, "/progress/unit_kind", H5T_NATIVE_INT, 1, &U, kind, me);
+    write_small(f, "/progress/unit_prompt", H5T_NATIVE_INT, 1, &U, prompt, me);
+    write_small(f, "/progress/unit_node0", H5T_NATIVE_INT, 1, &U, node0, me);
+    write_small(f, "/progress/unit_nodes", H5T_NATIVE_INT, 1, &U, nodes, me);
+    free(kind), free(prompt), free(node0), free(nodes);
 
     float nanf_ = NAN;
     double nand = NAN;
@@ -201,11 +213,16 @@ static int create_file(Store *s, const Job *job, const Plan *plan, const Model *
     return PS_OK;
 }
 
-static int reopen_file(Store *s, const Job *job, uint64_t fingerprint, hid_t fapl) {
-    H5E_BEGIN_TRY { s->file = H5Fopen(s->path, H5F_ACC_RDWR, fapl); }
-    H5E_END_TRY;
+static int reopen_file(Store *s, const Job *job, uint64_t fingerprint, hid_t fapl, MPI_Comm comm, int me) {
     const char *advice = "choose another \"output\" in the job, or delete the file to start over";
-    if (s->file < 0) return ps_fail(PS_EUSER, "%s exists and is not an HDF5 results file; %s", s->path, advice);
+    /* Look before opening for writing: HDF5 would otherwise write into an empty file. */
+    int is_hdf5 = 0;
+    if (me == 0) H5E_BEGIN_TRY { is_hdf5 = H5Fis_hdf5(s->path) > 0; }
+        H5E_END_TRY;
+    MPI_Bcast(&is_hdf5, 1, MPI_INT, 0, comm);
+    if (is_hdf5) H5E_BEGIN_TRY { s->file = H5Fopen(s->path, H5F_ACC_RDWR, fapl); }
+        H5E_END_TRY;
+    if (!is_hdf5 || s->file < 0) return ps_fail(PS_EUSER, "%s exists and is not an HDF5 results file; %s", s->path, advice);
     char *format = get_attr_string(s->file, "format"), *stored = get_attr_string(s->file, "job_fingerprint");
     char want[32];
     snprintf(want, sizeof want, "%016llx", (unsigned long long)fingerprint);
@@ -253,7 +270,7 @@ int store_open(Store *s, const Job *job, const Plan *plan, const Model *m, uint6
     *resumed = exists;
     int rc;
     if (exists) {
-        rc = reopen_file(s, job, fingerprint, fapl);
+        rc = reopen_file(s, job, fingerprint, fapl, comm, me);
     } else {
         rc = create_file(s, job, plan, m, fingerprint, fapl, source_prompt, me);
     }

@@ -7,7 +7,7 @@ import struct
 
 import numpy as np
 
-DTYPES = {"F32": "<f4", "F16": "<f2", "I32": "<i4", "U8": "u1", "I64": "<i8"}
+DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I32": "<i4", "U8": "u1", "I64": "<i8"}
 
 
 def to_bf16_bytes(a):
@@ -65,5 +65,6 @@ def read(path):
             array = (np.frombuffer(raw, dtype="<u2").astype("<u4") << 16).view("<f4")
         else:
             array = np.frombuffer(raw, dtype=DTYPES[info["dtype"]])
-        out[name] = array.reshape(info["shape"]).astype(np.float32) if info["dtype"] in ("F32", "F16", "BF16") else array.reshape(info["shape"])
+        keep = info["dtype"] in ("F64", "I32", "U8", "I64")
+        out[name] = array.reshape(info["shape"]) if keep else array.reshape(info["shape"]).astype(np.float32)
     return out

@@ -1,0 +1,114 @@
+"""patchsweep run on the test jobs: the results file has the contract's names, shapes and
+attributes (DESIGN.md section 6, docs/results.md), and its exact effects match the independent
+float64 PyTorch computation (tests/reference/gen_effects.py).
+
+Tolerance: patchsweep computes in float32. A metric read off logits of magnitude ~10 carries an
+absolute error of ~1e-5 (the forward-pass tests measure 1e-5 on logits), and an effect is a
+difference of two metrics, so we allow 5e-5 + 1e-4 |effect|.
+Usage: test_results_file.py BINARY FIXTURES SHARED"""
+import glob
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import h5py
+import numpy as np
+
+binary, fixtures = sys.argv[1], os.path.abspath(sys.argv[2])
+sys.path.insert(0, os.path.join(fixtures, "..", "reference"))
+import safetensors_io as st  # noqa: E402
+from gen_effects import config_dims, nodes_of  # noqa: E402
+
+failures = []
+
+
+def check(cond, msg):
+    if not cond:
+        failures.append(msg)
+
+
+def node_name(site, layer, index):
+    if site in ("q", "z"):
+        return f"L{layer}.H{index}.{site}"
+    if site in ("k", "v"):
+        return f"L{layer}.KV{index}.{site}"
+    if site == "mlp_post":
+        return f"L{layer}.N{index}"
+    return f"L{layer}.{site}"
+
+
+def run_job(path, tmp):
+    job = json.load(open(path))
+    job["model"] = os.path.normpath(os.path.join(os.path.dirname(path), job["model"]))
+    job["output"] = os.path.join(tmp, os.path.basename(path).replace(".json", ".h5"))
+    local = os.path.join(tmp, os.path.basename(path))
+    json.dump(job, open(local, "w"))
+    p = subprocess.run([binary, "run", local, "--quiet"], capture_output=True, text=True, timeout=300)
+    check(p.returncode == 0, f"{path}: exit {p.returncode}: {p.stderr}")
+    return job, job["output"] if p.returncode == 0 else None
+
+
+with tempfile.TemporaryDirectory() as tmp:
+    for path in sorted(glob.glob(os.path.join(fixtures, "jobs", "*.json"))):
+        name = os.path.splitext(os.path.basename(path))[0]
+        job, out = run_job(path, tmp)
+        if out is None:
+            continue
+        golden = st.read(os.path.join(fixtures, "golden", f"effects-{name}.safetensors"))
+        cfg = json.load(open(os.path.join(job["model"], "config.json")))
+        dims = config_dims(cfg)
+        nodes = nodes_of(job, dims)
+        prompts = job["prompts"]
+        P, N, T = len(prompts), len(nodes), max(len(p["clean"]) for p in prompts)
+        with h5py.File(out, "r") as f:
+            a = f.attrs
+            check(a["format"] == b"patchsweep" or a["format"] == "patchsweep", f"{name}: format attr {a['format']!r}")
+            check(int(a["format_version"]) == 1, f"{name}: format_version")
+            check(int(a["complete"]) == 1, f"{name}: complete != 1")
+            stored_job = json.loads(a["job"])
+            check(stored_job["prompts"][0]["clean"] == prompts[0]["clean"], f"{name}: job attr lacks the prompts")
+            check(json.loads(a["model_config"])["n_layer"] == dims["L"], f"{name}: model_config attr")
+            for key in ("direction", "metric", "tool_version"):
+                check(key in a, f"{name}: attribute {key} missing")
+            S = f["positions"].shape[0]
+            check(f["effects/exact"].shape == (P, N, S), f"{name}: exact shape {f['effects/exact'].shape}")
+            check(f["effects/exact"].dtype == np.float32, f"{name}: exact dtype")
+            names = [n.decode() for n in f["nodes/name"][:]]
+            check(names == [node_name(*n) for n in nodes], f"{name}: node names {names[:4]}...")
+            check([s.decode() for s in f["nodes/site"][:]] == [n[0] for n in nodes], f"{name}: node sites")
+            check(list(f["nodes/layer"][:]) == [n[1] for n in nodes], f"{name}: node layers")
+            heads = [n[2] if n[0] in ("q", "z", "k", "v") else -1 for n in nodes]
+            neurons = [n[2] if n[0] == "mlp_post" else -1 for n in nodes]
+            check(list(f["nodes/head"][:]) == heads and list(f["nodes/neuron"][:]) == neurons, f"{name}: head/neuron")
+            check(list(f["prompts/length"][:]) == [len(p["clean"]) for p in prompts], f"{name}: lengths")
+            bt = f["prompts/base_tokens"][:]
+            check(bt.shape == (P, T) and (bt[bt < 0] == -1).all(), f"{name}: base_tokens shape/padding")
+            check(f["progress/done"][:].all(), f"{name}: not every unit flagged done")
+            exact = f["effects/exact"][:]
+            want = golden["exact"]
+            check((np.isnan(exact) == np.isnan(want)).all(), f"{name}: NaN pattern differs from the reference")
+            ok = ~np.isnan(want)
+            err = np.abs(exact[ok] - want[ok])
+            worst = float(np.max(err - (5e-5 + 1e-4 * np.abs(want[ok])))) if ok.any() else 0.0
+            check(worst <= 0, f"{name}: exact effects differ from the reference by up to {err.max():.3g}")
+            for key in ("base", "source"):
+                got, ref = f[f"baseline/{key}"][:], golden[key]
+                same_nan = (np.isnan(got) == np.isnan(ref)).all()
+                close = np.allclose(got[~np.isnan(ref)], ref[~np.isnan(ref)], atol=5e-5, rtol=1e-4)
+                check(same_nan and close, f"{name}: baseline/{key} {got} vs {ref}")
+            print(f"{name}: {P}x{N}x{S}, max |effect - reference| {err.max():.2e}, largest |effect| {np.abs(want[ok]).max():.3g}")
+
+    # The example in docs/results.md runs as written on a real results file.
+    docs = open(os.path.join(fixtures, "..", "..", "docs", "results.md")).read()
+    example = docs.split("```python\n", 1)[1].split("```", 1)[0]
+    example = example.replace('"results.h5"', repr(out))
+    p = subprocess.run([sys.executable, "-c", example], capture_output=True, text=True, timeout=60)
+    check(p.returncode == 0 and "L" in p.stdout, f"docs/results.md example failed: {p.stderr}")
+    check(len(example.strip().splitlines()) <= 5, "docs/results.md example is longer than five lines")
+
+print(f"{len(failures)} failures")
+for f in failures:
+    print("FAIL", f)
+sys.exit(1 if failures else 0)

@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""Generates the corpus of malformed jobs: tests/fixtures/bad_jobs/<case>.json (plus any
+prompts file a case needs) and cases.json mapping each case to a fragment its one-line error
+must contain. Each breaks exactly one rule of docs/job.md."""
+import copy
+import json
+import os
+import shutil
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "bad_jobs")
+
+GOOD = {"model": "../models/gpt2-tiny",
+        "prompts": [{"clean": [5, 17, 3, 9, 60], "corrupt": [5, 17, 8, 9, 60], "answer": 9, "wrong": 12},
+                    {"clean": [7, 1, 22, 9, 60], "corrupt": [7, 1, 50, 9, 60], "answer": 22, "wrong": 50}],
+        "nodes": ["resid_pre", "z"], "output": "bad.h5"}
+
+
+def variant(**changes):
+    job = copy.deepcopy(GOOD)
+    for key, value in changes.items():
+        if value is None:
+            job.pop(key, None)
+        else:
+            job[key] = value
+    return job
+
+
+def prompts_with(index, **changes):
+    prompts = copy.deepcopy(GOOD["prompts"])
+    for key, value in changes.items():
+        if value is None:
+            prompts[index].pop(key, None)
+        else:
+            prompts[index][key] = value
+    return prompts
+
+
+CLEAN_ONLY = [{"clean": [5, 17, 3, 9, 60], "answer": 9, "wrong": 12}, {"clean": [7, 1, 22, 9], "answer": 22, "wrong": 50}]
+
+CASES = [
+    ("syntax_error", '{"model": "../models/gpt2-tiny", "prompts": [', "JSON syntax error"),
+    ("not_an_object", "[1, 2, 3]", "must be a JSON object"),
+    ("unknown_key", variant(nodse=["z"]), 'unknown key "nodse"'),
+    ("missing_model", variant(model=None), 'missing key "model"'),
+    ("model_folder_missing", variant(model="../models/no-such-model"), "cannot open"),
+    ("model_not_string", variant(model=3), '"model" must be a string'),
+    ("no_prompts", variant(prompts=None), 'exactly one of "prompts"'),
+    ("prompts_and_file", variant(prompts_file="p.jsonl"), 'exactly one of "prompts"'),
+    ("prompts_file_missing", variant(prompts=None, prompts_file="missing.jsonl"), "cannot open"),
+    ("prompts_file_bad_line", variant(prompts=None, prompts_file="bad_line.jsonl"), "bad_line.jsonl:2: not a JSON object"),
+    ("empty_prompts", variant(prompts=[]), "no prompts"),
+    ("prompt_unknown_key", variant(prompts=prompts_with(1, anwser=3)), 'unknown key "anwser"'),
+    ("prompt_missing_clean", variant(prompts=prompts_with(0, clean=None)), 'missing key "clean"'),
+    ("token_out_of_range", variant(prompts=prompts_with(1, clean=[7, 1, 64, 9, 60])), "prompts[1].clean[2] is 64, outside the vocabulary"),
+    ("negative_token", variant(prompts=prompts_with(0, corrupt=[5, -1, 8, 9, 60])), "corrupt[1] must be a non-negative integer"),
+    ("token_not_integer", variant(prompts=prompts_with(0, clean=[5, 1.5, 8, 9, 60])), "clean[1] must be a non-negative integer"),
+    ("answer_out_of_range", variant(prompts=prompts_with(0, answer=99)), "answer/wrong token outside the vocabulary"),
+    ("prompt_too_long", variant(prompts=prompts_with(0, clean=[1] * 33, corrupt=[2] * 33)), "more than the model's context of 32"),
+    ("length_mismatch", variant(prompts=prompts_with(1, corrupt=[7, 1, 50, 9])), '"corrupt" has 4 tokens but "clean" has 5'),
+    ("missing_corrupt", variant(prompts=prompts_with(1, corrupt=None)), 'prompts[1]: missing "corrupt"'),
+    ("missing_answer", variant(prompts=prompts_with(0, answer=None)), 'missing "answer" (needed by metric logit_diff)'),
+    ("missing_wrong", variant(prompts=prompts_with(1, wrong=None)), 'missing "wrong"'),
+    ("unknown_site", variant(nodes=["mlp"]), "nodes[0] is not a site"),
+    ("duplicate_site", variant(nodes=["z", "z"]), 'site "z" is listed twice'),
+    ("empty_nodes", variant(nodes=[]), '"nodes" must be a non-empty array'),
+    ("unknown_metric", variant(metric="accuracy"), 'metric "accuracy" is not known'),
+    ("unknown_direction", variant(direction="sideways"), 'direction "sideways" is not known'),
+    ("unknown_corruption", variant(corruption="shuffle"), 'corruption "shuffle" is not known'),
+    ("corruption_bad_object", variant(corruption={"gaussian": {}, "zero": {}}), "an object with one key"),
+    ("gaussian_no_positions", variant(prompts=CLEAN_ONLY, corruption={"gaussian": {"scale": 3}}), 'missing key "positions"'),
+    ("gaussian_unknown_key", variant(prompts=CLEAN_ONLY, corruption={"gaussian": {"positions": [1], "sigma": 2}}), 'unknown key "sigma"'),
+    ("gaussian_position_past_end", variant(prompts=CLEAN_ONLY, corruption={"gaussian": {"positions": [4]}}), "noise position 4 is past its end"),
+    ("gaussian_bad_scale", variant(prompts=CLEAN_ONLY, corruption={"gaussian": {"positions": [1], "scale": -1}}), '"scale" must be positive'),
+    ("corrupt_with_zero", variant(corruption="zero"), '"corrupt" is not used by zero corruption'),
+    ("denoise_with_mean", variant(prompts=[{"clean": [5, 17, 3], "answer": 9, "wrong": 2}] * 2, corruption="mean", direction="denoise"), 'direction must be "noise"'),
+    ("mean_unequal_lengths", variant(prompts=CLEAN_ONLY, corruption="mean"), "needs prompts of one length"),
+    ("resample_one_prompt", variant(prompts=CLEAN_ONLY[:1], corruption="resample"), "at least two prompts"),
+    ("positions_bad_word", variant(positions="some"), '"positions" must be "each", "all" or a list'),
+    ("position_past_end", variant(positions=[0, 50]), "position 50 is past the end of every prompt"),
+    ("position_repeated", variant(positions=[1, 1]), "position 1 is listed twice"),
+    ("window_zero", variant(window=0), '"window" must be at least 1'),
+    ("window_too_big", variant(window=3), "window 3 is larger than the model's 2 layers"),
+    ("window_not_integer", variant(window=1.5), '"window" must be an integer'),
+    ("unknown_estimate", variant(estimates=["atp2"]), 'estimates: "atp2" is not known'),
+    ("exact_not_bool", variant(exact="yes"), '"exact" must be true or false'),
+    ("nothing_to_compute", variant(exact=False), "nothing to compute"),
+]
+
+
+def main():
+    shutil.rmtree(OUT, ignore_errors=True)
+    os.makedirs(OUT)
+    with open(os.path.join(OUT, "p.jsonl"), "w") as f:
+        f.write(json.dumps(GOOD["prompts"][0]) + "\n")
+    with open(os.path.join(OUT, "bad_line.jsonl"), "w") as f:
+        f.write(json.dumps(GOOD["prompts"][0]) + "\n{clean: [1, 2]}\n")
+    expected = {}
+    for name, job, fragment in CASES:
+        with open(os.path.join(OUT, name + ".json"), "w") as f:
+            f.write(job if isinstance(job, str) else json.dumps(job, indent=1))
+        expected[name] = fragment
+    with open(os.path.join(OUT, "cases.json"), "w") as f:
+        json.dump(expected, f, indent=1)
+    print(f"{len(CASES)} malformed jobs in {OUT}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,218 @@
+#!/usr/bin/env python3
+"""Exact effects of the test jobs, computed independently (run with /usr/bin/python3).
+
+    /usr/bin/python3 tests/reference/gen_effects.py
+
+For every tests/fixtures/jobs/*.json: one full float64 forward pass per patch with the
+reference model (transformer_ref.py), following the definitions in docs/job.md and
+docs/methods.md, not patchsweep's code. The gaussian noise and the resample permutation are
+re-implemented here from their documented recipe (splitmix64, Box-Muller, Fisher-Yates).
+Writes tests/fixtures/golden/effects-<job>.safetensors with "exact" [P, N, S] (NaN past a
+prompt's end), "base" [P] and "source" [P] (NaN where there is no source run).
+"""
+import glob
+import json
+import math
+import os
+import sys
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import safetensors_io as st  # noqa: E402
+import transformer_ref as ref  # noqa: E402
+
+MASK = (1 << 64) - 1
+SITES_WITH_INDEX = {"q", "z", "k", "v", "mlp_post"}
+
+
+class SplitMix64:
+    """The generator of src/core/rng.c, as docs/methods.md describes it."""
+
+    def __init__(self, seed, a, b):
+        self.state = seed & MASK
+        mix = (self.next() + a * 0x9E3779B97F4A7C15) & MASK  # draw, then XOR into the advanced state
+        self.state ^= mix
+        mix = (self.next() + b * 0xBF58476D1CE4E5B9) & MASK
+        self.state ^= mix
+
+    def next(self):
+        self.state = (self.state + 0x9E3779B97F4A7C15) & MASK
+        z = self.state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
+        return z ^ (z >> 31)
+
+    def uniform(self):
+        return (self.next() >> 11) * (1.0 / 9007199254740992.0)
+
+    def normal(self):
+        u1 = 1.0 - self.uniform()
+        u2 = self.uniform()
+        return math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
+
+
+def derangement(n, seed):
+    rng = SplitMix64(seed, 0x7265, 0)
+    while True:
+        perm = list(range(n))
+        for i in range(n - 1, 0, -1):
+            j = int(rng.uniform() * (i + 1))
+            perm[i], perm[j] = perm[j], perm[i]
+        if all(perm[i] != i for i in range(n)):
+            return perm
+
+
+def config_dims(cfg):
+    if cfg["model_type"] == "gpt2":
+        d, H = cfg["n_embd"], cfg["n_head"]
+        return dict(L=cfg["n_layer"], d=d, H=H, Hkv=H, dh=d // H, dm=cfg.get("n_inner") or 4 * d,
+                    wte="transformer.wte.weight" if "transformer.wte.weight" in cfg else "wte.weight")
+    d, H = cfg["hidden_size"], cfg["num_attention_heads"]
+    return dict(L=cfg["num_hidden_layers"], d=d, H=H, Hkv=cfg.get("num_key_value_heads", H), dh=d // H,
+                dm=cfg["intermediate_size"], wte="model.embed_tokens.weight")
+
+
+def nodes_of(job, dims):
+    nodes = []
+    per_layer = {"q": dims["H"], "z": dims["H"], "k": dims["Hkv"], "v": dims["Hkv"], "mlp_post": dims["dm"]}
+    for site in job["nodes"]:
+        for layer in range(dims["L"]):
+            for i in range(per_layer.get(site, 1)):
+                nodes.append((site, layer, i if site in SITES_WITH_INDEX else -1))
+    return nodes
+
+
+def column_slice(site, index, dims):
+    if site in ("q", "z", "k", "v"):
+        return slice(index * dims["dh"], (index + 1) * dims["dh"])
+    if site == "mlp_post":
+        return slice(index, index + 1)
+    return slice(None)
+
+
+def metric(logits, kind, answer, wrong, clean_lp):
+    lp = torch.log_softmax(logits[-1], dim=-1)
+    if kind == "logit_diff":
+        return float(logits[-1, answer] - logits[-1, wrong])
+    if kind == "logprob":
+        return float(lp[answer])
+    if kind == "prob":
+        return float(lp[answer].exp())
+    return float((clean_lp.exp() * (clean_lp - lp)).sum())
+
+
+def job_effects(path):
+    job = json.load(open(path))
+    folder = os.path.normpath(os.path.join(os.path.dirname(path), job["model"]))
+    W, cfg = ref.load_model(folder)
+    dims = config_dims(cfg)
+    prompts = job["prompts"]
+    P, L, window = len(prompts), dims["L"], job.get("window", 1)
+    corruption = job.get("corruption", "pair")
+    kind = corruption if isinstance(corruption, str) else next(iter(corruption))
+    params = {} if isinstance(corruption, str) else corruption[kind]
+    direction = job.get("direction", "denoise" if kind in ("pair", "gaussian") else "noise")
+    metric_kind = job.get("metric", "logit_diff")
+    positions = job.get("positions", "each")
+    max_T = max(len(p["clean"]) for p in prompts)
+    columns = [-1] if positions == "all" else list(range(max_T)) if positions == "each" else positions
+    nodes = nodes_of(job, dims)
+
+    run = lambda tokens, noise=None, patch=ref._identity: ref.forward(W, cfg, tokens, noise, patch)
+    wte = W[dims["wte"]].to(torch.float32).double()
+    embed_std = float(wte.std(unbiased=False))
+    mean_acts = None
+    if kind == "mean":
+        runs = [run(p["clean"])[1] for p in prompts]
+        mean_acts = {k: torch.stack([r[k] for r in runs]).mean(0) for k in runs[0]}
+    perm = derangement(P, params.get("seed", 0)) if kind == "resample" else None
+
+    def noise_for(p, s, T):
+        """Noise sample s of prompt p: scale * std(wte) * N(0, 1), drawn position by position,
+        dimension by dimension, rounded to float32 as patchsweep adds it."""
+        rng = SplitMix64(params.get("seed", 0), p, s)
+        noise = torch.zeros(T, dims["d"], dtype=torch.float64)
+        for t in params["positions"]:
+            for i in range(dims["d"]):
+                noise[t, i] = float(np.float32(params.get("scale", 3.0) * embed_std * rng.normal()))
+        return noise
+
+    exact = np.full((P, len(nodes), len(columns)), np.nan)
+    base_out, source_out = np.full(P, np.nan), np.full(P, np.nan)
+    for p, pr in enumerate(prompts):
+        T = len(pr["clean"])
+        answer, wrong = pr.get("answer", -1), pr.get("wrong", -1)
+        clean_logits, clean_acts = run(pr["clean"])
+        clean_lp = torch.log_softmax(clean_logits[-1], dim=-1)
+        # (base tokens, base noise, source activations or None for zeros) per noise sample
+        samples = []
+        if kind == "pair":
+            corrupt_acts = run(pr["corrupt"])[1]
+            if direction == "denoise":
+                samples.append((pr["corrupt"], None, clean_acts))
+            else:
+                samples.append((pr["clean"], None, corrupt_acts))
+        elif kind == "gaussian":
+            for s in range(params.get("samples", 10)):
+                noise = noise_for(p, s, T)
+                if direction == "denoise":
+                    samples.append((pr["clean"], noise, clean_acts))
+                else:
+                    samples.append((pr["clean"], None, run(pr["clean"], noise)[1]))
+        elif kind == "mean":
+            samples.append((pr["clean"], None, mean_acts))
+        elif kind == "zero":
+            samples.append((pr["clean"], None, None))
+        else:
+            samples.append((pr["clean"], None, run(prompts[perm[p]]["clean"])[1]))
+
+        base_metrics = [metric(run(tok, noise)[0], metric_kind, answer, wrong, clean_lp) for tok, noise, _ in samples]
+        base_out[p] = np.mean(base_metrics)
+        # The source run's metric, where there is a source run (not for mean or zero).
+        if kind == "pair":
+            other = pr["corrupt"] if direction == "noise" else pr["clean"]
+            source_out[p] = metric(run(other)[0], metric_kind, answer, wrong, clean_lp)
+        elif kind == "resample":
+            source_out[p] = metric(run(prompts[perm[p]]["clean"])[0], metric_kind, answer, wrong, clean_lp)
+        elif kind == "gaussian" and direction == "denoise":
+            source_out[p] = metric(clean_logits, metric_kind, answer, wrong, clean_lp)
+        elif kind == "gaussian":
+            source_out[p] = np.mean([metric(run(pr["clean"], noise_for(p, s, T))[0], metric_kind, answer, wrong, clean_lp)
+                                     for s in range(len(samples))])
+
+        for k, (site, layer, index) in enumerate(nodes):
+            cols = column_slice(site, index, dims)
+            layers = range(layer, min(layer + window, L))
+            for j, pos in enumerate(columns):
+                if pos >= T:
+                    continue
+                rows = slice(None) if pos < 0 else slice(pos, pos + 1)
+                total = 0.0
+                for (tok, noise, acts), base_metric in zip(samples, base_metrics):
+                    def patch(name, x, acts=acts):
+                        l, s = name.split(".", 1)
+                        if s != site or int(l[1:]) not in layers:
+                            return x
+                        x = x.clone()
+                        x[rows, cols] = 0.0 if acts is None else acts[name][rows, cols]
+                        return x
+                    total += metric(run(tok, noise, patch)[0], metric_kind, answer, wrong, clean_lp) - base_metric
+                exact[p, k, j] = total / len(samples)
+    return exact, base_out, source_out
+
+
+def main():
+    out_dir = os.path.join(HERE, "..", "fixtures", "golden")
+    for path in sorted(glob.glob(os.path.join(HERE, "..", "fixtures", "jobs", "*.json"))):
+        name = os.path.splitext(os.path.basename(path))[0]
+        exact, base, source = job_effects(path)
+        st.write(os.path.join(out_dir, f"effects-{name}.safetensors"),
+                 {"exact": ("F64", exact), "base": ("F64", base), "source": ("F64", source)})
+        print(f"{name}: {exact.shape}, largest |effect| {np.nanmax(np.abs(exact)):.4g}")
+
+
+if __name__ == "__main__":
+    main()
