@@ -1,10 +1,11 @@
 #!/bin/sh
-# Installs the Debian/Ubuntu packages patchsweep needs that are not installed yet.
+# Installs the Debian/Ubuntu packages patchsweep needs that are not installed yet
+# (slurm-wlm and munge only serve the Slurm test, which starts a one-node cluster).
 # Usage: tools/deps.sh [extra-package ...]
 set -eu
 packages="build-essential cmake pkg-config libopenmpi-dev openmpi-bin libhdf5-openmpi-dev
 libopenblas-dev libcjson-dev libcmocka-dev python3 python3-h5py python3-numpy
-python3-matplotlib python3-pytest $*"
+python3-matplotlib python3-pytest slurm-wlm munge $*"
 missing=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -35,6 +35,8 @@ int read_text_file(const char *path, char **out, size_t *len);
 int file_exists(const char *path);
 /* dir + "/" + name into out (size cap); an absolute name is returned as is. */
 void path_join(char *out, size_t cap, const char *dir, const char *name);
+/* Creates a folder and its missing parents (like mkdir -p); 0 on success. */
+int make_dirs(const char *path);
 /* The folder part of a path ("." when there is none). */
 void path_dirname(char *out, size_t cap, const char *path);
 

@@ -16,7 +16,7 @@ typedef struct {
     hid_t exact;                   /* /effects/exact, or H5I_INVALID_HID */
     hid_t estimate[N_ESTIMATES];   /* effects/<estimator>, or H5I_INVALID_HID */
     hid_t base, source;            /* baseline/base, baseline/source */
-    hid_t done, seconds;           /* progress/done, progress/seconds */
+    hid_t done, seconds, rank;     /* progress/done, progress/seconds, progress/rank */
     int n_prompts, n_nodes, n_positions, n_units;
     char path[4096];
 } Store;
@@ -30,9 +30,9 @@ int store_open(Store *s, const Job *job, const Plan *plan, const Model *m, uint6
 int store_read_done(Store *s, uint8_t *done);
 /* Writes one finished unit: its values ([n_nodes, n_positions] for exact units; for estimate
  * units one such block per estimator, in Estimate order, NULL where not computed), the
- * prompt's baselines, its compute time, then its done flag. Independent. */
+ * prompt's baselines, its compute time and rank, then its done flag. Independent. */
 int store_write_unit(Store *s, const Plan *plan, int unit, const float *values[1 + N_ESTIMATES], double base_metric,
-                     double source_metric, double seconds);
+                     double source_metric, double seconds, int rank);
 /* Marks the file complete (or not) and records totals; collective. */
 int store_finish(Store *s, int complete, int n_ranks, const double seconds[2 + N_ESTIMATES]);
 void store_close(Store *s);

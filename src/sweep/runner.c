@@ -121,7 +121,7 @@ int sweep_run(const char *job_path, MPI_Comm comm, const RunOptions *opt) {
         seconds[1] += spent;
         const float *values[1 + N_ESTIMATES] = {w.values, NULL, NULL, NULL};
         rc = store_write_unit(&store, &plan, u, values, mean_of(runs.base_metric, runs.n_samples),
-                              mean_of(runs.source_metric, runs.n_samples), spent);
+                              mean_of(runs.source_metric, runs.n_samples), spent, rank);
         if (rc) { /* the file is unusable here; stop every rank, keeping what is written */
             report_error(rc);
             MPI_Abort(comm, rc);

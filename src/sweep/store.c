@@ -152,10 +152,18 @@ static char *job_attr_json(const Job *job) {
     return copy;
 }
 
+/* The file is built under "<output>.creating" and renamed into place once its structure is on
+ * disk, so a job killed while creating it leaves no half-made results file behind (the open
+ * handle follows the rename). */
 static int create_file(Store *s, const Job *job, const Plan *plan, const Model *m, uint64_t fingerprint, hid_t fapl,
-                       const int *source_prompt, int me) {
-    hid_t f = H5Fcreate(s->path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-    if (f < 0) return ps_fail(PS_EUSER, "%s: cannot create the results file", s->path);
+                       const int *source_prompt, MPI_Comm comm, int me) {
+    char creating[sizeof s->path + 16], folder[sizeof s->path];
+    snprintf(creating, sizeof creating, "%s.creating", s->path);
+    path_dirname(folder, sizeof folder, s->path);
+    if (me == 0) make_dirs(folder); /* a failure shows in H5Fcreate below */
+    MPI_Barrier(comm);
+    hid_t f = H5Fcreate(creating, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    if (f < 0) return ps_fail(PS_EUSER, "%s: cannot create the results file (is the folder there and writable?)", s->path);
     s->file = f;
     char text[64];
     set_attr_string(f, "format", "patchsweep");
@@ -207,9 +215,15 @@ static int create_file(Store *s, const Job *job, const Plan *plan, const Model *
     s->source = create_dataset(f, "/baseline/source", H5T_NATIVE_DOUBLE, 1, &P, &nand);
     s->done = create_dataset(f, "/progress/done", H5T_NATIVE_UINT8, 1, &U, &no);
     s->seconds = create_dataset(f, "/progress/seconds", H5T_NATIVE_DOUBLE, 1, &U, &nand);
+    int no_rank = -1;
+    s->rank = create_dataset(f, "/progress/rank", H5T_NATIVE_INT, 1, &U, &no_rank);
     if (s->base < 0 || s->done < 0) return ps_fail(PS_EINTERNAL, "%s: creating the datasets failed", s->path);
     /* Everything but raw results is now on disk: from here on a kill loses nothing. */
     H5Fflush(f, H5F_SCOPE_GLOBAL);
+    MPI_Barrier(comm);
+    int renamed = me == 0 ? rename(creating, s->path) == 0 : 1;
+    MPI_Bcast(&renamed, 1, MPI_INT, 0, comm);
+    if (!renamed) return ps_fail(PS_EUSER, "%s: cannot rename %s into place", s->path, creating);
     return PS_OK;
 }
 
@@ -242,7 +256,8 @@ static int reopen_file(Store *s, const Job *job, uint64_t fingerprint, hid_t fap
     s->source = H5Dopen2(s->file, "/baseline/source", H5P_DEFAULT);
     s->done = H5Dopen2(s->file, "/progress/done", H5P_DEFAULT);
     s->seconds = H5Dopen2(s->file, "/progress/seconds", H5P_DEFAULT);
-    if (s->base < 0 || s->done < 0 || s->seconds < 0 || (job->exact && s->exact < 0))
+    s->rank = H5Dopen2(s->file, "/progress/rank", H5P_DEFAULT);
+    if (s->base < 0 || s->done < 0 || s->seconds < 0 || s->rank < 0 || (job->exact && s->exact < 0))
         return ps_fail(PS_EUSER, "%s: the results file is missing datasets; %s", s->path, advice);
     return PS_OK;
 }
@@ -250,7 +265,7 @@ static int reopen_file(Store *s, const Job *job, uint64_t fingerprint, hid_t fap
 int store_open(Store *s, const Job *job, const Plan *plan, const Model *m, uint64_t fingerprint,
                const int *source_prompt, MPI_Comm comm, int *resumed) {
     memset(s, 0, sizeof *s);
-    s->file = s->exact = s->base = s->source = s->done = s->seconds = H5I_INVALID_HID;
+    s->file = s->exact = s->base = s->source = s->done = s->seconds = s->rank = H5I_INVALID_HID;
     for (int e = 0; e < N_ESTIMATES; e++) s->estimate[e] = H5I_INVALID_HID;
     snprintf(s->path, sizeof s->path, "%s", job->output);
     s->n_prompts = job->n_prompts;
@@ -272,7 +287,7 @@ int store_open(Store *s, const Job *job, const Plan *plan, const Model *m, uint6
     if (exists) {
         rc = reopen_file(s, job, fingerprint, fapl, comm, me);
     } else {
-        rc = create_file(s, job, plan, m, fingerprint, fapl, source_prompt, me);
+        rc = create_file(s, job, plan, m, fingerprint, fapl, source_prompt, comm, me);
     }
     H5Pclose(fapl);
     return rc;
@@ -296,7 +311,7 @@ static herr_t write_block(hid_t d, hid_t type, int rank, const hsize_t *start, c
 }
 
 int store_write_unit(Store *s, const Plan *plan, int unit, const float *values[1 + N_ESTIMATES], double base_metric,
-                     double source_metric, double seconds) {
+                     double source_metric, double seconds, int rank) {
     const Unit *u = &plan->units[unit];
     hsize_t start[3] = {(hsize_t)u->prompt, (hsize_t)u->node0, 0};
     hsize_t count[3] = {1, (hsize_t)u->n_nodes, (hsize_t)plan->n_positions};
@@ -308,6 +323,7 @@ int store_write_unit(Store *s, const Plan *plan, int unit, const float *values[1
     rc |= write_block(s->base, H5T_NATIVE_DOUBLE, 1, &p, &one, &base_metric);
     rc |= write_block(s->source, H5T_NATIVE_DOUBLE, 1, &p, &one, &source_metric);
     rc |= write_block(s->seconds, H5T_NATIVE_DOUBLE, 1, &at, &one, &seconds);
+    rc |= write_block(s->rank, H5T_NATIVE_INT, 1, &at, &one, &rank);
     if (rc < 0) return ps_fail(PS_EINTERNAL, "%s: writing unit %d failed", s->path, unit);
     uint8_t yes = 1; /* the flag goes last: set means the values above are on disk */
     if (write_block(s->done, H5T_NATIVE_UINT8, 1, &at, &one, &yes) < 0)
@@ -326,7 +342,7 @@ int store_finish(Store *s, int complete, int n_ranks, const double seconds[2 + N
 }
 
 void store_close(Store *s) {
-    hid_t ids[] = {s->exact, s->estimate[0], s->estimate[1], s->estimate[2], s->base, s->source, s->done, s->seconds};
+    hid_t ids[] = {s->exact, s->estimate[0], s->estimate[1], s->estimate[2], s->base, s->source, s->done, s->seconds, s->rank};
     for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
         if (ids[i] >= 0) H5Dclose(ids[i]);
     if (s->file >= 0) H5Fclose(s->file);
