@@ -16,52 +16,16 @@
 #include "patchsweep/core.h"
 #include "patchsweep/patch.h"
 #include "patchsweep/plan.h"
-
-static double sgemm_gflops(int M, int N, int K) {
-    float *a = alloc_floats((size_t)M * K), *b = alloc_floats((size_t)N * K), *c = alloc_floats((size_t)M * N);
-    for (size_t i = 0; i < (size_t)M * K; i++) a[i] = (float)(i % 7) * 0.1f;
-    for (size_t i = 0; i < (size_t)N * K; i++) b[i] = (float)(i % 5) * 0.1f;
-    int reps = 0;
-    double t0 = now_seconds(), t;
-    do {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a, K, b, K, 0.0f, c, N);
-        reps++;
-    } while ((t = now_seconds() - t0) < 2.0);
-    free(a), free(b), free(c);
-    return 2.0 * M * N * K * reps / t / 1e9;
-}
+#include "bench_common.h"
 
 int main(int argc, char **argv) {
     openblas_set_num_threads(1);
     int n_prompts = argc > 1 ? atoi(argv[1]) : 1, naive_sample = argc > 2 ? atoi(argv[2]) : 36, T = 24;
-    ModelConfig c = {.model_type = "gpt2", .n_layer = 12, .d_model = 768, .n_head = 12, .n_kv_head = 12, .d_head = 64,
-                     .d_mlp = 3072, .vocab = 50257, .n_ctx = 1024, .norm_eps = 1e-5f, .norm = NORM_LAYER,
-                     .act = ACT_GELU_TANH, .learned_pos = 1, .tied_unembed = 1, .linear_bias = 1};
     Model m;
-    model_init_random(&m, &c, 1, 0.02f);
-    for (size_t i = 0; i < (size_t)c.vocab * c.d_model; i++) m.w.wte[i] *= 10.0f; /* embeddings of GPT-2's scale */
-
-    /* The job: n_prompts random prompts of 24 tokens, a corrupt copy differing in 3 places. */
-    char *text = xmalloc(1 << 16);
-    int n = sprintf(text, "{\"model\": \"in memory\", \"nodes\": [\"z\"], \"prompts\": [");
-    Rng rng;
-    rng_seed(&rng, 42, 0, 0);
-    for (int p = 0; p < n_prompts; p++) {
-        int clean[24], corrupt[24];
-        for (int t = 0; t < T; t++) clean[t] = corrupt[t] = (int)(rng_uniform(&rng) * c.vocab);
-        for (int k = 0; k < 3; k++) corrupt[(int)(rng_uniform(&rng) * T)] = (int)(rng_uniform(&rng) * c.vocab);
-        n += sprintf(text + n, "%s{\"clean\": [", p ? "," : "");
-        for (int t = 0; t < T; t++) n += sprintf(text + n, "%s%d", t ? "," : "", clean[t]);
-        n += sprintf(text + n, "], \"corrupt\": [");
-        for (int t = 0; t < T; t++) n += sprintf(text + n, "%s%d", t ? "," : "", corrupt[t]);
-        n += sprintf(text + n, "], \"answer\": %d, \"wrong\": %d}", clean[T - 1], corrupt[T - 1]);
-    }
-    sprintf(text + n, "]}");
+    bench_model(&m);
+    const ModelConfig c = m.cfg;
     Job job;
-    if (job_parse_text(&job, text, "bench.json") || job_check(&job, &c)) {
-        fprintf(stderr, "bench: %s\n", ps_error());
-        return 1;
-    }
+    bench_job(&job, &m, n_prompts, T, "[\"z\"]", "[]");
     Plan plan;
     plan_build(&plan, &job, &c);
     JobRuns jr;
@@ -113,7 +77,6 @@ int main(int argc, char **argv) {
     job_runs_free(&jr);
     plan_free(&plan);
     job_free(&job);
-    free(text);
     model_free(&m);
     return 0;
 }

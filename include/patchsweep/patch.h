@@ -22,6 +22,8 @@ typedef struct {
 /* out[i] = metric of the model whose final residual (before the final norm) at the last
  * position is resid[i] ([n, d]). */
 void metric_rows(const Model *m, const MetricSpec *spec, const float *resid, int n, double *out, MetricWork *w);
+/* dL/d(final residual row) for L = the metric read off resid_row ([d]); out is overwritten. */
+void metric_grad(const Model *m, const MetricSpec *spec, const float *resid_row, float *out, MetricWork *w);
 /* log-softmax of the logits of one final residual row, in double ([V]). */
 void final_logprobs(const Model *m, const float *resid_row, double *out, MetricWork *w);
 void metric_work_free(MetricWork *w);

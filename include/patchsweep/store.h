@@ -17,6 +17,7 @@ typedef struct {
     hid_t estimate[N_ESTIMATES];   /* effects/<estimator>, or H5I_INVALID_HID */
     hid_t base, source;            /* baseline/base, baseline/source */
     hid_t done, seconds, rank;     /* progress/done, progress/seconds, progress/rank */
+    hid_t estimator_seconds;       /* progress/estimator_seconds [U, N_ESTIMATES] */
     int n_prompts, n_nodes, n_positions, n_units;
     char path[4096];
 } Store;
@@ -28,13 +29,15 @@ int store_open(Store *s, const Job *job, const Plan *plan, const Model *m, uint6
                const int *source_prompt, MPI_Comm comm, int *resumed);
 /* Reads /progress/done into done[n_units] (independent). */
 int store_read_done(Store *s, uint8_t *done);
-/* Writes one finished unit: its values ([n_nodes, n_positions] for exact units; for estimate
- * units one such block per estimator, in Estimate order, NULL where not computed), the
- * prompt's baselines, its compute time and rank, then its done flag. Independent. */
+/* Writes one finished unit: values[0] = exact effects, values[1 + e] = estimator e (NULL where
+ * not computed), each [n_nodes, n_positions]; the prompt's baselines; its compute time, each
+ * estimator's time (NULL for exact units) and rank; then its done flag. Independent. */
 int store_write_unit(Store *s, const Plan *plan, int unit, const float *values[1 + N_ESTIMATES], double base_metric,
-                     double source_metric, double seconds, int rank);
-/* Marks the file complete (or not) and records totals; collective. */
-int store_finish(Store *s, int complete, int n_ranks, const double seconds[2 + N_ESTIMATES]);
+                     double source_metric, double seconds, const double estimator_seconds[N_ESTIMATES], int rank);
+/* Marks the file complete (or not), records the rank count and this run's seconds spent on
+ * base/source runs, and the compute seconds of the exact sweep and each estimator summed over
+ * every unit done so far (so they add up across resumed runs); collective. */
+int store_finish(Store *s, int complete, int n_ranks, double seconds_runs);
 void store_close(Store *s);
 
 #endif

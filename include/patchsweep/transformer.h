@@ -79,7 +79,21 @@ void run_cache_zero(RunCache *c, const ModelConfig *cfg);
 void run_forward(const Model *m, const int *tokens, int T, const float *noise, RunCache *c, BlockHook hook,
                  void *ctx);
 
-/* Final norm then unembedding for n residual rows: lnf_out [n, d], logits [n, V]. */
-void final_logits(const Model *m, const float *resid, int n, float *lnf_out, float *logits);
+/* ---- backward ------------------------------------------------------------------------------
+ * Gradients of a scalar loss with respect to every activation of one full run, in a RunCache
+ * laid out like the activations (d->layer[l].z is dL/dz, d->layer[l].pattern is dL/dpattern,
+ * the G of the QK fix). */
+
+/* One block of one full sequence of T rows, backward. On entry d->resid_post holds dL/d(block output); on exit every field of
+ * d holds the gradient of its activation and d->resid_pre that of the block input. Parameter
+ * gradients accumulate into pg when it is not NULL. With cut (GradDrop), no gradient flows
+ * through the block's attention and MLP writes (forward values unchanged, skip connection kept):
+ * resid_pre and resid_mid get resid_post's gradient, every other field zero. */
+void block_backward(const Model *m, int layer, int T, const LayerActs *a, LayerActs *d, Params *pg, int cut);
+
+/* Backward through layers top..0, starting from d->layer[top].resid_post, with layer cut_layer
+ * cut (-1: none). Parameter gradients (pg, may be NULL) include the embeddings. */
+void run_backward(const Model *m, const int *tokens, const RunCache *acts, RunCache *d, Params *pg, int top,
+                  int cut_layer);
 
 #endif

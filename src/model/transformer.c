@@ -162,16 +162,6 @@ void run_cache_free(RunCache *c) {
     memset(c, 0, sizeof *c);
 }
 
-void final_logits(const Model *m, const float *resid, int n, float *lnf_out, float *logits) {
-    const ModelConfig *c = &m->cfg;
-    float *rstd = xmalloc(sizeof(float) * (size_t)n), *mean = xmalloc(sizeof(float) * (size_t)n);
-    norm_forward(c->norm, lnf_out, c->norm == NORM_LAYER ? mean : NULL, rstd, resid, m->w.lnf_w, m->w.lnf_b, n,
-                 c->d_model, c->norm_eps);
-    matmul_forward(logits, lnf_out, m->w.unembed, NULL, n, c->d_model, c->vocab);
-    free(rstd);
-    free(mean);
-}
-
 void run_forward(const Model *m, const int *tokens, int T, const float *noise, RunCache *c, BlockHook hook,
                  void *ctx) {
     const ModelConfig *cfg = &m->cfg;
@@ -185,4 +175,84 @@ void run_forward(const Model *m, const int *tokens, int T, const float *noise, R
     const float *resid = c->layer[L - 1].resid_post;
     norm_forward(cfg->norm, c->lnf, c->lnf_mean, c->lnf_rstd, resid, m->w.lnf_w, m->w.lnf_b, T, d, cfg->norm_eps);
     if (c->logits) matmul_forward(c->logits, c->lnf, m->w.unembed, NULL, T, d, cfg->vocab);
+}
+
+/* ---- backward ------------------------------------------------------------------------------------ */
+
+/* Zeroes every gradient buffer of a layer but resid_post (the incoming gradient). */
+static void zero_layer_grads(const ModelConfig *c, LayerActs *d, int T) {
+    size_t sizes[N_LAYER_ACTS];
+    layer_acts_sizes(c, 1, T, T, T, 0, sizes);
+    float **fields[N_LAYER_ACTS] = {
+        &d->resid_pre, &d->ln1, &d->ln1_mean, &d->ln1_rstd, &d->k, &d->v, &d->k_rot,
+        &d->q, &d->q_rot, &d->pattern, &d->z, &d->attn_out, &d->resid_mid, &d->ln2, &d->ln2_mean, &d->ln2_rstd,
+        &d->mlp_pre, &d->mlp_up, &d->mlp_post, &d->mlp_out, &d->resid_post, &d->ln1_last, &d->resid_pre_last,
+    };
+    for (int i = 0; i < N_LAYER_ACTS; i++)
+        if (*fields[i] && *fields[i] != d->resid_post) memset(*fields[i], 0, sizes[i] * sizeof(float));
+}
+
+void block_backward(const Model *m, int l, int T, const LayerActs *a, LayerActs *d, Params *pg, int cut) {
+    const ModelConfig *c = &m->cfg;
+    const Params *w = &m->w;
+    int dim = c->d_model, qd = cfg_q_dim(c), kvd = cfg_kv_dim(c), dm = c->d_mlp;
+    size_t L = (size_t)l;
+#define LAYER(p, size) ((p) ? (p) + L * (size) : NULL)
+    zero_layer_grads(c, d, T);
+    /* resid_post = resid_mid + mlp_out */
+    residual_backward(d->resid_mid, cut ? NULL : d->mlp_out, d->resid_post, T * dim);
+    if (cut) { /* GradDrop: only the skip connection carries gradient through this block */
+        memcpy(d->resid_pre, d->resid_mid, sizeof(float) * (size_t)T * dim);
+        return;
+    }
+    /* mlp_out = mlp_post W_out^T + b_out */
+    matmul_backward(d->mlp_post, pg ? LAYER(pg->w_out, (size_t)dim * dm) : NULL, pg ? LAYER(pg->b_out, dim) : NULL,
+                    d->mlp_out, a->mlp_post, LAYER(w->w_out, (size_t)dim * dm), T, dm, dim);
+    if (c->gated_mlp) { /* mlp_post = silu(ln2 W_gate^T) * (ln2 W_in^T) */
+        swiglu_backward(d->mlp_pre, d->mlp_up, d->mlp_post, a->mlp_pre, a->mlp_up, T * dm);
+        matmul_backward(d->ln2, pg ? LAYER(pg->w_gate, (size_t)dm * dim) : NULL, NULL, d->mlp_pre, a->ln2,
+                        LAYER(w->w_gate, (size_t)dm * dim), T, dim, dm);
+        matmul_backward(d->ln2, pg ? LAYER(pg->w_in, (size_t)dm * dim) : NULL, pg ? LAYER(pg->b_in, dm) : NULL,
+                        d->mlp_up, a->ln2, LAYER(w->w_in, (size_t)dm * dim), T, dim, dm);
+    } else { /* mlp_post = act(ln2 W_in^T + b_in) */
+        act_backward(c->act, d->mlp_pre, d->mlp_post, a->mlp_pre, T * dm);
+        matmul_backward(d->ln2, pg ? LAYER(pg->w_in, (size_t)dm * dim) : NULL, pg ? LAYER(pg->b_in, dm) : NULL,
+                        d->mlp_pre, a->ln2, LAYER(w->w_in, (size_t)dm * dim), T, dim, dm);
+    }
+    norm_backward(c->norm, d->resid_mid, pg ? LAYER(pg->ln2_w, dim) : NULL, pg ? LAYER(pg->ln2_b, dim) : NULL, d->ln2,
+                  a->resid_mid, LAYER(w->ln2_w, dim), a->ln2_mean, a->ln2_rstd, T, dim);
+    /* resid_mid = resid_pre + attn_out */
+    residual_backward(d->resid_pre, d->attn_out, d->resid_mid, T * dim);
+    /* attn_out = z W_o^T + b_o */
+    matmul_backward(d->z, pg ? LAYER(pg->wo, (size_t)dim * qd) : NULL, pg ? LAYER(pg->bo, dim) : NULL, d->attn_out,
+                    a->z, LAYER(w->wo, (size_t)dim * qd), T, qd, dim);
+    AttnShape shape = {c->n_head, c->n_kv_head, c->d_head, T, 0, T, 0};
+    attention_backward(d->q_rot, d->k_rot, d->v, d->pattern, d->z, a->q_rot, a->k_rot, a->v, a->pattern, &shape);
+    if (c->rotary_dims) {
+        rope_backward(d->q, d->q_rot, 1, T, 0, c->n_head, c->d_head, c->rotary_dims, m->rope_inv_freq);
+        rope_backward(d->k, d->k_rot, 1, T, 0, c->n_kv_head, c->d_head, c->rotary_dims, m->rope_inv_freq);
+    } else {
+        residual_backward(d->q, NULL, d->q_rot, T * qd);
+        residual_backward(d->k, NULL, d->k_rot, T * kvd);
+    }
+    /* q, k, v = ln1 W^T + b */
+    matmul_backward(d->ln1, pg ? LAYER(pg->wq, (size_t)qd * dim) : NULL, pg ? LAYER(pg->bq, qd) : NULL, d->q, a->ln1,
+                    LAYER(w->wq, (size_t)qd * dim), T, dim, qd);
+    matmul_backward(d->ln1, pg ? LAYER(pg->wk, (size_t)kvd * dim) : NULL, pg ? LAYER(pg->bk, kvd) : NULL, d->k, a->ln1,
+                    LAYER(w->wk, (size_t)kvd * dim), T, dim, kvd);
+    matmul_backward(d->ln1, pg ? LAYER(pg->wv, (size_t)kvd * dim) : NULL, pg ? LAYER(pg->bv, kvd) : NULL, d->v, a->ln1,
+                    LAYER(w->wv, (size_t)kvd * dim), T, dim, kvd);
+    norm_backward(c->norm, d->resid_pre, pg ? LAYER(pg->ln1_w, dim) : NULL, pg ? LAYER(pg->ln1_b, dim) : NULL, d->ln1,
+                  a->resid_pre, LAYER(w->ln1_w, dim), a->ln1_mean, a->ln1_rstd, T, dim);
+#undef LAYER
+}
+
+void run_backward(const Model *m, const int *tokens, const RunCache *acts, RunCache *d, Params *pg, int top,
+                  int cut_layer) {
+    int T = acts->T, dim = m->cfg.d_model;
+    for (int l = top; l >= 0; l--) {
+        if (l < top) memcpy(d->layer[l].resid_post, d->layer[l + 1].resid_pre, sizeof(float) * (size_t)T * dim);
+        block_backward(m, l, T, &acts->layer[l], &d->layer[l], pg, l == cut_layer);
+    }
+    if (pg) embedding_backward(pg->wte, pg->wpe, d->layer[0].resid_pre, tokens, T, dim);
 }

@@ -2,6 +2,7 @@
  * final residual row, so the base run and every patched run go through the same code. */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #include "patchsweep/core.h"
 #include "patchsweep/ops.h"
 #include "patchsweep/patch.h"
@@ -81,4 +82,35 @@ void metric_rows(const Model *m, const MetricSpec *spec, const float *resid, int
         }
     }
     free(lp);
+}
+
+void metric_grad(const Model *m, const MetricSpec *spec, const float *resid_row, float *out, MetricWork *w) {
+    const ModelConfig *c = &m->cfg;
+    int d = c->d_model, V = c->vocab;
+    work_reserve(m, w, 1);
+    final_norm(m, resid_row, 1, w);
+    float *dlnf = xcalloc((size_t)d, sizeof(float));
+    if (spec->kind == METRIC_LOGIT_DIFF) { /* d(lnf . (U[a] - U[w]))/dlnf */
+        for (int k = 0; k < d; k++)
+            dlnf[k] = m->w.unembed[(size_t)spec->answer * d + k] - m->w.unembed[(size_t)spec->wrong * d + k];
+    } else {
+        matmul_forward(w->logits, w->lnf, m->w.unembed, NULL, 1, d, V);
+        double *lp = xmalloc(sizeof(double) * (size_t)V);
+        log_softmax(w->logits, V, lp);
+        float *dlogits = xmalloc(sizeof(float) * (size_t)V);
+        double pa = exp(lp[spec->answer >= 0 ? spec->answer : 0]);
+        for (int v = 0; v < V; v++) {
+            double p = exp(lp[v]), onehot = v == spec->answer;
+            if (spec->kind == METRIC_LOGPROB) dlogits[v] = (float)(onehot - p);            /* d log p_a */
+            else if (spec->kind == METRIC_PROB) dlogits[v] = (float)(pa * (onehot - p));   /* d p_a */
+            else dlogits[v] = (float)(p - exp(spec->clean_logprobs[v]));                   /* d KL(clean || p) */
+        }
+        matmul_backward(dlnf, NULL, NULL, dlogits, w->lnf, m->w.unembed, 1, d, V);
+        free(lp);
+        free(dlogits);
+    }
+    memset(out, 0, sizeof(float) * (size_t)d);
+    norm_backward(c->norm, out, NULL, NULL, dlnf, resid_row, m->w.lnf_w, c->norm == NORM_LAYER ? w->stats + 1 : NULL,
+                  w->stats, 1, d);
+    free(dlnf);
 }

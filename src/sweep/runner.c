@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "patchsweep/attrib.h"
 #include "patchsweep/cli.h"
 #include "patchsweep/core.h"
 #include "patchsweep/patch.h"
@@ -35,8 +36,9 @@ typedef struct {
     const Model *m;
     const Plan *plan;
     Engine *engine;
+    Attributor *attrib;
     int naive;
-    float *values; /* [N, S] */
+    float *values[1 + N_ESTIMATES]; /* exact, then each estimator, [N, S] */
 } UnitWork;
 
 /* Computes one exact unit into w->values; returns the number of patched runs. */
@@ -45,10 +47,10 @@ static double compute_exact(UnitWork *w, const PromptRuns *r, const Unit *u) {
     int index0 = first->index < 0 ? 0 : first->index, S = w->plan->n_positions;
     if (w->naive)
         engine_effects_naive(w->engine, w->job, r, first->site, first->layer, index0, u->n_nodes, w->plan->positions, S,
-                             w->values);
+                             w->values[0]);
     else
         engine_effects(w->engine, w->job, r, first->site, first->layer, index0, u->n_nodes, w->plan->positions, S,
-                       w->values);
+                       w->values[0]);
     int valid = 0;
     for (int j = 0; j < S; j++) valid += w->plan->positions[j] < r->T;
     return (double)u->n_nodes * valid * r->n_samples;
@@ -64,8 +66,6 @@ int sweep_run(const char *job_path, MPI_Comm comm, const RunOptions *opt) {
     int rc = job_parse_file(&job, job_path);
     if (!rc) rc = model_load(&m, job.model_dir);
     if (!rc) rc = job_check(&job, &m.cfg);
-    if (!rc && (job.estimates[EST_ATP] || job.estimates[EST_ATP_QK] || job.estimates[EST_ATP_STAR]))
-        rc = ps_fail(PS_EUSER, "%s: \"estimates\" are not available in this version yet", job.path);
     if ((rc = agree(rc, comm))) {
         job_free(&job);
         model_free(&m);
@@ -99,11 +99,13 @@ int sweep_run(const char *job_path, MPI_Comm comm, const RunOptions *opt) {
     Progress progress;
     progress_init(&progress, &plan, done, opt->quiet);
     Scheduler *sched = sched_new(&plan, done, comm, rank == 0 ? &progress : NULL);
-    UnitWork w = {&job, &m, &plan, engine_new(&m, plan.max_T, plan.batch_limit), opt->naive,
-                  alloc_floats((size_t)plan.n_nodes * plan.n_positions)};
+    UnitWork w = {&job, &m, &plan, engine_new(&m, plan.max_T, plan.batch_limit), attrib_new(&m, plan.max_T),
+                  opt->naive, {NULL}};
+    for (int i = 0; i < 1 + N_ESTIMATES; i++)
+        if (i == 0 ? job.exact : job.estimates[i - 1]) w.values[i] = alloc_floats((size_t)plan.n_nodes * plan.n_positions);
     engine_set_poll(w.engine, poll_scheduler, sched);
 
-    double seconds[2 + N_ESTIMATES] = {0}; /* runs, exact, atp, atp_qk, atp_star */
+    double seconds_runs = 0.0;
     PromptRuns runs;
     int current = -1;
     for (int u; (u = sched_next(sched, current)) >= 0;) {
@@ -112,16 +114,23 @@ int sweep_run(const char *job_path, MPI_Comm comm, const RunOptions *opt) {
             if (current >= 0) prompt_runs_free(&runs);
             double t0 = now_seconds();
             prompt_runs_build(&runs, &m, &job, &jr, unit->prompt);
-            seconds[0] += now_seconds() - t0;
+            seconds_runs += now_seconds() - t0;
             current = unit->prompt;
         }
-        double t0 = now_seconds();
-        double patches = compute_exact(&w, &runs, unit);
+        double t0 = now_seconds(), patches = 0.0, est_seconds[N_ESTIMATES] = {NAN, NAN, NAN};
+        const float *values[1 + N_ESTIMATES] = {NULL, NULL, NULL, NULL};
+        if (unit->kind == UNIT_EXACT) {
+            patches = compute_exact(&w, &runs, unit);
+            values[0] = w.values[0];
+        } else {
+            float *est[N_ESTIMATES] = {w.values[1], w.values[2], w.values[3]};
+            attrib_estimates(w.attrib, &job, &plan, &runs, est, est_seconds);
+            for (int e = 0; e < N_ESTIMATES; e++) values[1 + e] = est[e];
+        }
         double spent = now_seconds() - t0;
-        seconds[1] += spent;
-        const float *values[1 + N_ESTIMATES] = {w.values, NULL, NULL, NULL};
         rc = store_write_unit(&store, &plan, u, values, mean_of(runs.base_metric, runs.n_samples),
-                              mean_of(runs.source_metric, runs.n_samples), spent, rank);
+                              mean_of(runs.source_metric, runs.n_samples), spent,
+                              unit->kind == UNIT_EXACT ? NULL : est_seconds, rank);
         if (rc) { /* the file is unusable here; stop every rank, keeping what is written */
             report_error(rc);
             MPI_Abort(comm, rc);
@@ -131,17 +140,17 @@ int sweep_run(const char *job_path, MPI_Comm comm, const RunOptions *opt) {
     if (current >= 0) prompt_runs_free(&runs);
     sched_finish(sched);
 
-    double total[2 + N_ESTIMATES];
-    MPI_Allreduce(seconds, total, 2 + N_ESTIMATES, MPI_DOUBLE, MPI_SUM, comm);
-    rc = agree(store_finish(&store, 1, size, total), comm);
+    double runs_total;
+    MPI_Allreduce(&seconds_runs, &runs_total, 1, MPI_DOUBLE, MPI_SUM, comm);
+    rc = agree(store_finish(&store, 1, size, runs_total), comm);
     store_close(&store);
     if (rank == 0 && !opt->quiet) {
         progress_end(&progress);
-        fprintf(stderr, "patchsweep: wrote %s (runs %.2fs, exact sweep %.2fs of compute over %d ranks)\n", job.output,
-                total[0], total[1], size);
+        fprintf(stderr, "patchsweep: wrote %s\n", job.output);
     }
-    free(w.values);
+    for (int i = 0; i < 1 + N_ESTIMATES; i++) free(w.values[i]);
     engine_free(w.engine);
+    attrib_free(w.attrib);
     free(done);
     job_runs_free(&jr);
     plan_free(&plan);

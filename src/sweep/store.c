@@ -217,6 +217,8 @@ static int create_file(Store *s, const Job *job, const Plan *plan, const Model *
     s->seconds = create_dataset(f, "/progress/seconds", H5T_NATIVE_DOUBLE, 1, &U, &nand);
     int no_rank = -1;
     s->rank = create_dataset(f, "/progress/rank", H5T_NATIVE_INT, 1, &U, &no_rank);
+    hsize_t est_dims[2] = {U, N_ESTIMATES};
+    s->estimator_seconds = create_dataset(f, "/progress/estimator_seconds", H5T_NATIVE_DOUBLE, 2, est_dims, &nand);
     if (s->base < 0 || s->done < 0) return ps_fail(PS_EINTERNAL, "%s: creating the datasets failed", s->path);
     /* Everything but raw results is now on disk: from here on a kill loses nothing. */
     H5Fflush(f, H5F_SCOPE_GLOBAL);
@@ -257,7 +259,9 @@ static int reopen_file(Store *s, const Job *job, uint64_t fingerprint, hid_t fap
     s->done = H5Dopen2(s->file, "/progress/done", H5P_DEFAULT);
     s->seconds = H5Dopen2(s->file, "/progress/seconds", H5P_DEFAULT);
     s->rank = H5Dopen2(s->file, "/progress/rank", H5P_DEFAULT);
-    if (s->base < 0 || s->done < 0 || s->seconds < 0 || s->rank < 0 || (job->exact && s->exact < 0))
+    s->estimator_seconds = H5Dopen2(s->file, "/progress/estimator_seconds", H5P_DEFAULT);
+    if (s->base < 0 || s->done < 0 || s->seconds < 0 || s->rank < 0 || s->estimator_seconds < 0 ||
+        (job->exact && s->exact < 0))
         return ps_fail(PS_EUSER, "%s: the results file is missing datasets; %s", s->path, advice);
     return PS_OK;
 }
@@ -265,7 +269,7 @@ static int reopen_file(Store *s, const Job *job, uint64_t fingerprint, hid_t fap
 int store_open(Store *s, const Job *job, const Plan *plan, const Model *m, uint64_t fingerprint,
                const int *source_prompt, MPI_Comm comm, int *resumed) {
     memset(s, 0, sizeof *s);
-    s->file = s->exact = s->base = s->source = s->done = s->seconds = s->rank = H5I_INVALID_HID;
+    s->file = s->exact = s->base = s->source = s->done = s->seconds = s->rank = s->estimator_seconds = H5I_INVALID_HID;
     for (int e = 0; e < N_ESTIMATES; e++) s->estimate[e] = H5I_INVALID_HID;
     snprintf(s->path, sizeof s->path, "%s", job->output);
     s->n_prompts = job->n_prompts;
@@ -311,7 +315,7 @@ static herr_t write_block(hid_t d, hid_t type, int rank, const hsize_t *start, c
 }
 
 int store_write_unit(Store *s, const Plan *plan, int unit, const float *values[1 + N_ESTIMATES], double base_metric,
-                     double source_metric, double seconds, int rank) {
+                     double source_metric, double seconds, const double estimator_seconds[N_ESTIMATES], int rank) {
     const Unit *u = &plan->units[unit];
     hsize_t start[3] = {(hsize_t)u->prompt, (hsize_t)u->node0, 0};
     hsize_t count[3] = {1, (hsize_t)u->n_nodes, (hsize_t)plan->n_positions};
@@ -324,6 +328,10 @@ int store_write_unit(Store *s, const Plan *plan, int unit, const float *values[1
     rc |= write_block(s->source, H5T_NATIVE_DOUBLE, 1, &p, &one, &source_metric);
     rc |= write_block(s->seconds, H5T_NATIVE_DOUBLE, 1, &at, &one, &seconds);
     rc |= write_block(s->rank, H5T_NATIVE_INT, 1, &at, &one, &rank);
+    if (estimator_seconds) {
+        hsize_t start2[2] = {at, 0}, count2[2] = {1, N_ESTIMATES};
+        rc |= write_block(s->estimator_seconds, H5T_NATIVE_DOUBLE, 2, start2, count2, estimator_seconds);
+    }
     if (rc < 0) return ps_fail(PS_EINTERNAL, "%s: writing unit %d failed", s->path, unit);
     uint8_t yes = 1; /* the flag goes last: set means the values above are on disk */
     if (write_block(s->done, H5T_NATIVE_UINT8, 1, &at, &one, &yes) < 0)
@@ -331,18 +339,45 @@ int store_write_unit(Store *s, const Plan *plan, int unit, const float *values[1
     return PS_OK;
 }
 
-int store_finish(Store *s, int complete, int n_ranks, const double seconds[2 + N_ESTIMATES]) {
-    static const char *const names[2 + N_ESTIMATES] = {"seconds_runs", "seconds_exact", "seconds_atp", "seconds_atp_qk",
+/* Sums of /progress/seconds over exact units and of each /progress/estimator_seconds column. */
+static void unit_totals(Store *s, double totals[1 + N_ESTIMATES]) {
+    int U = s->n_units;
+    double *sec = alloc_doubles((size_t)U), *est = alloc_doubles((size_t)U * N_ESTIMATES);
+    uint8_t *done = xcalloc((size_t)U + 1, 1);
+    int *kind = xcalloc((size_t)U + 1, sizeof(int));
+    hid_t kinds = H5Dopen2(s->file, "/progress/unit_kind", H5P_DEFAULT);
+    H5Dread(s->seconds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, sec);
+    H5Dread(s->estimator_seconds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, est);
+    H5Dread(s->done, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, done);
+    H5Dread(kinds, H5T_NATIVE_INT, H5S_ALL, H5S_ALL, H5P_DEFAULT, kind);
+    H5Dclose(kinds);
+    memset(totals, 0, sizeof(double) * (1 + N_ESTIMATES));
+    for (int u = 0; u < U; u++) {
+        if (!done[u]) continue;
+        if (kind[u] == UNIT_EXACT) totals[0] += sec[u];
+        else
+            for (int e = 0; e < N_ESTIMATES; e++)
+                if (!isnan(est[(size_t)u * N_ESTIMATES + e])) totals[1 + e] += est[(size_t)u * N_ESTIMATES + e];
+    }
+    free(sec), free(est), free(done), free(kind);
+}
+
+int store_finish(Store *s, int complete, int n_ranks, double seconds_runs) {
+    static const char *const names[1 + N_ESTIMATES] = {"seconds_exact", "seconds_atp", "seconds_atp_qk",
                                                        "seconds_atp_star"};
+    double totals[1 + N_ESTIMATES];
+    unit_totals(s, totals);
     set_attr_number(s->file, "complete", H5T_NATIVE_INT, &complete);
     set_attr_number(s->file, "n_ranks", H5T_NATIVE_INT, &n_ranks);
-    for (int i = 0; i < 2 + N_ESTIMATES; i++) set_attr_number(s->file, names[i], H5T_NATIVE_DOUBLE, &seconds[i]);
+    set_attr_number(s->file, "seconds_runs", H5T_NATIVE_DOUBLE, &seconds_runs);
+    for (int i = 0; i < 1 + N_ESTIMATES; i++) set_attr_number(s->file, names[i], H5T_NATIVE_DOUBLE, &totals[i]);
     if (H5Fflush(s->file, H5F_SCOPE_GLOBAL) < 0) return ps_fail(PS_EINTERNAL, "%s: flush failed", s->path);
     return PS_OK;
 }
 
 void store_close(Store *s) {
-    hid_t ids[] = {s->exact, s->estimate[0], s->estimate[1], s->estimate[2], s->base, s->source, s->done, s->seconds, s->rank};
+    hid_t ids[] = {s->exact, s->estimate[0], s->estimate[1], s->estimate[2], s->base, s->source, s->done,
+                   s->seconds, s->rank, s->estimator_seconds};
     for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
         if (ids[i] >= 0) H5Dclose(ids[i]);
     if (s->file >= 0) H5Fclose(s->file);

@@ -69,7 +69,7 @@ def compare(path_a, path_b):
         if sorted(names) != sorted(other):
             diffs.append(f"datasets differ: {sorted(set(names) ^ set(other))}")
         for n in names:
-            if n in ("progress/seconds", "progress/rank") or n not in b:
+            if n in ("progress/seconds", "progress/estimator_seconds", "progress/rank") or n not in b:
                 continue
             x, y = a[n][()], b[n][()]
             if x.dtype != y.dtype or x.shape != y.shape or x.tobytes() != y.tobytes():

@@ -38,6 +38,7 @@ def write_job(path, output):
         corrupt[3], corrupt[8] = (clean[3] + 7) % 64, (clean[8] + 11) % 64
         prompts.append({"clean": clean, "corrupt": corrupt, "answer": clean[3], "wrong": corrupt[3]})
     job = {"model": os.path.join(fixtures, "models", "gpt2-tiny"), "prompts": prompts, "output": output,
+           "estimates": ["atp", "atp_qk", "atp_star"],
            "nodes": ["resid_pre", "attn_out", "mlp_out", "resid_mid", "resid_post", "z", "q", "k", "v", "mlp_post"]}
     json.dump(job, open(path, "w"))
 
@@ -49,14 +50,15 @@ def check_partial(path, reference, label):
     try:
         with h5py.File(path, "r") as f, h5py.File(reference, "r") as g:
             done = f["progress/done"][:].astype(bool)
-            exact, want = f["effects/exact"], g["effects/exact"]
+            kind = f["progress/unit_kind"][:]
             prompts, node0, nodes = (f[f"progress/unit_{k}"][:] for k in ("prompt", "node0", "nodes"))
             for u in np.flatnonzero(done):
-                got = exact[prompts[u], node0[u]:node0[u] + nodes[u], :]
-                ref = want[prompts[u], node0[u]:node0[u] + nodes[u], :]
-                if got.tobytes() != ref.tobytes():
-                    failures.append(f"{label}: unit {u} is flagged done but its values differ")
-                    break
+                for key in (["exact"] if kind[u] == 0 else ["atp", "atp_qk", "atp_star"]):
+                    got = f[f"effects/{key}"][prompts[u], node0[u]:node0[u] + nodes[u], :]
+                    ref = g[f"effects/{key}"][prompts[u], node0[u]:node0[u] + nodes[u], :]
+                    if got.tobytes() != ref.tobytes():
+                        failures.append(f"{label}: unit {u} is flagged done but its {key} values differ")
+                        return int(done.sum())
             return int(done.sum())
     except OSError as e:
         failures.append(f"{label}: the results file does not open after the kill: {e}")

@@ -66,21 +66,21 @@ with tempfile.TemporaryDirectory() as tmp:
     shutil.copy(reference, out)
     with h5py.File(out, "r+") as f:
         done = f["progress/done"][:]
-        exact = f["effects/exact"][...]
         for u in range(0, len(done), 3):
             done[u] = 0
             p_, n0, n = (int(f[f"progress/unit_{k}"][u]) for k in ("prompt", "node0", "nodes"))
-            exact[p_, n0:n0 + n, :] = 12345.0
+            for key in (["exact"] if f["progress/unit_kind"][u] == 0 else ["atp", "atp_qk", "atp_star"]):
+                f[f"effects/{key}"][p_, n0:n0 + n, :] = 12345.0
         f["progress/done"][:] = done
-        f["effects/exact"][...] = exact
         f.attrs["complete"] = 0
     p = run(a)
     check(p.returncode == 0, f"resume: {p.returncode} {p.stderr}")
     with h5py.File(out, "r") as f, h5py.File(reference, "r") as g:
         check(f["progress/done"][:].all(), "resume left units undone")
         check(int(f.attrs["complete"]) == 1, "resume did not mark the file complete")
-        same = f["effects/exact"][:].tobytes() == g["effects/exact"][:].tobytes()
-        check(same, "resumed results differ from the uninterrupted run")
+        for key in ("exact", "atp", "atp_qk", "atp_star"):
+            same = f[f"effects/{key}"][:].tobytes() == g[f"effects/{key}"][:].tobytes()
+            check(same, f"resumed {key} differs from the uninterrupted run")
 
     # A finished job: nothing to do, nothing changes.
     with h5py.File(out, "r") as f:

@@ -94,11 +94,10 @@ static void test_store_independent_writes(void **state) {
     for (int u = rank; u < plan.n_units; u += size) { /* round-robin: every rank writes */
         for (int i = 0; i < plan.units[u].n_nodes * plan.n_positions; i++) values[i] = (float)(1000 * u + i);
         const float *v[1 + N_ESTIMATES] = {values, NULL, NULL, NULL};
-        rc |= store_write_unit(&st, &plan, u, v, 1.0, 2.0, 0.5, rank);
+        rc |= store_write_unit(&st, &plan, u, v, 1.0, 2.0, 0.5, NULL, rank);
     }
     assert_true(all_ranks(rc == 0));
-    double seconds[2 + N_ESTIMATES] = {0};
-    rc = store_finish(&st, 1, size, seconds);
+    rc = store_finish(&st, 1, size, 0.0);
     store_close(&st);
     assert_true(all_ranks(rc == 0));
     /* Reopen (same job: resumed) and check every unit on every rank. */

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Exact effects of the test jobs, computed independently (run with /usr/bin/python3).
+"""Exact effects and gradient estimates of the test jobs, computed independently (run with
+/usr/bin/python3).
 
     /usr/bin/python3 tests/reference/gen_effects.py
 
@@ -7,8 +8,12 @@ For every tests/fixtures/jobs/*.json: one full float64 forward pass per patch wi
 reference model (transformer_ref.py), following the definitions in docs/job.md and
 docs/methods.md, not patchsweep's code. The gaussian noise and the resample permutation are
 re-implemented here from their documented recipe (splitmix64, Box-Muller, Fisher-Yates).
+Estimates follow their definitions in docs/methods.md: gradients by autograd; the QK fix by
+recomputing each changed softmax row in full (no closed form); GradDrop by re-running the
+forward pass with layer l's attention and MLP outputs detached from the residual stream.
 Writes tests/fixtures/golden/effects-<job>.safetensors with "exact" [P, N, S] (NaN past a
-prompt's end), "base" [P] and "source" [P] (NaN where there is no source run).
+prompt's end), "base" [P], "source" [P] (NaN where there is no source run), and "atp",
+"atp_qk", "atp_star" [P, N, S] for the estimates the job asks for.
 """
 import glob
 import json
@@ -94,14 +99,87 @@ def column_slice(site, index, dims):
 
 
 def metric(logits, kind, answer, wrong, clean_lp):
-    lp = torch.log_softmax(logits[-1], dim=-1)
-    if kind == "logit_diff":
-        return float(logits[-1, answer] - logits[-1, wrong])
-    if kind == "logprob":
-        return float(lp[answer])
-    if kind == "prob":
-        return float(lp[answer].exp())
-    return float((clean_lp.exp() * (clean_lp - lp)).sum())
+    return float(ref.metric_value(logits, kind, answer, wrong, clean_lp))
+
+
+def head_cols(index, dh):
+    return slice(index * dh, (index + 1) * dh)
+
+
+def pattern_change(A, G, scores):
+    """sum_s (softmax(scores) - A) G over one causal row."""
+    return float(((torch.softmax(scores, 0) - A) * G).sum())
+
+
+def node_estimate(node, columns, T, dims, window, base, src, grad, qk):
+    """AtP (qk=False) or AtP with the QK fix for one node at every column; grad maps activation
+    names to dL/d(activation) (the pattern gradient lower-triangular)."""
+    site, layer, index = node
+    dh, group = dims["dh"], dims["H"] // dims["Hkv"]
+    out = []
+    for pos in columns:
+        if pos >= T:
+            out.append(np.nan)
+            continue
+        rows = range(T) if pos < 0 else [pos]
+        total = 0.0
+        for l in range(layer, min(layer + window, dims["L"])):
+            name = f"L{l}.{site}"
+            A, G = base[f"L{l}.pattern"], grad[f"L{l}.pattern"]
+            qb, kb = base[f"L{l}.q_rot"], base[f"L{l}.k_rot"]
+            if qk and site == "q":
+                h = index
+                for t in rows:
+                    q = src[f"L{l}.q_rot"][t, head_cols(h, dh)] if src is not None else torch.zeros(dh)
+                    scores = kb[: t + 1, head_cols(h // group, dh)] @ q / math.sqrt(dh)
+                    total += pattern_change(A[h, t, : t + 1], G[h, t, : t + 1], scores)
+            elif qk and site == "k":
+                g = index
+                keys = range(T) if pos < 0 else [pos]
+                for h in range(g * group, (g + 1) * group):
+                    for t in range(T):
+                        k = kb[: t + 1, head_cols(g, dh)].clone()
+                        changed = [j for j in keys if j <= t]
+                        if not changed:
+                            continue
+                        for j in changed:
+                            k[j] = src[f"L{l}.k_rot"][j, head_cols(g, dh)] if src is not None else 0.0
+                        scores = k @ qb[t, head_cols(h, dh)] / math.sqrt(dh)
+                        total += pattern_change(A[h, t, : t + 1], G[h, t, : t + 1], scores)
+            else:
+                cols = column_slice(site, index, dims)
+                sel = slice(None) if pos < 0 else slice(pos, pos + 1)
+                a_src = src[name][sel, cols] if src is not None else torch.zeros_like(base[name][sel, cols])
+                total += float(((a_src - base[name][sel, cols]) * grad[name][sel, cols]).sum())
+        out.append(total)
+    return np.array(out)
+
+
+def sample_estimates(W, cfg, dims, job, nodes, columns, T, tok, noise, src, metric_args, wanted):
+    """Estimates of one base/source pair: dict estimator -> [N, S]."""
+    window, L = job.get("window", 1), dims["L"]
+
+    def gradients(drop):
+        grads, acts = ref.activation_grads(W, cfg, tok, *metric_args, noise=noise, drop=drop)
+        grads = {k: v.detach() for k, v in grads.items()}
+        for k in grads:
+            if k.endswith("pattern"):
+                grads[k] = torch.tril(grads[k])  # masked entries are not variables (docs/methods.md)
+        return grads, {k: v.detach() for k, v in acts.items()}
+
+    g, base = gradients(-1)
+    out = {}
+    if "atp" in wanted:
+        out["atp"] = np.stack([node_estimate(n, columns, T, dims, window, base, src, g, False) for n in nodes])
+    if "atp_qk" in wanted or "atp_star" in wanted:
+        out["atp_qk"] = np.stack([node_estimate(n, columns, T, dims, window, base, src, g, True) for n in nodes])
+    if "atp_star" in wanted:
+        star = np.zeros((len(nodes), len(columns)))
+        for drop in range(L if L > 1 else 0):
+            gd, _ = gradients(drop)
+            star += np.abs(np.stack([node_estimate(n, columns, T, dims, window, base, src, gd, True) for n in nodes]))
+        out["atp_star"] = star / (L - 1) if L > 1 else np.abs(out["atp_qk"])  # one layer: nothing else to drop
+    return out
 
 
 def job_effects(path):
@@ -140,6 +218,8 @@ def job_effects(path):
                 noise[t, i] = float(np.float32(params.get("scale", 3.0) * embed_std * rng.normal()))
         return noise
 
+    wanted = job.get("estimates", [])
+    estimates = {e: np.full((P, len(nodes), len(columns)), np.nan) for e in wanted}
     exact = np.full((P, len(nodes), len(columns)), np.nan)
     base_out, source_out = np.full(P, np.nan), np.full(P, np.nan)
     for p, pr in enumerate(prompts):
@@ -183,6 +263,14 @@ def job_effects(path):
             source_out[p] = np.mean([metric(run(pr["clean"], noise_for(p, s, T))[0], metric_kind, answer, wrong, clean_lp)
                                      for s in range(len(samples))])
 
+        if wanted:
+            per_sample = [sample_estimates(W, cfg, dims, job, nodes, columns, T, tok, noise, acts,
+                                           (metric_kind, answer, wrong, clean_lp), wanted)
+                          for tok, noise, acts in samples]
+            for e in wanted:
+                estimates[e][p] = np.mean([ps[e] for ps in per_sample], axis=0)
+        if job.get("exact", True) is False:
+            continue
         for k, (site, layer, index) in enumerate(nodes):
             cols = column_slice(site, index, dims)
             layers = range(layer, min(layer + window, L))
@@ -201,17 +289,19 @@ def job_effects(path):
                         return x
                     total += metric(run(tok, noise, patch)[0], metric_kind, answer, wrong, clean_lp) - base_metric
                 exact[p, k, j] = total / len(samples)
-    return exact, base_out, source_out
+    return exact, base_out, source_out, estimates
 
 
 def main():
     out_dir = os.path.join(HERE, "..", "fixtures", "golden")
     for path in sorted(glob.glob(os.path.join(HERE, "..", "fixtures", "jobs", "*.json"))):
         name = os.path.splitext(os.path.basename(path))[0]
-        exact, base, source = job_effects(path)
-        st.write(os.path.join(out_dir, f"effects-{name}.safetensors"),
-                 {"exact": ("F64", exact), "base": ("F64", base), "source": ("F64", source)})
-        print(f"{name}: {exact.shape}, largest |effect| {np.nanmax(np.abs(exact)):.4g}")
+        exact, base, source, estimates = job_effects(path)
+        tensors = {"exact": ("F64", exact), "base": ("F64", base), "source": ("F64", source)}
+        tensors.update({e: ("F64", v) for e, v in estimates.items()})
+        st.write(os.path.join(out_dir, f"effects-{name}.safetensors"), tensors)
+        shown = exact if not np.isnan(exact).all() else next(iter(estimates.values()))
+        print(f"{name}: {exact.shape}, largest |value| {np.nanmax(np.abs(shown)):.4g}, estimates: {sorted(estimates)}")
 
 
 if __name__ == "__main__":

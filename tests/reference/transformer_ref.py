@@ -9,6 +9,11 @@ Every function returns the logits and a dict of the activations patchsweep cache
 
 Hooks: `patch(name, tensor) -> tensor` is called on every activation as it is produced, so the
 same code runs patched forward passes for the exact-effect references.
+
+Gradients: with `grad=True` the embedding output requires grad and every activation (and the
+attention pattern) retains its gradient, so after `metric.backward()` acts[name].grad is
+dL/d(activation). `drop=l` is GradDrop: layer l's attention and MLP outputs enter the residual
+stream detached, so the forward values are unchanged and no gradient flows through those writes.
 """
 import math
 
@@ -65,21 +70,33 @@ def rotate_half(x, positions, theta, rot):
     return torch.cat([xr * cos + rotated * sin, xpass], dim=-1)
 
 
-def gpt2_forward(W, cfg, tokens, noise=None, patch=_identity):
+def _keeper(acts, patch, grad):
+    def keep(name, x):
+        x = patch(name, x)
+        if grad and x.requires_grad:
+            x.retain_grad()
+        acts[name] = x
+        return x
+    return keep
+
+
+def _cut(x, on):
+    return x.detach() if on else x
+
+
+def gpt2_forward(W, cfg, tokens, noise=None, patch=_identity, grad=False, drop=-1):
     d, H, L = cfg["n_embd"], cfg["n_head"], cfg["n_layer"]
     dh, eps, T = d // H, cfg.get("layer_norm_epsilon", 1e-5), len(tokens)
     pre = "transformer." if "transformer.wte.weight" in W else ""
     w = lambda name: W[pre + name]
     acts = {}
-
-    def keep(name, x):
-        x = patch(name, x)
-        acts[name] = x
-        return x
+    keep = _keeper(acts, patch, grad)
 
     x = w("wte.weight")[tokens] + w("wpe.weight")[:T]
     if noise is not None:
         x = x + noise
+    if grad:
+        x = x.detach().requires_grad_()
     for l in range(L):
         p = f"h.{l}."
         x = keep(f"L{l}.resid_pre", x)
@@ -88,36 +105,37 @@ def gpt2_forward(W, cfg, tokens, noise=None, patch=_identity):
         q = keep(f"L{l}.q", qkv[:, :d])
         k = keep(f"L{l}.k", qkv[:, d : 2 * d])
         v = keep(f"L{l}.v", qkv[:, 2 * d :])
+        acts[f"L{l}.q_rot"], acts[f"L{l}.k_rot"] = q, k
         z, pattern = causal_attention(heads(q, H, dh), heads(k, H, dh), heads(v, H, dh), 1)
+        if grad:
+            pattern.retain_grad()
         acts[f"L{l}.pattern"] = pattern
         z = keep(f"L{l}.z", z)
         attn_out = keep(f"L{l}.attn_out", z @ w(p + "attn.c_proj.weight") + w(p + "attn.c_proj.bias"))
-        mid = keep(f"L{l}.resid_mid", x + attn_out)
+        mid = keep(f"L{l}.resid_mid", x + _cut(attn_out, l == drop))
         h2 = layer_norm(mid, w(p + "ln_2.weight"), w(p + "ln_2.bias"), eps)
         mlp_post = keep(f"L{l}.mlp_post", gelu_new(h2 @ w(p + "mlp.c_fc.weight") + w(p + "mlp.c_fc.bias")))
         mlp_out = keep(f"L{l}.mlp_out", mlp_post @ w(p + "mlp.c_proj.weight") + w(p + "mlp.c_proj.bias"))
-        x = keep(f"L{l}.resid_post", mid + mlp_out)
+        x = keep(f"L{l}.resid_post", mid + _cut(mlp_out, l == drop))
     final = layer_norm(x, w("ln_f.weight"), w("ln_f.bias"), eps)
     unembed = W["lm_head.weight"] if "lm_head.weight" in W else w("wte.weight")
     return final @ unembed.T, acts
 
 
-def llama_forward(W, cfg, tokens, noise=None, patch=_identity):
+def llama_forward(W, cfg, tokens, noise=None, patch=_identity, grad=False, drop=-1):
     d, H, L = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_hidden_layers"]
     Hkv = cfg.get("num_key_value_heads", H)
     dh, eps, T = d // H, cfg.get("rms_norm_eps", 1e-6), len(tokens)
     theta = cfg.get("rope_theta", 10000.0)
     positions = torch.arange(T)
     acts = {}
-
-    def keep(name, x):
-        x = patch(name, x)
-        acts[name] = x
-        return x
+    keep = _keeper(acts, patch, grad)
 
     x = W["model.embed_tokens.weight"][tokens]
     if noise is not None:
         x = x + noise
+    if grad:
+        x = x.detach().requires_grad_()
     for l in range(L):
         p = f"model.layers.{l}."
         x = keep(f"L{l}.resid_pre", x)
@@ -127,26 +145,50 @@ def llama_forward(W, cfg, tokens, noise=None, patch=_identity):
         v = keep(f"L{l}.v", h @ W[p + "self_attn.v_proj.weight"].T)
         qr = rotate_half(heads(q, H, dh), positions, theta, dh)
         kr = rotate_half(heads(k, Hkv, dh), positions, theta, dh)
+        acts[f"L{l}.q_rot"] = qr.transpose(0, 1).reshape(T, H * dh)
+        acts[f"L{l}.k_rot"] = kr.transpose(0, 1).reshape(T, Hkv * dh)
         z, pattern = causal_attention(qr, kr, heads(v, Hkv, dh), H // Hkv)
+        if grad:
+            pattern.retain_grad()
         acts[f"L{l}.pattern"] = pattern
         z = keep(f"L{l}.z", z)
         attn_out = keep(f"L{l}.attn_out", z @ W[p + "self_attn.o_proj.weight"].T)
-        mid = keep(f"L{l}.resid_mid", x + attn_out)
+        mid = keep(f"L{l}.resid_mid", x + _cut(attn_out, l == drop))
         h2 = rms_norm(mid, W[p + "post_attention_layernorm.weight"], eps)
         gate = h2 @ W[p + "mlp.gate_proj.weight"].T
         up = h2 @ W[p + "mlp.up_proj.weight"].T
         mlp_post = keep(f"L{l}.mlp_post", torch.nn.functional.silu(gate) * up)
         mlp_out = keep(f"L{l}.mlp_out", mlp_post @ W[p + "mlp.down_proj.weight"].T)
-        x = keep(f"L{l}.resid_post", mid + mlp_out)
+        x = keep(f"L{l}.resid_post", mid + _cut(mlp_out, l == drop))
     final = rms_norm(x, W["model.norm.weight"], eps)
     unembed = W["lm_head.weight"] if "lm_head.weight" in W else W["model.embed_tokens.weight"]
     return final @ unembed.T, acts
 
 
-def forward(W, cfg, tokens, noise=None, patch=_identity):
+def forward(W, cfg, tokens, noise=None, patch=_identity, grad=False, drop=-1):
     tokens = torch.as_tensor(tokens, dtype=torch.long)
     fn = {"gpt2": gpt2_forward, "llama": llama_forward}[cfg["model_type"]]
-    return fn(W, cfg, tokens, noise, patch)
+    return fn(W, cfg, tokens, noise, patch, grad, drop)
+
+
+def metric_value(logits, kind, answer, wrong, clean_lp):
+    """The job metrics at the last position (a differentiable torch scalar)."""
+    lp = torch.log_softmax(logits[-1], dim=-1)
+    if kind == "logit_diff":
+        return logits[-1, answer] - logits[-1, wrong]
+    if kind == "logprob":
+        return lp[answer]
+    if kind == "prob":
+        return lp[answer].exp()
+    return (clean_lp.exp() * (clean_lp - lp)).sum()
+
+
+def activation_grads(W, cfg, tokens, kind, answer, wrong, clean_lp, noise=None, drop=-1):
+    """dL/d(activation) for every activation and the pattern, at the run of `tokens`."""
+    logits, acts = forward(W, cfg, tokens, noise, grad=True, drop=drop)
+    metric_value(logits, kind, answer, wrong, clean_lp).backward()
+    return {k: (v.grad if v.grad is not None else torch.zeros_like(v)) for k, v in acts.items()
+            if v.requires_grad and not k.endswith("_rot")}, acts
 
 
 def load_model(folder):

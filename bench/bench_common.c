@@ -1,0 +1,51 @@
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include "bench_common.h"
+#include "patchsweep/core.h"
+
+void bench_model(Model *m) {
+    ModelConfig c = {.model_type = "gpt2", .n_layer = 12, .d_model = 768, .n_head = 12, .n_kv_head = 12, .d_head = 64,
+                     .d_mlp = 3072, .vocab = 50257, .n_ctx = 1024, .norm_eps = 1e-5f, .norm = NORM_LAYER,
+                     .act = ACT_GELU_TANH, .learned_pos = 1, .tied_unembed = 1, .linear_bias = 1};
+    model_init_random(m, &c, 1, 0.02f);
+    for (size_t i = 0; i < (size_t)c.vocab * c.d_model; i++) m->w.wte[i] *= 10.0f; /* embeddings of GPT-2's scale */
+}
+
+void bench_job(Job *job, const Model *m, int n_prompts, int T, const char *nodes, const char *estimates) {
+    size_t cap = (size_t)n_prompts * T * 24 + 1024;
+    char *text = xmalloc(cap);
+    int n = snprintf(text, cap, "{\"model\": \"in memory\", \"nodes\": %s, \"estimates\": %s, \"prompts\": [", nodes, estimates);
+    Rng rng;
+    rng_seed(&rng, 42, 0, 0);
+    int V = m->cfg.vocab, *clean = xmalloc(sizeof(int) * (size_t)T), *corrupt = xmalloc(sizeof(int) * (size_t)T);
+    for (int p = 0; p < n_prompts; p++) {
+        for (int t = 0; t < T; t++) clean[t] = corrupt[t] = (int)(rng_uniform(&rng) * V);
+        for (int k = 0; k < 3; k++) corrupt[(int)(rng_uniform(&rng) * T)] = (int)(rng_uniform(&rng) * V);
+        n += snprintf(text + n, cap - (size_t)n, "%s{\"clean\": [", p ? "," : "");
+        for (int t = 0; t < T; t++) n += snprintf(text + n, cap - (size_t)n, "%s%d", t ? "," : "", clean[t]);
+        n += snprintf(text + n, cap - (size_t)n, "], \"corrupt\": [");
+        for (int t = 0; t < T; t++) n += snprintf(text + n, cap - (size_t)n, "%s%d", t ? "," : "", corrupt[t]);
+        n += snprintf(text + n, cap - (size_t)n, "], \"answer\": %d, \"wrong\": %d}", clean[T - 1], corrupt[T - 1]);
+    }
+    snprintf(text + n, cap - (size_t)n, "]}");
+    if (job_parse_text(job, text, "bench.json") || job_check(job, &m->cfg)) {
+        fprintf(stderr, "bench: %s\n", ps_error());
+        exit(1);
+    }
+    free(text), free(clean), free(corrupt);
+}
+
+double sgemm_gflops(int M, int N, int K) {
+    float *a = alloc_floats((size_t)M * K), *b = alloc_floats((size_t)N * K), *c = alloc_floats((size_t)M * N);
+    for (size_t i = 0; i < (size_t)M * K; i++) a[i] = (float)(i % 7) * 0.1f;
+    for (size_t i = 0; i < (size_t)N * K; i++) b[i] = (float)(i % 5) * 0.1f;
+    int reps = 0;
+    double t0 = now_seconds(), t;
+    do {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a, K, b, K, 0.0f, c, N);
+        reps++;
+    } while ((t = now_seconds() - t0) < 2.0);
+    free(a), free(b), free(c);
+    return 2.0 * M * N * K * reps / t / 1e9;
+}

@@ -1,0 +1,17 @@
+/* What the benchmarks share: the GPT-2-small-shaped model with random weights (generated in
+ * memory) and a job of random prompts with a pair corruption. */
+#ifndef PATCHSWEEP_BENCH_COMMON_H
+#define PATCHSWEEP_BENCH_COMMON_H
+
+#include "patchsweep/job.h"
+#include "patchsweep/model.h"
+
+/* 12 layers, 12 heads, d_model 768, d_mlp 3072, vocabulary 50257, GELU, tied embeddings. */
+void bench_model(Model *m);
+/* n_prompts prompts of T random tokens, the corrupt copy differing in 3 places; the given
+ * nodes (a JSON list) and estimates (a JSON list, may be "[]"). */
+void bench_job(Job *job, const Model *m, int n_prompts, int T, const char *nodes, const char *estimates);
+/* Single-thread sgemm GFLOP/s for an M x N x K product, timed over about two seconds. */
+double sgemm_gflops(int M, int N, int K);
+
+#endif

