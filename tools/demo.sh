@@ -1,10 +1,15 @@
 #!/bin/sh
-# Installs what is missing, builds, and runs the demo on the embedded model.
+# Installs what is missing, builds, and runs the demo: exact patching of every site at every
+# position of 32 induction prompts on the embedded model (models/induction-2l), with the AtP
+# estimates beside it, on one MPI rank per core; then shows the largest effects.
 set -eu
 cd "$(dirname "$0")/.."
 tools/deps.sh
 tools/build.sh build
 # mpirun refuses root unless told; one rank per core.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-mkdir -p results
-mpirun -n "$(nproc)" build/patchsweep run jobs/example-tiny.json
+mpirun -n "$(nproc)" build/patchsweep run jobs/induction.json
+echo
+build/patchsweep heads --model models/induction-2l
+echo
+build/patchsweep top results/induction.h5 -k 15

@@ -33,8 +33,10 @@ double *alloc_doubles(size_t n);
 /* Reads a whole file into a NUL-terminated buffer. Missing/unreadable file: PS_EUSER. */
 int read_text_file(const char *path, char **out, size_t *len);
 int file_exists(const char *path);
-/* dir + "/" + name into out (size cap); an absolute name is returned as is. */
+/* dir + "/" + name into out (size cap), normalised; an absolute name is returned as is. */
 void path_join(char *out, size_t cap, const char *dir, const char *name);
+/* Lexical normalisation in place: drops "." parts and folds "name/.." (no file system access). */
+void path_normalize(char *path);
 /* Creates a folder and its missing parents (like mkdir -p); 0 on success. */
 int make_dirs(const char *path);
 /* The folder part of a path ("." when there is none). */

@@ -10,7 +10,10 @@ static const char usage[] =
     "commands:\n"
     "  run JOB.json [--naive] [--quiet]   run or resume a job (under mpirun: on every rank)\n"
     "  plan JOB.json                      what a job would compute, and its estimated cost\n"
-    "  forward --model DIR --tokens 1,2,3 [--top K]   next-token prediction (checks a model loads)\n";
+    "  top RESULTS.h5 [-k 20] [--site z]  the largest effects in a results file, and estimator ranks\n"
+    "  heads --model DIR [--run N]        induction and previous-token scores of each head\n"
+    "  forward --model DIR --tokens 1,2,3 [--top K]   next-token prediction (checks a model loads)\n"
+    "  train RECIPE.json                  train a small model on a task, write a model folder\n";
 
 int main(int argc, char **argv) {
     /* Parallelism comes from MPI ranks; BLAS threads would only fight them for cores. */
@@ -22,6 +25,9 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "forward") == 0) return cmd_forward(argc - 1, argv + 1);
     if (strcmp(argv[1], "run") == 0) return cmd_run(argc - 1, argv + 1);
     if (strcmp(argv[1], "plan") == 0) return cmd_plan(argc - 1, argv + 1);
+    if (strcmp(argv[1], "train") == 0) return cmd_train(argc - 1, argv + 1);
+    if (strcmp(argv[1], "top") == 0) return cmd_top(argc - 1, argv + 1);
+    if (strcmp(argv[1], "heads") == 0) return cmd_heads(argc - 1, argv + 1);
     if (strcmp(argv[1], "--version") == 0) {
         printf("patchsweep %s\n", PATCHSWEEP_VERSION);
         return 0;

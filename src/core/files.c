@@ -39,6 +39,29 @@ void path_join(char *out, size_t cap, const char *dir, const char *name) {
         snprintf(out, cap, "%s", name);
     else
         snprintf(out, cap, "%s/%s", dir, name);
+    path_normalize(out);
+}
+
+void path_normalize(char *path) {
+    int absolute = path[0] == '/';
+    char *parts[512], copy[4096];
+    int n = 0;
+    snprintf(copy, sizeof copy, "%s", path);
+    for (char *tok = strtok(copy, "/"); tok && n < 512; tok = strtok(NULL, "/")) {
+        if (strcmp(tok, ".") == 0) continue;
+        if (strcmp(tok, "..") == 0 && n > 0 && strcmp(parts[n - 1], "..") != 0) {
+            n--;
+            continue;
+        }
+        if (strcmp(tok, "..") == 0 && absolute) continue; /* "/.." is "/" */
+        parts[n++] = tok;
+    }
+    char out[4096];
+    size_t used = (size_t)snprintf(out, sizeof out, "%s", absolute ? "/" : "");
+    for (int i = 0; i < n && used < sizeof out; i++)
+        used += (size_t)snprintf(out + used, sizeof out - used, "%s%s", i ? "/" : "", parts[i]);
+    if (!n && !absolute) snprintf(out, sizeof out, ".");
+    strcpy(path, out); /* never longer than the input */
 }
 
 void path_dirname(char *out, size_t cap, const char *path) {

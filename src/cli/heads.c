@@ -1,0 +1,35 @@
+/* patchsweep heads --model DIR [--run N]: what each attention head does, from its attention
+ * patterns alone (no patching): induction and previous-token scores on repeated random tokens. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "patchsweep/cli.h"
+#include "patchsweep/train.h"
+
+int cmd_heads(int argc, char **argv) {
+    const char *dir = NULL;
+    int run = 10;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--model") == 0 && i + 1 < argc) dir = argv[++i];
+        else if (strcmp(argv[i], "--run") == 0 && i + 1 < argc) run = atoi(argv[++i]);
+        else return report_error(ps_fail(PS_EUSER, "heads: unexpected argument \"%s\"; usage: patchsweep heads --model DIR [--run N]", argv[i]));
+    }
+    if (!dir) return report_error(ps_fail(PS_EUSER, "heads: usage: patchsweep heads --model DIR [--run N]"));
+    Model m;
+    int rc = model_load(&m, dir);
+    if (rc) return report_error(rc);
+    if (run < 2 || 1 + 2 * run > m.cfg.n_ctx || run > m.cfg.vocab - 1) {
+        model_free(&m);
+        return report_error(ps_fail(PS_EUSER, "--run %d: needs 2 <= run, 1 + 2 run <= context %d, run < vocabulary", run, m.cfg.n_ctx));
+    }
+    int L = m.cfg.n_layer, H = m.cfg.n_head;
+    double *ind = alloc_doubles((size_t)L * H), *prev = alloc_doubles((size_t)L * H);
+    head_scores(&m, 64, run, 1, ind, prev);
+    printf("# %s: 64 sequences <bos> A A, A = %d distinct random tokens (token 0 is taken as <bos>)\n", dir, run);
+    printf("%-8s %16s %21s\n", "head", "induction_score", "previous_token_score");
+    for (int l = 0; l < L; l++)
+        for (int h = 0; h < H; h++) printf("L%d.H%-4d %16.3f %21.3f\n", l, h, ind[l * H + h], prev[l * H + h]);
+    free(ind), free(prev);
+    model_free(&m);
+    return 0;
+}

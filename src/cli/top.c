@@ -1,0 +1,199 @@
+/* patchsweep top RESULTS.h5 [-k 20] [--site z]: the (node, position) cells with the largest
+ * mean |exact effect| over prompts, with their tokens, the baselines, and each cell's rank under
+ * every estimator in the file: a quick look without Python. Works on unfinished files (cells
+ * not computed yet are NaN and skipped). */
+#include <hdf5.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "patchsweep/cli.h"
+#include "patchsweep/core.h"
+#include "patchsweep/job.h"
+#include "patchsweep/model.h"
+
+static void *read_all(hid_t file, const char *name, hid_t type, size_t elem, hsize_t *dims, int *rank) {
+    hid_t d = H5Dopen2(file, name, H5P_DEFAULT);
+    if (d < 0) return NULL;
+    hid_t space = H5Dget_space(d);
+    *rank = H5Sget_simple_extent_dims(space, dims, NULL);
+    size_t n = 1;
+    for (int i = 0; i < *rank; i++) n *= dims[i];
+    void *buf = xmalloc(n * elem + 1);
+    herr_t rc = type == H5T_C_S1 ? 0 : H5Dread(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
+    if (type == H5T_C_S1) { /* fixed-length strings, read at their stored width */
+        hid_t ft = H5Dget_type(d);
+        size_t width = H5Tget_size(ft);
+        free(buf);
+        buf = xcalloc(n, width + 1);
+        char *raw = xmalloc(n * width);
+        rc = H5Dread(d, ft, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw);
+        for (size_t i = 0; i < n; i++) memcpy((char *)buf + i * (width + 1), raw + i * width, width);
+        dims[1] = width + 1;
+        free(raw);
+        H5Tclose(ft);
+    }
+    H5Sclose(space);
+    H5Dclose(d);
+    if (rc < 0) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+/* mean over prompts of |x[p, n, s]| (NaN-skipping), into out[n * S + s]; NaN where none */
+static void mean_abs(const float *x, int P, int N, int S, double *out) {
+    for (size_t c = 0; c < (size_t)N * S; c++) {
+        double sum = 0.0;
+        int count = 0;
+        for (int p = 0; p < P; p++) {
+            float v = x[(size_t)p * N * S + c];
+            if (!isnan(v)) sum += fabs(v), count++;
+        }
+        out[c] = count ? sum / count : NAN;
+    }
+}
+
+static const double *sort_key;
+static int by_key_desc(const void *a, const void *b) {
+    double x = sort_key[*(const int *)a], y = sort_key[*(const int *)b];
+    if (isnan(x)) return isnan(y) ? 0 : 1;
+    if (isnan(y)) return -1;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+static char *string_attr(hid_t file, const char *name) {
+    if (H5Aexists(file, name) <= 0) return NULL;
+    hid_t a = H5Aopen(file, name, H5P_DEFAULT), t = H5Aget_type(a);
+    size_t n = H5Tget_size(t);
+    char *out = xcalloc(n + 1, 1);
+    H5Aread(a, t, out);
+    H5Tclose(t);
+    H5Aclose(a);
+    return out;
+}
+
+int cmd_top(int argc, char **argv) {
+    const char *path = NULL, *site = NULL;
+    int k = 20;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-k") == 0 && i + 1 < argc) k = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--site") == 0 && i + 1 < argc) site = argv[++i];
+        else if (argv[i][0] != '-' && !path) path = argv[i];
+        else return report_error(ps_fail(PS_EUSER, "top: unexpected argument \"%s\"; usage: patchsweep top RESULTS.h5 [-k 20] [--site z]", argv[i]));
+    }
+    Site filter;
+    if (!path) return report_error(ps_fail(PS_EUSER, "top: usage: patchsweep top RESULTS.h5 [-k 20] [--site z]"));
+    if (site && site_from_name(site, &filter)) return report_error(ps_fail(PS_EUSER, "--site \"%s\" is not a site", site));
+    if (k < 1) return report_error(ps_fail(PS_EUSER, "-k must be a positive integer"));
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t f = -1;
+    if (file_exists(path) && H5Fis_hdf5(path) > 0) f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    char *format = f >= 0 ? string_attr(f, "format") : NULL;
+    if (!format || strcmp(format, "patchsweep") != 0) {
+        free(format);
+        if (f >= 0) H5Fclose(f);
+        return report_error(ps_fail(PS_EUSER, "%s: not a patchsweep results file", path));
+    }
+    free(format);
+    hsize_t dims[3], ndims[2], pdims[2], sdims[1], bdims[1];
+    int rank;
+    float *exact = read_all(f, "/effects/exact", H5T_NATIVE_FLOAT, sizeof(float), dims, &rank);
+    if (!exact) {
+        H5Fclose(f);
+        return report_error(ps_fail(PS_EUSER, "%s: holds no exact effects (a job with \"exact\": false)", path));
+    }
+    int P = (int)dims[0], N = (int)dims[1], S = (int)dims[2];
+    char *names = read_all(f, "/nodes/name", H5T_C_S1, 1, ndims, &rank), *sites = read_all(f, "/nodes/site", H5T_C_S1, 1, ndims, &rank);
+    size_t name_w = ndims[1];
+    int *positions = read_all(f, "/positions", H5T_NATIVE_INT, sizeof(int), sdims, &rank);
+    int *tokens = read_all(f, "/prompts/base_tokens", H5T_NATIVE_INT, sizeof(int), pdims, &rank);
+    double *base = read_all(f, "/baseline/base", H5T_NATIVE_DOUBLE, sizeof(double), bdims, &rank);
+    double *source = read_all(f, "/baseline/source", H5T_NATIVE_DOUBLE, sizeof(double), bdims, &rank);
+    char *metric = string_attr(f, "metric"), *direction = string_attr(f, "direction"), *corruption = string_attr(f, "corruption");
+    char *model_dir = string_attr(f, "model_dir"), *cfg_json = string_attr(f, "model_config");
+    int T = (int)pdims[1];
+
+    /* token strings from the model folder's tokenizer, if it is still there */
+    Tokenizer *tok = NULL;
+    cJSON *cfg = cfg_json ? cJSON_Parse(cfg_json) : NULL;
+    const cJSON *vocab = cfg ? cJSON_GetObjectItemCaseSensitive(cfg, "vocab") : NULL;
+    char tok_path[4200];
+    if (model_dir && cJSON_IsNumber(vocab)) {
+        path_join(tok_path, sizeof tok_path, model_dir, "tokenizer.json");
+        if (file_exists(tok_path) && tokenizer_load(&tok, tok_path, vocab->valueint)) tok = NULL;
+    }
+    cJSON_Delete(cfg);
+
+    size_t cells = (size_t)N * S;
+    double *score = xmalloc(sizeof(double) * cells), *signed_mean = xmalloc(sizeof(double) * cells);
+    mean_abs(exact, P, N, S, score);
+    for (size_t c = 0; c < cells; c++) { /* the signed mean, to show the direction */
+        double sum = 0;
+        int count = 0;
+        for (int p = 0; p < P; p++)
+            if (!isnan(exact[(size_t)p * cells + c])) sum += exact[(size_t)p * cells + c], count++;
+        signed_mean[c] = count ? sum / count : NAN;
+        if (site && strcmp(sites + (c / S) * name_w, site) != 0) score[c] = NAN;
+    }
+    /* each estimator's rank of every cell, by its own mean |estimate| */
+    static const char *const est_names[] = {"atp", "atp_qk", "atp_star"};
+    int *est_rank[3] = {NULL, NULL, NULL};
+    for (int e = 0; e < 3; e++) {
+        char dset[64];
+        snprintf(dset, sizeof dset, "/effects/%s", est_names[e]);
+        hsize_t edims[3];
+        float *est = H5Lexists(f, dset, H5P_DEFAULT) > 0 ? read_all(f, dset, H5T_NATIVE_FLOAT, sizeof(float), edims, &rank) : NULL;
+        if (!est) continue;
+        double *m = xmalloc(sizeof(double) * cells);
+        mean_abs(est, P, N, S, m);
+        for (size_t c = 0; c < cells; c++)
+            if (site && strcmp(sites + (c / S) * name_w, site) != 0) m[c] = NAN;
+        int *order = xmalloc(sizeof(int) * cells);
+        for (size_t c = 0; c < cells; c++) order[c] = (int)c;
+        sort_key = m;
+        qsort(order, cells, sizeof(int), by_key_desc);
+        est_rank[e] = xmalloc(sizeof(int) * cells);
+        for (size_t r = 0; r < cells; r++) est_rank[e][order[r]] = (int)r + 1;
+        free(order), free(m), free(est);
+    }
+    int *order = xmalloc(sizeof(int) * cells);
+    for (size_t c = 0; c < cells; c++) order[c] = (int)c;
+    sort_key = score;
+    qsort(order, cells, sizeof(int), by_key_desc);
+
+    double mb = 0, ms = 0;
+    for (int p = 0; p < P; p++) mb += base[p] / P, ms += source[p] / P;
+    printf("%s: %d prompts x %d nodes x %d positions; corruption %s, direction %s, metric %s\n", path, P, N, S,
+           corruption, direction, metric);
+    printf("baseline, mean over prompts: base %.4g, source %.4g (source - base %.4g)\n", mb, ms, ms - mb);
+    printf("top %d%s%s (node, position) cells by mean |exact effect| over prompts; tokens are prompt 0's base run's\n", k,
+           site ? " " : "", site ? site : "");
+    printf("%4s  %-14s %4s  %-14s %12s %12s", "rank", "node", "pos", "token", "mean effect", "mean |effect|");
+    for (int e = 0; e < 3; e++)
+        if (est_rank[e]) printf(" %9s", est_names[e]);
+    printf("\n");
+    for (int r = 0; r < k && r < (int)cells && !isnan(score[order[r]]); r++) {
+        int c = order[r], n = c / S, s = c % S, pos = positions[s];
+        char token[64] = "(all)";
+        if (pos >= 0) {
+            int id = pos < T ? tokens[pos] : -1;
+            const char *word = tokenizer_token(tok, id);
+            if (word) snprintf(token, sizeof token, "\"%.40s\"", word);
+            else snprintf(token, sizeof token, "%d", id);
+        }
+        printf("%4d  %-14s %4s  %-14s %12.4g %12.4g", r + 1, names + (size_t)n * name_w,
+               pos < 0 ? "all" : (snprintf(tok_path, 16, "%d", pos), tok_path), token, signed_mean[c], score[c]);
+        for (int e = 0; e < 3; e++)
+            if (est_rank[e]) printf(" %9d", est_rank[e][c]);
+        printf("\n");
+    }
+    if (est_rank[0] || est_rank[1] || est_rank[2]) printf("(estimator columns: the cell's rank by that estimator's mean |estimate|)\n");
+    for (int e = 0; e < 3; e++) free(est_rank[e]);
+    free(order), free(score), free(signed_mean), free(exact), free(names), free(sites), free(positions), free(tokens);
+    free(base), free(source), free(metric), free(direction), free(corruption), free(model_dir), free(cfg_json);
+    if (tok) tokenizer_free(tok);
+    H5Fclose(f);
+    return 0;
+}

@@ -1,0 +1,62 @@
+/* patchsweep train RECIPE.json: trains a small model on a task (src/train) and writes it as a
+ * Hugging Face folder beside the recipe (or where "output" says). */
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "patchsweep/cli.h"
+#include "patchsweep/train.h"
+
+/* README.md of the model folder: how it was made, how well it does, and what its heads do
+ * (from attention patterns alone). */
+static int write_model_card(const Model *m, const Recipe *r, double seconds) {
+    char path[4200];
+    path_join(path, sizeof path, r->output, "README.md");
+    FILE *f = fopen(path, "w");
+    if (!f) return ps_fail(PS_EUSER, "%s: cannot write", path);
+    const ModelConfig *c = &m->cfg;
+    int L = c->n_layer, H = c->n_head;
+    double *ind = alloc_doubles((size_t)L * H), *prev = alloc_doubles((size_t)L * H);
+    head_scores(m, 64, 10, 1, ind, prev);
+    double acc = task_accuracy(m, r->task, 200, 1);
+    const char *slash = strrchr(r->output, '/');
+    fprintf(f, "# %s\n\nTrained by patchsweep itself (`patchsweep train recipe.json`, %.0f s on one core of the "
+               "development machine): GPT-2 architecture, %d layers, d_model %d, %d heads, d_mlp %d, context %d, "
+               "vocabulary %d words (`tokenizer.json`), task `%s`, %d steps of %d sequences, seed %llu. Training is "
+               "deterministic: the same recipe gives the same weights.\n\n",
+            slash ? slash + 1 : r->output, seconds, L, c->d_model, H, c->d_mlp, c->n_ctx, c->vocab, r->task->name, r->steps, r->batch,
+            (unsigned long long)r->seed);
+    fprintf(f, "Next-token accuracy on the task's target positions, 200 fresh examples: **%.2f%%**.\n\n", 100 * acc);
+    if (strcmp(r->task->name, "induction") == 0)
+        fprintf(f, "The task: `<bos>`, a filler whose every word is a fixed permutation of the word two before it, then "
+                   "a run A of 6-10 distinct random words, then A again; the loss is on the filler and on the second copy "
+                   "of A. The filler is there so that a previous-token head pays for itself, as it does in natural text: "
+                   "on random words alone training found circuits without one, which solve the task as well but are not "
+                   "the textbook induction circuit this model is meant to show.\n\n");
+    fprintf(f, "## Heads, from attention patterns alone\n\nOn 64 sequences `<bos> A A` (A: 10 distinct random "
+               "words), the **induction score** is the mean attention from each position of the second copy to the "
+               "word after that word's first occurrence; the **previous-token score** the mean attention from each "
+               "position to the one before it (`patchsweep heads --model DIR` recomputes them). What patching finds "
+               "in this model is checked against these scores by `tests/cli/test_demo.py`.\n\n| head | induction score | previous-token score |\n|---|---|---|\n");
+    for (int l = 0; l < L; l++)
+        for (int h = 0; h < H; h++) fprintf(f, "| L%d.H%d | %.3f | %.3f |\n", l, h, ind[l * H + h], prev[l * H + h]);
+    free(ind), free(prev);
+    return fclose(f) ? ps_fail(PS_EUSER, "%s: write error", path) : PS_OK;
+}
+
+int cmd_train(int argc, char **argv) {
+    if (argc != 2 || argv[1][0] == '-') return report_error(ps_fail(PS_EUSER, "train: usage: patchsweep train RECIPE.json"));
+    Recipe r;
+    int rc = recipe_parse(&r, argv[1]);
+    if (rc) return report_error(rc);
+    fprintf(stderr, "patchsweep: training %s (%d layers, d_model %d, %d heads) on \"%s\", %d steps of %d -> %s\n",
+            r.path, r.cfg.n_layer, r.cfg.d_model, r.cfg.n_head, r.task->name, r.steps, r.batch, r.output);
+    Model m;
+    double t0 = now_seconds();
+    train(&r, &m, stderr);
+    double seconds = now_seconds() - t0;
+    rc = model_save(&m, r.task, r.output);
+    if (!rc) rc = write_model_card(&m, &r, seconds);
+    model_free(&m);
+    return report_error(rc);
+}

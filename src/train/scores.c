@@ -1,0 +1,62 @@
+/* What a trained model does, read off its attention patterns and its predictions (no patching):
+ * induction and previous-token scores per head, and task accuracy. */
+#include <stdlib.h>
+#include "patchsweep/train.h"
+#include "patchsweep/transformer.h"
+
+void head_scores(const Model *m, int n_seq, int run, uint64_t seed, double *induction, double *previous) {
+    const ModelConfig *c = &m->cfg;
+    int L = c->n_layer, H = c->n_head, T = 1 + 2 * run;
+    Rng rng;
+    rng_seed(&rng, seed, 0x73636f72, 0);
+    for (int i = 0; i < L * H; i++) induction[i] = previous[i] = 0.0;
+    RunCache acts;
+    run_cache_init(&acts, c, T, 0);
+    int *tokens = xmalloc(sizeof(int) * (size_t)T), *pool = xmalloc(sizeof(int) * (size_t)c->vocab);
+    for (int n = 0; n < n_seq; n++) {
+        for (int i = 0; i < c->vocab - 1; i++) pool[i] = i + 1; /* distinct tokens, never <bos> */
+        tokens[0] = 0;
+        for (int i = 0; i < run; i++) {
+            int j = i + (int)(rng_uniform(&rng) * (c->vocab - 1 - i)), tmp = pool[i];
+            pool[i] = pool[j], pool[j] = tmp;
+            tokens[1 + i] = tokens[1 + run + i] = pool[i];
+        }
+        run_forward(m, tokens, T, NULL, &acts, NULL, NULL);
+        for (int l = 0; l < L; l++)
+            for (int h = 0; h < H; h++) {
+                const float *A = acts.layer[l].pattern + (size_t)h * T * T;
+                double ind = 0.0, prev = 0.0;
+                /* position 1 + run + i holds A[i]; its first occurrence is 1 + i, the token after it 2 + i */
+                for (int i = 0; i < run - 1; i++) ind += A[(size_t)(1 + run + i) * T + 2 + i];
+                for (int t = 1; t < T; t++) prev += A[(size_t)t * T + t - 1];
+                induction[l * H + h] += ind / (run - 1) / n_seq;
+                previous[l * H + h] += prev / (T - 1) / n_seq;
+            }
+    }
+    free(tokens), free(pool);
+    run_cache_free(&acts);
+}
+
+double task_accuracy(const Model *m, const Task *task, int n, uint64_t seed) {
+    Rng rng;
+    rng_seed(&rng, seed, 0x61636375, 0);
+    int V = m->cfg.vocab, right = 0, total = 0;
+    Example ex;
+    for (int i = 0; i < n; i++) {
+        task->sample(&rng, &ex);
+        RunCache acts;
+        run_cache_init(&acts, &m->cfg, ex.T, 1);
+        run_forward(m, ex.tokens, ex.T, NULL, &acts, NULL, NULL);
+        for (int t = 0; t < ex.T; t++) {
+            if (ex.targets[t] < 0) continue;
+            const float *row = acts.logits + (size_t)t * V;
+            int best = 0;
+            for (int v = 1; v < V; v++)
+                if (row[v] > row[best]) best = v;
+            right += best == ex.targets[t];
+            total++;
+        }
+        run_cache_free(&acts);
+    }
+    return total ? (double)right / total : 0.0;
+}
