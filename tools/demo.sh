@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs what is missing, builds, and runs the demo: exact patching of every site at every
 # position of 32 induction prompts on the embedded model (models/induction-2l), with the AtP
-# estimates beside it, on one MPI rank per core; then shows the largest effects.
+# estimates beside it, on one MPI rank per core; then shows the largest effects and writes the
+# HTML report (results/induction-report/index.html).
 set -eu
 cd "$(dirname "$0")/.."
 tools/deps.sh
@@ -13,3 +14,6 @@ echo
 build/patchsweep heads --model models/induction-2l
 echo
 build/patchsweep top results/induction.h5 -k 15
+echo
+/usr/bin/python3 -m analysis report results/induction.h5 -o results/induction-report >/dev/null
+echo "report: results/induction-report/index.html (open it in a browser)"

@@ -1,6 +1,7 @@
 #!/bin/sh
-# Installs what is missing, builds, and runs the whole test suite: the release build, then the
-# same tests under AddressSanitizer + UndefinedBehaviorSanitizer. This is what CI runs.
+# Installs what is missing, builds, and runs the whole test suite: the release build, the same
+# tests under AddressSanitizer + UndefinedBehaviorSanitizer, and the Python analysis package's
+# tests (pytest, with Debian's interpreter). This is what CI runs.
 set -eu
 cd "$(dirname "$0")/.."
 tools/deps.sh
@@ -17,4 +18,6 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:fast_unwind_on_malloc=0 \
 LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0 \
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir build-asan --output-on-failure -j 2 || status=1
+echo "== analysis package (pytest)"
+PATCHSWEEP_BIN=$PWD/build/patchsweep /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/analysis || status=1
 exit $status

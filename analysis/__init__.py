@@ -1,0 +1,22 @@
+"""Reading and picturing patchsweep results files.
+
+    import analysis
+    r = analysis.load("results/induction.h5")
+    r.exact                 # [prompt, node, position], NaN where not computed
+    r.node_names[:4], r.positions, r.token_strings[0]
+    analysis.report("results/induction.h5", "results/induction-report")   # index.html + PNGs
+
+Command line: python3 -m analysis report RESULTS.h5 -o DIR
+"""
+from .results import Results, load
+from .metrics import (cell_importance, estimator_score, false_negatives, normalized, random_order_cost,
+                      recall_within_budget, verification_cost)
+
+__all__ = ["Results", "load", "normalized", "cell_importance", "estimator_score", "verification_cost",
+           "random_order_cost", "recall_within_budget", "false_negatives", "report"]
+
+
+def report(path, out_dir, **kwargs):
+    """Builds out_dir/index.html and its figures from a results file; returns the index path."""
+    from .html_report import build_report
+    return build_report(path, out_dir, **kwargs)

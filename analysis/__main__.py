@@ -1,0 +1,26 @@
+"""python3 -m analysis report RESULTS.h5 -o DIR [-k 20]"""
+import argparse
+import sys
+
+from . import report
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python3 -m analysis", description="patchsweep results: reports")
+    sub = parser.add_subparsers(dest="command", required=True)
+    rep = sub.add_parser("report", help="an HTML report (index.html and PNG figures) of a results file")
+    rep.add_argument("results", help="a patchsweep results file (.h5), finished or not")
+    rep.add_argument("-o", "--output", required=True, help="folder to write index.html and the figures into")
+    rep.add_argument("-k", type=int, default=20, help="size of the top-k tables (default 20)")
+    args = parser.parse_args(argv)
+    try:
+        index = report(args.results, args.output, k=args.k)
+    except (OSError, ValueError, KeyError) as e:
+        print(f"analysis: {args.results}: {e}", file=sys.stderr)
+        return 2
+    print(index)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,247 @@
+"""The report's figures. Each function takes a Results and returns a matplotlib Figure (or None
+when the file has nothing to show), with titles, axis labels and units on every axis."""
+import warnings
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.colors import TwoSlopeNorm  # noqa: E402
+
+from . import metrics  # noqa: E402
+
+LAYER_SITES = ("resid_pre", "attn_out", "resid_mid", "mlp_out", "resid_post")
+HEAD_SITES = ("z", "q", "k", "v")
+
+
+def mean_over_prompts(values):
+    """The mean over prompts (axis 0), ignoring NaN; all-NaN cells stay NaN, quietly."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=RuntimeWarning)
+        return np.nanmean(values, axis=0)
+
+
+def effect_unit(r):
+    return f"Δ {r.metric}"
+
+
+def _diverging(ax, data, fig, label):
+    """A heatmap centred on 0 (blue negative, red positive) with a labelled colour bar."""
+    finite = data[np.isfinite(data)]
+    span = float(np.max(np.abs(finite))) if finite.size else 1.0
+    span = span or 1.0
+    image = ax.imshow(data, cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -span, span), aspect="auto", interpolation="nearest")
+    bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.02)
+    bar.set_label(label)
+    return image
+
+
+def _position_axis(ax, r):
+    labels = r.position_labels()
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels(labels, rotation=90, fontsize=7)
+    ax.set_xlabel("position: token (prompt 0's base run)")
+
+
+def layer_sites(r):
+    """Residual stream, attention output, MLP output: layer x position heatmaps of the mean effect."""
+    sites = [s for s in LAYER_SITES if s in r.sites]
+    if not sites or r.exact is None:
+        return None
+    L = int(r.model_config["n_layer"])
+    mean = mean_over_prompts(r.exact)
+    fig, axes = plt.subplots(len(sites), 1, figsize=(max(6, 0.45 * len(r.positions) + 3), 1.2 + 0.45 * L * len(sites) + 1.2 * len(sites)),
+                             squeeze=False)
+    for ax, site in zip(axes[:, 0], sites):
+        nodes = r.nodes(site)
+        grid = mean[nodes][np.argsort(r.node_layers[nodes])]
+        _diverging(ax, grid, fig, f"mean effect ({effect_unit(r)})")
+        ax.set_title(f"{site}: mean effect of patching each layer at each position ({len(r.lengths)} prompts)")
+        ax.set_ylabel("layer")
+        ax.set_yticks(range(L))
+        _position_axis(ax, r)
+    fig.tight_layout()
+    return fig
+
+
+def heads_summed(r):
+    """Attention heads: layer x head heatmaps of the mean effect summed over positions, per site."""
+    sites = [s for s in HEAD_SITES if s in r.sites]
+    if not sites or r.exact is None:
+        return None
+    summed = np.nansum(mean_over_prompts(r.exact), axis=1)  # [node]
+    fig, axes = plt.subplots(1, len(sites), figsize=(3.6 * len(sites) + 1, 3.4), squeeze=False)
+    for ax, site in zip(axes[0], sites):
+        nodes = r.nodes(site)
+        L, H = int(r.node_layers[nodes].max()) + 1, int(r.node_heads[nodes].max()) + 1
+        grid = np.full((L, H), np.nan)
+        grid[r.node_layers[nodes], r.node_heads[nodes]] = summed[nodes]
+        _diverging(ax, grid, fig, f"summed mean effect ({effect_unit(r)})")
+        ax.set_title(f"{site}: summed over positions")
+        ax.set_xlabel("key/value head" if site in ("k", "v") else "head")
+        ax.set_ylabel("layer")
+        ax.set_xticks(range(H))
+        ax.set_yticks(range(L))
+    fig.tight_layout()
+    return fig
+
+
+def heads_by_position(r, site, max_positions=24):
+    """One site's heads at each position: a (layer, head) x position heatmap of the mean effect."""
+    if site not in r.sites or r.exact is None:
+        return None
+    nodes = r.nodes(site)
+    order = nodes[np.lexsort((r.node_heads[nodes], r.node_layers[nodes]))]
+    mean = mean_over_prompts(r.exact)[order]
+    fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(r.positions) + 3), 1.5 + 0.28 * len(order)))
+    _diverging(ax, mean, fig, f"mean effect ({effect_unit(r)})")
+    ax.set_title(f"{site}: mean effect of each head at each position")
+    ax.set_yticks(range(len(order)))
+    ax.set_yticklabels([r.node_names[i] for i in order], fontsize=7)
+    ax.set_ylabel("layer.head")
+    _position_axis(ax, r)
+    fig.tight_layout()
+    return fig
+
+
+def neuron_distribution(r):
+    """MLP neurons: per layer, the distribution of each neuron's largest |mean effect| over positions."""
+    if "mlp_post" not in r.sites or r.exact is None:
+        return None
+    nodes = r.nodes("mlp_post")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=RuntimeWarning)
+        peak = np.nanmax(np.abs(mean_over_prompts(r.exact)[nodes]), axis=1)
+    layers = sorted(set(r.node_layers[nodes].tolist()))
+    data = [peak[r.node_layers[nodes] == l] for l in layers]
+    data = [d[np.isfinite(d)] for d in data]
+    fig, ax = plt.subplots(figsize=(1.2 * len(layers) + 3, 3.6))
+    ax.boxplot(data, labels=[f"L{l}" for l in layers], showfliers=True)
+    ax.set_yscale("symlog", linthresh=1e-3)
+    ax.set_title("MLP neurons: largest |mean effect| over positions, per neuron")
+    ax.set_xlabel("layer")
+    ax.set_ylabel(f"|mean effect| ({effect_unit(r)})")
+    fig.tight_layout()
+    return fig
+
+
+def top_cells(r, k=12):
+    """The k cells with the largest mean |effect|: (node index, position column) pairs."""
+    importance = metrics.cell_importance(r)
+    flat = np.where(np.isnan(importance.ravel()), -np.inf, importance.ravel())
+    S = importance.shape[1]
+    return [divmod(int(c), S) for c in np.argsort(-flat)[:k] if np.isfinite(flat[c])]
+
+
+def prompt_spread(r, k=12):
+    """Per-prompt effects of the top cells: box plots, so a mean that hides a wild spread shows."""
+    if r.exact is None:
+        return None
+    cells = top_cells(r, k)
+    labels = [f"{r.node_names[n]} @{r.positions[s]}" for n, s in cells]
+    data = [r.exact[:, n, s][np.isfinite(r.exact[:, n, s])] for n, s in cells]
+    fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(cells) + 2), 4))
+    ax.boxplot(data, labels=labels)
+    ax.axhline(0.0, color="grey", lw=0.8)
+    ax.set_title(f"Per-prompt effects of the {len(cells)} largest cells ({len(r.lengths)} prompts each)")
+    ax.set_xlabel("node @ position")
+    ax.set_ylabel(f"effect ({effect_unit(r)})")
+    plt.setp(ax.get_xticklabels(), rotation=60, ha="right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def estimate_scatter(r, estimator):
+    """Estimate against exact effect, one point per cell (means over prompts), one panel per site,
+    with the correlation. AtP* is a magnitude: it is plotted against |exact|."""
+    if estimator not in r.estimates or r.exact is None:
+        return None
+    sites = r.sites
+    exact, est = mean_over_prompts(r.exact), mean_over_prompts(r.estimates[estimator])
+    unsigned = estimator == "atp_star"
+    if unsigned:
+        exact = metrics.cell_importance(r)
+    cols = min(4, len(sites))
+    rows = (len(sites) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.2 * rows), squeeze=False)
+    for ax in axes.ravel()[len(sites):]:
+        ax.axis("off")
+    for ax, site in zip(axes.ravel(), sites):
+        nodes = r.nodes(site)
+        x, y = exact[nodes].ravel(), est[nodes].ravel()
+        ok = np.isfinite(x) & np.isfinite(y)
+        x, y = x[ok], y[ok]
+        corr = np.corrcoef(x, y)[0, 1] if len(x) > 1 and np.std(x) > 0 and np.std(y) > 0 else float("nan")
+        ax.scatter(x, y, s=5, alpha=0.5)
+        lo, hi = (min(x.min(), y.min()), max(x.max(), y.max())) if len(x) else (0, 1)
+        ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8)
+        ax.set_title(f"{site}: r = {corr:.3f}", fontsize=10)
+        ax.set_xlabel(f"{'|exact|' if unsigned else 'exact'} effect ({effect_unit(r)})")
+        ax.set_ylabel(f"{estimator} ({effect_unit(r)})")
+    fig.suptitle(f"{estimator} against the exact effect, per (node, position) cell, means over prompts")
+    fig.tight_layout()
+    return fig
+
+
+def _ks(n_cells):
+    ks, k = [], 1
+    while k <= min(n_cells, 1024):
+        ks.append(k)
+        k *= 2
+    return ks
+
+
+def verification_curve(r):
+    """The false-negative curve: verifying cells in each estimator's order, how many exact patches
+    until the true top k are all found, against the oracle (k) and a random order; in patches and,
+    from the file's compute-time records, in seconds (estimation + verification)."""
+    if not r.estimates or r.exact is None:
+        return None
+    importance = metrics.cell_importance(r)
+    n_cells = int(np.isfinite(importance).sum())
+    ks = _ks(n_cells)
+    per_patch = r.seconds_per_patch() * len(r.lengths)  # verifying a cell = one patch per prompt
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name in r.estimates:
+        cost = metrics.verification_cost(importance, metrics.estimator_score(r, name), ks)
+        left.plot(ks, cost, marker="o", ms=3, label=name)
+        estimation = float(r.attrs.get(f"seconds_{name}", 0.0))
+        right.plot(ks, estimation + cost * per_patch, marker="o", ms=3, label=name)
+    random = metrics.random_order_cost(n_cells, ks)
+    for ax, scale, start in ((left, 1.0, 0.0), (right, per_patch, 0.0)):
+        ax.plot(ks, np.array(ks) * scale + start, "k--", lw=1, label="oracle (cost = k)")
+        ax.plot(ks, random * scale, color="grey", lw=1, label="random order")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("k (size of the true top-k, cells)")
+        ax.legend(fontsize=8)
+    left.set_ylabel("exact patches verified (cells)")
+    left.set_title("Cost to find the true top-k")
+    right.set_ylabel("seconds (estimation + verification)")
+    right.set_title("The same, in compute seconds")
+    fig.tight_layout()
+    return fig
+
+
+def recall_curve(r, k=None):
+    """Recall of the true top-k within a verification budget, per estimator."""
+    if not r.estimates or r.exact is None:
+        return None
+    importance = metrics.cell_importance(r)
+    n_cells = int(np.isfinite(importance).sum())
+    k = k or max(1, min(20, n_cells // 20))
+    budgets = sorted(set(np.unique(np.geomspace(1, n_cells, 40).astype(int)).tolist()))
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for name in r.estimates:
+        ax.plot(budgets, metrics.recall_within_budget(importance, metrics.estimator_score(r, name), k, budgets), label=name)
+    ax.plot(budgets, np.minimum(1.0, np.array(budgets) / k), "k--", lw=1, label="oracle")
+    ax.plot(budgets, np.array(budgets) / n_cells, color="grey", lw=1, label="random order")
+    ax.set_xscale("log")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("budget b (cells verified, in the estimator's order)")
+    ax.set_ylabel(f"recall of the true top {k} (fraction)")
+    ax.set_title(f"How much of the true top {k} each estimator's top b holds")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

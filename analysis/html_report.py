@@ -1,0 +1,180 @@
+"""The HTML report: one page (index.html) with the figures as PNGs beside it, readable by someone
+who has never used patchsweep: each section says what it shows and how to read it."""
+import html
+import json
+import os
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from . import figures, metrics
+from .results import load
+
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;font-size:.9em;margin:.5em 0}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}
+th{background:#f4f4f4}td.l,th.l{text-align:left}img{max-width:100%;border:1px solid #eee;margin:.5em 0}
+.note{color:#555;font-size:.95em}pre{background:#f7f7f7;padding:.6em;overflow:auto;font-size:.8em}"""
+
+
+def _table(headers, rows, left=1):
+    head = "".join(f"<th class='{'l' if i < left else ''}'>{html.escape(str(h))}</th>" for i, h in enumerate(headers))
+    body = "".join("<tr>" + "".join(f"<td class='{'l' if i < left else ''}'>{html.escape(str(c))}</td>" for i, c in enumerate(row))
+                   + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _fmt(x, digits=4):
+    return "NaN" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.{digits}g}"
+
+
+class Page:
+    def __init__(self, out_dir):
+        self.out_dir, self.parts, self.figures = out_dir, [], []
+
+    def text(self, markup):
+        self.parts.append(markup)
+
+    def figure(self, fig, name, caption):
+        if fig is None:
+            return
+        path = os.path.join(self.out_dir, name + ".png")
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        self.figures.append(name + ".png")
+        self.parts.append(f"<img src='{name}.png' alt='{html.escape(caption)}'><p class='note'>{caption}</p>")
+
+
+def build_report(path, out_dir, k=20):
+    r = load(path)
+    os.makedirs(out_dir, exist_ok=True)
+    page = Page(out_dir)
+    P, N, S = r.shape
+    job = r.job
+    unit = figures.effect_unit(r)
+    done = float(r.computed[r.computed | ~r.computed].mean()) if r.computed.size else 0.0
+    title = html.escape(job.get("description") or os.path.basename(path))
+    page.text(f"<h1>patchsweep report: {title}</h1>")
+    page.text(f"<p><b>{html.escape(path)}</b>: {P} prompts × {N} nodes × {S} positions; corruption "
+              f"<b>{html.escape(str(r.attrs.get('corruption')))}</b>, direction <b>{html.escape(str(r.attrs.get('direction')))}</b>, "
+              f"metric <b>{html.escape(r.metric)}</b>. {'Complete.' if r.complete else f'<b>Incomplete</b>: {100 * done:.1f}% of the cells are computed so far.'}</p>")
+    page.text("<p class='note'>Every number is an <b>exact</b> activation-patching effect: metric(patched run) − "
+              "metric(base run), the patch replacing one node's activation (a layer's residual stream, attention or MLP "
+              "output, one head's query/key/value/output, or one MLP neuron) at one position with its activation from "
+              f"the source run. In the <i>{html.escape(str(r.attrs.get('direction')))}</i> direction the base run is the "
+              f"{'corrupted' if r.attrs.get('direction') == 'denoise' else 'clean'} prompt. Red: the patch raises the metric; "
+              "blue: it lowers it.</p>")
+
+    gap = r.source - r.base
+    page.text("<h2>Baselines</h2>")
+    page.text(_table(["", "mean", "min", "max"],
+                     [[f"metric of the base run ({r.metric})", _fmt(np.nanmean(r.base)), _fmt(np.nanmin(r.base)), _fmt(np.nanmax(r.base))],
+                      [f"metric of the source run ({r.metric})", _fmt(np.nanmean(r.source)), _fmt(np.nanmin(r.source)) if not np.isnan(r.source).all() else "NaN", _fmt(np.nanmax(r.source)) if not np.isnan(r.source).all() else "NaN"],
+                      ["source − base (the whole gap a patch could close)", _fmt(np.nanmean(gap)) if not np.isnan(gap).all() else "NaN", "", ""]]))
+    if not np.isnan(gap).all() and r.exact is not None:
+        ratio_of_means = metrics.normalized(r, "ratio_of_means")
+        mean_of_ratios = metrics.normalized(r, "mean_of_ratios")
+        cells = figures.top_cells(r, 5)
+        page.text("<p class='note'>Normalised effects divide by that gap (1 = the patch alone closes it), as the "
+                  "literature does it both ways: the ratio of means (mean effect / mean gap) and the mean of per-prompt "
+                  "ratios, which differ when prompts' gaps differ.</p>")
+        page.text(_table(["cell", "ratio of means", "mean of ratios"],
+                         [[f"{r.node_names[n]} @ position {r.positions[s]}", _fmt(ratio_of_means[n, s], 3), _fmt(mean_of_ratios[n, s], 3)]
+                          for n, s in cells]))
+
+    if r.exact is not None:
+        page.text("<h2>Largest effects</h2>")
+        importance = metrics.cell_importance(r)
+        mean = figures.mean_over_prompts(r.exact)
+        ranks = {e: _ranks(metrics.estimator_score(r, e)) for e in r.estimates}
+        rows = []
+        labels = r.position_labels()
+        for rank, (n, s) in enumerate(figures.top_cells(r, k), start=1):
+            rows.append([rank, r.node_names[n], labels[s], _fmt(float(mean[n, s])), _fmt(float(importance[n, s]))] +
+                        [ranks[e][n, s] for e in r.estimates])
+        page.text(_table(["rank", "node", "position: token", f"mean effect ({unit})", f"mean |effect| ({unit})"] +
+                         [f"rank by {e}" for e in r.estimates], rows, left=3))
+        page.figure(figures.prompt_spread(r), "spread", "Per-prompt spread of the largest cells: a box is the middle "
+                    "half of the prompts, whiskers the rest; a large mean with a wide box is not a uniform effect.")
+
+    page.text("<h2>Residual stream, attention and MLP outputs</h2>")
+    page.figure(figures.layer_sites(r), "layers", "Mean effect of patching a whole layer's residual stream, attention "
+                "output or MLP output at one position. Where the stream carries the information that matters shows "
+                "as a path from the corrupted positions to the last one.")
+
+    head_sites = [s for s in figures.HEAD_SITES if s in r.sites]
+    if head_sites:
+        page.text("<h2>Attention heads</h2>")
+        page.figure(figures.heads_summed(r), "heads", "Each head's mean effect summed over positions, for its "
+                    "output (z), query (q), key (k) and value (v). k and v are per key/value head under grouped-query "
+                    "attention.")
+        for site in head_sites:
+            page.figure(figures.heads_by_position(r, site), f"heads_{site}", f"{site}: each head at each position.")
+
+    if "mlp_post" in r.sites and r.exact is not None:
+        page.text("<h2>MLP neurons</h2>")
+        nodes = r.nodes("mlp_post")
+        importance = metrics.cell_importance(r)
+        sub = importance[nodes]
+        flat = np.where(np.isnan(sub.ravel()), -np.inf, sub.ravel())
+        rows = []
+        mean = figures.mean_over_prompts(r.exact)
+        for c in np.argsort(-flat)[:k]:
+            i, s = divmod(int(c), S)
+            n = nodes[i]
+            rows.append([r.node_names[n], r.position_labels()[s], _fmt(float(mean[n, s])), _fmt(float(importance[n, s]))])
+        page.text(_table(["neuron", "position: token", f"mean effect ({unit})", f"mean |effect| ({unit})"], rows, left=2))
+        page.figure(figures.neuron_distribution(r), "neurons", "Per layer, the distribution over neurons of each "
+                    "neuron's largest |mean effect|: most neurons do little, a few carry the effect.")
+
+    if r.estimates and r.exact is not None:
+        page.text("<h2>Gradient estimates against the exact effects</h2>")
+        page.text("<p class='note'>AtP is the first-order estimate (a_source − a_base)·∂metric/∂a; AtP+QK fix recomputes "
+                  "the attention softmax exactly for queries and keys; AtP* adds GradDrop and is a magnitude. The cheap "
+                  "estimates are meant to rank nodes for verification: what they rank low but is large is what they "
+                  "miss.</p>")
+        for e in r.estimates:
+            page.figure(figures.estimate_scatter(r, e), f"scatter_{e}", f"{e} against the exact effect per cell, "
+                        "with the correlation per site; points far from the diagonal are mis-estimated.")
+            misses = metrics.false_negatives(r, e, k=k)
+            if misses:
+                page.text(f"<p><b>{e}: worst false negatives</b> — cells of the true top {k} that {e} ranks below "
+                          f"{5 * k}:</p>")
+                page.text(_table(["node", "position", "true rank", f"rank by {e}", f"mean exact ({unit})", f"mean {e}"],
+                                 [[m["node"], m["position"], m["true_rank"], m["estimator_rank"], _fmt(m["exact"]), _fmt(m["estimate"])]
+                                  for m in misses]))
+            else:
+                page.text(f"<p><b>{e}</b> ranks every cell of the true top {k} within its top {5 * k}.</p>")
+        page.text("<h2>What verifying in an estimator's order costs</h2>")
+        page.figure(figures.verification_curve(r), "verification", "Verifying cells one exact patch at a time in "
+                    "each estimator's order: how many patches until all of the true top k are found. The oracle needs "
+                    "k; a random order about k(M+1)/(k+1) of M cells. Right: the same in seconds, the estimator's own "
+                    "compute time plus the verification patches, from the file's timing records.")
+        page.figure(figures.recall_curve(r), "recall", "Recall of the true top k within a budget of b cells taken "
+                    "in the estimator's order.")
+
+    page.text("<h2>Provenance</h2>")
+    attrs = r.attrs
+    rows = [["results file", path], ["complete", "yes" if r.complete else "no"], ["tool", attrs.get("tool_version")],
+            ["model", attrs.get("model_dir")], ["created (UTC)", attrs.get("created")], ["MPI ranks (last run)", attrs.get("n_ranks")],
+            ["job fingerprint", attrs.get("job_fingerprint")], ["window", attrs.get("window")]]
+    rows += [[key.replace("seconds_", "compute seconds: "), _fmt(float(attrs[key]))] for key in
+             ("seconds_runs", "seconds_exact", "seconds_atp", "seconds_atp_qk", "seconds_atp_star") if key in attrs]
+    page.text(_table(["", ""], rows, left=2))
+    page.text("<details><summary>model configuration</summary><pre>" + html.escape(json.dumps(r.model_config, indent=1)) + "</pre></details>")
+    shown = dict(job, prompts=f"{len(job.get('prompts', []))} prompts (in the file's job attribute)")
+    page.text("<details><summary>job</summary><pre>" + html.escape(json.dumps(shown, indent=1)) + "</pre></details>")
+
+    index = os.path.join(out_dir, "index.html")
+    with open(index, "w") as f:
+        f.write(f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{STYLE}</style></head><body>")
+        f.write("\n".join(page.parts))
+        f.write("</body></html>\n")
+    return index
+
+
+def _ranks(score):
+    flat = np.where(np.isnan(score.ravel()), -np.inf, score.ravel())
+    ranks = np.empty(flat.size, dtype=int)
+    ranks[np.argsort(-flat, kind="stable")] = np.arange(1, flat.size + 1)
+    return ranks.reshape(score.shape)

@@ -1,0 +1,119 @@
+"""Numbers computed from a results file: normalised effects, and how well an estimator's ranking
+finds the exact effects (verification cost, recall, false negatives).
+
+Conventions. A *cell* is a (node, position) pair. Its true importance aggregates the exact
+effect over prompts, either |mean| ("abs_mean", the |E[I]| of Kramar et al.) or mean |.|
+("mean_abs", E|I|). An estimator scores a cell the same way from its estimates (AtP* values are
+already magnitudes). Verifying cells in the estimator's order, one exact patch each, the cost to
+find the true top k is the position of the last of them in that order (Kramar et al. 2024, 1.6).
+"""
+import warnings
+
+import numpy as np
+
+
+def normalized(results, way="ratio_of_means"):
+    """Effects normalised by the full gap between source and base, (patched - base)/(source - base):
+    1 means the patch alone moves the metric all the way to the source run's.
+
+    way = "per_prompt"      -> [P, N, S], each prompt divided by its own gap
+          "mean_of_ratios"  -> [N, S], the mean over prompts of the per-prompt ratios
+          "ratio_of_means"  -> [N, S], mean effect / mean gap (the IOI paper's convention)
+    Undefined (ValueError) for mean and zero corruption, which have no source run."""
+    gap = results.source - results.base
+    if np.isnan(gap).all():
+        raise ValueError("no source run (mean or zero corruption): normalised effects are undefined")
+    exact = results.exact
+    if way == "per_prompt":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return exact / gap[:, None, None]
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=RuntimeWarning)
+        if way == "mean_of_ratios":
+            return np.nanmean(exact / gap[:, None, None], axis=0)
+        if way == "ratio_of_means":
+            return np.nanmean(exact, axis=0) / np.nanmean(gap)
+    raise ValueError(f"unknown way {way!r}")
+
+
+def _aggregate(values, how):
+    """Over prompts (axis 0), ignoring NaN; all-NaN cells stay NaN without a warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=RuntimeWarning)
+        if how == "abs_mean":
+            return np.abs(np.nanmean(values, axis=0))
+        if how == "mean_abs":
+            return np.nanmean(np.abs(values), axis=0)
+    raise ValueError(f"unknown aggregation {how!r}")
+
+
+def cell_importance(results, how="mean_abs"):
+    """True importance of every cell, [N, S] (NaN where never computed)."""
+    return _aggregate(results.exact, how)
+
+
+def estimator_score(results, estimator, how="mean_abs"):
+    """An estimator's score of every cell, [N, S] (for atp_star, its mean: already unsigned)."""
+    values = results.estimates[estimator]
+    return _aggregate(values, "mean_abs" if estimator == "atp_star" else how)
+
+
+def _order(score):
+    """Cell indices (flattened) from the highest score down; NaN last."""
+    flat = np.where(np.isnan(score.ravel()), -np.inf, score.ravel())
+    return np.argsort(-flat, kind="stable")
+
+
+def verification_cost(importance, score, ks):
+    """For each k: how many cells one verifies, in the score's order, before all of the true top k
+    are verified (the position of the last of them; >= k, = k for a perfect ranking)."""
+    valid = ~np.isnan(importance.ravel())
+    true_order = _order(importance)
+    position = np.empty(importance.size, dtype=int)
+    position[_order(np.where(np.isnan(importance), np.nan, score))] = np.arange(1, importance.size + 1)
+    costs = []
+    for k in ks:
+        top = true_order[:k]
+        top = top[valid[top]]
+        costs.append(int(position[top].max()) if len(top) else 0)
+    return np.array(costs)
+
+
+def random_order_cost(n_cells, ks):
+    """Expected cost of verifying in a random order: the expected largest of k positions drawn
+    without replacement from 1..M is k (M + 1) / (k + 1)."""
+    ks = np.asarray(ks, dtype=float)
+    return ks * (n_cells + 1) / (ks + 1)
+
+
+def recall_within_budget(importance, score, k, budgets):
+    """Fraction of the true top k among the score's top b cells, for each budget b."""
+    true_top = set(_order(importance)[:k].tolist())
+    by_score = _order(np.where(np.isnan(importance), np.nan, score))
+    return np.array([len(true_top & set(by_score[:b].tolist())) / k for b in budgets])
+
+
+def false_negatives(results, estimator, k=20, budget=None, how="mean_abs", limit=15):
+    """The estimator's worst misses: cells of the true top k that it ranks below `budget`
+    (default 5k), largest first. Returns dicts with node, position, exact (signed mean),
+    importance, true_rank, estimator_rank, estimate (mean)."""
+    importance = cell_importance(results, how)
+    score = estimator_score(results, estimator, how)
+    budget = budget or 5 * k
+    S = importance.shape[1]
+    true_order = _order(importance)
+    est_rank = np.empty(importance.size, dtype=int)
+    est_rank[_order(np.where(np.isnan(importance), np.nan, score))] = np.arange(1, importance.size + 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=RuntimeWarning)
+        mean_exact = np.nanmean(results.exact, axis=0).ravel()
+        mean_est = np.nanmean(results.estimates[estimator], axis=0).ravel()
+    rows = []
+    for rank, cell in enumerate(true_order[:k], start=1):
+        if np.isnan(importance.ravel()[cell]) or est_rank[cell] <= budget:
+            continue
+        n, s = divmod(int(cell), S)
+        rows.append({"node": results.node_names[n], "position": int(results.positions[s]), "true_rank": rank,
+                     "estimator_rank": int(est_rank[cell]), "exact": float(mean_exact[cell]),
+                     "importance": float(importance.ravel()[cell]), "estimate": float(mean_est[cell])})
+    return rows[:limit]

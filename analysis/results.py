@@ -1,0 +1,147 @@
+"""load(): a results file (docs/results.md) as labelled numpy arrays."""
+import json
+import os
+
+import h5py
+import numpy as np
+
+ESTIMATORS = ("atp", "atp_qk", "atp_star")
+
+
+def _text(value):
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _token_names(model_dir, vocab):
+    """id -> display string from the model folder's tokenizer.json, or None."""
+    path = os.path.join(model_dir or "", "tokenizer.json")
+    if not model_dir or not os.path.exists(path):
+        return None
+    try:
+        tok = json.load(open(path))
+    except (OSError, ValueError):
+        return None
+    names = [None] * vocab
+    for text, i in tok.get("model", {}).get("vocab", {}).items():
+        if 0 <= i < vocab:
+            names[i] = text
+    for added in tok.get("added_tokens", []):
+        if 0 <= added.get("id", -1) < vocab:
+            names[added["id"]] = added.get("content")
+    byte_level = (tok.get("decoder") or {}).get("type") == "ByteLevel"
+    if byte_level:  # GPT-2's byte-to-unicode map, inverted ("Ġthe" -> " the")
+        printable = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+        others = [b for b in range(256) if b not in printable]
+        back = {chr(b): b for b in printable}
+        back.update({chr(256 + i): b for i, b in enumerate(others)})
+        names = [None if n is None else bytes(back.get(c, ord("?")) for c in n).decode("utf-8", "replace")
+                 for n in names]
+    return names
+
+
+class Results:
+    """Everything in one results file. Arrays are numpy; effects are [prompt, node, position].
+
+    exact             float32 [P, N, S] (None for an estimates-only job); NaN = not computed
+    estimates         {"atp": ..., "atp_qk": ..., "atp_star": ...}: the ones the file holds
+    node_names, node_sites: lists of str; node_layers, node_heads, node_neurons: int arrays
+    positions         int [S] (-1: all positions at once)
+    base_tokens, source_tokens: int [P, T] (-1 pads); lengths, answer, wrong: int [P]
+    token_strings     [P][T] display strings of the base tokens (None without a tokenizer)
+    base, source      float64 [P]: metric of the unpatched base and source runs
+    computed          bool [P, N, S]: cells whose work unit is done and position within the prompt
+    job, model_config dicts; attrs: every root attribute
+    """
+
+    def __init__(self, path):
+        self.path = path
+        with h5py.File(path, "r") as f:
+            self.attrs = {k: (_text(v) if isinstance(v, (bytes, str)) else v.item() if hasattr(v, "item") else v)
+                          for k, v in f.attrs.items()}
+            if self.attrs.get("format") != "patchsweep":
+                raise ValueError(f"{path}: not a patchsweep results file")
+            self.job = json.loads(self.attrs["job"])
+            self.model_config = json.loads(self.attrs["model_config"])
+            self.exact = f["effects/exact"][()] if "effects/exact" in f else None
+            self.estimates = {e: f[f"effects/{e}"][()] for e in ESTIMATORS if f"effects/{e}" in f}
+            self.node_names = [_text(n) for n in f["nodes/name"][()]]
+            self.node_sites = [_text(n) for n in f["nodes/site"][()]]
+            self.node_layers = f["nodes/layer"][()]
+            self.node_heads = f["nodes/head"][()]
+            self.node_neurons = f["nodes/neuron"][()]
+            self.positions = f["positions"][()]
+            self.base_tokens = f["prompts/base_tokens"][()]
+            self.source_tokens = f["prompts/source_tokens"][()]
+            self.lengths = f["prompts/length"][()]
+            self.answer = f["prompts/answer"][()]
+            self.wrong = f["prompts/wrong"][()]
+            self.base = f["baseline/base"][()]
+            self.source = f["baseline/source"][()]
+            self.done = f["progress/done"][()].astype(bool)
+            self.unit_kind = f["progress/unit_kind"][()]
+            self.unit_prompt = f["progress/unit_prompt"][()]
+            self.unit_node0 = f["progress/unit_node0"][()]
+            self.unit_nodes = f["progress/unit_nodes"][()]
+            self.unit_seconds = f["progress/seconds"][()]
+        P, N, S = len(self.lengths), len(self.node_names), len(self.positions)
+        self.shape = (P, N, S)
+        # A cell is computed when its exact unit is done (estimates-only jobs: its estimate unit)
+        # and its position lies within the prompt.
+        self.computed = np.zeros(self.shape, dtype=bool)
+        wanted_kind = 0 if self.exact is not None else 1
+        for u in np.flatnonzero(self.done & (self.unit_kind == wanted_kind)):
+            p, n0, n = self.unit_prompt[u], self.unit_node0[u], self.unit_nodes[u]
+            self.computed[p, n0:n0 + n, :] = True
+        valid = (self.positions[None, :] < self.lengths[:, None])
+        self.computed &= valid[:, None, :]
+        names = _token_names(self.attrs.get("model_dir"), int(self.model_config.get("vocab", 0)))
+        self.token_strings = None if names is None else [
+            [names[t] if t >= 0 and names[t] is not None else ("" if t < 0 else str(t)) for t in row]
+            for row in self.base_tokens]
+
+    # -- selections ---------------------------------------------------------------------------
+    @property
+    def complete(self):
+        return bool(self.attrs.get("complete", 0))
+
+    @property
+    def metric(self):
+        return self.attrs.get("metric", "")
+
+    def nodes(self, site=None, layer=None):
+        """Indices of the nodes of a site (and layer)."""
+        return np.array([i for i, (s, l) in enumerate(zip(self.node_sites, self.node_layers))
+                         if (site is None or s == site) and (layer is None or l == layer)], dtype=int)
+
+    @property
+    def sites(self):
+        """The sites in the file, in file order."""
+        return list(dict.fromkeys(self.node_sites))
+
+    def position_labels(self, prompt=0):
+        """Column labels: 'position: token' of the given prompt's base run ('all' for -1)."""
+        out = []
+        for pos in self.positions:
+            if pos < 0:
+                out.append("all")
+            elif self.token_strings is not None and pos < self.lengths[prompt]:
+                out.append(f"{pos}: {self.token_strings[prompt][pos]}")
+            else:
+                out.append(str(pos))
+        return out
+
+    def seconds_per_patch(self):
+        """Mean compute seconds of one exact patched run, from the units' timings."""
+        exact_units = self.done & (self.unit_kind == 0)
+        cells = sum(int(self.computed[p, n0:n0 + n, :].sum()) for p, n0, n in
+                    zip(self.unit_prompt[exact_units], self.unit_node0[exact_units], self.unit_nodes[exact_units]))
+        samples = self.job.get("corruption", {}).get("gaussian", {}).get("samples", 1) \
+            if isinstance(self.job.get("corruption"), dict) else 1
+        seconds = float(np.nansum(self.unit_seconds[exact_units]))
+        return seconds / (cells * samples) if cells else float("nan")
+
+
+def load(path):
+    """Loads a results file, finished or not (a running or killed sweep: not-yet-computed cells
+    are NaN and `computed` says which are)."""
+    return Results(path)

@@ -1,0 +1,89 @@
+"""Fixtures for the analysis tests: results files made by the real binary (PATCHSWEEP_BIN,
+default build/patchsweep), and synthetic files with known answers."""
+import json
+import os
+import shutil
+import subprocess
+
+import h5py
+import numpy as np
+import pytest
+
+ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+FIXTURES = os.path.join(ROOT, "tests", "fixtures")
+BINARY = os.environ.get("PATCHSWEEP_BIN", os.path.join(ROOT, "build", "patchsweep"))
+
+
+def run_job(tmp, name, **changes):
+    job = json.load(open(os.path.join(FIXTURES, "jobs", name + ".json")))
+    job["model"] = os.path.normpath(os.path.join(FIXTURES, "jobs", job["model"]))
+    job["output"] = os.path.join(tmp, name + ".h5")
+    job.update(changes)
+    path = os.path.join(tmp, name + ".json")
+    json.dump(job, open(path, "w"))
+    subprocess.run([BINARY, "run", path, "--quiet"], check=True, timeout=300)
+    return job["output"]
+
+
+@pytest.fixture(scope="session")
+def real_file(tmp_path_factory):
+    """A finished file with exact effects and all three estimates (tiny GPT-2, 3 prompts)."""
+    return run_job(str(tmp_path_factory.mktemp("real")), "gpt2-pair-denoise")
+
+
+@pytest.fixture(scope="session")
+def unfinished_file(real_file, tmp_path_factory):
+    """The same file as a killed run leaves it: every other unit not done, its cells NaN."""
+    path = os.path.join(str(tmp_path_factory.mktemp("unfinished")), "unfinished.h5")
+    shutil.copy(real_file, path)
+    with h5py.File(path, "r+") as f:
+        done = f["progress/done"][()]
+        for u in range(0, len(done), 2):
+            done[u] = 0
+            p, n0, n = (int(f[f"progress/unit_{k}"][u]) for k in ("prompt", "node0", "nodes"))
+            key = "exact" if f["progress/unit_kind"][u] == 0 else "atp"
+            f[f"effects/{key}"][p, n0:n0 + n, :] = np.nan
+        f["progress/done"][()] = done
+        f.attrs["complete"] = 0
+    return path
+
+
+def write_synthetic(path, exact, estimates, sites=None, base=None, source=None):
+    """A results file laid out as docs/results.md says, with given effects [P, N, S]: one layer,
+    one position column per position, one exact unit per (prompt, node)."""
+    P, N, S = exact.shape
+    sites = sites or ["resid_pre"] * N
+    base = np.zeros(P) if base is None else base
+    source = np.ones(P) if source is None else source
+    with h5py.File(path, "w") as f:
+        f.attrs["format"] = "patchsweep"
+        f.attrs["format_version"] = 1
+        f.attrs["job"] = json.dumps({"description": "synthetic", "prompts": [{"clean": [0] * S}] * P})
+        f.attrs["model_config"] = json.dumps({"n_layer": 1, "vocab": 4})
+        f.attrs["metric"], f.attrs["direction"], f.attrs["corruption"] = "logit_diff", "denoise", "pair"
+        f.attrs["complete"], f.attrs["window"], f.attrs["model_dir"] = 1, 1, ""
+        for key in ("seconds_exact", "seconds_atp", "seconds_atp_qk", "seconds_atp_star"):
+            f.attrs[key] = 1.0
+        f["effects/exact"] = exact.astype(np.float32)
+        for name, values in estimates.items():
+            f[f"effects/{name}"] = values.astype(np.float32)
+        f["nodes/name"] = np.array([f"L0.{s}{i}".encode() for i, s in enumerate(sites)], dtype="S32")
+        f["nodes/site"] = np.array([s.encode() for s in sites], dtype="S32")
+        f["nodes/layer"] = np.zeros(N, dtype=np.int32)
+        f["nodes/head"] = np.full(N, -1, dtype=np.int32)
+        f["nodes/neuron"] = np.full(N, -1, dtype=np.int32)
+        f["positions"] = np.arange(S, dtype=np.int32)
+        f["prompts/base_tokens"] = np.zeros((P, S), dtype=np.int32)
+        f["prompts/source_tokens"] = np.zeros((P, S), dtype=np.int32)
+        f["prompts/length"] = np.full(P, S, dtype=np.int32)
+        f["prompts/answer"] = np.ones(P, dtype=np.int32)
+        f["prompts/wrong"] = np.full(P, 2, dtype=np.int32)
+        f["baseline/base"], f["baseline/source"] = base, source
+        U = P * N
+        f["progress/done"] = np.ones(U, dtype=np.uint8)
+        f["progress/unit_kind"] = np.zeros(U, dtype=np.int32)
+        f["progress/unit_prompt"] = np.repeat(np.arange(P), N).astype(np.int32)
+        f["progress/unit_node0"] = np.tile(np.arange(N), P).astype(np.int32)
+        f["progress/unit_nodes"] = np.ones(U, dtype=np.int32)
+        f["progress/seconds"] = np.full(U, 0.01)
+    return path

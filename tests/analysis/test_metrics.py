@@ -1,0 +1,65 @@
+"""Verification cost, recall and false negatives on synthetic files whose answers are known."""
+import numpy as np
+
+import analysis
+from conftest import write_synthetic
+
+# six cells (nodes) at one position; true importance 6, 5, 4, 3, 2, 1
+EXACT = np.array([6.0, -5.0, 4.0, 3.0, -2.0, 1.0]).reshape(1, 6, 1)
+# "atp" ranks node 0 last and the rest in order; "atp_qk" is perfect
+BACKWARD = np.array([1.0, 6.0, 5.0, 4.0, 3.0, 2.0]).reshape(1, 6, 1)
+
+
+def synthetic(tmp_path):
+    return analysis.load(write_synthetic(str(tmp_path / "s.h5"), EXACT, {"atp": BACKWARD, "atp_qk": EXACT}))
+
+
+def test_verification_cost_known(tmp_path):
+    r = synthetic(tmp_path)
+    importance = analysis.cell_importance(r)
+    np.testing.assert_array_equal(importance.ravel(), [6, 5, 4, 3, 2, 1])
+    # atp puts the most important cell last: finding even the top 1 costs all 6 patches
+    assert list(analysis.verification_cost(importance, analysis.estimator_score(r, "atp"), [1, 2, 3, 6])) == [6, 6, 6, 6]
+    # a perfect ranking is the oracle: cost k
+    assert list(analysis.verification_cost(importance, analysis.estimator_score(r, "atp_qk"), [1, 2, 3, 6])) == [1, 2, 3, 6]
+
+
+def test_recall_known(tmp_path):
+    r = synthetic(tmp_path)
+    importance = analysis.cell_importance(r)
+    # the true top 2 are nodes 0 and 1; atp's top 1 is node 1, its top 2 nodes 1 and 2
+    recall = analysis.recall_within_budget(importance, analysis.estimator_score(r, "atp"), 2, [1, 2, 5, 6])
+    np.testing.assert_allclose(recall, [0.5, 0.5, 0.5, 1.0])
+
+
+def test_false_negatives_known(tmp_path):
+    r = synthetic(tmp_path)
+    misses = analysis.false_negatives(r, "atp", k=2, budget=2)
+    assert [m["node"] for m in misses] == ["L0.resid_pre0"]
+    assert misses[0]["true_rank"] == 1 and misses[0]["estimator_rank"] == 6 and misses[0]["exact"] == 6.0
+    assert analysis.false_negatives(r, "atp_qk", k=2, budget=2) == []
+
+
+def test_aggregations_differ_on_sign_flips(tmp_path):
+    # a cell that is +4 on one prompt and -4 on the other: |mean| 0, mean |.| 4
+    exact = np.array([[4.0, 1.0], [-4.0, 1.0]]).reshape(2, 2, 1)
+    r = analysis.load(write_synthetic(str(tmp_path / "f.h5"), exact, {}))
+    np.testing.assert_allclose(analysis.cell_importance(r, "abs_mean").ravel(), [0.0, 1.0])
+    np.testing.assert_allclose(analysis.cell_importance(r, "mean_abs").ravel(), [4.0, 1.0])
+
+
+def test_random_order_cost_matches_simulation():
+    rng = np.random.default_rng(0)
+    M, ks = 50, [1, 3, 10]
+    simulated = [np.mean([rng.permutation(M)[:k].max() + 1 for _ in range(20000)]) for k in ks]
+    np.testing.assert_allclose(analysis.random_order_cost(M, ks), simulated, rtol=0.02)
+
+
+def test_normalized_undefined_without_source(tmp_path):
+    r = analysis.load(write_synthetic(str(tmp_path / "m.h5"), EXACT, {}, source=np.array([np.nan])))
+    try:
+        analysis.normalized(r)
+    except ValueError as e:
+        assert "no source run" in str(e)
+    else:
+        raise AssertionError("normalised effects without a source run must be refused")

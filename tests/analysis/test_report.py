@@ -1,0 +1,75 @@
+"""The report builds from real and synthetic files, contains every figure, and every figure has a
+title, axis labels and units."""
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+
+import analysis
+from analysis import figures
+from conftest import ROOT, write_synthetic
+
+EXPECTED = ["layers", "heads", "heads_z", "heads_q", "heads_k", "heads_v", "neurons", "spread", "scatter_atp",
+            "scatter_atp_qk", "scatter_atp_star", "verification", "recall"]
+
+
+def axes_are_labelled(fig, what):
+    for ax in fig.axes:
+        if ax.get_label() == "<colorbar>":
+            assert ax.get_ylabel(), f"{what}: a colour bar has no label"
+            assert "Δ" in ax.get_ylabel() or "(" in ax.get_ylabel(), f"{what}: colour bar label without units"
+            continue
+        if not ax.has_data():
+            continue
+        assert ax.get_title() or fig._suptitle, f"{what}: an axis has no title"
+        assert ax.get_xlabel() and ax.get_ylabel(), f"{what}: an axis lacks a label"
+        assert "(" in ax.get_ylabel() or "(" in ax.get_xlabel() or ax.get_ylabel() in ("layer", "layer.head"), \
+            f"{what}: no units in {ax.get_xlabel()!r} / {ax.get_ylabel()!r}"
+
+
+def test_every_figure_is_labelled(real_file):
+    r = analysis.load(real_file)
+    made = {
+        "layers": figures.layer_sites(r), "heads": figures.heads_summed(r), "neurons": figures.neuron_distribution(r),
+        "spread": figures.prompt_spread(r), "verification": figures.verification_curve(r), "recall": figures.recall_curve(r),
+    }
+    made.update({f"heads_{s}": figures.heads_by_position(r, s) for s in "zqkv"})
+    made.update({f"scatter_{e}": figures.estimate_scatter(r, e) for e in r.estimates})
+    for name, fig in made.items():
+        assert fig is not None, f"{name} was not drawn"
+        axes_are_labelled(fig, name)
+
+
+def test_report_contains_every_figure(real_file, tmp_path):
+    index = analysis.report(real_file, str(tmp_path / "report"))
+    text = open(index).read()
+    for name in EXPECTED:
+        assert f"src='{name}.png'" in text, f"{name} missing from the report"
+        assert os.path.getsize(tmp_path / "report" / f"{name}.png") > 5000
+    for section in ("Baselines", "Largest effects", "Attention heads", "MLP neurons", "worst false negatives",
+                    "What verifying in an estimator", "Provenance"):
+        assert section in text, f"section {section!r} missing"
+    assert re.search(r"ratio of means", text) and "compute seconds: exact" in text
+
+
+def test_report_on_unfinished_and_synthetic_files(unfinished_file, tmp_path):
+    text = open(analysis.report(unfinished_file, str(tmp_path / "u"))).read()
+    assert "Incomplete" in text
+    exact = np.arange(12, dtype=float).reshape(2, 3, 2)
+    path = write_synthetic(str(tmp_path / "s.h5"), exact, {"atp": exact * 0.5})
+    text = open(analysis.report(path, str(tmp_path / "s"))).read()
+    assert "layers.png" in text and "verification.png" in text
+
+
+def test_command_line(real_file, tmp_path):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    p = subprocess.run([sys.executable, "-m", "analysis", "report", real_file, "-o", str(tmp_path / "cli")],
+                       capture_output=True, text=True, env=env)
+    assert p.returncode == 0 and p.stdout.strip().endswith("index.html")
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(b"not hdf5")
+    p = subprocess.run([sys.executable, "-m", "analysis", "report", str(bad), "-o", str(tmp_path / "x")],
+                       capture_output=True, text=True, env=env)
+    assert p.returncode == 2 and p.stderr.startswith("analysis: ") and len(p.stderr.strip().splitlines()) == 1
