@@ -162,6 +162,7 @@ def estimate_scatter(r, estimator):
     unsigned = estimator == "atp_star"
     if unsigned:
         exact = metrics.cell_importance(r)
+    misses = {(m["node"], m["position"]) for m in metrics.false_negatives(r, estimator, k=20)}
     cols = min(4, len(sites))
     rows = (len(sites) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.2 * rows), squeeze=False)
@@ -176,6 +177,11 @@ def estimate_scatter(r, estimator):
         ax.scatter(x, y, s=5, alpha=0.5)
         lo, hi = (min(x.min(), y.min()), max(x.max(), y.max())) if len(x) else (0, 1)
         ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8)
+        for n in nodes:  # name the worst misses: large exact effects this estimator ranks low
+            for s_col, pos in enumerate(r.positions):
+                if (r.node_names[n], int(pos)) in misses and np.isfinite(exact[n, s_col]):
+                    ax.annotate(f"{r.node_names[n]}@{pos}", (exact[n, s_col], est[n, s_col]), fontsize=7, color="crimson",
+                                xytext=(-4, 6), textcoords="offset points", ha="right")
         ax.set_title(f"{site}: r = {corr:.3f}", fontsize=10)
         ax.set_xlabel(f"{'|exact|' if unsigned else 'exact'} effect ({effect_unit(r)})")
         ax.set_ylabel(f"{estimator} ({effect_unit(r)})")

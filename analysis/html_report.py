@@ -65,6 +65,25 @@ def build_report(path, out_dir, k=20):
               f"{'corrupted' if r.attrs.get('direction') == 'denoise' else 'clean'} prompt. Red: the patch raises the metric; "
               "blue: it lowers it.</p>")
 
+    if r.exact is not None:
+        page.text("<h2>Summary</h2>")
+        labels = r.position_labels()
+        top = figures.top_cells(r, 5)
+        mean = figures.mean_over_prompts(r.exact)
+        page.text("<p>Largest effects (mean over prompts): " + ", ".join(
+            f"<b>{html.escape(r.node_names[n])}</b> at {html.escape(labels[s])} ({_fmt(float(mean[n, s]), 3)})" for n, s in top)
+            + ".</p>")
+        if r.estimates:
+            importance = metrics.cell_importance(r)
+            n_cells = int(np.isfinite(importance).sum())
+            kk = min(10, n_cells)
+            rows = [[e, int(metrics.verification_cost(importance, metrics.estimator_score(r, e), [kk])[0]),
+                     len(metrics.false_negatives(r, e, k=k, limit=k))] for e in r.estimates]
+            rows += [["oracle", kk, 0], ["random order (expected)", int(round(metrics.random_order_cost(n_cells, [kk])[0])), ""]]
+            page.text(f"<p>To find the true top {kk} of {n_cells} cells by verifying in an estimator's order, one exact "
+                      f"patch per cell, it takes:</p>")
+            page.text(_table(["order", f"patches to find the true top {kk}", f"false negatives in the true top {k}"], rows))
+
     gap = r.source - r.base
     page.text("<h2>Baselines</h2>")
     page.text(_table(["", "mean", "min", "max"],
@@ -132,7 +151,10 @@ def build_report(path, out_dir, k=20):
         page.text("<p class='note'>AtP is the first-order estimate (a_source − a_base)·∂metric/∂a; AtP+QK fix recomputes "
                   "the attention softmax exactly for queries and keys; AtP* adds GradDrop and is a magnitude. The cheap "
                   "estimates are meant to rank nodes for verification: what they rank low but is large is what they "
-                  "miss.</p>")
+                  "miss. Two known ways to miss: a saturated attention softmax hides a query or key's effect from AtP "
+                  "(the QK fix recovers it); and AtP* averages gradients with one layer's writes cut, so a node whose "
+                  "only route to the output runs through one later layer keeps little of its estimate (in a two-layer "
+                  "model, every layer-0 node feeding layer 1's attention). Misses are named in red.</p>")
         for e in r.estimates:
             page.figure(figures.estimate_scatter(r, e), f"scatter_{e}", f"{e} against the exact effect per cell, "
                         "with the correlation per site; points far from the diagonal are mis-estimated.")
