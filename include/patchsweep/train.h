@@ -49,7 +49,8 @@ int model_save(const Model *m, const Task *task, const char *dir);
  * position of the second copy to the token after that token's first occurrence;
  * previous[l*H + h] = mean attention from each position to the one before it. */
 void head_scores(const Model *m, int n_seq, int run, uint64_t seed, double *induction, double *previous);
-/* Accuracy of the next-token argmax on the task's target positions, over n fresh examples. */
-double task_accuracy(const Model *m, const Task *task, int n, uint64_t seed);
+/* Accuracy of the next-token argmax on the task's target positions (or, with last_only, on the
+ * last position alone), over n fresh examples. */
+double task_accuracy(const Model *m, const Task *task, int n, uint64_t seed, int last_only);
 
 #endif

@@ -18,7 +18,11 @@ static int write_model_card(const Model *m, const Recipe *r, double seconds) {
     int L = c->n_layer, H = c->n_head;
     double *ind = alloc_doubles((size_t)L * H), *prev = alloc_doubles((size_t)L * H);
     head_scores(m, 64, 10, 1, ind, prev);
-    double acc = task_accuracy(m, r->task, 200, 1);
+    char heldout_name[64];
+    snprintf(heldout_name, sizeof heldout_name, "%s-heldout", r->task->name);
+    const Task *heldout = task_find(heldout_name);
+    /* Tasks with a held-out variant are read at their last position, where the answer is. */
+    double acc = task_accuracy(m, r->task, 200, 1, heldout != NULL);
     const char *slash = strrchr(r->output, '/');
     fprintf(f, "# %s\n\nTrained by patchsweep itself (`patchsweep train recipe.json`, %.0f s on one core of the "
                "development machine): GPT-2 architecture, %d layers, d_model %d, %d heads, d_mlp %d, context %d, "
@@ -26,7 +30,16 @@ static int write_model_card(const Model *m, const Recipe *r, double seconds) {
                "deterministic: the same recipe gives the same weights.\n\n",
             slash ? slash + 1 : r->output, seconds, L, c->d_model, H, c->d_mlp, c->n_ctx, c->vocab, r->task->name, r->steps, r->batch,
             (unsigned long long)r->seed);
-    fprintf(f, "Next-token accuracy on the task's target positions, 200 fresh examples: **%.2f%%**.\n\n", 100 * acc);
+    fprintf(f, "Next-token accuracy on %s, 200 fresh examples: **%.2f%%**.\n\n",
+            heldout ? "the answer (the last position)" : "the task's target positions", 100 * acc);
+    if (heldout)
+        fprintf(f, "On examples never trained on (held-out templates, held-out name pairs), 1000 of them, at the "
+                   "answer: **%.2f%%**.\n\n", 100 * task_accuracy(m, heldout, 1000, 2, 1));
+    if (strcmp(r->task->name, "ioi") == 0)
+        fprintf(f, "The task: indirect object identification, synthetic (\"when Mary and John went to the store , John "
+                   "gave a drink to\" -> Mary), 30 names, 10 templates in both name orders; two templates and the name "
+                   "pairs with (a + 2b) %% 5 == 0 are never trained on. Training targets every next token (the template, "
+                   "the repeated name); the answer is the name said once.\n\n");
     if (strcmp(r->task->name, "induction") == 0)
         fprintf(f, "The task: `<bos>`, a filler whose every word is a fixed permutation of the word two before it, then "
                    "a run A of 6-10 distinct random words, then A again; the loss is on the filler and on the second copy "

@@ -37,7 +37,7 @@ void head_scores(const Model *m, int n_seq, int run, uint64_t seed, double *indu
     run_cache_free(&acts);
 }
 
-double task_accuracy(const Model *m, const Task *task, int n, uint64_t seed) {
+double task_accuracy(const Model *m, const Task *task, int n, uint64_t seed, int last_only) {
     Rng rng;
     rng_seed(&rng, seed, 0x61636375, 0);
     int V = m->cfg.vocab, right = 0, total = 0;
@@ -48,7 +48,7 @@ double task_accuracy(const Model *m, const Task *task, int n, uint64_t seed) {
         run_cache_init(&acts, &m->cfg, ex.T, 1);
         run_forward(m, ex.tokens, ex.T, NULL, &acts, NULL, NULL);
         for (int t = 0; t < ex.T; t++) {
-            if (ex.targets[t] < 0) continue;
+            if (ex.targets[t] < 0 || (last_only && t != ex.T - 1)) continue;
             const float *row = acts.logits + (size_t)t * V;
             int best = 0;
             for (int v = 1; v < V; v++)

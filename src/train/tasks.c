@@ -60,8 +60,86 @@ static void induction_sample(Rng *rng, Example *ex) {
     for (int i = 0; i + 1 < n; i++) ex->targets[T - n + i] = run[i + 1];
 }
 
+/* ioi: indirect object identification (Wang et al. 2022), synthetic. "when A and B went to the
+ * store , B gave a drink to" -> A: of the two names, the one that is not repeated. Both orders
+ * (A and B / B and A). Ten templates; the last two, and the name pairs with (a + 2b) % 5 == 0,
+ * are never trained on: task_accuracy on "ioi-heldout" measures those, at the last position. */
+enum { IOI_NAMES = 30, IOI_FIRST_NAME = 1 };
+static const char *const ioi_words[] = {
+    "<bos>", "Mary", "John", "Anna", "Peter", "Laura", "David", "Emma", "James", "Sarah", "Paul", "Julia", "Mark",
+    "Clara", "Simon", "Alice", "Tom", "Rachel", "Adam", "Nina", "Oscar", "Lucy", "Henry", "Grace", "Victor", "Olivia",
+    "Daniel", "Helen", "Ivan", "Kate", "Felix", "when", "after", "while", "and", "went", "to", "the", "store", ",",
+    "gave", "a", "drink", "park", "ball", "garden", "flower", "were", "at", "lake", "handed", "book", "got", "house",
+    "sent", "letter", "arrived", "school", "passed", "note", "sat", "in", "kitchen", "offered", "cake", "walked",
+    "market", "threw", "coin", "ran", "beach", "showed", "shell", "stayed", "hotel", "lent", "pen",
+};
+enum { IOI_VOCAB = sizeof ioi_words / sizeof ioi_words[0] };
+/* Templates: 'A' the first name, 'B' the second, 'S' the repeated subject. */
+static const char *const ioi_templates[][14] = {
+    {"when", "A", "and", "B", "went", "to", "the", "store", ",", "S", "gave", "a", "drink", "to"},
+    {"when", "A", "and", "B", "went", "to", "the", "park", ",", "S", "gave", "a", "ball", "to"},
+    {"after", "A", "and", "B", "went", "to", "the", "garden", ",", "S", "gave", "a", "flower", "to"},
+    {"while", "A", "and", "B", "were", "at", "the", "lake", ",", "S", "handed", "a", "book", "to"},
+    {"when", "A", "and", "B", "got", "to", "the", "house", ",", "S", "sent", "a", "letter", "to"},
+    {"after", "A", "and", "B", "arrived", "at", "the", "school", ",", "S", "passed", "a", "note", "to"},
+    {"while", "A", "and", "B", "sat", "in", "the", "kitchen", ",", "S", "offered", "a", "cake", "to"},
+    {"when", "A", "and", "B", "walked", "to", "the", "market", ",", "S", "threw", "a", "coin", "to"},
+    {"after", "A", "and", "B", "ran", "to", "the", "beach", ",", "S", "showed", "a", "shell", "to"},
+    {"while", "A", "and", "B", "stayed", "at", "the", "hotel", ",", "S", "lent", "a", "pen", "to"},
+};
+enum { IOI_TEMPLATES = 10, IOI_TRAIN_TEMPLATES = 8 };
+
+static int ioi_word(const char *w) {
+    for (int i = 0; i < IOI_VOCAB; i++)
+        if (strcmp(ioi_words[i], w) == 0) return i;
+    return 0;
+}
+
+static int ioi_heldout_pair(int a, int b) { return (a + 2 * b) % 5 == 0; }
+
+/* One IOI example from a template and two names; subject_first: the repeated name is A. */
+static void ioi_fill(Example *ex, int template, int a, int b, int subject_first) {
+    int T = 0;
+    ex->tokens[T++] = 0;
+    for (int i = 0; i < 14; i++) {
+        const char *w = ioi_templates[template][i];
+        ex->tokens[T++] = strcmp(w, "A") == 0 ? a : strcmp(w, "B") == 0 ? b : strcmp(w, "S") == 0 ? (subject_first ? a : b)
+                                                                                                   : ioi_word(w);
+    }
+    ex->T = T;
+    for (int t = 0; t < T; t++) ex->targets[t] = -1;
+    ex->targets[T - 1] = subject_first ? b : a; /* the indirect object: the name said once */
+}
+
+static void ioi_pair(Rng *rng, int heldout, int *a, int *b) {
+    do {
+        *a = IOI_FIRST_NAME + uniform_int(rng, 0, IOI_NAMES - 1);
+        *b = IOI_FIRST_NAME + uniform_int(rng, 0, IOI_NAMES - 1);
+    } while (*a == *b || ioi_heldout_pair(*a, *b) != heldout);
+}
+
+/* Training examples carry next-token targets at every position (the template's words, the
+ * repeated name), not only the indirect object: far more signal per sequence. */
+static void ioi_sample(Rng *rng, Example *ex) {
+    int a, b;
+    ioi_pair(rng, 0, &a, &b);
+    ioi_fill(ex, uniform_int(rng, 0, IOI_TRAIN_TEMPLATES - 1), a, b, uniform_int(rng, 0, 1));
+    for (int t = 0; t + 1 < ex->T; t++) ex->targets[t] = ex->tokens[t + 1];
+}
+
+/* Never trained on: held-out templates with any pair, and held-out pairs with any template. */
+static void ioi_heldout_sample(Rng *rng, Example *ex) {
+    int a, b, new_template = uniform_int(rng, 0, 1);
+    ioi_pair(rng, !new_template, &a, &b);
+    int template = new_template ? uniform_int(rng, IOI_TRAIN_TEMPLATES, IOI_TEMPLATES - 1)
+                                : uniform_int(rng, 0, IOI_TRAIN_TEMPLATES - 1);
+    ioi_fill(ex, template, a, b, uniform_int(rng, 0, 1));
+}
+
 static const Task tasks[] = {
     {"induction", 64, words, induction_sample},
+    {"ioi", IOI_VOCAB, ioi_words, ioi_sample},
+    {"ioi-heldout", IOI_VOCAB, ioi_words, ioi_heldout_sample},
 };
 
 const Task *task_find(const char *name) {

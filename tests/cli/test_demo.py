@@ -7,7 +7,10 @@
   layer-1 key with the largest effect is that same head's key, and the layer-0 head with the
   largest effect is a previous-token head (score >= 0.5: it puts most of its attention on the
   previous token);
-- every estimator is present and finite where the exact effect is.
+- every estimator is present and finite where the exact effect is;
+- jobs/ioi.json on models/ioi-small (templates and names it never trained on) runs, and the
+  model answers both versions of every prompt right: metric < 0 on the corrupted base run
+  (whose answer is the other name), > 0 on the clean source run.
 Usage: test_demo.py BINARY FIXTURES SHARED"""
 import json
 import os
@@ -82,6 +85,18 @@ with tempfile.TemporaryDirectory() as tmp:
     check(top.returncode == 0 and induction_best + ".z" in top.stdout and "atp_star" in top.stdout,
           f"patchsweep top: {top.returncode} {top.stdout} {top.stderr}")
     print(top.stdout)
+
+    ioi = json.load(open(os.path.join(root, "jobs", "ioi.json")))
+    ioi["model"] = os.path.join(root, "models", "ioi-small")
+    ioi["output"] = os.path.join(tmp, "ioi.h5")
+    json.dump(ioi, open(os.path.join(tmp, "ioi.json"), "w"))
+    p = subprocess.run([binary, "run", os.path.join(tmp, "ioi.json"), "--quiet"], capture_output=True, text=True, timeout=300)
+    check(p.returncode == 0, f"ioi job: exit {p.returncode}: {p.stderr[-500:]}")
+    if p.returncode == 0:
+        with h5py.File(ioi["output"], "r") as f:
+            base, source = f["baseline/base"][()], f["baseline/source"][()]
+        check((base < 0).all() and (source > 0).all(), f"ioi-small gets some prompts wrong: base {base}, source {source}")
+        print(f"ioi: base metric {base.mean():.2f} (corrupted), source {source.mean():.2f} (clean), all {len(base)} right")
 
 print(f"{len(failures)} failures")
 for f in failures:

@@ -133,7 +133,7 @@ static void test_shipped_induction_model(void **state) {
     (void)state;
     Model m;
     if (model_load(&m, PS_FIXTURES "/../../models/induction-2l")) fail_msg("%s", ps_error());
-    double acc = task_accuracy(&m, task_find("induction"), 100, 12345);
+    double acc = task_accuracy(&m, task_find("induction"), 100, 12345, 0);
     int L = m.cfg.n_layer, H = m.cfg.n_head;
     double ind[64], prev[64], best_prev0 = 0, best_ind1 = 0;
     head_scores(&m, 32, 10, 7, ind, prev);
@@ -146,11 +146,22 @@ static void test_shipped_induction_model(void **state) {
     model_free(&m);
 }
 
+/* The shipped IOI model: names the indirect object on templates and name pairs it never saw. */
+static void test_shipped_ioi_model(void **state) {
+    (void)state;
+    Model m;
+    if (model_load(&m, PS_FIXTURES "/../../models/ioi-small")) fail_msg("%s", ps_error());
+    double heldout = task_accuracy(&m, task_find("ioi-heldout"), 500, 4321, 1);
+    printf("  held-out accuracy at the answer: %.4f\n", heldout);
+    assert_true(heldout >= 0.95);
+    model_free(&m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parameter_gradients),   cmocka_unit_test(test_loss_falls),
         cmocka_unit_test(test_training_is_deterministic), cmocka_unit_test(test_save_load_round_trip),
-        cmocka_unit_test(test_shipped_induction_model),
+        cmocka_unit_test(test_shipped_induction_model), cmocka_unit_test(test_shipped_ioi_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
