@@ -88,6 +88,7 @@ int cmd_top(int argc, char **argv) {
     if (site && site_from_name(site, &filter)) return report_error(ps_fail(PS_EUSER, "--site \"%s\" is not a site", site));
     if (k < 1) return report_error(ps_fail(PS_EUSER, "-k must be a positive integer"));
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    if (!file_exists(path)) return report_error(ps_fail(PS_EUSER, "%s: no such file", path));
     hid_t f = -1;
     if (file_exists(path) && H5Fis_hdf5(path) > 0) f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     char *format = f >= 0 ? string_attr(f, "format") : NULL;

@@ -36,12 +36,39 @@ expect_user_error(["forward", "--model", good], "usage", "missing --tokens")
 expect_user_error(["forward", "--model", good, "--tokens", "1", "--bogus"], "unexpected argument", "unknown option")
 expect_user_error(["frobnicate"], "unknown command", "unknown command")
 
+# The other commands' bad input: one line, exit 2.
+import tempfile  # noqa: E402
+
+with tempfile.TemporaryDirectory() as tmp:
+    text = os.path.join(tmp, "notes.h5")
+    open(text, "w").write("not hdf5\n")
+    expect_user_error(["top", os.path.join(tmp, "missing.h5")], "no such file", "top: missing file")
+    expect_user_error(["top", text], "not a patchsweep results file", "top: not HDF5")
+    expect_user_error(["top", text, "--site", "zz"], "is not a site", "top: unknown site")
+    expect_user_error(["top", text, "-k", "0"], "-k must be a positive integer", "top: bad -k")
+    expect_user_error(["heads"], "usage", "heads: no model")
+    expect_user_error(["heads", "--model", good, "--run", "40"], "needs 2 <= run", "heads: run too long")
+    recipes = {
+        "syntax": ('{"task": ', "JSON syntax error"),
+        "unknown key": ('{"task": "induction", "modle": {}}', 'unknown key "modle"'),
+        "unknown task": ('{"task": "sorting", "model": {"n_layer": 1, "d_model": 8, "n_head": 2, "d_mlp": 8, "n_ctx": 8},'
+                         ' "steps": 1, "batch": 1}', 'task "sorting" is not known'),
+        "bad sizes": ('{"task": "induction", "model": {"n_layer": 1, "d_model": 9, "n_head": 2, "d_mlp": 8, "n_ctx": 8},'
+                      ' "steps": 1, "batch": 1}', "multiple of n_head"),
+        "missing steps": ('{"task": "induction", "model": {"n_layer": 1, "d_model": 8, "n_head": 2, "d_mlp": 8, "n_ctx": 8},'
+                          ' "batch": 1}', 'missing key "steps"'),
+    }
+    for label, (recipe, fragment) in recipes.items():
+        path = os.path.join(tmp, "recipe.json")
+        open(path, "w").write(recipe)
+        expect_user_error(["train", path], fragment, f"train: {label}")
+
 # And the good model works, printing its top tokens with their strings.
 p = subprocess.run([binary, "forward", "--model", good, "--tokens", "5,17,3", "--top", "3"], capture_output=True, text=True)
 if p.returncode != 0 or p.stdout.count("\n") != 5 or '"' not in p.stdout:
     failures.append(f"good model: status {p.returncode}, output {p.stdout!r} {p.stderr!r}")
 
-print(f"{len(cases) + 10} checks, {len(failures)} failures")
+print(f"{len(cases) + 21} checks, {len(failures)} failures")
 for f in failures:
     print("FAIL", f)
 sys.exit(1 if failures else 0)
