@@ -13,6 +13,8 @@ for cmd in munged slurmctld slurmd sbatch; do
         { echo "start-local.sh: $cmd not found (tools/deps.sh slurm-wlm munge)" >&2; exit 2; }
 done
 mkdir -p "$dir/spool/ctld" "$dir/spool/d" "$dir/log"
+# Ports from the state folder, so two clusters (two test runs) on one machine do not collide.
+port=$((20000 + $(printf '%s' "$dir" | cksum | cut -d' ' -f1) % 4000 * 2))
 
 # munge: Debian's package made /etc/munge/munge.key; munged runs as the munge user.
 if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
@@ -37,8 +39,8 @@ SlurmctldPidFile=$dir/slurmctld.pid
 SlurmdPidFile=$dir/slurmd.pid
 SlurmctldLogFile=$dir/log/slurmctld.log
 SlurmdLogFile=$dir/log/slurmd.log
-SlurmctldPort=6917
-SlurmdPort=6918
+SlurmctldPort=$port
+SlurmdPort=$((port + 1))
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none

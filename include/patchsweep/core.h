@@ -48,6 +48,8 @@ int json_get_int(const cJSON *obj, const char *key, const char *where, int requi
 int json_get_number(const cJSON *obj, const char *key, const char *where, int required, double *out);
 int json_get_string(const cJSON *obj, const char *key, const char *where, int required, const char **out);
 int json_get_bool(const cJSON *obj, const char *key, const char *where, int required, int *out);
+/* The object as compact JSON text (malloc'd; free with free()); deletes the object. */
+char *json_take_text(cJSON *obj);
 
 /* ---- reproducible randomness ----------------------------------------------------------------
  * splitmix64: the whole state is one 64-bit counter, so a stream can be derived from

@@ -70,3 +70,11 @@ int json_get_bool(const cJSON *obj, const char *key, const char *where, int requ
     *out = cJSON_IsTrue(it);
     return PS_OK;
 }
+
+char *json_take_text(cJSON *obj) {
+    char *text = cJSON_PrintUnformatted(obj);
+    cJSON_Delete(obj);
+    char *copy = xstrdup(text); /* cJSON's allocator is not necessarily malloc */
+    cJSON_free(text);
+    return copy;
+}

@@ -139,9 +139,5 @@ char *model_config_json(const ModelConfig *c) {
     cJSON_AddNumberToObject(o, "rope_theta", c->rope_theta);
     cJSON_AddBoolToObject(o, "tied_unembed", c->tied_unembed);
     cJSON_AddBoolToObject(o, "linear_bias", c->linear_bias);
-    char *text = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    char *copy = xstrdup(text);
-    cJSON_free(text);
-    return copy;
+    return json_take_text(o);
 }

@@ -311,11 +311,7 @@ static char *canonical_json(const Job *job) {
     for (int e = 0; e < N_ESTIMATES; e++)
         if (job->estimates[e]) cJSON_AddItemToArray(est, cJSON_CreateString(estimate_names[e]));
     cJSON_AddBoolToObject(o, "exact", job->exact);
-    char *text = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    char *copy = xstrdup(text);
-    cJSON_free(text);
-    return copy;
+    return json_take_text(o);
 }
 
 static int parse_root(Job *job, const cJSON *root, const char *where, const char *dir) {

@@ -56,6 +56,67 @@ static double compute_exact(UnitWork *w, const PromptRuns *r, const Unit *u) {
     return (double)u->n_nodes * valid * r->n_samples;
 }
 
+/* Takes units until there are none, writes each, then marks the file complete. */
+static int compute_units(const Job *job, const Model *m, const Plan *plan, const JobRuns *jr, Store *store,
+                         const uint8_t *done, MPI_Comm comm, const RunOptions *opt) {
+    int rank, size, rc = 0;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    Progress progress;
+    progress_init(&progress, plan, done, opt->quiet);
+    Scheduler *sched = sched_new(plan, done, comm, rank == 0 ? &progress : NULL);
+    UnitWork w = {job, m, plan, engine_new(m, plan->max_T, plan->batch_limit), attrib_new(m, plan->max_T),
+                  opt->naive, {NULL}};
+    for (int i = 0; i < 1 + N_ESTIMATES; i++)
+        if (i == 0 ? job->exact : job->estimates[i - 1])
+            w.values[i] = alloc_floats((size_t)plan->n_nodes * plan->n_positions);
+    engine_set_poll(w.engine, poll_scheduler, sched);
+
+    double seconds_runs = 0.0;
+    PromptRuns runs;
+    int current = -1;
+    for (int u; (u = sched_next(sched, current)) >= 0;) {
+        const Unit *unit = &plan->units[u];
+        if (unit->prompt != current) {
+            if (current >= 0) prompt_runs_free(&runs);
+            double t0 = now_seconds();
+            prompt_runs_build(&runs, m, job, jr, unit->prompt);
+            seconds_runs += now_seconds() - t0;
+            current = unit->prompt;
+        }
+        double t0 = now_seconds(), patches = 0.0, est_seconds[N_ESTIMATES] = {NAN, NAN, NAN};
+        const float *values[1 + N_ESTIMATES] = {NULL, NULL, NULL, NULL};
+        if (unit->kind == UNIT_EXACT) {
+            patches = compute_exact(&w, &runs, unit);
+            values[0] = w.values[0];
+        } else {
+            float *est[N_ESTIMATES] = {w.values[1], w.values[2], w.values[3]};
+            attrib_estimates(w.attrib, job, plan, &runs, est, est_seconds);
+            for (int e = 0; e < N_ESTIMATES; e++) values[1 + e] = est[e];
+        }
+        double spent = now_seconds() - t0;
+        rc = store_write_unit(store, plan, u, values, mean_of(runs.base_metric, runs.n_samples),
+                              mean_of(runs.source_metric, runs.n_samples), spent,
+                              unit->kind == UNIT_EXACT ? NULL : est_seconds, rank);
+        if (rc) { /* the file is unusable here; stop every rank, keeping what is written */
+            report_error(rc);
+            MPI_Abort(comm, rc);
+        }
+        sched_done(sched, u, patches);
+    }
+    if (current >= 0) prompt_runs_free(&runs);
+    sched_finish(sched);
+
+    double runs_total;
+    MPI_Allreduce(&seconds_runs, &runs_total, 1, MPI_DOUBLE, MPI_SUM, comm);
+    rc = agree(store_finish(store, 1, size, runs_total), comm);
+    if (rank == 0 && !opt->quiet) progress_end(&progress);
+    for (int i = 0; i < 1 + N_ESTIMATES; i++) free(w.values[i]);
+    engine_free(w.engine);
+    attrib_free(w.attrib);
+    return rc;
+}
+
 int sweep_run(const char *job_path, MPI_Comm comm, const RunOptions *opt) {
     int rank, size;
     MPI_Comm_rank(comm, &rank);
@@ -77,80 +138,21 @@ int sweep_run(const char *job_path, MPI_Comm comm, const RunOptions *opt) {
     job_runs_init(&jr, &m, &job);
     Store store;
     int resumed = 0;
+    uint8_t *done = xcalloc((size_t)plan.n_units + 1, 1);
     rc = agree(store_open(&store, &job, &plan, &m, job_fingerprint(&job, m.fingerprint), jr.resample_from, comm, &resumed),
                comm);
-    uint8_t *done = xcalloc((size_t)plan.n_units + 1, 1);
     if (!rc) rc = agree(store_read_done(&store, done), comm);
-    if (rc) {
-        store_close(&store);
-        free(done);
-        job_runs_free(&jr);
-        plan_free(&plan);
-        job_free(&job);
-        model_free(&m);
-        return rc;
+    if (!rc) {
+        int already = 0;
+        for (int u = 0; u < plan.n_units; u++) already += done[u];
+        if (rank == 0 && !opt->quiet)
+            fprintf(stderr, "patchsweep: %s: %d prompts x %d nodes x %d positions, %d units%s, %d ranks -> %s\n",
+                    job.path, job.n_prompts, plan.n_nodes, plan.n_positions, plan.n_units,
+                    resumed ? (already == plan.n_units ? " (all done already)" : " (resuming)") : "", size, job.output);
+        rc = compute_units(&job, &m, &plan, &jr, &store, done, comm, opt);
+        if (rank == 0 && !opt->quiet && !rc) fprintf(stderr, "patchsweep: wrote %s\n", job.output);
     }
-    int already = 0;
-    for (int u = 0; u < plan.n_units; u++) already += done[u];
-    if (rank == 0 && !opt->quiet)
-        fprintf(stderr, "patchsweep: %s: %d prompts x %d nodes x %d positions, %d units%s, %d ranks -> %s\n", job.path,
-                job.n_prompts, plan.n_nodes, plan.n_positions, plan.n_units,
-                resumed ? (already == plan.n_units ? " (all done already)" : " (resuming)") : "", size, job.output);
-    Progress progress;
-    progress_init(&progress, &plan, done, opt->quiet);
-    Scheduler *sched = sched_new(&plan, done, comm, rank == 0 ? &progress : NULL);
-    UnitWork w = {&job, &m, &plan, engine_new(&m, plan.max_T, plan.batch_limit), attrib_new(&m, plan.max_T),
-                  opt->naive, {NULL}};
-    for (int i = 0; i < 1 + N_ESTIMATES; i++)
-        if (i == 0 ? job.exact : job.estimates[i - 1]) w.values[i] = alloc_floats((size_t)plan.n_nodes * plan.n_positions);
-    engine_set_poll(w.engine, poll_scheduler, sched);
-
-    double seconds_runs = 0.0;
-    PromptRuns runs;
-    int current = -1;
-    for (int u; (u = sched_next(sched, current)) >= 0;) {
-        const Unit *unit = &plan.units[u];
-        if (unit->prompt != current) {
-            if (current >= 0) prompt_runs_free(&runs);
-            double t0 = now_seconds();
-            prompt_runs_build(&runs, &m, &job, &jr, unit->prompt);
-            seconds_runs += now_seconds() - t0;
-            current = unit->prompt;
-        }
-        double t0 = now_seconds(), patches = 0.0, est_seconds[N_ESTIMATES] = {NAN, NAN, NAN};
-        const float *values[1 + N_ESTIMATES] = {NULL, NULL, NULL, NULL};
-        if (unit->kind == UNIT_EXACT) {
-            patches = compute_exact(&w, &runs, unit);
-            values[0] = w.values[0];
-        } else {
-            float *est[N_ESTIMATES] = {w.values[1], w.values[2], w.values[3]};
-            attrib_estimates(w.attrib, &job, &plan, &runs, est, est_seconds);
-            for (int e = 0; e < N_ESTIMATES; e++) values[1 + e] = est[e];
-        }
-        double spent = now_seconds() - t0;
-        rc = store_write_unit(&store, &plan, u, values, mean_of(runs.base_metric, runs.n_samples),
-                              mean_of(runs.source_metric, runs.n_samples), spent,
-                              unit->kind == UNIT_EXACT ? NULL : est_seconds, rank);
-        if (rc) { /* the file is unusable here; stop every rank, keeping what is written */
-            report_error(rc);
-            MPI_Abort(comm, rc);
-        }
-        sched_done(sched, u, patches);
-    }
-    if (current >= 0) prompt_runs_free(&runs);
-    sched_finish(sched);
-
-    double runs_total;
-    MPI_Allreduce(&seconds_runs, &runs_total, 1, MPI_DOUBLE, MPI_SUM, comm);
-    rc = agree(store_finish(&store, 1, size, runs_total), comm);
     store_close(&store);
-    if (rank == 0 && !opt->quiet) {
-        progress_end(&progress);
-        fprintf(stderr, "patchsweep: wrote %s\n", job.output);
-    }
-    for (int i = 0; i < 1 + N_ESTIMATES; i++) free(w.values[i]);
-    engine_free(w.engine);
-    attrib_free(w.attrib);
     free(done);
     job_runs_free(&jr);
     plan_free(&plan);

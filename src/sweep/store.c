@@ -145,11 +145,7 @@ static char *job_attr_json(const Job *job) {
     cJSON *o = cJSON_Parse(job->canonical);
     cJSON_AddStringToObject(o, "model", job->model_dir);
     cJSON_AddStringToObject(o, "output", job->output);
-    char *text = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    char *copy = xstrdup(text);
-    cJSON_free(text);
-    return copy;
+    return json_take_text(o);
 }
 
 /* The file is built under "<output>.creating" and renamed into place once its structure is on
