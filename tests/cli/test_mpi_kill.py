@@ -6,10 +6,12 @@ check:
 - the rerun that finishes the job produces the uninterrupted run's file, bit for bit;
 - when a single rank dies, the job stops with a non-zero exit status and a rerun completes it;
 - on a job of a few seconds every rank computes units.
+The kill moments are fractions of a measured uninterrupted run, so they land mid-run on any machine.
 Usage: test_mpi_kill.py BINARY FIXTURES SHARED"""
 import json
 import os
 import random
+import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +43,13 @@ def write_job(path, output):
            "estimates": ["atp", "atp_qk", "atp_star"],
            "nodes": ["resid_pre", "attn_out", "mlp_out", "resid_mid", "resid_post", "z", "q", "k", "v", "mlp_post"]}
     json.dump(job, open(path, "w"))
+
+
+def is_rank(pid):
+    try:
+        return open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")[0].endswith(b"patchsweep")
+    except OSError:  # it ended meanwhile
+        return False
 
 
 def check_partial(path, reference, label):
@@ -76,55 +85,62 @@ with tempfile.TemporaryDirectory() as tmp:
     with h5py.File(reference, "r") as f:
         total = len(f["progress/done"])
 
-    # Kills while the results file is being created, then at growing delays into the sweep.
+    # Calibrate: how long an uninterrupted 3-rank run takes here (startup included).
+    t1 = time.time()
+    p = run(binary, 3, job)
+    full = time.time() - t1
+    check(p.returncode == 0, f"calibration run: {p.returncode} {p.stderr[-500:]}")
+    with h5py.File(out, "r") as f:
+        used = sorted(set(f["progress/rank"][:].tolist()))
+    check(used == [0, 1, 2], f"a 3-rank run of {total} units used ranks {used} only")
+    failures.extend(f"3 ranks vs 1: {d}" for d in compare(reference, out))
+    os.remove(out)
+
+    # Kills while the results file is being created, then at growing fractions of the run.
     interrupted = 0
-    for i, delay in enumerate([0.05, 0.3, 0.6, 0.35, 0.9, 0.5, 0.75, 1.0]):
+    for i, fraction in enumerate([0.02, 0.15, 0.3, 0.18, 0.45, 0.25, 0.38, 0.5]):
+        delay = fraction * full
         proc = start(binary, 3, job)
         time.sleep(delay)
         finished = proc.poll() is not None
         kill_session(proc)
-        done = check_partial(out, reference, f"kill {i} after {delay}s")
+        done = check_partial(out, reference, f"kill {i} after {delay:.2f}s")
         interrupted += not finished and done < total
         check(not os.path.exists(out + ".creating") or not os.path.exists(out),
               f"kill {i}: both the file and a leftover .creating file exist")
-        print(f"kill {i} after {delay:.2f}s: {done}/{total} units done{' (had finished)' if finished else ''}")
+        print(f"kill {i} after {delay:.2f}s ({fraction:.0%} of a full run): {done}/{total} units done"
+              f"{' (had finished)' if finished else ''}")
     check(interrupted >= 4, f"only {interrupted} kills interrupted a running sweep")
 
-    # A single rank dies: the job must stop with an error, not hang.
+    # Finish, and compare with the uninterrupted run.
+    p = run(binary, 3, job)
+    check(p.returncode == 0, f"resume after the kills: {p.returncode} {p.stderr[-500:]}")
+    failures.extend(f"resumed after kills vs uninterrupted: {d}" for d in compare(reference, out))
+    with h5py.File(out, "r") as f:
+        check(int(f.attrs["complete"]) == 1, "the resumed file is not marked complete")
+
+    # A single rank dies in a fresh run: the job must stop with an error, not hang; a rerun finishes.
+    os.remove(out)
     proc = start(binary, 3, job)
-    time.sleep(0.6)
-    ranks = [pid for pid in session_pids(proc.pid) if pid != proc.pid and
-             open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")[0].endswith(b"patchsweep")]
+    time.sleep(0.3 * full)
+    ranks = [pid for pid in session_pids(proc.pid) if pid != proc.pid and is_rank(pid)]
+    check(ranks and proc.poll() is None, "the sweep was not running when a rank was to be killed")
     if ranks and proc.poll() is None:
         os.kill(sorted(ranks)[-1], 9)
         try:
             status = proc.wait(timeout=60)
             check(status != 0, "a rank died but the job exited with status 0")
             print(f"one rank killed: job stopped with status {status}")
-        except Exception:
+        except subprocess.TimeoutExpired:
             failures.append("a rank died and the job hung")
-        kill_session(proc)
-        check_partial(out, reference, "after a rank died")
-    else:
-        kill_session(proc)
-        print("one rank killed: the sweep had already finished; not checked")
-
-    # Finish, and compare with the uninterrupted run.
+    kill_session(proc)
+    print(f"after the rank died: {check_partial(out, reference, 'after a rank died')}/{total} units done")
     p = run(binary, 3, job)
-    check(p.returncode == 0, f"final resume: {p.returncode} {p.stderr[-500:]}")
-    diffs = compare(reference, out)
-    failures += [f"resumed vs uninterrupted: {d}" for d in diffs]
-    with h5py.File(out, "r") as f:
-        check(int(f.attrs["complete"]) == 1, "the resumed file is not marked complete")
+    check(p.returncode == 0, f"resume after a rank died: {p.returncode} {p.stderr[-500:]}")
+    failures.extend(f"resumed after a rank died vs uninterrupted: {d}" for d in compare(reference, out))
 
-    # A fresh uninterrupted 3-rank run: every rank takes part.
-    os.remove(out)
-    p = run(binary, 3, job)
-    with h5py.File(out, "r") as f:
-        used = sorted(set(f["progress/rank"][:].tolist()))
-    check(used == [0, 1, 2], f"a 3-rank run of {total} units used ranks {used} only")
-    failures += [f"3 ranks vs 1: {d}" for d in compare(reference, out)]
-    print(f"{total} units; every rank computed: {used}; {time.time() - t0:.1f}s")
+    print(f"{total} units; every rank computed in the calibration run: {used}; full run {full:.1f}s; "
+          f"test {time.time() - t0:.1f}s")
 
 print(f"{len(failures)} failures")
 for f in failures:
