@@ -91,7 +91,14 @@ void plan_build(Plan *pl, const Job *job, const ModelConfig *c) {
             pl->units[pl->n_units++] = (Unit){UNIT_ESTIMATE, p, 0, pl->n_nodes, passes * forward_flops(c, T) * job_samples(job)};
         }
     }
-    pl->batch_limit = engine_batch_limit(c, pl->max_T, ENGINE_BUDGET_BYTES);
+    /* A batch never holds more than one unit's nodes times the noise samples; beyond that the
+     * memory budget caps it. Both depend only on the job and the model, as they must (every
+     * rank batches alike). */
+    int widest = 1;
+    for (int u = 0; u < pl->n_units; u++)
+        if (pl->units[u].kind == UNIT_EXACT && pl->units[u].n_nodes > widest) widest = pl->units[u].n_nodes;
+    int needed = widest * job_samples(job), budget = engine_batch_limit(c, pl->max_T, ENGINE_BUDGET_BYTES);
+    pl->batch_limit = needed < budget ? needed : budget;
 }
 
 void plan_free(Plan *pl) {
