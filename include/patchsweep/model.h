@@ -60,6 +60,7 @@ typedef struct {
     ModelConfig cfg;
     Params w;
     float *weights;        /* the one block */
+    int owns_weights;      /* 0 when the block belongs to the caller (shared between ranks) */
     size_t n_weights;
     double *rope_inv_freq; /* [rotary_dims / 2] */
     Tokenizer *tokenizer;  /* NULL when the folder has no tokenizer.json */
@@ -78,10 +79,21 @@ typedef struct {
 extern const Architecture arch_gpt2, arch_llama;
 
 int model_config_parse(const cJSON *json, const char *where, ModelConfig *cfg);
+/* Loads a Hugging Face model folder: model_read_config + model_alloc + model_read_weights +
+ * model_read_tokenizer, and the fingerprint. */
 int model_load(Model *m, const char *dir);
+/* The pieces, for callers that place the weights themselves (one copy per node, shared by its
+ * MPI ranks: src/sweep/runner.c). */
+int model_read_config(const char *dir, ModelConfig *cfg);
+size_t model_weight_count(const ModelConfig *cfg);
+/* Sets m up around a parameter block of model_weight_count floats; NULL allocates one. */
+void model_attach(Model *m, const ModelConfig *cfg, float *weights);
+int model_read_weights(Model *m, const char *dir);
+int model_read_tokenizer(Model *m, const char *dir);
+uint64_t model_fingerprint(const Model *m);
 /* A model with the given shape and weights drawn from a seeded normal (benchmarks, tests). */
 void model_init_random(Model *m, const ModelConfig *cfg, uint64_t seed, float scale);
-/* Allocates the weight block for cfg (zeroed) and derived tables; used by loaders. */
+/* model_attach with a fresh zeroed block. */
 void model_alloc(Model *m, const ModelConfig *cfg);
 void model_free(Model *m);
 /* The configuration as JSON text (caller frees), for provenance. */

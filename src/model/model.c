@@ -43,12 +43,11 @@ int model_config_parse(const cJSON *json, const char *where, ModelConfig *cfg) {
     return ps_fail(PS_EUSER, "%s: model_type \"%s\" is not supported (supported: gpt2, llama)", where, type);
 }
 
-void model_alloc(Model *m, const ModelConfig *cfg) {
+void model_attach(Model *m, const ModelConfig *cfg, float *weights) {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
-    Params probe;
-    size_t n = params_point(&probe, NULL, cfg);
-    m->weights = alloc_floats(n);
+    m->owns_weights = weights == NULL;
+    m->weights = weights ? weights : alloc_floats(model_weight_count(cfg));
     m->n_weights = params_point(&m->w, m->weights, cfg);
     int half = cfg->rotary_dims / 2;
     m->rope_inv_freq = alloc_doubles((size_t)(half ? half : 1));
@@ -56,7 +55,14 @@ void model_alloc(Model *m, const ModelConfig *cfg) {
     for (int j = 0; j < half; j++) m->rope_inv_freq[j] = pow(cfg->rope_theta, -2.0 * j / cfg->rotary_dims);
 }
 
-static uint64_t model_hash(const Model *m) {
+void model_alloc(Model *m, const ModelConfig *cfg) { model_attach(m, cfg, NULL); }
+
+size_t model_weight_count(const ModelConfig *cfg) {
+    Params probe;
+    return params_point(&probe, NULL, cfg);
+}
+
+uint64_t model_fingerprint(const Model *m) {
     char *json = model_config_json(&m->cfg);
     uint64_t h = hash_bytes(HASH_INIT, json, strlen(json));
     free(json);
@@ -72,46 +78,57 @@ void model_init_random(Model *m, const ModelConfig *cfg, uint64_t seed, float sc
     size_t L = (size_t)cfg->n_layer, d = (size_t)cfg->d_model;
     for (size_t i = 0; i < L * d; i++) m->w.ln1_w[i] = m->w.ln2_w[i] = 1.0f;
     for (size_t i = 0; i < d; i++) m->w.lnf_w[i] = 1.0f;
-    m->fingerprint = model_hash(m);
+    m->fingerprint = model_fingerprint(m);
     snprintf(m->dir, sizeof m->dir, "(random, seed %llu)", (unsigned long long)seed);
 }
 
-int model_load(Model *m, const char *dir) {
-    memset(m, 0, sizeof *m);
+int model_read_config(const char *dir, ModelConfig *cfg) {
     char path[4096];
     path_join(path, sizeof path, dir, "config.json");
     cJSON *json;
     int rc = json_parse_file(path, &json);
     if (rc) return rc;
-    ModelConfig cfg;
-    rc = model_config_parse(json, path, &cfg);
+    rc = model_config_parse(json, path, cfg);
     cJSON_Delete(json);
-    if (rc) return rc;
+    return rc;
+}
+
+int model_read_weights(Model *m, const char *dir) {
     const Architecture *arch = NULL;
     for (size_t i = 0; i < sizeof architectures / sizeof architectures[0]; i++)
-        if (strcmp(cfg.model_type, architectures[i]->model_type) == 0) arch = architectures[i];
+        if (strcmp(m->cfg.model_type, architectures[i]->model_type) == 0) arch = architectures[i];
     StSet st;
-    rc = st_set_open(&st, dir);
-    if (!rc) {
-        model_alloc(m, &cfg);
-        rc = arch->load_weights(&cfg, &st, &m->w);
-    }
+    int rc = st_set_open(&st, dir);
+    if (!rc) rc = arch->load_weights(&m->cfg, &st, &m->w);
     st_set_close(&st);
-    if (!rc) {
-        path_join(path, sizeof path, dir, "tokenizer.json");
-        if (file_exists(path)) rc = tokenizer_load(&m->tokenizer, path, cfg.vocab);
-    }
+    return rc;
+}
+
+int model_read_tokenizer(Model *m, const char *dir) {
+    char path[4096];
+    snprintf(m->dir, sizeof m->dir, "%s", dir);
+    path_join(path, sizeof path, dir, "tokenizer.json");
+    return file_exists(path) ? tokenizer_load(&m->tokenizer, path, m->cfg.vocab) : PS_OK;
+}
+
+int model_load(Model *m, const char *dir) {
+    memset(m, 0, sizeof *m);
+    ModelConfig cfg;
+    int rc = model_read_config(dir, &cfg);
+    if (rc) return rc;
+    model_alloc(m, &cfg);
+    rc = model_read_weights(m, dir);
+    if (!rc) rc = model_read_tokenizer(m, dir);
     if (rc) {
         model_free(m);
         return rc;
     }
-    snprintf(m->dir, sizeof m->dir, "%s", dir);
-    m->fingerprint = model_hash(m);
+    m->fingerprint = model_fingerprint(m);
     return PS_OK;
 }
 
 void model_free(Model *m) {
-    free(m->weights);
+    if (m->owns_weights) free(m->weights);
     free(m->rope_inv_freq);
     if (m->tokenizer) tokenizer_free(m->tokenizer);
     memset(m, 0, sizeof *m);

@@ -25,6 +25,45 @@ static int agree(int rc, MPI_Comm comm) {
 
 static void poll_scheduler(void *ctx) { sched_poll(ctx); }
 
+/* The model, with its weights held once per node: the node's first rank reads the checkpoint
+ * into an MPI shared-memory window that every rank on the node reads (nobody writes weights
+ * during a sweep), so n ranks on a node hold one copy, not n. */
+typedef struct {
+    MPI_Comm node;
+    MPI_Win window;
+} SharedWeights;
+
+static int load_shared_model(Model *m, const char *dir, MPI_Comm comm, SharedWeights *sw) {
+    memset(m, 0, sizeof *m);
+    ModelConfig cfg;
+    int rc = agree(model_read_config(dir, &cfg), comm), node_rank;
+    if (rc) return rc;
+    MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &sw->node);
+    MPI_Comm_rank(sw->node, &node_rank);
+    MPI_Aint bytes = node_rank == 0 ? (MPI_Aint)(model_weight_count(&cfg) * sizeof(float)) : 0;
+    float *weights;
+    MPI_Win_allocate_shared(bytes, sizeof(float), MPI_INFO_NULL, sw->node, &weights, &sw->window);
+    if (node_rank != 0) {
+        MPI_Aint size;
+        int unit;
+        MPI_Win_shared_query(sw->window, 0, &size, &unit, &weights);
+    }
+    model_attach(m, &cfg, weights);
+    MPI_Win_fence(0, sw->window);
+    rc = node_rank == 0 ? model_read_weights(m, dir) : PS_OK;
+    if (!rc && node_rank == 0) m->fingerprint = model_fingerprint(m);
+    MPI_Win_fence(0, sw->window); /* the weights are in place before anyone reads them */
+    MPI_Bcast(&m->fingerprint, 1, MPI_UINT64_T, 0, sw->node);
+    if (!rc) rc = model_read_tokenizer(m, dir);
+    return agree(rc, comm);
+}
+
+static void free_shared_model(Model *m, SharedWeights *sw) {
+    model_free(m);
+    if (sw->window != MPI_WIN_NULL) MPI_Win_free(&sw->window);
+    if (sw->node != MPI_COMM_NULL) MPI_Comm_free(&sw->node);
+}
+
 static double mean_of(const double *x, int n) {
     double s = 0.0;
     for (int i = 0; i < n; i++) s += x[i];
@@ -124,12 +163,13 @@ int sweep_run(const char *job_path, MPI_Comm comm, const RunOptions *opt) {
     Job job;
     Model m;
     memset(&m, 0, sizeof m);
-    int rc = job_parse_file(&job, job_path);
-    if (!rc) rc = model_load(&m, job.model_dir);
-    if (!rc) rc = job_check(&job, &m.cfg);
-    if ((rc = agree(rc, comm))) {
+    SharedWeights shared = {MPI_COMM_NULL, MPI_WIN_NULL};
+    int rc = agree(job_parse_file(&job, job_path), comm);
+    if (!rc) rc = load_shared_model(&m, job.model_dir, comm, &shared);
+    if (!rc) rc = agree(job_check(&job, &m.cfg), comm);
+    if (rc) {
         job_free(&job);
-        model_free(&m);
+        free_shared_model(&m, &shared);
         return rc;
     }
     Plan plan;
@@ -157,6 +197,6 @@ int sweep_run(const char *job_path, MPI_Comm comm, const RunOptions *opt) {
     job_runs_free(&jr);
     plan_free(&plan);
     job_free(&job);
-    model_free(&m);
+    free_shared_model(&m, &shared);
     return rc;
 }
