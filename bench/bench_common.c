@@ -29,7 +29,7 @@ void bench_job(Job *job, const Model *m, int n_prompts, int T, const char *nodes
         n += snprintf(text + n, cap - (size_t)n, "], \"answer\": %d, \"wrong\": %d}", clean[T - 1], corrupt[T - 1]);
     }
     snprintf(text + n, cap - (size_t)n, "]}");
-    if (job_parse_text(job, text, "bench.json") || job_check(job, &m->cfg)) {
+    if (job_parse_text(job, text, "bench.json") || job_check(job, m)) {
         fprintf(stderr, "bench: %s\n", ps_error());
         exit(1);
     }

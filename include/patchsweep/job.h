@@ -31,6 +31,8 @@ typedef struct {
     int *clean, *corrupt; /* corrupt is NULL unless the corruption is "pair" */
     int T;
     int answer, wrong;    /* -1 when absent */
+    /* Text forms ("clean_text", ...), turned into ids by job_check with the model's tokenizer. */
+    char *clean_text, *corrupt_text, *answer_text, *wrong_text;
 } Prompt;
 
 typedef struct {
@@ -53,13 +55,15 @@ typedef struct {
     int window;          /* layers patched together, starting at the node's layer */
     int estimates[N_ESTIMATES]; /* which estimators to compute (1/0) */
     int exact;           /* run the exact sweep */
-    char *canonical;     /* the job as normalised JSON (prompts inline, defaults filled in) */
+    char *canonical;     /* the job as normalised JSON (prompts inline as token ids, defaults filled in) */
+    int had_text;        /* some prompts were given as text */
 } Job;
 
 int job_parse_file(Job *job, const char *path);
 int job_parse_text(Job *job, const char *text, const char *path); /* path names the job in errors */
-/* Checks the job against the model it will run on. */
-int job_check(const Job *job, const ModelConfig *cfg);
+/* Checks the job against the model it will run on, and turns text prompts into token ids with
+ * the model's tokenizer (word level: tokens are whitespace-separated words). */
+int job_check(Job *job, const Model *m);
 void job_free(Job *job);
 /* Fingerprint of what the job computes (not where it reads or writes). */
 uint64_t job_fingerprint(const Job *job, uint64_t model_fingerprint);

@@ -105,5 +105,6 @@ int tokenizer_load(Tokenizer **out, const char *path, int vocab);
 void tokenizer_free(Tokenizer *t);
 const char *tokenizer_token(const Tokenizer *t, int id); /* NULL when unknown */
 int tokenizer_find(const Tokenizer *t, const char *token); /* -1 when absent */
+int tokenizer_is_word_level(const Tokenizer *t);            /* text = tokens separated by whitespace */
 
 #endif

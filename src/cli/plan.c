@@ -20,7 +20,7 @@ int cmd_plan(int argc, char **argv) {
     memset(&m, 0, sizeof m);
     int rc = job_parse_file(&job, argv[1]);
     if (!rc) rc = model_load(&m, job.model_dir);
-    if (!rc) rc = job_check(&job, &m.cfg);
+    if (!rc) rc = job_check(&job, &m);
     if (rc) {
         job_free(&job);
         model_free(&m);

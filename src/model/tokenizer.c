@@ -9,6 +9,7 @@
 
 struct Tokenizer {
     int vocab;
+    int word_level; /* a WordLevel model: text splits into tokens at whitespace */
     char **display; /* [vocab], NULL for ids the file does not name */
     char **raw;     /* [vocab], the strings as written in the file */
 };
@@ -83,6 +84,8 @@ int tokenizer_load(Tokenizer **out, const char *path, int vocab) {
     t->display = xcalloc((size_t)vocab, sizeof(char *));
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
     const cJSON *map = model ? cJSON_GetObjectItemCaseSensitive(model, "vocab") : NULL;
+    const cJSON *type = model ? cJSON_GetObjectItemCaseSensitive(model, "type") : NULL;
+    t->word_level = cJSON_IsString(type) && strcmp(type->valuestring, "WordLevel") == 0;
     if (!cJSON_IsObject(map)) rc = ps_fail(PS_EUSER, "%s: missing object model.vocab", path);
     for (const cJSON *it = map ? map->child : NULL; it && !rc; it = it->next) {
         if (!cJSON_IsNumber(it)) rc = ps_fail(PS_EUSER, "%s: model.vocab[\"%s\"] must be a number", path, it->string);
@@ -127,3 +130,5 @@ int tokenizer_find(const Tokenizer *t, const char *token) {
         if (t->raw[i] && strcmp(t->raw[i], token) == 0) return i;
     return -1;
 }
+
+int tokenizer_is_word_level(const Tokenizer *t) { return t && t->word_level; }

@@ -66,32 +66,64 @@ static int int_array(const cJSON *arr, const char *where, const char *key, int *
     return PS_OK;
 }
 
+/* Words in a text: the token count of a word-level tokenizer. */
+static int count_words(const char *text) {
+    int n = 0;
+    for (const char *c = text; *c;) {
+        while (*c == ' ' || *c == '\t' || *c == '\n' || *c == '\r') c++;
+        if (!*c) break;
+        n++;
+        while (*c && *c != ' ' && *c != '\t' && *c != '\n' && *c != '\r') c++;
+    }
+    return n;
+}
+
+/* key as ids, or key_text as text: exactly one when required, at most one otherwise. */
+static int ids_or_text(const cJSON *obj, const char *where, const char *key, int required, int **ids, int *n,
+                       char **text) {
+    char text_key[32];
+    snprintf(text_key, sizeof text_key, "%s_text", key);
+    const cJSON *as_ids = cJSON_GetObjectItemCaseSensitive(obj, key), *as_text = cJSON_GetObjectItemCaseSensitive(obj, text_key);
+    if (as_ids && as_text) return ps_fail(PS_EUSER, "%s: give \"%s\" or \"%s\", not both", where, key, text_key);
+    if (!as_ids && !as_text) return required ? ps_fail(PS_EUSER, "%s: missing key \"%s\" (or \"%s\")", where, key, text_key) : PS_OK;
+    if (as_ids) return int_array(as_ids, where, key, ids, n);
+    if (!cJSON_IsString(as_text)) return ps_fail(PS_EUSER, "%s: \"%s\" must be a string", where, text_key);
+    *text = xstrdup(as_text->valuestring);
+    *n = count_words(*text);
+    return PS_OK;
+}
+
 static int parse_prompt(Prompt *p, const cJSON *obj, const char *where) {
-    static const char *const keys[] = {"clean", "corrupt", "answer", "wrong"};
+    static const char *const keys[] = {"clean", "corrupt", "answer", "wrong", "clean_text", "corrupt_text", "answer_text",
+                                       "wrong_text"};
     p->answer = p->wrong = -1;
     if (!cJSON_IsObject(obj)) return ps_fail(PS_EUSER, "%s: a prompt must be an object", where);
-    int rc = check_keys(obj, where, keys, 4);
-    if (rc) return rc;
-    const cJSON *clean = cJSON_GetObjectItemCaseSensitive(obj, "clean");
-    if (!clean) return ps_fail(PS_EUSER, "%s: missing key \"clean\"", where);
-    if ((rc = int_array(clean, where, "clean", &p->clean, &p->T))) return rc;
-    if (p->T == 0) return ps_fail(PS_EUSER, "%s: \"clean\" is empty", where);
-    const cJSON *corrupt = cJSON_GetObjectItemCaseSensitive(obj, "corrupt");
-    if (corrupt) {
-        int n;
-        if ((rc = int_array(corrupt, where, "corrupt", &p->corrupt, &n))) return rc;
-        if (n != p->T)
-            return ps_fail(PS_EUSER, "%s: \"corrupt\" has %d tokens but \"clean\" has %d (they must align)", where, n,
-                           p->T);
+    int rc = check_keys(obj, where, keys, 8), n = 0;
+    if (!rc) rc = ids_or_text(obj, where, "clean", 1, &p->clean, &p->T, &p->clean_text);
+    if (!rc && p->T == 0) rc = ps_fail(PS_EUSER, "%s: \"clean\" is empty", where);
+    if (!rc) rc = ids_or_text(obj, where, "corrupt", 0, &p->corrupt, &n, &p->corrupt_text);
+    if (!rc && (p->corrupt || p->corrupt_text) && n != p->T)
+        rc = ps_fail(PS_EUSER, "%s: \"corrupt\" has %d tokens but \"clean\" has %d (they must align)", where, n, p->T);
+    for (int k = 0; k < 2 && !rc; k++) { /* answer and wrong: one token id, or one word */
+        const char *key = k ? "wrong" : "answer";
+        int *value = k ? &p->wrong : &p->answer;
+        char **text = k ? &p->wrong_text : &p->answer_text, text_key[16];
+        snprintf(text_key, sizeof text_key, "%s_text", key);
+        const cJSON *as_text = cJSON_GetObjectItemCaseSensitive(obj, text_key);
+        if (as_text && cJSON_GetObjectItemCaseSensitive(obj, key))
+            rc = ps_fail(PS_EUSER, "%s: give \"%s\" or \"%s\", not both", where, key, text_key);
+        else if (as_text && (!cJSON_IsString(as_text) || count_words(as_text->valuestring) != 1))
+            rc = ps_fail(PS_EUSER, "%s: \"%s\" must be one word", where, text_key);
+        else if (as_text)
+            *text = xstrdup(as_text->valuestring), *value = 0; /* resolved by job_check */
+        else {
+            long v = -1;
+            rc = json_get_int(obj, key, where, 0, &v);
+            *value = (int)v;
+            if (!rc && *value < -1) rc = ps_fail(PS_EUSER, "%s: %s must be a token id", where, key);
+        }
     }
-    long v = -1;
-    if ((rc = json_get_int(obj, "answer", where, 0, &v))) return rc;
-    p->answer = (int)v;
-    v = -1;
-    if ((rc = json_get_int(obj, "wrong", where, 0, &v))) return rc;
-    p->wrong = (int)v;
-    if (p->answer < -1 || p->wrong < -1) return ps_fail(PS_EUSER, "%s: answer/wrong must be token ids", where);
-    return PS_OK;
+    return rc;
 }
 
 static int parse_prompts_file(Job *job, const char *path) {
@@ -244,9 +276,9 @@ static int check_prompts(const Job *job, const char *where) {
     for (int i = 0; i < job->n_prompts; i++) {
         const Prompt *p = &job->prompts[i];
         if (p->T > max_T) max_T = p->T;
-        if (job->corruption == CORR_PAIR && !p->corrupt)
+        if (job->corruption == CORR_PAIR && !p->corrupt && !p->corrupt_text)
             return ps_fail(PS_EUSER, "%s: prompts[%d]: missing \"corrupt\" (pair corruption patches between clean and corrupt)", where, i);
-        if (job->corruption != CORR_PAIR && p->corrupt)
+        if (job->corruption != CORR_PAIR && (p->corrupt || p->corrupt_text))
             return ps_fail(PS_EUSER, "%s: prompts[%d]: \"corrupt\" is not used by %s corruption; remove it", where, i,
                            corruption_names[job->corruption]);
         if ((job->metric == METRIC_LOGIT_DIFF || job->metric == METRIC_LOGPROB || job->metric == METRIC_PROB) && p->answer < 0)
@@ -412,8 +444,58 @@ int job_parse_file(Job *job, const char *path) {
     return rc;
 }
 
-int job_check(const Job *job, const ModelConfig *cfg) {
+/* Text to ids with a word-level tokenizer; where names the prompt and key in errors. */
+static int words_to_ids(const Tokenizer *tok, const char *text, int n, const char *where, int **out) {
+    int *ids = xmalloc(sizeof(int) * (size_t)(n ? n : 1)), i = 0;
+    char *copy = xstrdup(text), *save = NULL;
+    for (char *w = strtok_r(copy, " \t\n\r", &save); w; w = strtok_r(NULL, " \t\n\r", &save)) {
+        if ((ids[i++] = tokenizer_find(tok, w)) < 0) {
+            int rc = ps_fail(PS_EUSER, "%s: word \"%s\" is not in the model's vocabulary", where, w);
+            free(copy), free(ids);
+            return rc;
+        }
+    }
+    free(copy);
+    *out = ids;
+    return PS_OK;
+}
+
+static int resolve_texts(Job *job, const Model *m) {
+    for (int i = 0; i < job->n_prompts; i++) {
+        Prompt *p = &job->prompts[i];
+        if (!p->clean_text && !p->corrupt_text && !p->answer_text && !p->wrong_text) continue;
+        char where[4200];
+        if (!tokenizer_is_word_level(m->tokenizer))
+            return ps_fail(PS_EUSER, "%s: prompts[%d] is text, which needs a word-level tokenizer.json in the model "
+                           "folder (%s has %s); give token ids instead", job->path, i, m->dir,
+                           m->tokenizer ? "another kind" : "none");
+        int rc = 0, *one = NULL;
+        snprintf(where, sizeof where, "%s: prompts[%d].clean_text", job->path, i);
+        if (p->clean_text && (rc = words_to_ids(m->tokenizer, p->clean_text, p->T, where, &p->clean))) return rc;
+        snprintf(where, sizeof where, "%s: prompts[%d].corrupt_text", job->path, i);
+        if (p->corrupt_text && (rc = words_to_ids(m->tokenizer, p->corrupt_text, p->T, where, &p->corrupt))) return rc;
+        snprintf(where, sizeof where, "%s: prompts[%d].answer_text", job->path, i);
+        if (p->answer_text && (rc = words_to_ids(m->tokenizer, p->answer_text, 1, where, &one))) return rc;
+        if (one) p->answer = one[0], free(one), one = NULL;
+        snprintf(where, sizeof where, "%s: prompts[%d].wrong_text", job->path, i);
+        if (p->wrong_text && (rc = words_to_ids(m->tokenizer, p->wrong_text, 1, where, &one))) return rc;
+        if (one) p->wrong = one[0], free(one);
+        free(p->clean_text), free(p->corrupt_text), free(p->answer_text), free(p->wrong_text);
+        p->clean_text = p->corrupt_text = p->answer_text = p->wrong_text = NULL;
+        job->had_text = 1;
+    }
+    if (job->had_text) { /* the canonical form is made of token ids */
+        free(job->canonical);
+        job->canonical = canonical_json(job);
+    }
+    return PS_OK;
+}
+
+int job_check(Job *job, const Model *m) {
     const char *where = job->path;
+    const ModelConfig *cfg = &m->cfg;
+    int rc = resolve_texts(job, m);
+    if (rc) return rc;
     for (int i = 0; i < job->n_prompts; i++) {
         const Prompt *p = &job->prompts[i];
         if (p->T > cfg->n_ctx)
@@ -443,8 +525,8 @@ uint64_t job_fingerprint(const Job *job, uint64_t model_fingerprint) {
 
 void job_free(Job *job) {
     for (int i = 0; i < job->n_prompts; i++) {
-        free(job->prompts[i].clean);
-        free(job->prompts[i].corrupt);
+        Prompt *p = &job->prompts[i];
+        free(p->clean), free(p->corrupt), free(p->clean_text), free(p->corrupt_text), free(p->answer_text), free(p->wrong_text);
     }
     free(job->prompts);
     free(job->noise_positions);

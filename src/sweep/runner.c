@@ -166,7 +166,7 @@ int sweep_run(const char *job_path, MPI_Comm comm, const RunOptions *opt) {
     SharedWeights shared = {MPI_COMM_NULL, MPI_WIN_NULL};
     int rc = agree(job_parse_file(&job, job_path), comm);
     if (!rc) rc = load_shared_model(&m, job.model_dir, comm, &shared);
-    if (!rc) rc = agree(job_check(&job, &m.cfg), comm);
+    if (!rc) rc = agree(job_check(&job, &m), comm);
     if (rc) {
         job_free(&job);
         free_shared_model(&m, &shared);

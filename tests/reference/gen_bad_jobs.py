@@ -35,6 +35,11 @@ def prompts_with(index, **changes):
     return prompts
 
 
+IOI = "../../../models/ioi-small"
+IOI_PROMPT = {"clean_text": "when Mary and John went to the store , John gave a drink to",
+              "corrupt_text": "when Mary and John went to the store , Mary gave a drink to",
+              "answer_text": "Mary", "wrong_text": "John"}
+
 CLEAN_ONLY = [{"clean": [5, 17, 3, 9, 60], "answer": 9, "wrong": 12}, {"clean": [7, 1, 22, 9], "answer": 22, "wrong": 50}]
 
 CASES = [
@@ -84,6 +89,18 @@ CASES = [
     ("unknown_estimate", variant(estimates=["atp2"]), 'estimates: "atp2" is not known'),
     ("exact_not_bool", variant(exact="yes"), '"exact" must be true or false'),
     ("nothing_to_compute", variant(exact=False), "nothing to compute"),
+    # text prompts
+    ("text_unknown_word", variant(model=IOI, prompts=[dict(IOI_PROMPT, clean_text="when Mary and Jon went to the store , Jon gave a drink to",
+                                                           corrupt_text="when Mary and Jon went to the store , Mary gave a drink to")]),
+     'prompts[0].clean_text: word "Jon" is not in the model\'s vocabulary'),
+    ("text_with_bpe_tokenizer", variant(prompts=[{"clean_text": "w1 w3", "corrupt_text": "w1 w5", "answer": 9, "wrong": 12}]),
+     "needs a word-level tokenizer.json"),
+    ("text_without_tokenizer", variant(model="../models/llama-tiny", prompts=[{"clean_text": "a b", "corrupt_text": "a c", "answer": 9, "wrong": 12}]),
+     "needs a word-level tokenizer.json"),
+    ("text_and_ids", variant(model=IOI, prompts=[dict(IOI_PROMPT, clean=[0, 1])]), 'give "clean" or "clean_text", not both'),
+    ("answer_text_two_words", variant(model=IOI, prompts=[dict(IOI_PROMPT, answer_text="Mary John")]), '"answer_text" must be one word'),
+    ("text_length_mismatch", variant(model=IOI, prompts=[dict(IOI_PROMPT, corrupt_text="when Mary and John went")]),
+     '"corrupt" has 5 tokens but "clean" has 14'),
 ]
 
 

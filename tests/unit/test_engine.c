@@ -95,7 +95,7 @@ static void run_variants(const char *model_rel, const char *pair_prompts, const 
     for (size_t v = 0; v < sizeof variants / sizeof variants[0]; v++) {
         Job job;
         make_job(&job, model, variants[v].prompts, variants[v].extra);
-        if (job_check(&job, &m.cfg)) fail_msg("%s", ps_error());
+        if (job_check(&job, &m)) fail_msg("%s", ps_error());
         double largest = compare_paths(&m, &job, variants[v].all, variants[v].extra);
         printf("  %s {%s}: fast == naive, largest |effect| %.3g\n", model_rel, variants[v].extra, largest);
         assert_true(largest > 1e-3); /* the comparison saw real effects */
