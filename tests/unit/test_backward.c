@@ -12,24 +12,14 @@
 #include "patchsweep/core.h"
 #include "test_support.h"
 
-static int *tensor_ints(const StFile *g, const char *name, int *n) {
-    size_t count;
-    float *f = golden_tensor(g, name, &count);
-    int *out = malloc(sizeof(int) * count);
-    for (size_t i = 0; i < count; i++) out[i] = (int)f[i];
-    free(f);
-    *n = (int)count;
-    return out;
-}
-
 static void check_case(const char *model_rel, const char *golden_rel, MetricKind kind) {
     Model m;
     if (model_load(&m, fixture(model_rel))) fail_msg("%s", ps_error());
     StFile g;
     assert_int_equal(st_open(&g, fixture(golden_rel)), 0);
     int T, Tc, one;
-    int *tokens = tensor_ints(&g, "tokens", &T), *clean = tensor_ints(&g, "clean", &Tc);
-    int *answer = tensor_ints(&g, "answer", &one), *wrong = tensor_ints(&g, "wrong", &one);
+    int *tokens = golden_ints(&g, "tokens", &T), *clean = golden_ints(&g, "clean", &Tc);
+    int *answer = golden_ints(&g, "answer", &one), *wrong = golden_ints(&g, "wrong", &one);
     int d = m.cfg.d_model, L = m.cfg.n_layer;
     RunCache run, grads;
     run_cache_init(&run, &m.cfg, T, 0);
@@ -44,25 +34,9 @@ static void check_case(const char *model_rel, const char *golden_rel, MetricKind
     metric_grad(&m, &spec, run.layer[L - 1].resid_post + (size_t)(T - 1) * d,
                 grads.layer[L - 1].resid_post + (size_t)(T - 1) * d, &w);
     run_backward(&m, tokens, &run, &grads, NULL, L - 1, -1);
-    static const char *sites[] = {"resid_pre", "q", "k", "v", "pattern", "z", "attn_out",
-                                  "resid_mid", "mlp_post", "mlp_out", "resid_post"};
-    for (int l = 0; l < L; l++) {
-        LayerActs *a = &grads.layer[l];
-        float *bufs[] = {a->resid_pre, a->q, a->k, a->v, a->pattern, a->z, a->attn_out,
-                         a->resid_mid, a->mlp_post, a->mlp_out, a->resid_post};
-        for (size_t s = 0; s < sizeof sites / sizeof sites[0]; s++) {
-            char name[64];
-            snprintf(name, sizeof name, "L%d.%s", l, sites[s]);
-            size_t n;
-            float *want = golden_tensor(&g, name, &n);
-            double scale = 0.0;
-            for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(want[i]));
-            printf("  %s %s %-14s max |grad| %.3g, max |diff| %.3g\n", model_rel, metric_name(kind), name, scale,
-                   max_abs_diff(bufs[s], want, n));
-            assert_close(name, bufs[s], want, n, 2e-5 * scale + 1e-12, 1e-4);
-            free(want);
-        }
-    }
+    char label[128];
+    snprintf(label, sizeof label, "%s %s", model_rel, metric_name(kind));
+    assert_sites_close(&grads, L, &g, label, 1e-12, 2e-5, 1e-4);
     free(tokens), free(clean), free(answer), free(wrong), free(clean_lp);
     metric_work_free(&w);
     run_cache_free(&run);

@@ -14,20 +14,10 @@
 #include "patchsweep/transformer.h"
 #include "test_support.h"
 
-static int *golden_tokens(const StFile *g, const char *name, int *T) {
-    size_t n;
-    float *f = golden_tensor(g, name, &n);
-    int *tokens = malloc(n * sizeof(int));
-    for (size_t i = 0; i < n; i++) tokens[i] = (int)f[i];
-    free(f);
-    *T = (int)n;
-    return tokens;
-}
-
 static void check_logits(const Model *m, const StFile *g, const char *tokens_name, const char *logits_name,
                          double atol) {
     int T;
-    int *tokens = golden_tokens(g, tokens_name, &T);
+    int *tokens = golden_ints(g, tokens_name, &T);
     RunCache c;
     run_cache_init(&c, &m->cfg, T, 1);
     run_forward(m, tokens, T, NULL, &c, NULL, NULL);
@@ -41,32 +31,14 @@ static void check_logits(const Model *m, const StFile *g, const char *tokens_nam
     run_cache_free(&c);
 }
 
-/* Compares the cache with every "L<l>.<site>" tensor of the golden file. */
+/* Every cached activation against the golden file. */
 static void check_activations(const Model *m, const StFile *g) {
     int T;
-    int *tokens = golden_tokens(g, "tokens", &T);
+    int *tokens = golden_ints(g, "tokens", &T);
     RunCache c;
     run_cache_init(&c, &m->cfg, T, 1);
     run_forward(m, tokens, T, NULL, &c, NULL, NULL);
-    static const char *sites[] = {"resid_pre", "q", "k", "v", "pattern", "z", "attn_out",
-                                  "resid_mid", "mlp_post", "mlp_out", "resid_post"};
-    int compared = 0;
-    for (int l = 0; l < m->cfg.n_layer; l++) {
-        LayerActs *a = &c.layer[l];
-        float *bufs[] = {a->resid_pre, a->q, a->k, a->v, a->pattern, a->z, a->attn_out,
-                         a->resid_mid, a->mlp_post, a->mlp_out, a->resid_post};
-        for (size_t s = 0; s < sizeof sites / sizeof sites[0]; s++) {
-            char name[64];
-            snprintf(name, sizeof name, "L%d.%s", l, sites[s]);
-            size_t n;
-            float *want = golden_tensor(g, name, &n);
-            printf("  %s %-14s max |diff| %.3g\n", m->dir, name, max_abs_diff(bufs[s], want, n));
-            assert_close(name, bufs[s], want, n, 2e-5, 2e-5);
-            free(want);
-            compared++;
-        }
-    }
-    assert_int_equal(compared, 11 * m->cfg.n_layer);
+    assert_sites_close(&c, m->cfg.n_layer, g, m->dir, 2e-5, 0.0, 2e-5);
     free(tokens);
     run_cache_free(&c);
 }

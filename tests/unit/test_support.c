@@ -4,6 +4,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <cblas.h>
+#include "patchsweep/transformer.h"
 #include "test_support.h"
 
 /* As in the product (src/cli/main.c): one BLAS thread. With several, OpenBLAS splits a
@@ -55,4 +56,37 @@ void assert_close(const char *what, const float *got, const float *want, size_t 
     if (worst_excess >= 0.0)
         fail_msg("%s: element %zu is %.9g, expected %.9g (atol %g, rtol %g; max |diff| %.3g)", what, worst_i,
                  got[worst_i], want[worst_i], atol, rtol, max_abs_diff(got, want, n));
+}
+
+int *golden_ints(const StFile *f, const char *name, int *n) {
+    size_t count;
+    float *values = golden_tensor(f, name, &count);
+    int *out = malloc(sizeof(int) * (count ? count : 1));
+    for (size_t i = 0; i < count; i++) out[i] = (int)values[i];
+    free(values);
+    *n = (int)count;
+    return out;
+}
+
+void assert_sites_close(const void *run_cache, int n_layer, const StFile *g, const char *label, double atol,
+                        double scale_tol, double rtol) {
+    const RunCache *c = run_cache;
+    static const char *sites[] = {"resid_pre", "q", "k", "v", "pattern", "z", "attn_out",
+                                  "resid_mid", "mlp_post", "mlp_out", "resid_post"};
+    for (int l = 0; l < n_layer; l++) {
+        const LayerActs *a = &c->layer[l];
+        const float *bufs[] = {a->resid_pre, a->q, a->k, a->v, a->pattern, a->z, a->attn_out,
+                               a->resid_mid, a->mlp_post, a->mlp_out, a->resid_post};
+        for (size_t s = 0; s < sizeof sites / sizeof sites[0]; s++) {
+            char name[64];
+            snprintf(name, sizeof name, "L%d.%s", l, sites[s]);
+            size_t n;
+            float *want = golden_tensor(g, name, &n);
+            double scale = 0.0;
+            for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(want[i]));
+            printf("  %s %-14s max |value| %.3g, max |diff| %.3g\n", label, name, scale, max_abs_diff(bufs[s], want, n));
+            assert_close(name, bufs[s], want, n, atol + scale_tol * scale, rtol);
+            free(want);
+        }
+    }
 }

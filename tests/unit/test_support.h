@@ -18,6 +18,15 @@ const char *shared_path(const char *rel);
  * when absent. */
 float *golden_tensor(const StFile *f, const char *name, size_t *n);
 
+/* An F32 golden tensor holding integers (token ids), as ints (malloc'd). */
+int *golden_ints(const StFile *f, const char *name, int *n);
+
+/* Compares every cached site of every layer ("L<l>.<site>" in the golden file: resid_pre, q,
+ * k, v, pattern, z, attn_out, resid_mid, mlp_post, mlp_out, resid_post) with tolerance
+ * atol + scale_tol * max|want| + rtol |want|, printing each tensor's error under label. */
+void assert_sites_close(const void *run_cache, int n_layer, const StFile *g, const char *label, double atol,
+                        double scale_tol, double rtol);
+
 /* Fails the test unless |got - want| <= atol + rtol |want| everywhere; reports the worst. */
 void assert_close(const char *what, const float *got, const float *want, size_t n, double atol, double rtol);
 
