@@ -12,6 +12,7 @@
 #include "patchsweep/job.h"
 #include "patchsweep/model.h"
 
+/* A whole numeric dataset (malloc'd), its shape in dims; NULL when absent or unreadable. */
 static void *read_all(hid_t file, const char *name, hid_t type, size_t elem, hsize_t *dims, int *rank) {
     hid_t d = H5Dopen2(file, name, H5P_DEFAULT);
     if (d < 0) return NULL;
@@ -20,19 +21,7 @@ static void *read_all(hid_t file, const char *name, hid_t type, size_t elem, hsi
     size_t n = 1;
     for (int i = 0; i < *rank; i++) n *= dims[i];
     void *buf = xmalloc(n * elem + 1);
-    herr_t rc = type == H5T_C_S1 ? 0 : H5Dread(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
-    if (type == H5T_C_S1) { /* fixed-length strings, read at their stored width */
-        hid_t ft = H5Dget_type(d);
-        size_t width = H5Tget_size(ft);
-        free(buf);
-        buf = xcalloc(n, width + 1);
-        char *raw = xmalloc(n * width);
-        rc = H5Dread(d, ft, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw);
-        for (size_t i = 0; i < n; i++) memcpy((char *)buf + i * (width + 1), raw + i * width, width);
-        dims[1] = width + 1;
-        free(raw);
-        H5Tclose(ft);
-    }
+    herr_t rc = H5Dread(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
     H5Sclose(space);
     H5Dclose(d);
     if (rc < 0) {
@@ -40,6 +29,19 @@ static void *read_all(hid_t file, const char *name, hid_t type, size_t elem, hsi
         return NULL;
     }
     return buf;
+}
+
+/* A 1-D dataset of fixed-length strings as NUL-terminated rows of *width bytes (malloc'd). */
+static char *read_strings(hid_t file, const char *name, size_t *width) {
+    hid_t d = H5Dopen2(file, name, H5P_DEFAULT), type = H5Dget_type(d), space = H5Dget_space(d);
+    size_t n = (size_t)H5Sget_simple_extent_npoints(space), stored = H5Tget_size(type);
+    char *raw = xmalloc(n * stored + 1), *out = xcalloc(n, stored + 1);
+    H5Dread(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw);
+    for (size_t i = 0; i < n; i++) memcpy(out + i * (stored + 1), raw + i * stored, stored);
+    free(raw);
+    H5Sclose(space), H5Tclose(type), H5Dclose(d);
+    *width = stored + 1;
+    return out;
 }
 
 /* mean over prompts of |x[p, n, s]| (NaN-skipping), into out[n * S + s]; NaN where none */
@@ -98,7 +100,7 @@ int cmd_top(int argc, char **argv) {
         return report_error(ps_fail(PS_EUSER, "%s: not a patchsweep results file", path));
     }
     free(format);
-    hsize_t dims[3], ndims[2], pdims[2], sdims[1], bdims[1];
+    hsize_t dims[3], pdims[2], sdims[1], bdims[1];
     int rank;
     float *exact = read_all(f, "/effects/exact", H5T_NATIVE_FLOAT, sizeof(float), dims, &rank);
     if (!exact) {
@@ -106,8 +108,8 @@ int cmd_top(int argc, char **argv) {
         return report_error(ps_fail(PS_EUSER, "%s: holds no exact effects (a job with \"exact\": false)", path));
     }
     int P = (int)dims[0], N = (int)dims[1], S = (int)dims[2];
-    char *names = read_all(f, "/nodes/name", H5T_C_S1, 1, ndims, &rank), *sites = read_all(f, "/nodes/site", H5T_C_S1, 1, ndims, &rank);
-    size_t name_w = ndims[1];
+    size_t name_w, site_w;
+    char *names = read_strings(f, "/nodes/name", &name_w), *sites = read_strings(f, "/nodes/site", &site_w);
     int *positions = read_all(f, "/positions", H5T_NATIVE_INT, sizeof(int), sdims, &rank);
     int *tokens = read_all(f, "/prompts/base_tokens", H5T_NATIVE_INT, sizeof(int), pdims, &rank);
     double *base = read_all(f, "/baseline/base", H5T_NATIVE_DOUBLE, sizeof(double), bdims, &rank);
@@ -136,7 +138,7 @@ int cmd_top(int argc, char **argv) {
         for (int p = 0; p < P; p++)
             if (!isnan(exact[(size_t)p * cells + c])) sum += exact[(size_t)p * cells + c], count++;
         signed_mean[c] = count ? sum / count : NAN;
-        if (site && strcmp(sites + (c / S) * name_w, site) != 0) score[c] = NAN;
+        if (site && strcmp(sites + (c / S) * site_w, site) != 0) score[c] = NAN;
     }
     /* each estimator's rank of every cell, by its own mean |estimate| */
     static const char *const est_names[] = {"atp", "atp_qk", "atp_star"};
@@ -150,7 +152,7 @@ int cmd_top(int argc, char **argv) {
         double *m = xmalloc(sizeof(double) * cells);
         mean_abs(est, P, N, S, m);
         for (size_t c = 0; c < cells; c++)
-            if (site && strcmp(sites + (c / S) * name_w, site) != 0) m[c] = NAN;
+            if (site && strcmp(sites + (c / S) * site_w, site) != 0) m[c] = NAN;
         int *order = xmalloc(sizeof(int) * cells);
         for (size_t c = 0; c < cells; c++) order[c] = (int)c;
         sort_key = m;

@@ -1,5 +1,5 @@
-"""Helpers for the MPI tests: running patchsweep under mpiexec, killing a whole run, comparing
-results files."""
+"""Helpers for the CLI tests: checking a user error, running patchsweep under mpiexec, killing a
+whole run, comparing results files."""
 import json
 import os
 import signal
@@ -88,3 +88,20 @@ def compare(path_a, path_b):
             elif a.attrs[k] != b.attrs[k]:
                 diffs.append(f"attribute {k} differs")
     return diffs
+
+
+def user_error(args, fragment, timeout=60):
+    """Runs the binary (args[0]) expecting a user error: exit status 2, nothing on stdout, and
+    exactly one 'patchsweep: ...' line on stderr that contains fragment. Returns (problem or
+    None, the line)."""
+    p = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    lines = p.stderr.strip().splitlines()
+    if p.returncode != 2:
+        return f"exit status {p.returncode}, expected 2 ({p.stderr.strip()!r})", None
+    if len(lines) != 1 or not lines[0].startswith("patchsweep: "):
+        return f"expected one 'patchsweep: ...' line on stderr, got {p.stderr!r}", None
+    if fragment not in lines[0]:
+        return f"{lines[0]!r} does not mention {fragment!r}", lines[0]
+    if p.stdout:
+        return f"printed to stdout: {p.stdout!r}", lines[0]
+    return None, lines[0]

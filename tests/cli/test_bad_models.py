@@ -5,21 +5,17 @@ import os
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mpi_util import user_error  # noqa: E402
+
 binary, fixtures = sys.argv[1], sys.argv[2]
 failures = []
 
 
 def expect_user_error(args, fragment, label):
-    p = subprocess.run([binary] + args, capture_output=True, text=True, timeout=60)
-    lines = p.stderr.splitlines()
-    if p.returncode != 2:
-        failures.append(f"{label}: exit status {p.returncode}, expected 2 (stderr: {p.stderr!r})")
-    elif len(lines) != 1 or not lines[0].startswith("patchsweep: "):
-        failures.append(f"{label}: expected one 'patchsweep: ...' line on stderr, got {p.stderr!r}")
-    elif fragment not in lines[0]:
-        failures.append(f"{label}: {lines[0]!r} does not mention {fragment!r}")
-    elif p.stdout:
-        failures.append(f"{label}: printed to stdout: {p.stdout!r}")
+    problem, _ = user_error([binary] + args, fragment)
+    if problem:
+        failures.append(f"{label}: {problem}")
 
 
 cases = json.load(open(os.path.join(fixtures, "malformed", "cases.json")))

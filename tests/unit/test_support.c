@@ -4,7 +4,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <cblas.h>
-#include "patchsweep/transformer.h"
 #include "test_support.h"
 
 /* As in the product (src/cli/main.c): one BLAS thread. With several, OpenBLAS splits a
@@ -68,9 +67,8 @@ int *golden_ints(const StFile *f, const char *name, int *n) {
     return out;
 }
 
-void assert_sites_close(const void *run_cache, int n_layer, const StFile *g, const char *label, double atol,
+void assert_sites_close(const RunCache *c, int n_layer, const StFile *g, const char *label, double atol,
                         double scale_tol, double rtol) {
-    const RunCache *c = run_cache;
     static const char *sites[] = {"resid_pre", "q", "k", "v", "pattern", "z", "attn_out",
                                   "resid_mid", "mlp_post", "mlp_out", "resid_post"};
     for (int l = 0; l < n_layer; l++) {

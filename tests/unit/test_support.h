@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include "patchsweep/safetensors.h"
+#include "patchsweep/transformer.h"
 
 /* fixtures/<rel> */
 const char *fixture(const char *rel);
@@ -24,7 +25,7 @@ int *golden_ints(const StFile *f, const char *name, int *n);
 /* Compares every cached site of every layer ("L<l>.<site>" in the golden file: resid_pre, q,
  * k, v, pattern, z, attn_out, resid_mid, mlp_post, mlp_out, resid_post) with tolerance
  * atol + scale_tol * max|want| + rtol |want|, printing each tensor's error under label. */
-void assert_sites_close(const void *run_cache, int n_layer, const StFile *g, const char *label, double atol,
+void assert_sites_close(const RunCache *c, int n_layer, const StFile *g, const char *label, double atol,
                         double scale_tol, double rtol);
 
 /* Fails the test unless |got - want| <= atol + rtol |want| everywhere; reports the worst. */
