@@ -1,12 +1,14 @@
-"""MPI: SIGKILL every rank of a running sweep at several moments (before the results file
-exists, early, in the middle, during the stream of unit writes), rerun after each kill, and
-check:
+"""MPI: SIGKILL every rank of a running sweep at several moments (at launch, while the results
+file is being created, then each time the units flagged done on disk reach a further share of
+the job), rerun after each kill, and check:
 - after every kill the file opens and every unit flagged done holds exactly the values of an
   uninterrupted run (flags are written after values);
 - the rerun that finishes the job produces the uninterrupted run's file, bit for bit;
 - when a single rank dies, the job stops with a non-zero exit status and a rerun completes it;
 - on a job of a few seconds every rank computes units.
-The kill moments are fractions of a measured uninterrupted run, so they land mid-run on any machine.
+The kill moments are read off the file itself (the done flags, polled as raw bytes), not off a
+clock, so they land mid-run however loaded the machine is: under a busy CI run, launching three
+ranks can take longer than the computing does.
 Usage: test_mpi_kill.py BINARY FIXTURES SHARED"""
 import json
 import os
@@ -52,6 +54,44 @@ def is_rank(pid):
         return False
 
 
+def done_flags_at(path):
+    """(byte offset, count) of /progress/done in the file at path, or None while it is not there.
+    The file only appears under its name once its structure is on disk, and the flags are a
+    contiguous uint8 dataset, so polling those bytes is safe while ranks write."""
+    try:
+        with h5py.File(path, "r") as f:
+            flags = f["progress/done"]
+            return flags.id.get_offset(), flags.shape[0]
+    except (OSError, KeyError):
+        return None
+
+
+def wait_for_units(proc, path, target, timeout=120):
+    """Polls until at least target units are flagged done in the file at path. Returns the
+    count seen, or None when the run ended (or the time ran out) first."""
+    where, deadline = None, time.time() + timeout
+    while proc.poll() is None and time.time() < deadline:
+        where = where or done_flags_at(path)
+        if where:
+            with open(path, "rb") as f:
+                f.seek(where[0])
+                seen = sum(f.read(where[1]))
+            if seen >= target:
+                return seen
+        time.sleep(0.005)
+    return None
+
+
+def wait_for_file(proc, paths, timeout=120):
+    """Polls until one of paths exists. True if it did while the run was going."""
+    deadline = time.time() + timeout
+    while proc.poll() is None and time.time() < deadline:
+        if any(os.path.exists(p) for p in paths):
+            return True
+        time.sleep(0.001)
+    return False
+
+
 def check_partial(path, reference, label):
     """The file opens; units flagged done hold the reference values. Returns units done."""
     if not os.path.exists(path):
@@ -85,32 +125,40 @@ with tempfile.TemporaryDirectory() as tmp:
     with h5py.File(reference, "r") as f:
         total = len(f["progress/done"])
 
-    # Calibrate: how long an uninterrupted 3-rank run takes here (startup included).
+    # An uninterrupted 3-rank run: every rank takes part, and it equals the 1-rank run.
     t1 = time.time()
     p = run(binary, 3, job)
     full = time.time() - t1
-    check(p.returncode == 0, f"calibration run: {p.returncode} {p.stderr[-500:]}")
+    check(p.returncode == 0, f"3-rank run: {p.returncode} {p.stderr[-500:]}")
     with h5py.File(out, "r") as f:
         used = sorted(set(f["progress/rank"][:].tolist()))
     check(used == [0, 1, 2], f"a 3-rank run of {total} units used ranks {used} only")
     failures.extend(f"3 ranks vs 1: {d}" for d in compare(reference, out))
     os.remove(out)
 
-    # Kills while the results file is being created, then at growing fractions of the run.
+    # Kills at launch and while the file is being created, then each time the units done on
+    # disk reach a further share of the job; every run resumes the file the last one left.
     interrupted = 0
-    for i, fraction in enumerate([0.02, 0.15, 0.3, 0.18, 0.45, 0.25, 0.38, 0.5]):
-        delay = fraction * full
+    moments = ["at launch", "creating the file"] + [share for share in (0.05, 0.2, 0.35, 0.5, 0.65, 0.8)]
+    for i, moment in enumerate(moments):
         proc = start(binary, 3, job)
-        time.sleep(delay)
+        if moment == "creating the file":
+            running = wait_for_file(proc, [out + ".creating", out])
+            seen = None
+        elif moment != "at launch":
+            seen = wait_for_units(proc, out, int(moment * total))
+            running = seen is not None
+            moment = f"at {seen}/{total} units ({moment:.0%})" if running else f"at {moment:.0%} (not reached)"
+        else:
+            running = True
         finished = proc.poll() is not None
         kill_session(proc)
-        done = check_partial(out, reference, f"kill {i} after {delay:.2f}s")
-        interrupted += not finished and done < total
+        done = check_partial(out, reference, f"kill {i} {moment}")
+        interrupted += running and not finished and done < total
         check(not os.path.exists(out + ".creating") or not os.path.exists(out),
               f"kill {i}: both the file and a leftover .creating file exist")
-        print(f"kill {i} after {delay:.2f}s ({fraction:.0%} of a full run): {done}/{total} units done"
-              f"{' (had finished)' if finished else ''}")
-    check(interrupted >= 4, f"only {interrupted} kills interrupted a running sweep")
+        print(f"kill {i} {moment}: {done}/{total} units done{' (had finished)' if finished else ''}")
+    check(interrupted >= 6, f"only {interrupted} of {len(moments)} kills interrupted a running sweep")
 
     # Finish, and compare with the uninterrupted run.
     p = run(binary, 3, job)
@@ -122,7 +170,7 @@ with tempfile.TemporaryDirectory() as tmp:
     # A single rank dies in a fresh run: the job must stop with an error, not hang; a rerun finishes.
     os.remove(out)
     proc = start(binary, 3, job)
-    time.sleep(0.3 * full)
+    wait_for_units(proc, out, int(0.3 * total))
     ranks = [pid for pid in session_pids(proc.pid) if pid != proc.pid and is_rank(pid)]
     check(ranks and proc.poll() is None, "the sweep was not running when a rank was to be killed")
     if ranks and proc.poll() is None:
@@ -139,7 +187,7 @@ with tempfile.TemporaryDirectory() as tmp:
     check(p.returncode == 0, f"resume after a rank died: {p.returncode} {p.stderr[-500:]}")
     failures.extend(f"resumed after a rank died vs uninterrupted: {d}" for d in compare(reference, out))
 
-    print(f"{total} units; every rank computed in the calibration run: {used}; full run {full:.1f}s; "
+    print(f"{total} units; every rank computed in the uninterrupted run: {used}; it took {full:.1f}s; "
           f"test {time.time() - t0:.1f}s")
 
 print(f"{len(failures)} failures")
