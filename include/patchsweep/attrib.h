@@ -38,4 +38,23 @@ void attrib_free(Attributor *a);
 void attrib_estimates(Attributor *a, const Job *job, const Plan *plan, const PromptRuns *r, float *out[N_ESTIMATES],
                       double seconds[N_ESTIMATES]);
 
+/* ---- bounding the false negatives left after verifying the top of a ranking ---------------------
+ * (docs/methods.md, "Bounding what the ranking missed"). The unverified cells U are patched
+ * jointly in K random subsets; I_k is the effect of subset k. For a cell n,
+ *   estimate(n) = mean of I_k over subsets holding n - mean over subsets without it,
+ *   se(n)       = sqrt(var_in / K_in + var_out / K_out)   (sample variances, n - 1),
+ *   ucb(n)      = |estimate(n)| + z * se(n),  z = normal_upper_quantile(delta / (2 |U|)),
+ * so that, if patch effects add up, every |c(n)| <= ucb(n) at once with probability about
+ * 1 - delta (Bonferroni over U). ucb is +inf when a cell is in fewer than two subsets, or out
+ * of fewer than two. */
+typedef struct {
+    double estimate, se, ucb;
+    int n_in; /* subsets holding the cell */
+} CellBound;
+
+/* x with P(Z > x) = tail for a standard normal Z, 0 < tail < 1 (to about 1e-12 relative). */
+double normal_upper_quantile(double tail);
+/* in_subset[k * U + n] is 1 when subset k holds cell n; subset_effect[k] = I_k. */
+void bound_cells(const double *subset_effect, const uint8_t *in_subset, int K, int U, double z, CellBound *out);
+
 #endif

@@ -8,6 +8,7 @@ int cmd_plan(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_heads(int argc, char **argv);
 int cmd_top(int argc, char **argv);
+int cmd_bound(int argc, char **argv);
 
 /* Parses "1,2,3" into tokens (caller frees); checks 0 <= id < vocab. */
 int parse_token_list(const char *text, int vocab, int **tokens, int *n);

@@ -59,6 +59,14 @@ typedef struct {
 } PatchHook;
 void patch_hook(void *ctx, Stage stage, int layer, LayerActs *a, const BlockRun *run);
 
+/* A block hook that applies every one of n patches to a single sequence (a joint patch). */
+typedef struct {
+    const ModelConfig *cfg;
+    const Patch *patches;
+    int n;
+} JointHook;
+void joint_hook(void *ctx, Stage stage, int layer, LayerActs *a, const BlockRun *run);
+
 /* ---- the runs of one prompt --------------------------------------------------------------------- */
 typedef struct {
     int prompt, T, n_samples;
@@ -112,5 +120,10 @@ void engine_effects(Engine *e, const Job *job, const PromptRuns *r, Site site, i
 /* Same values, one full forward pass per patch. */
 void engine_effects_naive(Engine *e, const Job *job, const PromptRuns *r, Site site, int layer, int index0, int n,
                           const int *positions, int n_positions, float *out);
+
+/* Effect of patching every node of a set at once (nodes at one site, so none contains another):
+ * the mean over noise samples of metric(patched) - metric(base), one full forward pass per
+ * sample. patches[i].src is ignored: each sample patches in its own source run. */
+double engine_joint_effect(Engine *e, const PromptRuns *r, Patch *patches, int n);
 
 #endif

@@ -40,4 +40,16 @@ int store_write_unit(Store *s, const Plan *plan, int unit, const float *values[1
 int store_finish(Store *s, int complete, int n_ranks, double seconds_runs);
 void store_close(Store *s);
 
+/* ---- small HDF5 helpers (serial or parallel files alike) ------------------------------------ */
+/* Sets a scalar attribute, replacing one of the same name. */
+void h5_set_string_attr(hid_t obj, const char *name, const char *value);
+void h5_set_number_attr(hid_t obj, const char *name, hid_t type, const void *value);
+/* The value of a fixed-length string attribute (malloc'd), or NULL. */
+char *h5_string_attr(hid_t obj, const char *name);
+/* A whole numeric dataset converted to type (malloc'd), its shape in dims and *rank; NULL when
+ * absent or unreadable. */
+void *h5_read_all(hid_t file, const char *name, hid_t type, size_t elem, hsize_t *dims, int *rank);
+/* A 1-D dataset of fixed-length strings as NUL-terminated rows of *width bytes (malloc'd). */
+char *h5_read_strings(hid_t file, const char *name, size_t *width);
+
 #endif

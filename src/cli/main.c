@@ -11,6 +11,8 @@ static const char usage[] =
     "  run JOB.json [--naive] [--quiet]   run or resume a job (under mpirun: on every rank)\n"
     "  plan JOB.json                      what a job would compute, and its estimated cost\n"
     "  top RESULTS.h5 [-k 20] [--site z]  the largest effects in a results file, and estimator ranks\n"
+    "  bound JOB.json [--site z] [--verified 10] [--subsets 200]\n"
+    "                                     after a run: bound the effects the estimate ranking missed\n"
     "  heads --model DIR [--run N]        induction and previous-token scores of each head\n"
     "  forward --model DIR --tokens 1,2,3 [--top K]   next-token prediction (checks a model loads)\n"
     "  train RECIPE.json                  train a small model on a task, write a model folder\n";
@@ -27,6 +29,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "plan") == 0) return cmd_plan(argc - 1, argv + 1);
     if (strcmp(argv[1], "train") == 0) return cmd_train(argc - 1, argv + 1);
     if (strcmp(argv[1], "top") == 0) return cmd_top(argc - 1, argv + 1);
+    if (strcmp(argv[1], "bound") == 0) return cmd_bound(argc - 1, argv + 1);
     if (strcmp(argv[1], "heads") == 0) return cmd_heads(argc - 1, argv + 1);
     if (strcmp(argv[1], "--version") == 0) {
         printf("patchsweep %s\n", PATCHSWEEP_VERSION);

@@ -11,38 +11,7 @@
 #include "patchsweep/core.h"
 #include "patchsweep/job.h"
 #include "patchsweep/model.h"
-
-/* A whole numeric dataset (malloc'd), its shape in dims; NULL when absent or unreadable. */
-static void *read_all(hid_t file, const char *name, hid_t type, size_t elem, hsize_t *dims, int *rank) {
-    hid_t d = H5Dopen2(file, name, H5P_DEFAULT);
-    if (d < 0) return NULL;
-    hid_t space = H5Dget_space(d);
-    *rank = H5Sget_simple_extent_dims(space, dims, NULL);
-    size_t n = 1;
-    for (int i = 0; i < *rank; i++) n *= dims[i];
-    void *buf = xmalloc(n * elem + 1);
-    herr_t rc = H5Dread(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
-    H5Sclose(space);
-    H5Dclose(d);
-    if (rc < 0) {
-        free(buf);
-        return NULL;
-    }
-    return buf;
-}
-
-/* A 1-D dataset of fixed-length strings as NUL-terminated rows of *width bytes (malloc'd). */
-static char *read_strings(hid_t file, const char *name, size_t *width) {
-    hid_t d = H5Dopen2(file, name, H5P_DEFAULT), type = H5Dget_type(d), space = H5Dget_space(d);
-    size_t n = (size_t)H5Sget_simple_extent_npoints(space), stored = H5Tget_size(type);
-    char *raw = xmalloc(n * stored + 1), *out = xcalloc(n, stored + 1);
-    H5Dread(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw);
-    for (size_t i = 0; i < n; i++) memcpy(out + i * (stored + 1), raw + i * stored, stored);
-    free(raw);
-    H5Sclose(space), H5Tclose(type), H5Dclose(d);
-    *width = stored + 1;
-    return out;
-}
+#include "patchsweep/store.h"
 
 /* mean over prompts of |x[p, n, s]| (NaN-skipping), into out[n * S + s]; NaN where none */
 static void mean_abs(const float *x, int P, int N, int S, double *out) {
@@ -65,17 +34,6 @@ static int by_key_desc(const void *a, const void *b) {
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
-static char *string_attr(hid_t file, const char *name) {
-    if (H5Aexists(file, name) <= 0) return NULL;
-    hid_t a = H5Aopen(file, name, H5P_DEFAULT), t = H5Aget_type(a);
-    size_t n = H5Tget_size(t);
-    char *out = xcalloc(n + 1, 1);
-    H5Aread(a, t, out);
-    H5Tclose(t);
-    H5Aclose(a);
-    return out;
-}
-
 int cmd_top(int argc, char **argv) {
     const char *path = NULL, *site = NULL;
     int k = 20;
@@ -93,7 +51,7 @@ int cmd_top(int argc, char **argv) {
     if (!file_exists(path)) return report_error(ps_fail(PS_EUSER, "%s: no such file", path));
     hid_t f = -1;
     if (file_exists(path) && H5Fis_hdf5(path) > 0) f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    char *format = f >= 0 ? string_attr(f, "format") : NULL;
+    char *format = f >= 0 ? h5_string_attr(f, "format") : NULL;
     if (!format || strcmp(format, "patchsweep") != 0) {
         free(format);
         if (f >= 0) H5Fclose(f);
@@ -102,20 +60,20 @@ int cmd_top(int argc, char **argv) {
     free(format);
     hsize_t dims[3], pdims[2], sdims[1], bdims[1];
     int rank;
-    float *exact = read_all(f, "/effects/exact", H5T_NATIVE_FLOAT, sizeof(float), dims, &rank);
+    float *exact = h5_read_all(f, "/effects/exact", H5T_NATIVE_FLOAT, sizeof(float), dims, &rank);
     if (!exact) {
         H5Fclose(f);
         return report_error(ps_fail(PS_EUSER, "%s: holds no exact effects (a job with \"exact\": false)", path));
     }
     int P = (int)dims[0], N = (int)dims[1], S = (int)dims[2];
     size_t name_w, site_w;
-    char *names = read_strings(f, "/nodes/name", &name_w), *sites = read_strings(f, "/nodes/site", &site_w);
-    int *positions = read_all(f, "/positions", H5T_NATIVE_INT, sizeof(int), sdims, &rank);
-    int *tokens = read_all(f, "/prompts/base_tokens", H5T_NATIVE_INT, sizeof(int), pdims, &rank);
-    double *base = read_all(f, "/baseline/base", H5T_NATIVE_DOUBLE, sizeof(double), bdims, &rank);
-    double *source = read_all(f, "/baseline/source", H5T_NATIVE_DOUBLE, sizeof(double), bdims, &rank);
-    char *metric = string_attr(f, "metric"), *direction = string_attr(f, "direction"), *corruption = string_attr(f, "corruption");
-    char *model_dir = string_attr(f, "model_dir"), *cfg_json = string_attr(f, "model_config");
+    char *names = h5_read_strings(f, "/nodes/name", &name_w), *sites = h5_read_strings(f, "/nodes/site", &site_w);
+    int *positions = h5_read_all(f, "/positions", H5T_NATIVE_INT, sizeof(int), sdims, &rank);
+    int *tokens = h5_read_all(f, "/prompts/base_tokens", H5T_NATIVE_INT, sizeof(int), pdims, &rank);
+    double *base = h5_read_all(f, "/baseline/base", H5T_NATIVE_DOUBLE, sizeof(double), bdims, &rank);
+    double *source = h5_read_all(f, "/baseline/source", H5T_NATIVE_DOUBLE, sizeof(double), bdims, &rank);
+    char *metric = h5_string_attr(f, "metric"), *direction = h5_string_attr(f, "direction"), *corruption = h5_string_attr(f, "corruption");
+    char *model_dir = h5_string_attr(f, "model_dir"), *cfg_json = h5_string_attr(f, "model_config");
     int T = (int)pdims[1];
 
     /* token strings from the model folder's tokenizer, if it is still there */
@@ -147,7 +105,7 @@ int cmd_top(int argc, char **argv) {
         char dset[64];
         snprintf(dset, sizeof dset, "/effects/%s", est_names[e]);
         hsize_t edims[3];
-        float *est = H5Lexists(f, dset, H5P_DEFAULT) > 0 ? read_all(f, dset, H5T_NATIVE_FLOAT, sizeof(float), edims, &rank) : NULL;
+        float *est = H5Lexists(f, dset, H5P_DEFAULT) > 0 ? h5_read_all(f, dset, H5T_NATIVE_FLOAT, sizeof(float), edims, &rank) : NULL;
         if (!est) continue;
         double *m = xmalloc(sizeof(double) * cells);
         mean_abs(est, P, N, S, m);

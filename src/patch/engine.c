@@ -163,16 +163,33 @@ static void fast_metrics(Engine *e, const PromptRuns *r, int B) {
     metric_rows(m, &r->spec, e->acts.resid_post, B, e->metric, &e->work);
 }
 
-static void naive_metric(Engine *e, const PromptRuns *r, int b, int sample) {
+/* The metric of one full forward pass of a noise sample's base run, with a hook. */
+static double full_metric(Engine *e, const PromptRuns *r, int sample, BlockHook hook, void *ctx) {
     const Model *m = e->m;
     if (!e->full.block || e->full.T != r->T) {
         if (e->full.block) run_cache_free(&e->full);
         run_cache_init(&e->full, &m->cfg, r->T, 0);
     }
-    PatchHook hook = {&m->cfg, &e->patches[b]};
-    run_forward(m, r->base_tokens, r->T, r->base_noise[sample], &e->full, patch_hook, &hook);
+    run_forward(m, r->base_tokens, r->T, r->base_noise[sample], &e->full, hook, ctx);
     const float *last = e->full.layer[m->cfg.n_layer - 1].resid_post + (size_t)(r->T - 1) * m->cfg.d_model;
-    metric_rows(m, &r->spec, last, 1, &e->metric[b], &e->work);
+    double value;
+    metric_rows(m, &r->spec, last, 1, &value, &e->work);
+    return value;
+}
+
+static void naive_metric(Engine *e, const PromptRuns *r, int b, int sample) {
+    PatchHook hook = {&e->m->cfg, &e->patches[b]};
+    e->metric[b] = full_metric(e, r, sample, patch_hook, &hook);
+}
+
+double engine_joint_effect(Engine *e, const PromptRuns *r, Patch *patches, int n) {
+    double sum = 0.0;
+    for (int s = 0; s < r->n_samples; s++) {
+        for (int i = 0; i < n; i++) patches[i].src = r->source[s];
+        JointHook hook = {&e->m->cfg, patches, n};
+        sum += full_metric(e, r, s, joint_hook, &hook) - r->base_metric[s];
+    }
+    return sum / r->n_samples;
 }
 
 static void effects(Engine *e, const Job *job, const PromptRuns *r, Site site, int layer, int index0, int n,

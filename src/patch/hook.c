@@ -28,3 +28,11 @@ void patch_hook(void *ctx, Stage stage, int layer, LayerActs *a, const BlockRun 
         }
     }
 }
+
+void joint_hook(void *ctx, Stage stage, int layer, LayerActs *a, const BlockRun *run) {
+    const JointHook *h = ctx;
+    for (int i = 0; i < h->n; i++) {
+        PatchHook one = {h->cfg, &h->patches[i]}; /* run->B is 1: patches[0] is the only one read */
+        patch_hook(&one, stage, layer, a, run);
+    }
+}

@@ -16,50 +16,6 @@
 
 static const char *const dataset_names[] = {"/effects/atp", "/effects/atp_qk", "/effects/atp_star"};
 
-static void set_attr_string(hid_t obj, const char *name, const char *value) {
-    hid_t type = H5Tcopy(H5T_C_S1);
-    H5Tset_size(type, strlen(value) + 1);
-    H5Tset_strpad(type, H5T_STR_NULLTERM);
-    hid_t space = H5Screate(H5S_SCALAR);
-    if (H5Aexists(obj, name) > 0) H5Adelete(obj, name);
-    hid_t a = H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
-    H5Awrite(a, type, value);
-    H5Aclose(a);
-    H5Sclose(space);
-    H5Tclose(type);
-}
-
-static void set_attr_number(hid_t obj, const char *name, hid_t type, const void *value) {
-    hid_t space = H5Screate(H5S_SCALAR);
-    hid_t a = H5Aexists(obj, name) > 0 ? H5Aopen(obj, name, H5P_DEFAULT)
-                                       : H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
-    H5Awrite(a, type, value);
-    H5Aclose(a);
-    H5Sclose(space);
-}
-
-/* The value of a string attribute (malloc'd), or NULL. */
-static char *get_attr_string(hid_t obj, const char *name) {
-    if (H5Aexists(obj, name) <= 0) return NULL;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    hid_t type = H5Aget_type(a);
-    char *out = NULL;
-    if (H5Tget_class(type) == H5T_STRING && !H5Tis_variable_str(type)) {
-        size_t n = H5Tget_size(type);
-        out = xcalloc(n + 1, 1);
-        hid_t mem = H5Tcopy(H5T_C_S1);
-        H5Tset_size(mem, n);
-        if (H5Aread(a, mem, out) < 0) {
-            free(out);
-            out = NULL;
-        }
-        H5Tclose(mem);
-    }
-    H5Tclose(type);
-    H5Aclose(a);
-    return out;
-}
-
 static hid_t create_dataset(hid_t file, const char *name, hid_t type, int rank, const hsize_t *dims, const void *fill) {
     hid_t space = H5Screate_simple(rank, dims, NULL);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
@@ -162,25 +118,25 @@ static int create_file(Store *s, const Job *job, const Plan *plan, const Model *
     if (f < 0) return ps_fail(PS_EUSER, "%s: cannot create the results file (is the folder there and writable?)", s->path);
     s->file = f;
     char text[64];
-    set_attr_string(f, "format", "patchsweep");
+    h5_set_string_attr(f, "format", "patchsweep");
     int version = RESULTS_FORMAT_VERSION, zero = 0;
-    set_attr_number(f, "format_version", H5T_NATIVE_INT, &version);
+    h5_set_number_attr(f, "format_version", H5T_NATIVE_INT, &version);
     char *job_json = job_attr_json(job), *cfg_json = model_config_json(&m->cfg);
-    set_attr_string(f, "job", job_json);
-    set_attr_string(f, "model_config", cfg_json);
+    h5_set_string_attr(f, "job", job_json);
+    h5_set_string_attr(f, "model_config", cfg_json);
     free(job_json), free(cfg_json);
-    set_attr_string(f, "direction", direction_name(job->direction));
-    set_attr_string(f, "metric", metric_name(job->metric));
-    set_attr_string(f, "corruption", corruption_name(job->corruption));
-    set_attr_number(f, "window", H5T_NATIVE_INT, &job->window);
-    set_attr_number(f, "complete", H5T_NATIVE_INT, &zero);
-    set_attr_string(f, "tool_version", "patchsweep " PATCHSWEEP_VERSION);
+    h5_set_string_attr(f, "direction", direction_name(job->direction));
+    h5_set_string_attr(f, "metric", metric_name(job->metric));
+    h5_set_string_attr(f, "corruption", corruption_name(job->corruption));
+    h5_set_number_attr(f, "window", H5T_NATIVE_INT, &job->window);
+    h5_set_number_attr(f, "complete", H5T_NATIVE_INT, &zero);
+    h5_set_string_attr(f, "tool_version", "patchsweep " PATCHSWEEP_VERSION);
     snprintf(text, sizeof text, "%016llx", (unsigned long long)fingerprint);
-    set_attr_string(f, "job_fingerprint", text);
-    set_attr_string(f, "model_dir", job->model_dir);
+    h5_set_string_attr(f, "job_fingerprint", text);
+    h5_set_string_attr(f, "model_dir", job->model_dir);
     time_t now = time(NULL);
     strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
-    set_attr_string(f, "created", text);
+    h5_set_string_attr(f, "created", text);
 
     write_prompts(f, job, plan, source_prompt, me);
     write_nodes(f, plan, me);
@@ -235,7 +191,7 @@ static int reopen_file(Store *s, const Job *job, uint64_t fingerprint, hid_t fap
     if (is_hdf5) H5E_BEGIN_TRY { s->file = H5Fopen(s->path, H5F_ACC_RDWR, fapl); }
         H5E_END_TRY;
     if (!is_hdf5 || s->file < 0) return ps_fail(PS_EUSER, "%s exists and is not an HDF5 results file; %s", s->path, advice);
-    char *format = get_attr_string(s->file, "format"), *stored = get_attr_string(s->file, "job_fingerprint");
+    char *format = h5_string_attr(s->file, "format"), *stored = h5_string_attr(s->file, "job_fingerprint");
     char want[32];
     snprintf(want, sizeof want, "%016llx", (unsigned long long)fingerprint);
     int rc = PS_OK;
@@ -363,10 +319,10 @@ int store_finish(Store *s, int complete, int n_ranks, double seconds_runs) {
                                                        "seconds_atp_star"};
     double totals[1 + N_ESTIMATES];
     unit_totals(s, totals);
-    set_attr_number(s->file, "complete", H5T_NATIVE_INT, &complete);
-    set_attr_number(s->file, "n_ranks", H5T_NATIVE_INT, &n_ranks);
-    set_attr_number(s->file, "seconds_runs", H5T_NATIVE_DOUBLE, &seconds_runs);
-    for (int i = 0; i < 1 + N_ESTIMATES; i++) set_attr_number(s->file, names[i], H5T_NATIVE_DOUBLE, &totals[i]);
+    h5_set_number_attr(s->file, "complete", H5T_NATIVE_INT, &complete);
+    h5_set_number_attr(s->file, "n_ranks", H5T_NATIVE_INT, &n_ranks);
+    h5_set_number_attr(s->file, "seconds_runs", H5T_NATIVE_DOUBLE, &seconds_runs);
+    for (int i = 0; i < 1 + N_ESTIMATES; i++) h5_set_number_attr(s->file, names[i], H5T_NATIVE_DOUBLE, &totals[i]);
     if (H5Fflush(s->file, H5F_SCOPE_GLOBAL) < 0) return ps_fail(PS_EINTERNAL, "%s: flush failed", s->path);
     return PS_OK;
 }

@@ -182,52 +182,55 @@ def sample_estimates(W, cfg, dims, job, nodes, columns, T, tok, noise, src, metr
     return out
 
 
-def job_effects(path):
-    job = json.load(open(path))
-    folder = os.path.normpath(os.path.join(os.path.dirname(path), job["model"]))
-    W, cfg = ref.load_model(folder)
-    dims = config_dims(cfg)
-    prompts = job["prompts"]
-    P, L, window = len(prompts), dims["L"], job.get("window", 1)
-    corruption = job.get("corruption", "pair")
-    kind = corruption if isinstance(corruption, str) else next(iter(corruption))
-    params = {} if isinstance(corruption, str) else corruption[kind]
-    direction = job.get("direction", "denoise" if kind in ("pair", "gaussian") else "noise")
-    metric_kind = job.get("metric", "logit_diff")
-    positions = job.get("positions", "each")
-    max_T = max(len(p["clean"]) for p in prompts)
-    columns = [-1] if positions == "all" else list(range(max_T)) if positions == "each" else positions
-    nodes = nodes_of(job, dims)
+class JobReference:
+    """A job as the reference computes it: the model, the nodes and position columns, and per
+    prompt the runs of every noise sample (base tokens, base noise, source activations or None
+    for zeros) with their base metrics."""
 
-    run = lambda tokens, noise=None, patch=ref._identity: ref.forward(W, cfg, tokens, noise, patch)
-    wte = W[dims["wte"]].to(torch.float32).double()
-    embed_std = float(wte.std(unbiased=False))
-    mean_acts = None
-    if kind == "mean":
-        runs = [run(p["clean"])[1] for p in prompts]
-        mean_acts = {k: torch.stack([r[k] for r in runs]).mean(0) for k in runs[0]}
-    perm = derangement(P, params.get("seed", 0)) if kind == "resample" else None
+    def __init__(self, path):
+        job = self.job = json.load(open(path))
+        folder = os.path.normpath(os.path.join(os.path.dirname(path), job["model"]))
+        self.W, self.cfg = ref.load_model(folder)
+        dims = self.dims = config_dims(self.cfg)
+        prompts = self.prompts = job["prompts"]
+        P, self.window = len(prompts), job.get("window", 1)
+        corruption = job.get("corruption", "pair")
+        kind = self.kind = corruption if isinstance(corruption, str) else next(iter(corruption))
+        self.params = {} if isinstance(corruption, str) else corruption[kind]
+        self.direction = job.get("direction", "denoise" if kind in ("pair", "gaussian") else "noise")
+        self.metric_kind = job.get("metric", "logit_diff")
+        positions = job.get("positions", "each")
+        max_T = max(len(p["clean"]) for p in prompts)
+        self.columns = [-1] if positions == "all" else list(range(max_T)) if positions == "each" else positions
+        self.nodes = nodes_of(job, dims)
+        wte = self.W[dims["wte"]].to(torch.float32).double()
+        self.embed_std = float(wte.std(unbiased=False))
+        self.mean_acts = None
+        if kind == "mean":
+            runs = [self.run(p["clean"])[1] for p in prompts]
+            self.mean_acts = {k: torch.stack([r[k] for r in runs]).mean(0) for k in runs[0]}
+        self.perm = derangement(P, self.params.get("seed", 0)) if kind == "resample" else None
 
-    def noise_for(p, s, T):
+    def run(self, tokens, noise=None, patch=ref._identity):
+        return ref.forward(self.W, self.cfg, tokens, noise, patch)
+
+    def noise_for(self, p, s, T):
         """Noise sample s of prompt p: scale * std(wte) * N(0, 1), drawn position by position,
         dimension by dimension, rounded to float32 as patchsweep adds it."""
-        rng = SplitMix64(params.get("seed", 0), p, s)
-        noise = torch.zeros(T, dims["d"], dtype=torch.float64)
-        for t in params["positions"]:
-            for i in range(dims["d"]):
-                noise[t, i] = float(np.float32(params.get("scale", 3.0) * embed_std * rng.normal()))
+        rng = SplitMix64(self.params.get("seed", 0), p, s)
+        noise = torch.zeros(T, self.dims["d"], dtype=torch.float64)
+        for t in self.params["positions"]:
+            for i in range(self.dims["d"]):
+                noise[t, i] = float(np.float32(self.params.get("scale", 3.0) * self.embed_std * rng.normal()))
         return noise
 
-    wanted = job.get("estimates", [])
-    estimates = {e: np.full((P, len(nodes), len(columns)), np.nan) for e in wanted}
-    exact = np.full((P, len(nodes), len(columns)), np.nan)
-    base_out, source_out = np.full(P, np.nan), np.full(P, np.nan)
-    for p, pr in enumerate(prompts):
+    def prompt(self, p):
+        """The runs of prompt p: a dict with T, samples, base_metrics, metric_args, base, source."""
+        pr, kind, direction, run = self.prompts[p], self.kind, self.direction, self.run
         T = len(pr["clean"])
-        answer, wrong = pr.get("answer", -1), pr.get("wrong", -1)
         clean_logits, clean_acts = run(pr["clean"])
         clean_lp = torch.log_softmax(clean_logits[-1], dim=-1)
-        # (base tokens, base noise, source activations or None for zeros) per noise sample
+        metric_args = (self.metric_kind, pr.get("answer", -1), pr.get("wrong", -1), clean_lp)
         samples = []
         if kind == "pair":
             corrupt_acts = run(pr["corrupt"])[1]
@@ -236,59 +239,78 @@ def job_effects(path):
             else:
                 samples.append((pr["clean"], None, corrupt_acts))
         elif kind == "gaussian":
-            for s in range(params.get("samples", 10)):
-                noise = noise_for(p, s, T)
+            for s in range(self.params.get("samples", 10)):
+                noise = self.noise_for(p, s, T)
                 if direction == "denoise":
                     samples.append((pr["clean"], noise, clean_acts))
                 else:
                     samples.append((pr["clean"], None, run(pr["clean"], noise)[1]))
         elif kind == "mean":
-            samples.append((pr["clean"], None, mean_acts))
+            samples.append((pr["clean"], None, self.mean_acts))
         elif kind == "zero":
             samples.append((pr["clean"], None, None))
         else:
-            samples.append((pr["clean"], None, run(prompts[perm[p]]["clean"])[1]))
-
-        base_metrics = [metric(run(tok, noise)[0], metric_kind, answer, wrong, clean_lp) for tok, noise, _ in samples]
-        base_out[p] = np.mean(base_metrics)
+            samples.append((pr["clean"], None, run(self.prompts[self.perm[p]]["clean"])[1]))
+        base_metrics = [metric(run(tok, noise)[0], *metric_args) for tok, noise, _ in samples]
         # The source run's metric, where there is a source run (not for mean or zero).
+        source = np.nan
         if kind == "pair":
             other = pr["corrupt"] if direction == "noise" else pr["clean"]
-            source_out[p] = metric(run(other)[0], metric_kind, answer, wrong, clean_lp)
+            source = metric(run(other)[0], *metric_args)
         elif kind == "resample":
-            source_out[p] = metric(run(prompts[perm[p]]["clean"])[0], metric_kind, answer, wrong, clean_lp)
+            source = metric(run(self.prompts[self.perm[p]]["clean"])[0], *metric_args)
         elif kind == "gaussian" and direction == "denoise":
-            source_out[p] = metric(clean_logits, metric_kind, answer, wrong, clean_lp)
+            source = metric(clean_logits, *metric_args)
         elif kind == "gaussian":
-            source_out[p] = np.mean([metric(run(pr["clean"], noise_for(p, s, T))[0], metric_kind, answer, wrong, clean_lp)
-                                     for s in range(len(samples))])
+            source = np.mean([metric(run(pr["clean"], self.noise_for(p, s, T))[0], *metric_args)
+                              for s in range(len(samples))])
+        return dict(T=T, samples=samples, base_metrics=base_metrics, metric_args=metric_args,
+                    base=np.mean(base_metrics), source=source)
 
+    def effect(self, runs, cells):
+        """Mean over noise samples of metric(patched) - metric(base), with every cell
+        (site, layer, index, position; position -1 = all) patched at once: one node alone is
+        an exact effect, several are a joint patch. Each node is patched over its window."""
+        L, total = self.dims["L"], 0.0
+        for (tok, noise, acts), base_metric in zip(runs["samples"], runs["base_metrics"]):
+            def patch(name, x, acts=acts):
+                l, s = name.split(".", 1)
+                for site, layer, index, pos in cells:
+                    if s != site or not layer <= int(l[1:]) < min(layer + self.window, L):
+                        continue
+                    rows = slice(None) if pos < 0 else slice(pos, pos + 1)
+                    cols = column_slice(site, index, self.dims)
+                    x = x.clone()
+                    x[rows, cols] = 0.0 if acts is None else acts[name][rows, cols]
+                return x
+            total += metric(self.run(tok, noise, patch)[0], *runs["metric_args"]) - base_metric
+        return total / len(runs["samples"])
+
+
+def job_effects(path):
+    ref_job = JobReference(path)
+    job, nodes, columns, dims = ref_job.job, ref_job.nodes, ref_job.columns, ref_job.dims
+    P = len(ref_job.prompts)
+    wanted = job.get("estimates", [])
+    estimates = {e: np.full((P, len(nodes), len(columns)), np.nan) for e in wanted}
+    exact = np.full((P, len(nodes), len(columns)), np.nan)
+    base_out, source_out = np.full(P, np.nan), np.full(P, np.nan)
+    for p in range(P):
+        runs = ref_job.prompt(p)
+        T = runs["T"]
+        base_out[p], source_out[p] = runs["base"], runs["source"]
         if wanted:
-            per_sample = [sample_estimates(W, cfg, dims, job, nodes, columns, T, tok, noise, acts,
-                                           (metric_kind, answer, wrong, clean_lp), wanted)
-                          for tok, noise, acts in samples]
+            per_sample = [sample_estimates(ref_job.W, ref_job.cfg, dims, job, nodes, columns, T, tok, noise, acts,
+                                           runs["metric_args"], wanted)
+                          for tok, noise, acts in runs["samples"]]
             for e in wanted:
                 estimates[e][p] = np.mean([ps[e] for ps in per_sample], axis=0)
         if job.get("exact", True) is False:
             continue
         for k, (site, layer, index) in enumerate(nodes):
-            cols = column_slice(site, index, dims)
-            layers = range(layer, min(layer + window, L))
             for j, pos in enumerate(columns):
-                if pos >= T:
-                    continue
-                rows = slice(None) if pos < 0 else slice(pos, pos + 1)
-                total = 0.0
-                for (tok, noise, acts), base_metric in zip(samples, base_metrics):
-                    def patch(name, x, acts=acts):
-                        l, s = name.split(".", 1)
-                        if s != site or int(l[1:]) not in layers:
-                            return x
-                        x = x.clone()
-                        x[rows, cols] = 0.0 if acts is None else acts[name][rows, cols]
-                        return x
-                    total += metric(run(tok, noise, patch)[0], metric_kind, answer, wrong, clean_lp) - base_metric
-                exact[p, k, j] = total / len(samples)
+                if pos < T:
+                    exact[p, k, j] = ref_job.effect(runs, [(site, layer, index, pos)])
     return exact, base_out, source_out, estimates
 
 

@@ -1,6 +1,6 @@
 /* The exact engine: fast path (suffix recompute, batched) against the naive path (full forward
  * per patch) for every site, corruption, direction, metric and position mode on GPT-2 and
- * Llama; effects that must vanish; denoising the whole input restoring the clean metric; and
+ * Llama (and a joint patch of one node against both); effects that must vanish; denoising the whole input restoring the clean metric; and
  * the metric definitions on a model whose logits are known by hand.
  *
  * The kernels are batch invariant (src/model/ops.c, checked in test_ops.c): a row's bits do not
@@ -58,6 +58,17 @@ static double compare_paths(const Model *m, const Job *job, int positions_all, c
                     if (memcmp(&fast[i], &naive[i], sizeof(float)) != 0)
                         fail_msg("%s {%s} prompt %d L%d.%s node %d pos %d: fast %.9g naive %.9g", m->dir, label, p, l,
                                  site_name(s), i / n_pos, positions[i % n_pos], fast[i], naive[i]);
+                }
+                /* A joint patch of one node is that node's patch (the bound command's joint
+                 * forward pass against the sweep's), for the first two nodes. */
+                int last = l + job->window - 1 < c->n_layer - 1 ? l + job->window - 1 : c->n_layer - 1;
+                for (int i = 0; i < 2 * n_pos && i < n * n_pos; i++) {
+                    if (positions[i % n_pos] >= r.T) continue;
+                    Patch one = {s, l, last, site_has_index(s) ? i / n_pos : -1, positions[i % n_pos], NULL};
+                    float joint = (float)engine_joint_effect(e, &r, &one, 1);
+                    if (memcmp(&joint, &naive[i], sizeof(float)) != 0)
+                        fail_msg("%s {%s} prompt %d L%d.%s node %d pos %d: joint patch of one node %.9g, its effect %.9g",
+                                 m->dir, label, p, l, site_name(s), i / n_pos, positions[i % n_pos], joint, naive[i]);
                 }
             }
             free(fast);

@@ -1,0 +1,232 @@
+"""CLI: patchsweep bound, the false-negative bound after verifying the top of a ranking.
+- the subset effects equal joint patches computed independently with the PyTorch reference
+  (tests/reference/gen_effects.py), on GPT-2 and Llama (GQA, a window of two layers), with
+  pair and gaussian (three noise draws) corruptions, on q-side and kv-side sites;
+- the ranking, the verified set and the subset masks follow the recipe of docs/methods.md (the
+  generator re-implemented here);
+- estimate, se, ucb and theta equal the formulas of docs/methods.md recomputed with numpy;
+- a rerun gives the same /bound bit for bit and replaces it; the sweep's datasets are untouched;
+- bad input: one line, exit status 2, the results file unchanged.
+Usage: test_bound.py BINARY FIXTURES SHARED"""
+import hashlib
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+from statistics import NormalDist
+
+import h5py
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "reference"))
+from mpi_util import user_error  # noqa: E402
+from gen_effects import JobReference, SplitMix64  # noqa: E402
+
+binary, fixtures = sys.argv[1], os.path.abspath(sys.argv[2])
+failures = []
+# float32 forward passes against float64 ones: the effects tests see at most 8e-6 (docs/methods.md)
+TOLERANCE = 3e-5
+
+
+def check(cond, msg):
+    if not cond:
+        failures.append(msg)
+
+
+def bound(job_path, *options):
+    return subprocess.run([binary, "bound", job_path, "--quiet", *options], capture_output=True, text=True, timeout=300)
+
+
+def sweep_digest(path):
+    """A digest of every dataset outside /bound: what the sweep computed."""
+    h = hashlib.sha256()
+    with h5py.File(path, "r") as f:
+        names = []
+        f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) and not n.startswith("bound") else None)
+        for n in sorted(names):
+            h.update(n.encode() + f[n][()].tobytes())
+    return h.hexdigest()
+
+
+def read_bound(path):
+    with h5py.File(path, "r") as f:
+        g = f["bound"]
+        return {k: g[k][()] for k in g}, dict(g.attrs), f["effects"], f["positions"][()], \
+            [s.decode() for s in f["nodes/site"][()]]
+
+
+def expected_order(estimate, site_cells):
+    """Cells of one prompt by |estimate|, largest first, ties in cell order (float32 compare)."""
+    return sorted(site_cells, key=lambda c: (-abs(np.float32(estimate[c])), c))
+
+
+def check_job(tmp, name, site, by, options, joint_checks):
+    job = json.load(open(os.path.join(fixtures, "jobs", name + ".json")))
+    job["model"] = os.path.normpath(os.path.join(fixtures, "jobs", job["model"]))
+    job["output"] = os.path.join(tmp, name + ".h5")
+    path = os.path.join(tmp, name + ".json")
+    json.dump(job, open(path, "w"))
+    p = subprocess.run([binary, "run", path, "--quiet"], capture_output=True, text=True, timeout=300)
+    check(p.returncode == 0, f"{name}: run: {p.returncode} {p.stderr}")
+    before = sweep_digest(job["output"])
+    p = bound(path, "--site", site, "--by", by, *options)
+    check(p.returncode == 0, f"{name}: bound: {p.returncode} {p.stderr}")
+    if p.returncode:
+        return path
+    check(sweep_digest(job["output"]) == before, f"{name}: bound changed the sweep's datasets")
+    b, attrs, _, positions, node_sites = read_bound(job["output"])
+    with h5py.File(job["output"], "r") as f:
+        estimates = f[f"effects/{by}"][()]
+        lengths = f["prompts/length"][()]
+    opts = dict(zip(options[::2], options[1::2]))
+    K, verified_k = int(opts["--subsets"]), int(opts["--verified"])
+    inclusion, confidence, seed = float(opts["--inclusion"]), float(opts.get("--confidence", 0.95)), int(opts.get("--seed", 0))
+    check(attrs["site"].decode() if isinstance(attrs["site"], bytes) else attrs["site"] == site, f"{name}: site attribute")
+    P, N, S = estimates.shape
+    check(b["in_subset"].shape == (P, K, N, S) and b["subset_effect"].shape == (P, K), f"{name}: shapes {b['in_subset'].shape}")
+    largest_ucb_gap = 0.0
+    for p in range(P):
+        site_cells = [(n, j) for n in range(N) for j in range(S) if node_sites[n] == site and positions[j] < lengths[p]]
+        order = expected_order(estimates[p], site_cells)
+        verified, unverified = order[:verified_k], order[verified_k:]
+        got_verified = sorted(zip(*np.nonzero(b["verified"][p])))
+        check(got_verified == sorted(verified), f"{name} prompt {p}: verified cells {got_verified[:5]}... != {sorted(verified)[:5]}...")
+        # the masks: draw u of subset k is splitmix64(seed, p, k)'s u-th uniform, unverified cells in rank order
+        mask = np.zeros((K, N, S), dtype=np.uint8)
+        for k in range(K):
+            rng = SplitMix64(seed, p, k)
+            for (n, j) in unverified:
+                mask[k, n, j] = rng.uniform() < inclusion
+        check(np.array_equal(mask, b["in_subset"][p]), f"{name} prompt {p}: subset masks differ from the documented recipe")
+        # the statistics
+        I = b["subset_effect"][p]
+        z = NormalDist().inv_cdf(1 - (1 - confidence) / (2 * max(len(unverified), 1)))
+        theta = 0.0
+        for (n, j) in unverified:
+            inside = mask[:, n, j] == 1
+            a, c = I[inside], I[~inside]
+            if len(a) < 2 or len(c) < 2:
+                check(math.isinf(b["ucb"][p, n, j]), f"{name} prompt {p} cell {(n, j)}: {len(a)} subsets in, ucb not inf")
+                theta = math.inf
+                continue
+            est = a.mean() - c.mean()
+            se = math.sqrt(a.var(ddof=1) / len(a) + c.var(ddof=1) / len(c))
+            ucb = abs(est) + z * se
+            theta = max(theta, ucb)
+            for key, want in (("estimate", est), ("se", se), ("ucb", ucb)):
+                got = b[key][p, n, j]
+                if not abs(got - want) <= 1e-9 * max(1.0, abs(want)):
+                    failures.append(f"{name} prompt {p} cell {(n, j)}: {key} {got!r}, recomputed {want!r}")
+            largest_ucb_gap = max(largest_ucb_gap, abs(b["ucb"][p, n, j] - ucb))
+        check(b["theta"][p] == theta or abs(b["theta"][p] - theta) <= 1e-9 * max(1.0, theta),
+              f"{name} prompt {p}: theta {b['theta'][p]} != {theta}")
+        outside = np.ones((N, S), dtype=bool)
+        for cell in unverified:
+            outside[cell] = False
+        check(np.isnan(b["ucb"][p][outside]).all(), f"{name} prompt {p}: ucb set outside the unverified cells")
+
+    # joint patches against the PyTorch reference
+    reference = JobReference(path)
+    worst = 0.0
+    for p, k in joint_checks:
+        runs = reference.prompt(p)
+        cells = [(node_sites[n],) + node_of(reference, n) + (int(positions[j]),) for n, j in zip(*np.nonzero(b["in_subset"][p, k]))]
+        want = reference.effect(runs, cells)
+        got = b["subset_effect"][p, k]
+        worst = max(worst, abs(got - want))
+        check(abs(got - want) <= TOLERANCE * max(1.0, abs(want)),
+              f"{name} prompt {p} subset {k} ({len(cells)} cells): patchsweep {got:.8g}, reference {want:.8g}")
+        check(len(cells) > 1, f"{name} prompt {p} subset {k}: only {len(cells)} cells, not a joint patch")
+    print(f"{name}: site {site} by {by}: {P} prompts, masks and statistics as documented (ucb within {largest_ucb_gap:.1e}); "
+          f"{len(joint_checks)} joint patches match the reference within {worst:.1e}")
+    return path
+
+
+def node_of(reference, n):
+    site, layer, index = reference.nodes[n]
+    return (layer, index)
+
+
+with tempfile.TemporaryDirectory() as tmp:
+    opts = ["--verified", "5", "--subsets", "12", "--inclusion", "0.3", "--seed", "3"]
+    gpt2 = check_job(tmp, "gpt2-pair-denoise", "z", "atp_star", opts, [(0, 0), (0, 5), (2, 11)])
+    check_job(tmp, "gpt2-gaussian", "k", "atp", ["--verified", "2", "--subsets", "8", "--inclusion", "0.4"], [(1, 0), (1, 3)])
+    check_job(tmp, "llama-pair-noise-kl", "v", "atp_qk",
+              ["--verified", "3", "--subsets", "10", "--inclusion", "0.25", "--confidence", "0.9"], [(0, 1), (1, 9)])
+
+    # Rerun: the same bits; other options replace the group.
+    out = json.load(open(gpt2))["output"]
+    first = read_bound(out)[0]
+    p = bound(gpt2, "--site", "z", *opts)
+    again = read_bound(out)[0]
+    check(p.returncode == 0 and all(np.array_equal(first[k], again[k], equal_nan=True) for k in first),
+          f"a rerun with the same options gave another /bound: {p.stderr}")
+    p = bound(gpt2, "--site", "mlp_post", "--subsets", "6", "--verified", "0")
+    with h5py.File(out, "r") as f:
+        check(p.returncode == 0 and f["bound"].attrs["subsets"] == 6 and f["bound/subset_effect"].shape[1] == 6
+              and f["bound/verified"][()].sum() == 0, f"a rerun with other options did not replace /bound: {p.stderr}")
+
+    # The printed summary names the bound and checks it against the exact sweep.
+    p = subprocess.run([binary, "bound", gpt2, "--site", "z", *opts], capture_output=True, text=True, timeout=300)
+    check(p.returncode == 0 and "check against the exact sweep" in p.stdout and "prompt 2:" in p.stdout,
+          f"summary: {p.stdout[-400:]!r}")
+
+    # Bad input: one line, exit 2, nothing changed.
+    before = hashlib.sha256(open(out, "rb").read()).hexdigest()
+    job = json.load(open(gpt2))
+    no_estimates = os.path.join(tmp, "no-estimates.json")
+    json.dump(dict(job, estimates=[]), open(no_estimates, "w"))
+    other_metric = os.path.join(tmp, "other-metric.json")
+    json.dump(dict(job, metric="logprob"), open(other_metric, "w"))
+    missing = os.path.join(tmp, "missing.json")
+    json.dump(dict(job, output=os.path.join(tmp, "nothing-here.h5")), open(missing, "w"))
+    junk = os.path.join(tmp, "junk.json")
+    open(os.path.join(tmp, "junk.h5"), "w").write("not a results file\n")
+    json.dump(dict(job, output=os.path.join(tmp, "junk.h5")), open(junk, "w"))
+    cases = [
+        ([gpt2], "several sites"),
+        ([gpt2, "--site", "nonsense"], "--site \"nonsense\" is not a site"),
+        ([gpt2, "--site", "attn_out", "--by", "atp_qk", "--site", "mlp_out"], "--site is given twice"),
+        ([gpt2, "--site", "z", "--by", "grad"], "--by \"grad\" is not an estimator"),
+        ([gpt2, "--site", "z", "--inclusion", "1.5"], "--inclusion must be a number strictly between 0 and 1"),
+        ([gpt2, "--site", "z", "--confidence", "abc"], "--confidence must be a number"),
+        ([gpt2, "--site", "z", "--subsets", "2"], "--subsets must be an integer >= 4"),
+        ([gpt2, "--site", "z", "--verified", "-1"], "--verified must be an integer >= 0"),
+        ([gpt2, "--site", "z", "--verified"], "--verified needs a value"),
+        ([gpt2, "--site", "z", "--fast"], "unknown option \"--fast\""),
+        ([no_estimates, "--site", "z"], "computes no estimates"),
+        ([other_metric, "--site", "z"], "different job or model"),
+        ([missing, "--site", "z"], "does not exist; run the job first"),
+        ([junk, "--site", "z"], "is not a patchsweep results file"),
+        ([os.path.join(tmp, "no-such-job.json"), "--site", "z"], "no-such-job.json"),
+    ]
+    gaussian = os.path.join(tmp, "gpt2-gaussian.json")
+    cases.append(([gaussian, "--site", "k", "--by", "atp_qk"], "does not compute that estimate"))
+    cases.append(([gaussian, "--site", "q"], "does not patch that site"))
+    for args, fragment in cases:
+        problem, _ = user_error([binary, "bound", *args], fragment)
+        if problem:
+            failures.append(f"bound {' '.join(os.path.basename(a) for a in args)}: {problem}")
+    check(hashlib.sha256(open(out, "rb").read()).hexdigest() == before, "a refused bound changed the results file")
+
+    # An unfinished sweep: a missing estimate is named, and nothing is written.
+    with h5py.File(out, "r+") as f:
+        z_node = [s.decode() for s in f["nodes/site"][()]].index("z")
+        f["effects/atp_star"][1, z_node, 2] = np.nan
+        name = f["nodes/name"][z_node].decode()
+    before = hashlib.sha256(open(out, "rb").read()).hexdigest()
+    problem, line = user_error([binary, "bound", gpt2, "--site", "z"], "prompt 1 has no atp_star estimate")
+    if problem:
+        failures.append(f"unfinished sweep: {problem}")
+    elif f"for {name} at position 2" not in line:
+        failures.append(f"unfinished sweep: {line!r} does not name {name} at position 2")
+    check(hashlib.sha256(open(out, "rb").read()).hexdigest() == before, "a refused bound changed the results file")
+
+print(f"{len(failures)} failures")
+for f in failures:
+    print("FAIL", f)
+sys.exit(1 if failures else 0)
