@@ -1,7 +1,8 @@
 """CLI: patchsweep bound, the false-negative bound after verifying the top of a ranking.
-- the subset effects equal joint patches computed independently with the PyTorch reference
-  (tests/reference/gen_effects.py), on GPT-2 and Llama (GQA, a window of two layers), with
-  pair and gaussian (three noise draws) corruptions, on q-side and kv-side sites;
+- the subsets drawn and their joint effects equal those of the independent PyTorch reference
+  (tests/reference/gen_bound.py -> fixtures/golden/bound.json), on GPT-2 and Llama (GQA, a window
+  of two layers), with pair and gaussian (three noise draws) corruptions, on q-side and kv-side
+  sites;
 - the ranking, the verified set and the subset masks follow the recipe of docs/methods.md (the
   generator re-implemented here);
 - estimate, se, ucb and theta equal the formulas of docs/methods.md recomputed with numpy;
@@ -24,7 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "reference"))
 from mpi_util import user_error  # noqa: E402
-from gen_effects import JobReference, SplitMix64  # noqa: E402
+from splitmix64 import SplitMix64  # noqa: E402
 
 binary, fixtures = sys.argv[1], os.path.abspath(sys.argv[2])
 failures = []
@@ -64,7 +65,9 @@ def expected_order(estimate, site_cells):
     return sorted(site_cells, key=lambda c: (-abs(np.float32(estimate[c])), c))
 
 
-def check_job(tmp, name, site, by, options, joint_checks):
+def check_job(tmp, case):
+    name, site, by = case["job"], case["site"], case["by"]
+    options = [x for key, value in case["options"].items() for x in (f"--{key}", str(value))]
     job = json.load(open(os.path.join(fixtures, "jobs", name + ".json")))
     job["model"] = os.path.normpath(os.path.join(fixtures, "jobs", job["model"]))
     job["output"] = os.path.join(tmp, name + ".h5")
@@ -129,34 +132,29 @@ def check_job(tmp, name, site, by, options, joint_checks):
             outside[cell] = False
         check(np.isnan(b["ucb"][p][outside]).all(), f"{name} prompt {p}: ucb set outside the unverified cells")
 
-    # joint patches against the PyTorch reference
-    reference = JobReference(path)
+    # the reference's subsets and joint effects
     worst = 0.0
-    for p, k in joint_checks:
-        runs = reference.prompt(p)
-        cells = [(node_sites[n],) + node_of(reference, n) + (int(positions[j]),) for n, j in zip(*np.nonzero(b["in_subset"][p, k]))]
-        want = reference.effect(runs, cells)
-        got = b["subset_effect"][p, k]
+    for ref in case["subsets"]:
+        p, k = ref["prompt"], ref["subset"]
+        cells = sorted(map(list, zip(*np.nonzero(b["in_subset"][p, k]))))
+        if cells != sorted(ref["cells"]):
+            failures.append(f"{name} prompt {p} subset {k}: patchsweep drew {len(cells)} cells, the reference "
+                            f"{len(ref['cells'])} (a different ranking or recipe)")
+            continue
+        got, want = b["subset_effect"][p, k], ref["effect"]
         worst = max(worst, abs(got - want))
         check(abs(got - want) <= TOLERANCE * max(1.0, abs(want)),
               f"{name} prompt {p} subset {k} ({len(cells)} cells): patchsweep {got:.8g}, reference {want:.8g}")
-        check(len(cells) > 1, f"{name} prompt {p} subset {k}: only {len(cells)} cells, not a joint patch")
     print(f"{name}: site {site} by {by}: {P} prompts, masks and statistics as documented (ucb within {largest_ucb_gap:.1e}); "
-          f"{len(joint_checks)} joint patches match the reference within {worst:.1e}")
+          f"{len(case['subsets'])} joint patches match the reference within {worst:.1e}")
     return path
 
 
-def node_of(reference, n):
-    site, layer, index = reference.nodes[n]
-    return (layer, index)
-
-
 with tempfile.TemporaryDirectory() as tmp:
-    opts = ["--verified", "5", "--subsets", "12", "--inclusion", "0.3", "--seed", "3"]
-    gpt2 = check_job(tmp, "gpt2-pair-denoise", "z", "atp_star", opts, [(0, 0), (0, 5), (2, 11)])
-    check_job(tmp, "gpt2-gaussian", "k", "atp", ["--verified", "2", "--subsets", "8", "--inclusion", "0.4"], [(1, 0), (1, 3)])
-    check_job(tmp, "llama-pair-noise-kl", "v", "atp_qk",
-              ["--verified", "3", "--subsets", "10", "--inclusion", "0.25", "--confidence", "0.9"], [(0, 1), (1, 9)])
+    cases = json.load(open(os.path.join(fixtures, "golden", "bound.json")))
+    paths = [check_job(tmp, case) for case in cases]
+    gpt2 = paths[0]
+    opts = [x for key, value in cases[0]["options"].items() for x in (f"--{key}", str(value))]
 
     # Rerun: the same bits; other options replace the group.
     out = json.load(open(gpt2))["output"]

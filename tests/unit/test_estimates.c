@@ -219,12 +219,42 @@ static void test_tiny_patch_first_order(void **state) {
     model_free(&m);
 }
 
+/* The bound's normal quantile against Python's statistics.NormalDist (an independent
+ * implementation), from the centre to far in the tail where 1 - Phi(x) would round to 0. */
+static void test_normal_upper_quantile(void **state) {
+    (void)state;
+    struct { double tail, x; } known[] = {
+        {0.5, 0.0}, {0.9, -1.2815515655446008}, {0.025, 1.9599639845400536}, {2.5e-5, 4.055626981121907},
+        {1e-10, 6.361340902404056},
+    };
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
+        double x = normal_upper_quantile(known[i].tail);
+        if (fabs(x - known[i].x) > 1e-9) fail_msg("tail %g: %.15g, expected %.15g", known[i].tail, x, known[i].x);
+    }
+}
+
+/* Subset statistics on a case solved by hand: cell 0 in subsets 0 and 1 (effects 1, 3), out of
+ * 2 and 3 (effects 0, 2): estimate 2 - 1 = 1, se = sqrt(2/2 + 2/2) = sqrt 2. Cell 1 is in one
+ * subset only: no bound. */
+static void test_bound_cells_by_hand(void **state) {
+    (void)state;
+    double effect[4] = {1, 3, 0, 2};
+    uint8_t in[4 * 2] = {1, 0, 1, 1, 0, 0, 0, 0};
+    CellBound b[2];
+    bound_cells(effect, in, 4, 2, 2.0, b);
+    assert_true(b[0].n_in == 2 && fabs(b[0].estimate - 1.0) < 1e-15 && fabs(b[0].se - sqrt(2.0)) < 1e-15);
+    assert_true(fabs(b[0].ucb - (1.0 + 2.0 * sqrt(2.0))) < 1e-15);
+    assert_true(b[1].n_in == 1 && isinf(b[1].ucb));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_key_fix_closed_form),
         cmocka_unit_test(test_saturated_attention),
         cmocka_unit_test(test_cancellation),
         cmocka_unit_test(test_tiny_patch_first_order),
+        cmocka_unit_test(test_normal_upper_quantile),
+        cmocka_unit_test(test_bound_cells_by_hand),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""Joint patches of the bound command's subsets, computed independently (run with
+/usr/bin/python3).
+
+    /usr/bin/python3 tests/reference/gen_bound.py
+
+For a few test jobs and `patchsweep bound` options, this follows docs/methods.md ("Bounding what
+the ranking missed") from the job's golden estimates (written by gen_effects.py): rank the site's
+cells by |estimate| (as float32, ties in cell order), take the top as verified, draw the
+subsets of the rest with splitmix64 (seed, prompt, subset), and patch each listed subset jointly
+with the float64 reference model (gen_effects.JobReference). Writes
+tests/fixtures/golden/bound.json: per case the job, the options, and for each checked subset its
+cells and its effect. tests/cli/test_bound.py checks that patchsweep draws the same subsets and
+gets the same effects.
+"""
+import json
+import os
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import safetensors_io as st  # noqa: E402
+from gen_effects import JobReference  # noqa: E402
+from splitmix64 import SplitMix64  # noqa: E402
+
+FIXTURES = os.path.join(HERE, "..", "fixtures")
+# (job, site, ranked by, options, (prompt, subset) pairs to patch)
+CASES = [
+    ("gpt2-pair-denoise", "z", "atp_star", {"verified": 5, "subsets": 12, "inclusion": 0.3, "seed": 3},
+     [(0, 0), (0, 5), (2, 11)]),
+    ("gpt2-gaussian", "k", "atp", {"verified": 2, "subsets": 8, "inclusion": 0.4, "seed": 0}, [(1, 0), (1, 3)]),
+    ("llama-pair-noise-kl", "v", "atp_qk", {"verified": 3, "subsets": 10, "inclusion": 0.25, "seed": 0, "confidence": 0.9}, [(0, 1), (1, 9)]),
+]
+
+
+def unverified_cells(reference, estimates, site, p, verified):
+    """The prompt's cells of the site outside the top `verified`, in rank order."""
+    T = len(reference.prompts[p]["clean"])
+    cells = [(n, j) for n, node in enumerate(reference.nodes) for j, pos in enumerate(reference.columns)
+             if node[0] == site and pos < T]
+    score = np.abs(estimates[p].astype(np.float32))
+    cells.sort(key=lambda c: (-score[c], c))
+    return cells[verified:]
+
+
+def subset(cells, seed, p, k, inclusion):
+    rng = SplitMix64(seed, p, k)
+    return [c for c in cells if rng.uniform() < inclusion]
+
+
+def main():
+    out = []
+    for name, site, by, options, checks in CASES:
+        path = os.path.join(FIXTURES, "jobs", name + ".json")
+        reference = JobReference(path)
+        estimates = st.read(os.path.join(FIXTURES, "golden", f"effects-{name}.safetensors"))[by]
+        subsets = []
+        for p, k in checks:
+            cells = subset(unverified_cells(reference, estimates, site, p, options["verified"]), options["seed"], p, k,
+                           options["inclusion"])
+            patch = [(site, reference.nodes[n][1], reference.nodes[n][2], reference.columns[j]) for n, j in cells]
+            effect = reference.effect(reference.prompt(p), patch)
+            subsets.append({"prompt": p, "subset": k, "cells": [list(c) for c in cells], "effect": effect})
+            print(f"{name} {site} by {by}: prompt {p} subset {k}: {len(cells)} cells, joint effect {effect:.6g}")
+        out.append({"job": name, "site": site, "by": by, "options": options, "subsets": subsets})
+    with open(os.path.join(FIXTURES, "golden", "bound.json"), "w") as f:
+        f.write("[\n" + ",\n".join(json.dumps(case) for case in out) + "\n]\n")
+
+
+if __name__ == "__main__":
+    main()
