@@ -251,3 +251,52 @@ def recall_curve(r, k=None):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def bound_figure(r):
+    """`patchsweep bound`: per prompt, the bound theta on every unverified cell's |effect| against
+    the largest exact |effect| among them (above the diagonal: the bound held); per unverified
+    cell, its own upper bound against its |exact effect|. Without exact effects, theta alone."""
+    b = r.bound
+    if b is None:
+        return None
+    check = metrics.bound_check(r)
+    site, by, conf = b.get("site"), b.get("ranked_by"), b.get("confidence")
+    what = f"site {site}, top {b.get('n_verified')} by {by} verified, {b.get('subsets')} subsets, confidence {conf}"
+    if check is None:
+        fig, ax = plt.subplots(figsize=(6.5, 4))
+        theta = np.where(np.isinf(b["theta"]), np.nan, b["theta"])
+        ax.bar(range(len(theta)), theta)
+        ax.set_xlabel("prompt")
+        ax.set_ylabel(f"theta: bound on every unverified |effect| ({effect_unit(r)})")
+        ax.set_title(f"The bound per prompt ({what})", fontsize=9)
+        fig.tight_layout()
+        return fig
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.4))
+    theta, missed = check["theta"], check["missed"]
+    finite = np.isfinite(theta)
+    top = float(np.nanmax(np.concatenate([missed, theta[finite]]))) if finite.any() else float(np.nanmax(missed))
+    top = top * 1.1 if top > 0 else 1.0
+    held = check["held"]
+    left.scatter(missed[finite & held], theta[finite & held], s=14, label="bound held")
+    left.scatter(missed[finite & ~held], theta[finite & ~held], s=14, color="crimson", label="bound failed")
+    if (~finite).any():
+        left.scatter(missed[~finite], np.full((~finite).sum(), top), marker="^", color="grey", s=14, label="no bound (inf)")
+    left.plot([0, top], [0, top], color="grey", lw=0.8)
+    left.set_xlim(0, top), left.set_ylim(0, top * 1.05)
+    left.set_xlabel(f"largest exact |effect| among unverified cells ({effect_unit(r)})")
+    left.set_ylabel(f"theta, the bound on all of them ({effect_unit(r)})")
+    left.set_title(f"Per prompt: held on {int(held.sum())} of {len(held)}", fontsize=10)
+    left.legend(fontsize=8)
+    ucb, exact = check["ucb"], check["exact"]
+    ok = np.isfinite(ucb)
+    covered = float(np.mean(exact[ok] <= ucb[ok])) if ok.any() else float("nan")
+    right.scatter(exact[ok], ucb[ok], s=4, alpha=0.4)
+    hi = float(max(exact[ok].max(), ucb[ok].max())) if ok.any() else 1.0
+    right.plot([0, hi], [0, hi], color="grey", lw=0.8)
+    right.set_xlabel(f"|exact effect| of an unverified cell ({effect_unit(r)})")
+    right.set_ylabel(f"its upper confidence bound ({effect_unit(r)})")
+    right.set_title(f"Per cell: the bound covers {100 * covered:.1f}% of {int(ok.sum())} cells", fontsize=10)
+    fig.suptitle(f"Bounding what the ranking missed ({what})", fontsize=10)
+    fig.tight_layout()
+    return fig

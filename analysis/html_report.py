@@ -175,6 +175,26 @@ def build_report(path, out_dir, k=20):
         page.figure(figures.recall_curve(r), "recall", "Recall of the true top k within a budget of b cells taken "
                     "in the estimator's order.")
 
+    if r.bound is not None:
+        b = r.bound
+        page.text("<h2>Bounding what verifying the top missed</h2>")
+        page.text(f"<p class='note'>Written by <code>patchsweep bound</code>: for each prompt the {html.escape(str(b.get('site')))} "
+                  f"cells were ranked by {html.escape(str(b.get('ranked_by')))}, the top {b.get('n_verified')} taken as verified, "
+                  f"and the rest patched jointly in {b.get('subsets')} random subsets (each cell in with probability "
+                  f"{b.get('inclusion')}). A cell's effect is estimated as the mean subset effect with it minus without "
+                  f"it; theta, the largest upper confidence bound, bounds every unverified cell's |effect| at once with "
+                  f"confidence {b.get('confidence')} <i>if patch effects add up</i>. Where they interact (a circuit "
+                  "whose parts need each other), the bound can fail; the exact sweep shows where it did. "
+                  f"{b.get('forward_passes')} forward passes, {_fmt(float(b.get('seconds', float('nan'))))} s.</p>")
+        check = metrics.bound_check(r)
+        if check is not None:
+            rows = [[p, _fmt(float(check["theta"][p])), _fmt(float(check["missed"][p])), "yes" if check["held"][p] else "no"]
+                    for p in range(len(check["theta"]))]
+            page.text(_table(["prompt", f"theta ({unit})", f"largest missed |exact| ({unit})", "held"], rows[:40]))
+        page.figure(figures.bound_figure(r), "bound", "Left: per prompt, the bound against the largest exact "
+                    "|effect| the verified top left out; above the diagonal it held. Right: each unverified cell's own "
+                    "upper confidence bound against its |exact effect|.")
+
     page.text("<h2>Provenance</h2>")
     attrs = r.attrs
     rows = [["results file", path], ["complete", "yes" if r.complete else "no"], ["tool", attrs.get("tool_version")],

@@ -83,6 +83,13 @@ class Results:
             self.unit_node0 = f["progress/unit_node0"][()]
             self.unit_nodes = f["progress/unit_nodes"][()]
             self.unit_seconds = f["progress/seconds"][()]
+            # written by `patchsweep bound` (docs/results.md); the subset masks stay in the file
+            self.bound = None
+            if "bound" in f:
+                g = f["bound"]
+                self.bound = {k: (_text(v) if isinstance(v, (bytes, str)) else v.item()) for k, v in g.attrs.items()}
+                self.bound.update({k: g[k][()] for k in ("verified", "estimate", "se", "ucb", "theta", "subset_effect")})
+                self.bound["verified"] = self.bound["verified"].astype(bool)
         P, N, S = len(self.lengths), len(self.node_names), len(self.positions)
         self.shape = (P, N, S)
         # A cell is computed when its exact unit is done (estimates-only jobs: its estimate unit)

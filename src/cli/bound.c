@@ -324,7 +324,7 @@ int cmd_bound(int argc, char **argv) {
     long verified_k = o.verified, seed = o.seed;
     h5_set_string_attr(bf.group, "site", site_name(site));
     h5_set_string_attr(bf.group, "ranked_by", estimate_name(by));
-    h5_set_number_attr(bf.group, "verified", H5T_NATIVE_LONG, &verified_k);
+    h5_set_number_attr(bf.group, "n_verified", H5T_NATIVE_LONG, &verified_k);
     h5_set_number_attr(bf.group, "subsets", H5T_NATIVE_INT, &K);
     h5_set_number_attr(bf.group, "inclusion", H5T_NATIVE_DOUBLE, &inclusion);
     h5_set_number_attr(bf.group, "confidence", H5T_NATIVE_DOUBLE, &confidence);

@@ -1,0 +1,73 @@
+"""The false-negative bound written by `patchsweep bound`: loaded, checked against the exact
+sweep (known answers on a synthetic file), drawn with labelled axes, and reported."""
+import json
+import os
+import shutil
+import subprocess
+
+import h5py
+import numpy as np
+import pytest
+
+import analysis
+from analysis import figures
+from conftest import BINARY, FIXTURES, write_synthetic
+from test_report import axes_are_labelled
+
+
+@pytest.fixture(scope="module")
+def bounded_file(real_file, tmp_path_factory):
+    """A copy of the real file with /bound for its z cells (the job's fingerprint ignores where
+    the output is, so a job naming the copy is the same job)."""
+    tmp = str(tmp_path_factory.mktemp("bound"))
+    path = os.path.join(tmp, "bounded.h5")
+    shutil.copy(real_file, path)
+    job = json.load(open(os.path.join(FIXTURES, "jobs", "gpt2-pair-denoise.json")))
+    job["model"] = os.path.normpath(os.path.join(FIXTURES, "jobs", job["model"]))
+    job["output"] = path
+    job_path = os.path.join(tmp, "job.json")
+    json.dump(job, open(job_path, "w"))
+    subprocess.run([BINARY, "bound", job_path, "--site", "z", "--verified", "4", "--subsets", "16", "--quiet"],
+                   check=True, timeout=300)
+    return path
+
+
+def test_load_bound(bounded_file, real_file):
+    assert analysis.load(real_file).bound is None
+    r = analysis.load(bounded_file)
+    b = r.bound
+    assert b["site"] == "z" and b["ranked_by"] == "atp_star" and b["n_verified"] == 4 and b["subsets"] == 16
+    assert b["ucb"].shape == r.shape and b["subset_effect"].shape == (r.shape[0], 16)
+    z = np.array([s == "z" for s in r.node_sites])
+    for p in range(r.shape[0]):
+        assert b["verified"][p].sum() == 4 and b["verified"][p][z].sum() == 4
+        unverified = ~np.isnan(b["ucb"][p])
+        assert not (unverified & b["verified"][p]).any() and not unverified[~z].any()
+        assert b["theta"][p] == np.max(b["ucb"][p][unverified])
+
+
+def test_bound_check_known(tmp_path):
+    """Two prompts, three cells: prompt 0's bound (2.5) covers its largest unverified |effect|
+    (|-2|; the verified cell's 9 does not count), prompt 1's (1.0) does not cover 3."""
+    exact = np.array([[[9.0], [-2.0], [0.5]], [[1.0], [3.0], [0.25]]])
+    path = write_synthetic(str(tmp_path / "s.h5"), exact, {"atp": exact})
+    ucb = np.array([[[np.nan], [2.5], [1.0]], [[np.nan], [1.0], [0.1]]])
+    with h5py.File(path, "r+") as f:
+        g = f.create_group("bound")
+        g.attrs["site"], g.attrs["ranked_by"], g.attrs["n_verified"], g.attrs["subsets"] = "resid_pre", "atp", 1, 8
+        g["verified"] = np.isnan(ucb).astype(np.uint8)
+        g["ucb"], g["estimate"], g["se"] = ucb, ucb, ucb
+        g["theta"] = np.array([2.5, 1.0])
+        g["subset_effect"] = np.zeros((2, 8))
+    check = analysis.bound_check(analysis.load(path))
+    assert check["missed"].tolist() == [2.0, 3.0] and check["held"].tolist() == [True, False]
+    assert sorted(zip(check["exact"].tolist(), check["ucb"].tolist())) == [(0.25, 0.1), (0.5, 1.0), (2.0, 2.5), (3.0, 1.0)]
+
+
+def test_bound_figure_and_report(bounded_file, tmp_path):
+    r = analysis.load(bounded_file)
+    fig = figures.bound_figure(r)
+    axes_are_labelled(fig, "bound")
+    text = open(analysis.report(bounded_file, str(tmp_path / "report"))).read()
+    assert "Bounding what verifying the top missed" in text and "src='bound.png'" in text
+    assert os.path.getsize(tmp_path / "report" / "bound.png") > 5000
