@@ -247,6 +247,40 @@ static void test_bound_cells_by_hand(void **state) {
     assert_true(b[1].n_in == 1 && isinf(b[1].ucb));
 }
 
+/* Under the bound's assumption (effects add up), it covers: 60 cells with known effects (a few
+ * large, most small, both signs), I(S) = the sum over the subset, 400 subsets at inclusion 0.1.
+ * At confidence 0.95 every |c| must lie under its ucb (a fixed seed makes this one draw; the
+ * chance it fails is at most 5%); with no margin (z = 0) some must not, or the check is void. */
+static void test_bound_covers_additive_effects(void **state) {
+    (void)state;
+    enum { U = 60, K = 400 };
+    double c[U], effect[K];
+    static uint8_t in[K * U];
+    Rng rng;
+    rng_seed(&rng, 11, 0, 0);
+    for (int n = 0; n < U; n++) c[n] = (n % 7 == 0 ? 5.0 : 0.3) * rng_normal(&rng);
+    for (int k = 0; k < K; k++) {
+        effect[k] = 0.0;
+        for (int n = 0; n < U; n++) {
+            in[k * U + n] = rng_uniform(&rng) < 0.1;
+            if (in[k * U + n]) effect[k] += c[n];
+        }
+    }
+    CellBound b[U];
+    bound_cells(effect, in, K, U, normal_upper_quantile(0.05 / (2 * U)), b);
+    double theta = 0.0, largest = 0.0;
+    for (int n = 0; n < U; n++) {
+        if (fabs(c[n]) > b[n].ucb) fail_msg("cell %d: |c| = %.4g above its ucb %.4g", n, fabs(c[n]), b[n].ucb);
+        theta = fmax(theta, b[n].ucb), largest = fmax(largest, fabs(c[n]));
+    }
+    bound_cells(effect, in, K, U, 0.0, b);
+    int uncovered = 0;
+    for (int n = 0; n < U; n++) uncovered += fabs(c[n]) > b[n].ucb;
+    printf("  additive effects: theta %.3g over a largest |c| of %.3g; %d of %d cells uncovered without the margin\n",
+           theta, largest, uncovered, U);
+    assert_true(uncovered > 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_key_fix_closed_form),
@@ -255,6 +289,7 @@ int main(void) {
         cmocka_unit_test(test_tiny_patch_first_order),
         cmocka_unit_test(test_normal_upper_quantile),
         cmocka_unit_test(test_bound_cells_by_hand),
+        cmocka_unit_test(test_bound_covers_additive_effects),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
