@@ -16,7 +16,7 @@ echo
 build/patchsweep top results/induction.h5 -k 15
 echo
 # What the heads ranked below the top 10 by AtP* could hide, bounded (and checked against the sweep).
-build/patchsweep bound jobs/induction.json --site z | sed -n '1p;/^largest/,$p'
+mpirun -n "$(nproc)" build/patchsweep bound jobs/induction.json --site z | sed -n '1p;/^largest/,$p'
 echo
 /usr/bin/python3 -m analysis report results/induction.h5 -o results/induction-report >/dev/null
 echo "report: results/induction-report/index.html (open it in a browser)"

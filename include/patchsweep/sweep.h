@@ -39,6 +39,20 @@ void sched_poll(Scheduler *s);
 /* Rank 0: serves until every other rank has been told to stop. Then frees. */
 void sched_finish(Scheduler *s);
 
+/* ---- what every MPI command shares --------------------------------------------------------- */
+/* Every rank returns the same status (the worst); the error line is printed once, by rank 0 if
+ * it failed, else by a failing rank. Collective. */
+int mpi_agree(int rc, MPI_Comm comm);
+
+/* The model with its weights held once per node, in an MPI shared-memory window the node's
+ * first rank fills. Collective. */
+typedef struct {
+    MPI_Comm node;
+    MPI_Win window;
+} SharedWeights;
+int model_load_shared(Model *m, const char *dir, MPI_Comm comm, SharedWeights *sw);
+void model_free_shared(Model *m, SharedWeights *sw);
+
 /* ---- the driver ---------------------------------------------------------------------------- */
 typedef struct {
     int naive;  /* full forward per patch (reference and benchmark baseline) */

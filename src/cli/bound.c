@@ -5,17 +5,20 @@
  * --inclusion), and the subset effects give, for every unverified cell, an upper confidence
  * bound on its |exact effect|. Written to the job's results file under /bound (docs/results.md).
  *
- * One process, one full forward pass per subset and noise sample: this is a diagnostic on top
- * of a finished sweep, far cheaper than the sweep. */
+ * One full forward pass per subset and noise sample: a diagnostic on top of a finished sweep,
+ * far cheaper than the sweep. Under mpirun the prompts are spread over the ranks and rank 0
+ * writes; the file is the same whatever the number of ranks. */
 #include <hdf5.h>
 #include <math.h>
+#include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "patchsweep/attrib.h"
+#include "patchsweep/bound.h"
 #include "patchsweep/cli.h"
 #include "patchsweep/core.h"
 #include "patchsweep/store.h"
+#include "patchsweep/sweep.h"
 
 static const char usage[] =
     "usage: patchsweep bound JOB.json [--site SITE] [--by atp_star|atp_qk|atp] [--verified K] [--subsets N] "
@@ -130,223 +133,166 @@ static int open_results(const Job *job, const Model *m, hid_t *out) {
                      job->output, stored ? stored : "none", want);
     free(format), free(stored);
     if (rc && f >= 0) H5Fclose(f);
-    *out = f;
+    *out = rc ? -1 : f;
     return rc;
 }
 
-static const float *sort_estimate; /* one prompt's [N, S] */
-/* By |estimate|, largest first; ties in cell order, so the ranking is reproducible. */
-static int by_estimate(const void *a, const void *b) {
-    int x = *(const int *)a, y = *(const int *)b;
-    float ex = fabsf(sort_estimate[x]), ey = fabsf(sort_estimate[y]);
-    return ex > ey ? -1 : ex < ey ? 1 : (x > y) - (x < y);
+/* Rank 0 reads the ranking estimator (and the exact effects, to check the bound against) and
+ * checks that every cell of the site has its estimate: the ranking is over all of them. */
+static int read_effects(hid_t f, const Job *job, const Plan *plan, Site site, Estimate by, float **estimates, float **exact) {
+    char dset[64];
+    hsize_t dims[3];
+    int rank, P = job->n_prompts, S = plan->n_positions;
+    size_t C = (size_t)plan->n_nodes * S;
+    snprintf(dset, sizeof dset, "/effects/%s", estimate_name(by));
+    *estimates = h5_read_all(f, dset, H5T_NATIVE_FLOAT, sizeof(float), dims, &rank);
+    *exact = job->exact ? h5_read_all(f, "/effects/exact", H5T_NATIVE_FLOAT, sizeof(float), dims, &rank) : NULL;
+    if (!*estimates) return ps_fail(PS_EUSER, "bound: %s has no %s dataset", job->output, dset);
+    for (int p = 0; p < P; p++)
+        for (size_t c = 0; c < C; c++) {
+            const Node *node = &plan->nodes[c / S];
+            int pos = plan->positions[c % S];
+            if (node->site != site || pos >= job->prompts[p].T || !isnan((*estimates)[(size_t)p * C + c])) continue;
+            char name[64];
+            node_name(node, name, sizeof name);
+            return ps_fail(PS_EUSER, "bound: %s: prompt %d has no %s estimate for %s at position %d yet; finish the job first (patchsweep run %s)",
+                           job->output, p, estimate_name(by), name, pos, job->path);
+        }
+    return PS_OK;
 }
 
-static hid_t create_bound_dataset(hid_t group, const char *name, hid_t type, int rank, const hsize_t *dims) {
-    hid_t space = H5Screate_simple(rank, dims, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    hsize_t chunk[4];
-    for (int i = 0; i < rank; i++) chunk[i] = i == 0 ? 1 : dims[i]; /* one prompt per chunk */
-    if (dims[0] > 0) {
-        H5Pset_chunk(dcpl, rank, chunk);
-        H5Pset_deflate(dcpl, 4); /* subset masks are mostly zeros */
-    }
-    hid_t d = H5Dcreate2(group, name, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-    H5Pclose(dcpl), H5Sclose(space);
-    return d;
-}
-
-/* Writes one prompt's row (the slab [p, ...]) of a dataset. */
-static void write_prompt_row(hid_t d, hid_t type, int p, const void *data) {
-    hid_t space = H5Dget_space(d);
-    hsize_t dims[4], start[4] = {0, 0, 0, 0};
-    int rank = H5Sget_simple_extent_dims(space, dims, NULL);
-    start[0] = (hsize_t)p, dims[0] = 1;
-    H5Sselect_hyperslab(space, H5S_SELECT_SET, start, NULL, dims, NULL);
-    hid_t mem = H5Screate_simple(rank, dims, NULL);
-    H5Dwrite(d, type, mem, space, H5P_DEFAULT, data);
-    H5Sclose(mem), H5Sclose(space);
-}
-
+/* Rank 0's side: writes each prompt's bound as it arrives, in prompt order, and says what it
+ * found. */
 typedef struct {
-    hid_t group, subset_effect, in_subset, verified, estimate, se, ucb, theta;
-} BoundFile;
+    BoundFile file;
+    const float *exact;
+    double theta_max, missed_max;
+    long long passes;
+    int covered, checked, quiet;
+} BoundReport;
 
-static void bound_file_create(BoundFile *bf, hid_t f, int P, int K, int N, int S) {
-    if (H5Lexists(f, "/bound", H5P_DEFAULT) > 0) H5Ldelete(f, "/bound", H5P_DEFAULT); /* a rerun replaces it */
-    bf->group = H5Gcreate2(f, "/bound", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    hsize_t pk[2] = {(hsize_t)P, (hsize_t)K}, pkns[4] = {(hsize_t)P, (hsize_t)K, (hsize_t)N, (hsize_t)S};
-    hsize_t pns[3] = {(hsize_t)P, (hsize_t)N, (hsize_t)S}, p1[1] = {(hsize_t)P};
-    bf->subset_effect = create_bound_dataset(bf->group, "subset_effect", H5T_NATIVE_DOUBLE, 2, pk);
-    bf->in_subset = create_bound_dataset(bf->group, "in_subset", H5T_NATIVE_UINT8, 4, pkns);
-    bf->verified = create_bound_dataset(bf->group, "verified", H5T_NATIVE_UINT8, 3, pns);
-    bf->estimate = create_bound_dataset(bf->group, "estimate", H5T_NATIVE_DOUBLE, 3, pns);
-    bf->se = create_bound_dataset(bf->group, "se", H5T_NATIVE_DOUBLE, 3, pns);
-    bf->ucb = create_bound_dataset(bf->group, "ucb", H5T_NATIVE_DOUBLE, 3, pns);
-    bf->theta = create_bound_dataset(bf->group, "theta", H5T_NATIVE_DOUBLE, 1, p1);
+static void report_prompt(BoundReport *rep, const Plan *plan, int K, int p, const PromptBound *b) {
+    bound_file_write(&rep->file, p, b);
+    const double *sum = b->summary;
+    size_t C = (size_t)plan->n_nodes * plan->n_positions;
+    double missed = NAN;
+    for (size_t c = 0; c < C && rep->exact; c++)
+        if (!isnan(b->ucb[c])) missed = fmax(isnan(missed) ? 0.0 : missed, fabs(rep->exact[(size_t)p * C + c]));
+    rep->theta_max = fmax(rep->theta_max, sum[BOUND_THETA]);
+    rep->passes += (long long)K * (long long)sum[BOUND_SAMPLES];
+    if (!isnan(missed)) rep->checked++, rep->covered += missed <= sum[BOUND_THETA], rep->missed_max = fmax(rep->missed_max, missed);
+    if (rep->quiet) return;
+    printf("prompt %d: %.0f cells, %.0f verified; %.0f unverified: every |effect| <= %.4g", p, sum[BOUND_CELLS],
+           sum[BOUND_VERIFIED], sum[BOUND_UNVERIFIED], sum[BOUND_THETA]);
+    if (!isnan(missed)) printf(" (largest exact |effect| among them: %.4g)", missed);
+    printf("\n");
+    if (sum[BOUND_UNBOUNDED] > 0)
+        printf("  %.0f cells were in, or out of, fewer than two subsets, so nothing bounds them: raise --subsets or --inclusion\n",
+               sum[BOUND_UNBOUNDED]);
 }
 
-static void bound_file_close(BoundFile *bf) {
-    hid_t ids[] = {bf->subset_effect, bf->in_subset, bf->verified, bf->estimate, bf->se, bf->ucb, bf->theta, bf->group};
-    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) H5Oclose(ids[i]);
+/* Prompts go round-robin to the ranks; each sends its prompts' bounds to rank 0, which writes
+ * them in prompt order. A prompt's bound does not depend on which rank computed it. */
+static void run_bound(const Job *job, const Model *m, const Plan *plan, const BoundSpec *spec, const BoundOptions *o,
+                     Estimate by, hid_t f, const float *estimates, const float *exact, MPI_Comm comm) {
+    int rank, size, P = job->n_prompts, K = spec->n_subsets;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    size_t C = (size_t)plan->n_nodes * plan->n_positions;
+    double t0 = now_seconds();
+    BoundWork *work = bound_work_new(m, job, plan, spec);
+    PromptBound b;
+    prompt_bound_init(&b, (int)C, K);
+    BoundReport rep = {.exact = exact, .quiet = o->quiet};
+    if (rank == 0) {
+        bound_file_create(&rep.file, f, P, K, plan->n_nodes, plan->n_positions);
+        if (!o->quiet)
+            printf("%s: site %s ranked by %s; %d prompts; top %d verified, %d subsets each (inclusion %g), confidence %g; %d ranks\n",
+                   job->output, site_name(spec->site), estimate_name(by), P, spec->n_verified_max, K, spec->inclusion,
+                   spec->confidence, size);
+    }
+    for (int p = 0; p < P; p++) {
+        int owner = p % size;
+        if (rank == owner) bound_prompt(work, p, estimates + (size_t)p * C, &b);
+        if (rank == owner && rank != 0) {
+            MPI_Send(b.doubles, (int)b.n_doubles, MPI_DOUBLE, 0, 2 * p, comm);
+            MPI_Send(b.bytes, (int)b.n_bytes, MPI_UINT8_T, 0, 2 * p + 1, comm);
+        }
+        if (rank != 0) continue;
+        if (owner != 0) {
+            MPI_Recv(b.doubles, (int)b.n_doubles, MPI_DOUBLE, owner, 2 * p, comm, MPI_STATUS_IGNORE);
+            MPI_Recv(b.bytes, (int)b.n_bytes, MPI_UINT8_T, owner, 2 * p + 1, comm, MPI_STATUS_IGNORE);
+        }
+        report_prompt(&rep, plan, K, p, &b);
+    }
+    if (rank == 0) {
+        double seconds = now_seconds() - t0, confidence = spec->confidence, inclusion = spec->inclusion;
+        long n_verified = spec->n_verified_max, seed = (long)spec->seed;
+        hid_t g = rep.file.group;
+        h5_set_string_attr(g, "site", site_name(spec->site));
+        h5_set_string_attr(g, "ranked_by", estimate_name(by));
+        h5_set_number_attr(g, "n_verified", H5T_NATIVE_LONG, &n_verified);
+        h5_set_number_attr(g, "subsets", H5T_NATIVE_INT, &K);
+        h5_set_number_attr(g, "inclusion", H5T_NATIVE_DOUBLE, &inclusion);
+        h5_set_number_attr(g, "confidence", H5T_NATIVE_DOUBLE, &confidence);
+        h5_set_number_attr(g, "seed", H5T_NATIVE_LONG, &seed);
+        h5_set_number_attr(g, "forward_passes", H5T_NATIVE_LLONG, &rep.passes);
+        h5_set_number_attr(g, "seconds", H5T_NATIVE_DOUBLE, &seconds);
+        bound_file_close(&rep.file);
+        if (!o->quiet) {
+            printf("largest bound over prompts: %.4g; %lld forward passes, %.1f s; written to %s:/bound\n", rep.theta_max,
+                   rep.passes, seconds, job->output);
+            if (rep.checked)
+                printf("check against the exact sweep: the bound held on %d of %d prompts (largest missed |effect| %.4g)\n",
+                       rep.covered, rep.checked, rep.missed_max);
+        }
+    }
+    prompt_bound_free(&b);
+    bound_work_free(work);
 }
 
 int cmd_bound(int argc, char **argv) {
+    MPI_Init(&argc, &argv);
+    MPI_Comm comm = MPI_COMM_WORLD;
+    int rank;
+    MPI_Comm_rank(comm, &rank);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     BoundOptions o;
     Job job;
     Model m;
+    memset(&job, 0, sizeof job);
+    SharedWeights shared = {MPI_COMM_NULL, MPI_WIN_NULL};
     Site site = SITE_Z;
     Estimate by = EST_ATP_STAR;
-    int rc = parse_options(argc, argv, &o);
-    if (rc) return report_error(rc);
-    if ((rc = job_parse_file(&job, o.job))) return report_error(rc);
-    if ((rc = model_load(&m, job.model_dir))) {
-        job_free(&job);
-        return report_error(rc);
-    }
     hid_t f = -1;
-    if (!rc) rc = job_check(&job, &m);
-    if (!rc) rc = choose(&job, &o, &site, &by);
-    if (!rc) rc = open_results(&job, &m, &f);
-    if (rc) {
-        job_free(&job), model_free(&m);
-        return report_error(rc);
-    }
-
+    float *estimates = NULL, *exact = NULL;
+    int parsed = 0, loaded = 0, rc = mpi_agree(parse_options(argc, argv, &o), comm);
+    if (!rc) rc = mpi_agree(job_parse_file(&job, o.job), comm), parsed = !rc;
+    if (!rc) rc = model_load_shared(&m, job.model_dir, comm, &shared), loaded = 1;
+    if (!rc) rc = mpi_agree(job_check(&job, &m), comm);
+    if (!rc) rc = mpi_agree(choose(&job, &o, &site, &by), comm);
     Plan plan;
-    plan_build(&plan, &job, &m.cfg);
-    int P = job.n_prompts, N = plan.n_nodes, S = plan.n_positions, K = (int)o.subsets;
-    size_t cells = (size_t)N * S;
-    char dset[64];
-    snprintf(dset, sizeof dset, "/effects/%s", estimate_name(by));
-    hsize_t dims[3];
-    int rank;
-    float *estimates = h5_read_all(f, dset, H5T_NATIVE_FLOAT, sizeof(float), dims, &rank);
-    float *exact = job.exact ? h5_read_all(f, "/effects/exact", H5T_NATIVE_FLOAT, sizeof(float), dims, &rank) : NULL;
-    /* Every cell of the site must have its estimate: the ranking is over all of them. */
-    for (int p = 0; p < P && !rc && estimates; p++)
-        for (size_t c = 0; c < cells && !rc; c++) {
-            const Node *node = &plan.nodes[c / S];
-            int pos = plan.positions[c % S];
-            if (node->site != site || pos >= job.prompts[p].T || !isnan(estimates[(size_t)p * cells + c])) continue;
-            char name[64];
-            node_name(node, name, sizeof name);
-            rc = ps_fail(PS_EUSER, "bound: %s: prompt %d has no %s estimate for %s at position %d yet; finish the job first (patchsweep run %s)",
-                         job.output, p, estimate_name(by), name, pos, job.path);
-        }
-    if (!estimates) rc = ps_fail(PS_EUSER, "bound: %s has no %s dataset", job.output, dset);
-    if (rc) {
-        free(estimates), free(exact), plan_free(&plan), H5Fclose(f), job_free(&job), model_free(&m);
-        return report_error(rc);
+    memset(&plan, 0, sizeof plan);
+    if (!rc) plan_build(&plan, &job, &m.cfg);
+    size_t n_values = (size_t)job.n_prompts * plan.n_nodes * plan.n_positions;
+    if (!rc) { /* only rank 0 touches the file; the others get the estimates from it */
+        int status = rank == 0 ? open_results(&job, &m, &f) : PS_OK;
+        if (!status && rank == 0) status = read_effects(f, &job, &plan, site, by, &estimates, &exact);
+        rc = mpi_agree(status, comm);
     }
-
-    double t0 = now_seconds();
-    JobRuns jr;
-    job_runs_init(&jr, &m, &job);
-    Engine *engine = engine_new(&m, plan.max_T, 1);
-    BoundFile bf;
-    bound_file_create(&bf, f, P, K, N, S);
-    int *order = xmalloc(sizeof(int) * cells);
-    Patch *patches = xmalloc(sizeof(Patch) * cells);
-    uint8_t *mask_u = xmalloc(cells * (size_t)K + 1), *mask = xmalloc(cells * (size_t)K + 1), *verified = xmalloc(cells);
-    double *subset_effect = xmalloc(sizeof(double) * (size_t)K), *row[3];
-    for (int i = 0; i < 3; i++) row[i] = xmalloc(sizeof(double) * cells);
-    CellBound *cb = xmalloc(sizeof(CellBound) * cells);
-    double theta_max = 0.0, missed_max = 0.0, z = 0.0;
-    long long passes = 0;
-    int covered = 0, checked = 0;
-    if (!o.quiet)
-        printf("%s: site %s ranked by %s; %d prompts; top %ld verified, %d subsets each (inclusion %g), confidence %g\n",
-               job.output, site_name(site), estimate_name(by), P, o.verified, K, o.inclusion, o.confidence);
-    for (int p = 0; p < P; p++) {
-        int T = job.prompts[p].T, n_cells = 0;
-        sort_estimate = estimates + (size_t)p * cells;
-        for (size_t c = 0; c < cells; c++)
-            if (plan.nodes[c / S].site == site && plan.positions[c % S] < T) order[n_cells++] = (int)c;
-        qsort(order, (size_t)n_cells, sizeof(int), by_estimate);
-        int n_verified = n_cells < o.verified ? n_cells : (int)o.verified, U = n_cells - n_verified;
-        const int *unverified = order + n_verified;
-        memset(verified, 0, cells);
-        for (int i = 0; i < n_verified; i++) verified[order[i]] = 1;
-
-        /* K random subsets of the unverified cells, each patched jointly */
-        PromptRuns runs;
-        prompt_runs_build(&runs, &m, &job, &jr, p);
-        for (int k = 0; k < K; k++) {
-            Rng rng;
-            rng_seed(&rng, (uint64_t)o.seed, (uint64_t)p, (uint64_t)k);
-            int n = 0;
-            for (int u = 0; u < U; u++) {
-                int c = unverified[u];
-                mask_u[(size_t)k * U + u] = rng_uniform(&rng) < o.inclusion;
-                if (!mask_u[(size_t)k * U + u]) continue;
-                const Node *node = &plan.nodes[c / S];
-                int last = node->layer + job.window - 1 < m.cfg.n_layer - 1 ? node->layer + job.window - 1 : m.cfg.n_layer - 1;
-                patches[n++] = (Patch){node->site, node->layer, last, node->index, plan.positions[c % S], NULL};
-            }
-            subset_effect[k] = U ? engine_joint_effect(engine, &runs, patches, n) : 0.0;
-            passes += U ? runs.n_samples : 0;
-        }
-        prompt_runs_free(&runs);
-
-        z = normal_upper_quantile((1.0 - o.confidence) / (2.0 * (U > 0 ? U : 1)));
-        bound_cells(subset_effect, mask_u, K, U, z, cb);
-        double theta = 0.0, missed = 0.0;
-        int unbounded = 0;
-        memset(mask, 0, cells * (size_t)K);
-        for (size_t c = 0; c < cells; c++) row[0][c] = row[1][c] = row[2][c] = NAN;
-        for (int u = 0; u < U; u++) {
-            int c = unverified[u];
-            for (int k = 0; k < K; k++) mask[(size_t)k * cells + c] = mask_u[(size_t)k * U + u];
-            row[0][c] = cb[u].estimate, row[1][c] = cb[u].se, row[2][c] = cb[u].ucb;
-            theta = cb[u].ucb > theta ? cb[u].ucb : theta;
-            unbounded += isinf(cb[u].ucb);
-            if (exact) missed = fmax(missed, fabs(exact[(size_t)p * cells + c]));
-        }
-        write_prompt_row(bf.subset_effect, H5T_NATIVE_DOUBLE, p, subset_effect);
-        write_prompt_row(bf.in_subset, H5T_NATIVE_UINT8, p, mask);
-        write_prompt_row(bf.verified, H5T_NATIVE_UINT8, p, verified);
-        write_prompt_row(bf.estimate, H5T_NATIVE_DOUBLE, p, row[0]);
-        write_prompt_row(bf.se, H5T_NATIVE_DOUBLE, p, row[1]);
-        write_prompt_row(bf.ucb, H5T_NATIVE_DOUBLE, p, row[2]);
-        write_prompt_row(bf.theta, H5T_NATIVE_DOUBLE, p, &theta);
-        theta_max = fmax(theta_max, theta);
-        if (exact && !isnan(missed)) checked++, covered += missed <= theta, missed_max = fmax(missed_max, missed);
-        if (!o.quiet) {
-            printf("prompt %d: %d cells, %d verified; %d unverified: every |effect| <= %.4g", p, n_cells, n_verified, U, theta);
-            if (exact) printf(" (largest exact |effect| among them: %.4g)", missed);
-            printf("\n");
-            if (unbounded)
-                printf("  %d cells were in, or out of, fewer than two subsets, so nothing bounds them: raise --subsets or --inclusion\n",
-                       unbounded);
-        }
+    if (!rc) {
+        if (rank != 0) estimates = xmalloc(sizeof(float) * n_values + 1);
+        MPI_Bcast(estimates, (int)n_values, MPI_FLOAT, 0, comm);
+        BoundSpec spec = {site, (int)(o.verified < 1 << 30 ? o.verified : 1 << 30), (int)o.subsets, o.inclusion,
+                          o.confidence, (uint64_t)o.seed};
+        run_bound(&job, &m, &plan, &spec, &o, by, f, estimates, exact, comm);
     }
-    double seconds = now_seconds() - t0, confidence = o.confidence, inclusion = o.inclusion;
-    long verified_k = o.verified, seed = o.seed;
-    h5_set_string_attr(bf.group, "site", site_name(site));
-    h5_set_string_attr(bf.group, "ranked_by", estimate_name(by));
-    h5_set_number_attr(bf.group, "n_verified", H5T_NATIVE_LONG, &verified_k);
-    h5_set_number_attr(bf.group, "subsets", H5T_NATIVE_INT, &K);
-    h5_set_number_attr(bf.group, "inclusion", H5T_NATIVE_DOUBLE, &inclusion);
-    h5_set_number_attr(bf.group, "confidence", H5T_NATIVE_DOUBLE, &confidence);
-    h5_set_number_attr(bf.group, "seed", H5T_NATIVE_LONG, &seed);
-    h5_set_number_attr(bf.group, "forward_passes", H5T_NATIVE_LLONG, &passes);
-    h5_set_number_attr(bf.group, "seconds", H5T_NATIVE_DOUBLE, &seconds);
-    bound_file_close(&bf);
-    if (H5Fclose(f) < 0) rc = ps_fail(PS_EINTERNAL, "bound: writing %s failed", job.output);
-    if (!o.quiet && !rc) {
-        printf("largest bound over prompts: %.4g; %lld forward passes, %.1f s; written to %s:/bound\n", theta_max, passes,
-               seconds, job.output);
-        if (checked)
-            printf("check against the exact sweep: the bound held on %d of %d prompts (largest missed |effect| %.4g)\n",
-                   covered, checked, missed_max);
-    }
-    free(order), free(patches), free(mask_u), free(mask), free(verified), free(subset_effect), free(cb);
-    for (int i = 0; i < 3; i++) free(row[i]);
+    int closed = f < 0 || H5Fclose(f) >= 0;
+    if (!rc) rc = mpi_agree(closed ? PS_OK : ps_fail(PS_EINTERNAL, "bound: writing %s failed", job.output), comm);
     free(estimates), free(exact);
-    engine_free(engine);
-    job_runs_free(&jr);
-    plan_free(&plan);
-    job_free(&job);
-    model_free(&m);
-    return rc ? report_error(rc) : 0;
+    if (plan.nodes) plan_free(&plan);
+    if (parsed) job_free(&job);
+    if (loaded) model_free_shared(&m, &shared);
+    MPI_Finalize();
+    return rc;
 }

@@ -12,57 +12,7 @@
 #include "patchsweep/store.h"
 #include "patchsweep/sweep.h"
 
-/* Every rank returns the same status; the line is printed once, by rank 0 if it failed, else
- * by the failing rank. */
-static int agree(int rc, MPI_Comm comm) {
-    int rank, worst, root_rc = rc;
-    MPI_Comm_rank(comm, &rank);
-    MPI_Allreduce(&rc, &worst, 1, MPI_INT, MPI_MAX, comm);
-    MPI_Bcast(&root_rc, 1, MPI_INT, 0, comm);
-    if (rc && (rank == 0 || root_rc == 0)) report_error(rc);
-    return worst;
-}
-
 static void poll_scheduler(void *ctx) { sched_poll(ctx); }
-
-/* The model, with its weights held once per node: the node's first rank reads the checkpoint
- * into an MPI shared-memory window that every rank on the node reads (nobody writes weights
- * during a sweep), so n ranks on a node hold one copy, not n. */
-typedef struct {
-    MPI_Comm node;
-    MPI_Win window;
-} SharedWeights;
-
-static int load_shared_model(Model *m, const char *dir, MPI_Comm comm, SharedWeights *sw) {
-    memset(m, 0, sizeof *m);
-    ModelConfig cfg;
-    int rc = agree(model_read_config(dir, &cfg), comm), node_rank;
-    if (rc) return rc;
-    MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &sw->node);
-    MPI_Comm_rank(sw->node, &node_rank);
-    MPI_Aint bytes = node_rank == 0 ? (MPI_Aint)(model_weight_count(&cfg) * sizeof(float)) : 0;
-    float *weights;
-    MPI_Win_allocate_shared(bytes, sizeof(float), MPI_INFO_NULL, sw->node, &weights, &sw->window);
-    if (node_rank != 0) {
-        MPI_Aint size;
-        int unit;
-        MPI_Win_shared_query(sw->window, 0, &size, &unit, &weights);
-    }
-    model_attach(m, &cfg, weights);
-    MPI_Win_fence(0, sw->window);
-    rc = node_rank == 0 ? model_read_weights(m, dir) : PS_OK;
-    if (!rc && node_rank == 0) m->fingerprint = model_fingerprint(m);
-    MPI_Win_fence(0, sw->window); /* the weights are in place before anyone reads them */
-    MPI_Bcast(&m->fingerprint, 1, MPI_UINT64_T, 0, sw->node);
-    if (!rc) rc = model_read_tokenizer(m, dir);
-    return agree(rc, comm);
-}
-
-static void free_shared_model(Model *m, SharedWeights *sw) {
-    model_free(m);
-    if (sw->window != MPI_WIN_NULL) MPI_Win_free(&sw->window);
-    if (sw->node != MPI_COMM_NULL) MPI_Comm_free(&sw->node);
-}
 
 static double mean_of(const double *x, int n) {
     double s = 0.0;
@@ -148,7 +98,7 @@ static int compute_units(const Job *job, const Model *m, const Plan *plan, const
 
     double runs_total;
     MPI_Allreduce(&seconds_runs, &runs_total, 1, MPI_DOUBLE, MPI_SUM, comm);
-    rc = agree(store_finish(store, 1, size, runs_total), comm);
+    rc = mpi_agree(store_finish(store, 1, size, runs_total), comm);
     if (rank == 0 && !opt->quiet) progress_end(&progress);
     for (int i = 0; i < 1 + N_ESTIMATES; i++) free(w.values[i]);
     engine_free(w.engine);
@@ -164,12 +114,12 @@ int sweep_run(const char *job_path, MPI_Comm comm, const RunOptions *opt) {
     Model m;
     memset(&m, 0, sizeof m);
     SharedWeights shared = {MPI_COMM_NULL, MPI_WIN_NULL};
-    int rc = agree(job_parse_file(&job, job_path), comm);
-    if (!rc) rc = load_shared_model(&m, job.model_dir, comm, &shared);
-    if (!rc) rc = agree(job_check(&job, &m), comm);
+    int rc = mpi_agree(job_parse_file(&job, job_path), comm);
+    if (!rc) rc = model_load_shared(&m, job.model_dir, comm, &shared);
+    if (!rc) rc = mpi_agree(job_check(&job, &m), comm);
     if (rc) {
         job_free(&job);
-        free_shared_model(&m, &shared);
+        model_free_shared(&m, &shared);
         return rc;
     }
     Plan plan;
@@ -179,9 +129,9 @@ int sweep_run(const char *job_path, MPI_Comm comm, const RunOptions *opt) {
     Store store;
     int resumed = 0;
     uint8_t *done = xcalloc((size_t)plan.n_units + 1, 1);
-    rc = agree(store_open(&store, &job, &plan, &m, job_fingerprint(&job, m.fingerprint), jr.resample_from, comm, &resumed),
+    rc = mpi_agree(store_open(&store, &job, &plan, &m, job_fingerprint(&job, m.fingerprint), jr.resample_from, comm, &resumed),
                comm);
-    if (!rc) rc = agree(store_read_done(&store, done), comm);
+    if (!rc) rc = mpi_agree(store_read_done(&store, done), comm);
     if (!rc) {
         int already = 0;
         for (int u = 0; u < plan.n_units; u++) already += done[u];
@@ -197,6 +147,6 @@ int sweep_run(const char *job_path, MPI_Comm comm, const RunOptions *opt) {
     job_runs_free(&jr);
     plan_free(&plan);
     job_free(&job);
-    free_shared_model(&m, &shared);
+    model_free_shared(&m, &shared);
     return rc;
 }
