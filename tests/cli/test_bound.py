@@ -180,6 +180,22 @@ with tempfile.TemporaryDirectory() as tmp:
     check(p.returncode == 0 and "check against the exact sweep" in p.stdout and "prompt 2:" in p.stdout,
           f"summary: {p.stdout[-400:]!r}")
 
+    # The use it is meant for: a job with estimates only ("exact": false), then the bound.
+    job = json.load(open(os.path.join(fixtures, "jobs", "llama-window-estimates.json")))
+    job["model"] = os.path.normpath(os.path.join(fixtures, "jobs", job["model"]))
+    job["output"] = os.path.join(tmp, "estimates-only.h5")
+    estimates_only = os.path.join(tmp, "estimates-only.json")
+    json.dump(job, open(estimates_only, "w"))
+    p = subprocess.run([binary, "run", estimates_only, "--quiet"], capture_output=True, text=True, timeout=300)
+    p = p.returncode == 0 and subprocess.run([binary, "bound", estimates_only, "--site", "mlp_post", "--subsets", "40", "--inclusion", "0.3"],
+                                             capture_output=True, text=True, timeout=300)
+    check(p and p.returncode == 0 and "largest bound over prompts" in p.stdout and "check against" not in p.stdout,
+          f"bound on an estimates-only job: {p and (p.returncode, p.stdout[-300:], p.stderr)}")
+    if p and p.returncode == 0:
+        with h5py.File(job["output"], "r") as f:
+            check("effects/exact" not in f and np.isfinite(f["bound/theta"][()]).all(),
+                  "estimates-only job: no finite bound")
+
     # Bad input: one line, exit 2, nothing changed.
     before = hashlib.sha256(open(out, "rb").read()).hexdigest()
     job = json.load(open(gpt2))
