@@ -23,6 +23,8 @@ typedef struct {
     double rope_theta;
     int tied_unembed;    /* unembedding = token embedding matrix */
     int linear_bias;     /* the attention and MLP projections have biases */
+    int parallel_residual; /* GPT-NeoX: the MLP reads the block input, not resid_mid, and
+                            * resid_post = resid_pre + attn_out + mlp_out */
 } ModelConfig;
 
 /* Derived sizes. */
@@ -76,7 +78,7 @@ typedef struct {
     int (*load_weights)(const ModelConfig *cfg, const StSet *st, Params *p);
 } Architecture;
 
-extern const Architecture arch_gpt2, arch_llama;
+extern const Architecture arch_gpt2, arch_llama, arch_gpt_neox;
 
 int model_config_parse(const cJSON *json, const char *where, ModelConfig *cfg);
 /* Loads a Hugging Face model folder: model_read_config + model_alloc + model_read_weights +

@@ -7,7 +7,7 @@
 #include "patchsweep/core.h"
 #include "patchsweep/model.h"
 
-static const Architecture *const architectures[] = {&arch_gpt2, &arch_llama};
+static const Architecture *const architectures[] = {&arch_gpt2, &arch_llama, &arch_gpt_neox};
 
 static int check_config(const ModelConfig *c, const char *where) {
     struct { const char *what; long value; } positive[] = {
@@ -40,7 +40,7 @@ int model_config_parse(const cJSON *json, const char *where, ModelConfig *cfg) {
         rc = architectures[i]->parse_config(json, where, cfg);
         return rc ? rc : check_config(cfg, where);
     }
-    return ps_fail(PS_EUSER, "%s: model_type \"%s\" is not supported (supported: gpt2, llama)", where, type);
+    return ps_fail(PS_EUSER, "%s: model_type \"%s\" is not supported (supported: gpt2, llama, gpt_neox)", where, type);
 }
 
 void model_attach(Model *m, const ModelConfig *cfg, float *weights) {
@@ -156,5 +156,7 @@ char *model_config_json(const ModelConfig *c) {
     cJSON_AddNumberToObject(o, "rope_theta", c->rope_theta);
     cJSON_AddBoolToObject(o, "tied_unembed", c->tied_unembed);
     cJSON_AddBoolToObject(o, "linear_bias", c->linear_bias);
+    /* only when set, so the fingerprints of sequential models (and their results files) stay */
+    if (c->parallel_residual) cJSON_AddBoolToObject(o, "parallel_residual", 1);
     return json_take_text(o);
 }

@@ -41,6 +41,13 @@ static void gather_last_rows(float *dst, const float *src, int B, int R, int w) 
         memcpy(dst + (size_t)b * w, src + ((size_t)b * R + R - 1) * w, (size_t)w * sizeof(float));
 }
 
+/* The rows of the block input that the q side computes: all of them, or the last one gathered. */
+static const float *resid_pre_q_rows(LayerActs *a, const BlockRun *run, int d) {
+    if (!run->last_only) return a->resid_pre;
+    gather_last_rows(a->resid_pre_last, a->resid_pre, run->B, run->R, d);
+    return a->resid_pre_last;
+}
+
 void block_forward(const Model *m, int l, LayerActs *a, const BlockRun *run, BlockHook hook, void *ctx) {
     const ModelConfig *c = &m->cfg;
     const Params *w = &m->w;
@@ -88,17 +95,12 @@ void block_forward(const Model *m, int l, LayerActs *a, const BlockRun *run, Blo
     if (from < ST_ATTN_OUT)
         matmul_forward(a->attn_out, a->z, LAYER(w->wo, (size_t)d * qd), LAYER(w->bo, d), n_q, qd, d);
     HOOK(ST_ATTN_OUT);
-    if (from < ST_RESID_MID) {
-        const float *resid_q = a->resid_pre;
-        if (run->last_only) {
-            gather_last_rows(a->resid_pre_last, a->resid_pre, B, R, d);
-            resid_q = a->resid_pre_last;
-        }
-        residual_forward(a->resid_mid, resid_q, a->attn_out, n_q * d);
-    }
+    if (from < ST_RESID_MID) residual_forward(a->resid_mid, resid_pre_q_rows(a, run, d), a->attn_out, n_q * d);
     HOOK(ST_RESID_MID);
     if (from < ST_MLP_POST) {
-        norm_forward(c->norm, a->ln2, a->ln2_mean, a->ln2_rstd, a->resid_mid, LAYER(w->ln2_w, d),
+        /* sequential: the MLP reads resid_mid; parallel residual (GPT-NeoX): the block input */
+        const float *mlp_in = c->parallel_residual ? resid_pre_q_rows(a, run, d) : a->resid_mid;
+        norm_forward(c->norm, a->ln2, a->ln2_mean, a->ln2_rstd, mlp_in, LAYER(w->ln2_w, d),
                      LAYER(w->ln2_b, d), n_q, d, c->norm_eps);
         if (c->gated_mlp) {
             matmul_forward(a->mlp_pre, a->ln2, LAYER(w->w_gate, (size_t)dm * d), NULL, n_q, d, dm);
@@ -219,8 +221,10 @@ void block_backward(const Model *m, int l, int T, const LayerActs *a, LayerActs 
         matmul_backward(d->ln2, pg ? LAYER(pg->w_in, (size_t)dm * dim) : NULL, pg ? LAYER(pg->b_in, dm) : NULL,
                         d->mlp_pre, a->ln2, LAYER(w->w_in, (size_t)dm * dim), T, dim, dm);
     }
-    norm_backward(c->norm, d->resid_mid, pg ? LAYER(pg->ln2_w, dim) : NULL, pg ? LAYER(pg->ln2_b, dim) : NULL, d->ln2,
-                  a->resid_mid, LAYER(w->ln2_w, dim), a->ln2_mean, a->ln2_rstd, T, dim);
+    /* ln2 = norm(resid_mid), or norm(resid_pre) with the parallel residual */
+    norm_backward(c->norm, c->parallel_residual ? d->resid_pre : d->resid_mid, pg ? LAYER(pg->ln2_w, dim) : NULL,
+                  pg ? LAYER(pg->ln2_b, dim) : NULL, d->ln2, c->parallel_residual ? a->resid_pre : a->resid_mid,
+                  LAYER(w->ln2_w, dim), a->ln2_mean, a->ln2_rstd, T, dim);
     /* resid_mid = resid_pre + attn_out */
     residual_backward(d->resid_pre, d->attn_out, d->resid_mid, T * dim);
     /* attn_out = z W_o^T + b_o */

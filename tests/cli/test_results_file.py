@@ -22,7 +22,7 @@ import numpy as np
 binary, fixtures = sys.argv[1], os.path.abspath(sys.argv[2])
 sys.path.insert(0, os.path.join(fixtures, "..", "reference"))
 import safetensors_io as st  # noqa: E402
-from gen_effects import config_dims, nodes_of  # noqa: E402
+from job_layout import config_dims, nodes_of  # noqa: E402
 
 failures = []
 

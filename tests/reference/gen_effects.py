@@ -29,8 +29,8 @@ sys.path.insert(0, HERE)
 import safetensors_io as st  # noqa: E402
 import transformer_ref as ref  # noqa: E402
 from splitmix64 import SplitMix64  # noqa: E402
+from job_layout import column_slice, config_dims, nodes_of  # noqa: E402
 
-SITES_WITH_INDEX = {"q", "z", "k", "v", "mlp_post"}
 
 
 def derangement(n, seed):
@@ -42,34 +42,6 @@ def derangement(n, seed):
             perm[i], perm[j] = perm[j], perm[i]
         if all(perm[i] != i for i in range(n)):
             return perm
-
-
-def config_dims(cfg):
-    if cfg["model_type"] == "gpt2":
-        d, H = cfg["n_embd"], cfg["n_head"]
-        return dict(L=cfg["n_layer"], d=d, H=H, Hkv=H, dh=d // H, dm=cfg.get("n_inner") or 4 * d,
-                    wte="transformer.wte.weight" if "transformer.wte.weight" in cfg else "wte.weight")
-    d, H = cfg["hidden_size"], cfg["num_attention_heads"]
-    return dict(L=cfg["num_hidden_layers"], d=d, H=H, Hkv=cfg.get("num_key_value_heads", H), dh=d // H,
-                dm=cfg["intermediate_size"], wte="model.embed_tokens.weight")
-
-
-def nodes_of(job, dims):
-    nodes = []
-    per_layer = {"q": dims["H"], "z": dims["H"], "k": dims["Hkv"], "v": dims["Hkv"], "mlp_post": dims["dm"]}
-    for site in job["nodes"]:
-        for layer in range(dims["L"]):
-            for i in range(per_layer.get(site, 1)):
-                nodes.append((site, layer, i if site in SITES_WITH_INDEX else -1))
-    return nodes
-
-
-def column_slice(site, index, dims):
-    if site in ("q", "z", "k", "v"):
-        return slice(index * dims["dh"], (index + 1) * dims["dh"])
-    if site == "mlp_post":
-        return slice(index, index + 1)
-    return slice(None)
 
 
 def metric(logits, kind, answer, wrong, clean_lp):

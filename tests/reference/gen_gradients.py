@@ -23,6 +23,7 @@ CASES = [  # model, metric, tokens of the run, clean tokens (for kl), answer, wr
     ("gpt2-tiny", "prob", [5, 17, 3, 9, 60, 2, 17, 8, 33, 41, 7], None, "top", -1),
     ("llama-tiny", "kl", [1, 7, 12, 2, 9, 40, 7, 33, 2, 63], [1, 7, 33, 2, 9, 40, 7, 33, 2, 63], -1, -1),
     ("llama-tiny", "logprob", [1, 7, 12, 2, 9, 40, 7, 33, 2, 63], None, 33, -1),
+    ("neox-tiny", "logit_diff", [3, 17, 41, 2, 9, 60, 17, 41, 2, 5, 11, 17], None, 41, 9),
 ]
 SITES = ["resid_pre", "q", "k", "v", "pattern", "z", "attn_out", "resid_mid", "mlp_post", "mlp_out", "resid_post"]
 

@@ -78,6 +78,30 @@ def llama_weights(cfg, seed):
     return W
 
 
+def neox_weights(cfg, seed):
+    rng = np.random.default_rng(seed)
+    d, V, L, dm = cfg["hidden_size"], cfg["vocab_size"], cfg["num_hidden_layers"], cfg["intermediate_size"]
+    W = {"gpt_neox.embed_in.weight": gaussian(rng, (V, d), 1.0)}
+    for l in range(L):
+        p = f"gpt_neox.layers.{l}."
+        W[p + "input_layernorm.weight"] = 1.0 + gaussian(rng, (d,), 0.2)
+        W[p + "input_layernorm.bias"] = gaussian(rng, (d,), 0.2)
+        W[p + "attention.query_key_value.weight"] = gaussian(rng, (3 * d, d), 2.0 / np.sqrt(d))
+        W[p + "attention.query_key_value.bias"] = gaussian(rng, (3 * d,), 0.2)
+        W[p + "attention.dense.weight"] = gaussian(rng, (d, d), 1.0 / np.sqrt(d))
+        W[p + "attention.dense.bias"] = gaussian(rng, (d,), 0.2)
+        W[p + "post_attention_layernorm.weight"] = 1.0 + gaussian(rng, (d,), 0.2)
+        W[p + "post_attention_layernorm.bias"] = gaussian(rng, (d,), 0.2)
+        W[p + "mlp.dense_h_to_4h.weight"] = gaussian(rng, (dm, d), 1.0 / np.sqrt(d))
+        W[p + "mlp.dense_h_to_4h.bias"] = gaussian(rng, (dm,), 0.2)
+        W[p + "mlp.dense_4h_to_h.weight"] = gaussian(rng, (d, dm), 1.0 / np.sqrt(dm))
+        W[p + "mlp.dense_4h_to_h.bias"] = gaussian(rng, (d,), 0.2)
+    W["gpt_neox.final_layer_norm.weight"] = 1.0 + gaussian(rng, (d,), 0.2)
+    W["gpt_neox.final_layer_norm.bias"] = gaussian(rng, (d,), 0.2)
+    W["embed_out.weight"] = gaussian(rng, (V, d), 1.0 / np.sqrt(d) * 3.0)
+    return W
+
+
 def write_model(name, cfg, W, dtype="F32", shards=0, extra=None):
     folder = os.path.join(MODELS, name)
     shutil.rmtree(folder, ignore_errors=True)
@@ -154,6 +178,21 @@ def main():
     write_model("llama-tiny-sharded", llama_cfg, W, shards=3)
     tokens = [1, 7, 33, 2, 9, 40, 7, 33, 2, 63, 11, 7, 33, 20]
     write_golden("llama-tiny", llama_cfg, W, tokens)
+
+    # Pythia's layout: parallel residual, rotary on half of each head here (Pythia: a quarter),
+    # exact GELU; old checkpoints also carry mask and inv_freq buffers, which loaders ignore.
+    neox_cfg = {"model_type": "gpt_neox", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                "num_attention_heads": 4, "vocab_size": 64, "max_position_embeddings": 32, "layer_norm_eps": 1e-5,
+                "rotary_pct": 0.5, "rotary_emb_base": 10000, "hidden_act": "gelu", "use_parallel_residual": True,
+                "tie_word_embeddings": False}
+    W = neox_weights(neox_cfg, seed=3)
+    buffers = {}
+    for l in range(2):
+        buffers[f"gpt_neox.layers.{l}.attention.bias"] = ("U8", np.tril(np.ones((1, 1, 32, 32), dtype=np.uint8)))
+        buffers[f"gpt_neox.layers.{l}.attention.rotary_emb.inv_freq"] = ("F32", np.ones(2, dtype=np.float32))
+    write_model("neox-tiny", neox_cfg, W, extra=buffers)
+    tokens = [3, 17, 41, 2, 9, 60, 17, 41, 2, 5, 11, 17, 41, 30]
+    write_golden("neox-tiny", neox_cfg, W, tokens)
 
     stories = os.path.join(HERE, "..", "..", "..", "shared", "models", "stories260K")
     if os.path.isdir(stories):

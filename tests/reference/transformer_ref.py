@@ -1,8 +1,10 @@
-"""Independent reference forward passes for GPT-2 and Llama, in float64 PyTorch.
+"""Independent reference forward passes for GPT-2, Llama and GPT-NeoX, in float64 PyTorch.
 
 Written from the Hugging Face model definitions (not from patchsweep's C code): GPT-2 with
 Conv1D weights [in, out], LayerNorm, gelu_new, learned positions; Llama with RMSNorm, rotary
-embedding in the rotate-half layout, grouped-query attention and a SwiGLU MLP.
+embedding in the rotate-half layout, grouped-query attention and a SwiGLU MLP; GPT-NeoX with the
+fused query_key_value viewed as [T, heads, 3 * d_head], rotary on the leading rotary_pct of each
+head, exact GELU and the parallel residual (the MLP reads the block input).
 
 Every function returns the logits and a dict of the activations patchsweep caches, named
 "L{layer}.{site}", each [T, dims] except the pattern [heads, T, T].
@@ -38,6 +40,10 @@ def rms_norm(x, w, eps):
 
 def gelu_new(x):
     return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
+
+
+def gelu_erf(x):
+    return 0.5 * x * (1.0 + torch.erf(x / math.sqrt(2.0)))
 
 
 def causal_attention(q, k, v, n_rep):
@@ -165,9 +171,57 @@ def llama_forward(W, cfg, tokens, noise=None, patch=_identity, grad=False, drop=
     return final @ unembed.T, acts
 
 
+def neox_forward(W, cfg, tokens, noise=None, patch=_identity, grad=False, drop=-1):
+    d, H, L = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_hidden_layers"]
+    dh, eps, T = d // H, cfg.get("layer_norm_eps", 1e-5), len(tokens)
+    rot = int(dh * cfg.get("rotary_pct", 0.25))
+    theta = cfg.get("rotary_emb_base", 10000.0)
+    parallel = cfg.get("use_parallel_residual", True)
+    act = gelu_erf if cfg.get("hidden_act", "gelu") == "gelu" else gelu_new
+    positions = torch.arange(T)
+    acts = {}
+    keep = _keeper(acts, patch, grad)
+
+    x = W["gpt_neox.embed_in.weight"][tokens]
+    if noise is not None:
+        x = x + noise
+    if grad:
+        x = x.detach().requires_grad_()
+    for l in range(L):
+        p = f"gpt_neox.layers.{l}."
+        x = keep(f"L{l}.resid_pre", x)
+        h = layer_norm(x, W[p + "input_layernorm.weight"], W[p + "input_layernorm.bias"], eps)
+        qkv = h @ W[p + "attention.query_key_value.weight"].T + W[p + "attention.query_key_value.bias"]
+        qkv = qkv.reshape(T, H, 3 * dh)  # Hugging Face's view: head by head, then q | k | v
+        q = keep(f"L{l}.q", qkv[:, :, :dh].reshape(T, d))
+        k = keep(f"L{l}.k", qkv[:, :, dh : 2 * dh].reshape(T, d))
+        v = keep(f"L{l}.v", qkv[:, :, 2 * dh :].reshape(T, d))
+        qr = rotate_half(heads(q, H, dh), positions, theta, rot)
+        kr = rotate_half(heads(k, H, dh), positions, theta, rot)
+        acts[f"L{l}.q_rot"] = qr.transpose(0, 1).reshape(T, d)
+        acts[f"L{l}.k_rot"] = kr.transpose(0, 1).reshape(T, d)
+        z, pattern = causal_attention(qr, kr, heads(v, H, dh), 1)
+        if grad:
+            pattern.retain_grad()
+        acts[f"L{l}.pattern"] = pattern
+        z = keep(f"L{l}.z", z)
+        attn_out = keep(f"L{l}.attn_out", z @ W[p + "attention.dense.weight"].T + W[p + "attention.dense.bias"])
+        mid = keep(f"L{l}.resid_mid", x + _cut(attn_out, l == drop))
+        h2 = layer_norm(x if parallel else mid, W[p + "post_attention_layernorm.weight"],
+                        W[p + "post_attention_layernorm.bias"], eps)
+        pre = h2 @ W[p + "mlp.dense_h_to_4h.weight"].T + W[p + "mlp.dense_h_to_4h.bias"]
+        mlp_post = keep(f"L{l}.mlp_post", act(pre))
+        mlp_out = keep(f"L{l}.mlp_out", mlp_post @ W[p + "mlp.dense_4h_to_h.weight"].T + W[p + "mlp.dense_4h_to_h.bias"])
+        # x + attn_out + mlp_out, summed through resid_mid (the same sum; resid_mid can be patched)
+        x = keep(f"L{l}.resid_post", mid + _cut(mlp_out, l == drop))
+    final = layer_norm(x, W["gpt_neox.final_layer_norm.weight"], W["gpt_neox.final_layer_norm.bias"], eps)
+    unembed = W["embed_out.weight"] if "embed_out.weight" in W else W["gpt_neox.embed_in.weight"]
+    return final @ unembed.T, acts
+
+
 def forward(W, cfg, tokens, noise=None, patch=_identity, grad=False, drop=-1):
     tokens = torch.as_tensor(tokens, dtype=torch.long)
-    fn = {"gpt2": gpt2_forward, "llama": llama_forward}[cfg["model_type"]]
+    fn = {"gpt2": gpt2_forward, "llama": llama_forward, "gpt_neox": neox_forward}[cfg["model_type"]]
     return fn(W, cfg, tokens, noise, patch, grad, drop)
 
 

@@ -49,11 +49,13 @@ static void test_gpt2_logit_diff(void **state) { (void)state; check_case("models
 static void test_gpt2_prob(void **state) { (void)state; check_case("models/gpt2-tiny", "golden/grads-gpt2-tiny-prob.safetensors", METRIC_PROB); }
 static void test_llama_kl(void **state) { (void)state; check_case("models/llama-tiny", "golden/grads-llama-tiny-kl.safetensors", METRIC_KL); }
 static void test_llama_logprob(void **state) { (void)state; check_case("models/llama-tiny", "golden/grads-llama-tiny-logprob.safetensors", METRIC_LOGPROB); }
+static void test_neox_logit_diff(void **state) { (void)state; check_case("models/neox-tiny", "golden/grads-neox-tiny-logit_diff.safetensors", METRIC_LOGIT_DIFF); }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gpt2_logit_diff), cmocka_unit_test(test_gpt2_prob),
         cmocka_unit_test(test_llama_kl),        cmocka_unit_test(test_llama_logprob),
+        cmocka_unit_test(test_neox_logit_diff),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

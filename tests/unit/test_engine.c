@@ -1,6 +1,6 @@
 /* The exact engine: fast path (suffix recompute, batched) against the naive path (full forward
- * per patch) for every site, corruption, direction, metric and position mode on GPT-2 and
- * Llama (and a joint patch of one node against both); effects that must vanish; denoising the whole input restoring the clean metric; and
+ * per patch) for every site, corruption, direction, metric and position mode on GPT-2, Llama
+ * and GPT-NeoX (and a joint patch of one node against both); effects that must vanish; denoising the whole input restoring the clean metric; and
  * the metric definitions on a model whose logits are known by hand.
  *
  * The kernels are batch invariant (src/model/ops.c, checked in test_ops.c): a row's bits do not
@@ -125,6 +125,11 @@ static void test_fast_equals_naive_llama(void **state) {
     run_variants("models/llama-tiny", prompts_gpt2, prompts_gpt2_clean);
 }
 
+static void test_fast_equals_naive_neox(void **state) {
+    (void)state;
+    run_variants("models/neox-tiny", prompts_gpt2, prompts_gpt2_clean);
+}
+
 /* Effects of every node of one site and layer at every position, fast path. */
 static float *site_effects(const Model *m, const Job *job, const PromptRuns *r, Site s, int l, int *n_out) {
     int n = site_nodes_per_layer(&m->cfg, s), T = r->T, positions[64];
@@ -141,8 +146,8 @@ static float *site_effects(const Model *m, const Job *job, const PromptRuns *r, 
  * source equals its base. Zero up to the rounding of regrouped GEMM rows. */
 static void test_self_patch_is_zero(void **state) {
     (void)state;
-    const char *models[] = {"models/gpt2-tiny", "models/llama-tiny"};
-    for (int mi = 0; mi < 2; mi++) {
+    const char *models[] = {"models/gpt2-tiny", "models/llama-tiny", "models/neox-tiny"};
+    for (int mi = 0; mi < 3; mi++) {
         Model m;
         if (model_load(&m, fixture(models[mi]))) fail_msg("%s", ps_error());
         for (int dir = 0; dir < 2; dir++) {
@@ -274,6 +279,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fast_equals_naive_gpt2),
         cmocka_unit_test(test_fast_equals_naive_llama),
+        cmocka_unit_test(test_fast_equals_naive_neox),
         cmocka_unit_test(test_self_patch_is_zero),
         cmocka_unit_test(test_denoise_everything_restores_clean),
         cmocka_unit_test(test_metrics_by_hand),

@@ -65,6 +65,12 @@ static void test_llama_gqa_activations(void **state) {
     run_golden("models/llama-tiny", "golden/llama-tiny.safetensors", 1);
 }
 
+/* GPT-NeoX: fused per-head qkv rows, partial rotary, exact GELU, the parallel residual. */
+static void test_neox_parallel_residual(void **state) {
+    (void)state;
+    run_golden("models/neox-tiny", "golden/neox-tiny.safetensors", 1);
+}
+
 static void test_llama_sharded(void **state) {
     (void)state;
     run_golden("models/llama-tiny-sharded", "golden/llama-tiny.safetensors", 1);
@@ -121,7 +127,7 @@ int main(void) {
         cmocka_unit_test(test_gpt2_activations), cmocka_unit_test(test_llama_gqa_activations),
         cmocka_unit_test(test_llama_sharded),    cmocka_unit_test(test_gpt2_f16),
         cmocka_unit_test(test_gpt2_bf16),        cmocka_unit_test(test_stories260K),
-        cmocka_unit_test(test_tokenizer_display),
+        cmocka_unit_test(test_tokenizer_display), cmocka_unit_test(test_neox_parallel_residual),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

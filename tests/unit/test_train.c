@@ -18,6 +18,11 @@ static const ModelConfig tiny = {.model_type = "gpt2", .n_layer = 2, .d_model = 
                                  .d_head = 4, .d_mlp = 12, .vocab = 11, .n_ctx = 10, .norm_eps = 1e-5f,
                                  .norm = NORM_LAYER, .act = ACT_GELU_TANH, .learned_pos = 1, .tied_unembed = 1,
                                  .linear_bias = 1};
+/* GPT-NeoX's layout: the parallel residual, rotary on half of each head, exact GELU, untied. */
+static const ModelConfig tiny_neox = {.model_type = "gpt_neox", .n_layer = 2, .d_model = 8, .n_head = 2,
+                                      .n_kv_head = 2, .d_head = 4, .d_mlp = 12, .vocab = 11, .n_ctx = 10,
+                                      .norm_eps = 1e-5f, .norm = NORM_LAYER, .act = ACT_GELU_ERF, .rotary_dims = 2,
+                                      .rope_theta = 10000.0, .linear_bias = 1, .parallel_residual = 1};
 
 static void examples(Example *ex) {
     int tokens[2][7] = {{0, 3, 7, 1, 3, 7, 9}, {0, 5, 2, 5, 8, 10, 4}};
@@ -27,11 +32,10 @@ static void examples(Example *ex) {
     }
 }
 
-static void test_parameter_gradients(void **state) {
-    (void)state;
+static void check_parameter_gradients(const ModelConfig *cfg) {
     Model m;
-    model_init_random(&m, &tiny, 3, 0.3f);
-    for (size_t i = 0; i < (size_t)tiny.n_layer * tiny.d_model; i++) m.w.ln1_w[i] = m.w.ln2_w[i] = 1.0f + 0.1f * (float)(i % 3);
+    model_init_random(&m, cfg, 3, 0.3f);
+    for (size_t i = 0; i < (size_t)cfg->n_layer * cfg->d_model; i++) m.w.ln1_w[i] = m.w.ln2_w[i] = 1.0f + 0.1f * (float)(i % 3);
     Example ex[2];
     examples(ex);
     float *grad = alloc_floats(m.n_weights);
@@ -51,10 +55,20 @@ static void test_parameter_gradients(void **state) {
         double fd = (up - down) / 2e-2;
         if (fabs(fd - grad[i]) > worst) worst = fabs(fd - grad[i]), worst_i = i;
     }
-    printf("  %zu parameters: max |fd - analytic| %.2e (max |grad| %.2e)\n", m.n_weights, worst, scale);
+    printf("  %s: %zu parameters: max |fd - analytic| %.2e (max |grad| %.2e)\n", cfg->model_type, m.n_weights, worst, scale);
     if (worst > 2e-3 * (1 + scale)) fail_msg("parameter %zu: analytic %.6g, finite difference off by %.3g", worst_i, grad[worst_i], worst);
     free(grad);
     model_free(&m);
+}
+
+static void test_parameter_gradients(void **state) {
+    (void)state;
+    check_parameter_gradients(&tiny);
+}
+
+static void test_parameter_gradients_parallel_residual(void **state) {
+    (void)state;
+    check_parameter_gradients(&tiny_neox);
 }
 
 static Recipe small_recipe(int steps) {
@@ -159,7 +173,8 @@ static void test_shipped_ioi_model(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parameter_gradients),   cmocka_unit_test(test_loss_falls),
+        cmocka_unit_test(test_parameter_gradients),
+        cmocka_unit_test(test_parameter_gradients_parallel_residual),   cmocka_unit_test(test_loss_falls),
         cmocka_unit_test(test_training_is_deterministic), cmocka_unit_test(test_save_load_round_trip),
         cmocka_unit_test(test_shipped_induction_model), cmocka_unit_test(test_shipped_ioi_model),
     };
