@@ -138,6 +138,16 @@ def main():
                       config=dict(CONFIG, model_type="mamba")))
     cases.append(case("heads_not_dividing", "cannot share", raw_file(header, data),
                       config=dict(CONFIG, num_key_value_heads=3)))
+    # GPT-NeoX: rotary_pct that leaves an odd number of rotary dims; a fused qkv of the wrong shape
+    neox = {"model_type": "gpt_neox", "hidden_size": 8, "intermediate_size": 8, "num_hidden_layers": 1,
+            "num_attention_heads": 2, "vocab_size": 16, "max_position_embeddings": 16, "rotary_pct": 0.25}
+    cases.append(case("neox_odd_rotary", "rotary dimensions 1 must be even", raw_file(header, data), config=neox))
+    rng = np.random.default_rng(1)
+    p = "gpt_neox.layers.0."
+    shapes = {"gpt_neox.embed_in.weight": (16, 8), p + "input_layernorm.weight": (8,), p + "input_layernorm.bias": (8,),
+              p + "attention.query_key_value.weight": (8, 8), p + "attention.query_key_value.bias": (24,)}
+    neox_header, neox_data = good_header_and_data({k: rng.standard_normal(v).astype(np.float32) for k, v in shapes.items()})
+    cases.append(case("neox_qkv_shape", "expected [24, 8]", raw_file(neox_header, neox_data), config=dict(neox, rotary_pct=0.5)))
     index = {"weight_map": {name: "model-00001-of-00002.safetensors" for name in W}}
     index["weight_map"]["model.norm.weight"] = "model-00002-of-00002.safetensors"
     cases.append(case("shard_missing", "cannot open", None,
