@@ -1,6 +1,7 @@
 """Slurm: start a real one-node cluster (slurm/start-local.sh), submit jobs/full_sweep.slurm with
 `sbatch --wait` on a small job, and check the results file equals a direct run; resubmitting
-finds the job done. Skips (exit 77, shown by ctest) when not root or Slurm is not installed.
+finds the job done and, with BOUND=z, adds the bound, equal to a direct `patchsweep bound`.
+Skips (exit 77, shown by ctest) when not root or Slurm is not installed.
 Usage: test_slurm.py BINARY FIXTURES SHARED"""
 import json
 import os
@@ -37,8 +38,9 @@ with tempfile.TemporaryDirectory() as tmp:
             print(up.stdout.strip())
             for attempt in ("first", "resubmitted"):
                 log = os.path.join(tmp, f"{attempt}.log")
+                bound = ",BOUND=z,BOUND_OPTIONS=--subsets 40" if attempt == "resubmitted" else ""
                 p = subprocess.run(["sbatch", "--wait", "-D", tmp, "-o", log,
-                                    f"--export=ALL,JOB={tmp}/job.json,PATCHSWEEP={binary}",
+                                    f"--export=ALL,JOB={tmp}/job.json,PATCHSWEEP={binary}{bound}",
                                     os.path.join(root, "jobs", "full_sweep.slurm")],
                                    env=env, capture_output=True, text=True, timeout=300)
                 text = open(log).read() if os.path.exists(log) else ""
@@ -51,11 +53,16 @@ with tempfile.TemporaryDirectory() as tmp:
                     failures.append(f"the job did not run on the allocation's ranks: {text}")
                 if attempt == "resubmitted" and "all done already" not in text:
                     failures.append(f"resubmitting did not find the job done: {text}")
+                if attempt == "resubmitted" and "largest bound over prompts" not in text:
+                    failures.append(f"BOUND=z did not bound: {text[-1500:]}")
             p = run(binary, 1, os.path.join(tmp, "direct.json"))
+            if p.returncode == 0:
+                p = subprocess.run([binary, "bound", os.path.join(tmp, "direct.json"), "--site", "z", "--subsets", "40",
+                                    "--quiet"], capture_output=True, text=True, timeout=300)
             if p.returncode == 0 and os.path.exists(job["output"]):
                 failures += [f"sbatch vs direct run: {d}" for d in compare(direct["output"], job["output"])]
             elif p.returncode != 0:
-                failures.append(f"direct run failed: {p.stderr}")
+                failures.append(f"direct run or bound failed: {p.stderr}")
     finally:
         subprocess.run([os.path.join(root, "slurm", "stop-local.sh")], env=env, capture_output=True, timeout=60)
 
