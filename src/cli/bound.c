@@ -5,8 +5,8 @@
  * --inclusion), and the subset effects give, for every unverified cell, an upper confidence
  * bound on its |exact effect|. Written to the job's results file under /bound (docs/results.md).
  *
- * One full forward pass per subset and noise sample: a diagnostic on top of a finished sweep,
- * far cheaper than the sweep. Under mpirun the prompts are spread over the ranks and rank 0
+ * One full forward pass per subset and noise sample, however many cells the site has: a
+ * diagnostic on top of a finished sweep (or of an estimates-only job). Under mpirun the prompts are spread over the ranks and rank 0
  * writes; the file is the same whatever the number of ranks. */
 #include <hdf5.h>
 #include <math.h>
@@ -267,7 +267,7 @@ int cmd_bound(int argc, char **argv) {
     hid_t f = -1;
     float *estimates = NULL, *exact = NULL;
     int parsed = 0, loaded = 0, rc = mpi_agree(parse_options(argc, argv, &o), comm);
-    if (!rc) rc = mpi_agree(job_parse_file(&job, o.job), comm), parsed = !rc;
+    if (!rc) rc = mpi_agree(job_parse_file(&job, o.job), comm), parsed = 1; /* job_free is safe after a failure */
     if (!rc) rc = model_load_shared(&m, job.model_dir, comm, &shared), loaded = 1;
     if (!rc) rc = mpi_agree(job_check(&job, &m), comm);
     if (!rc) rc = mpi_agree(choose(&job, &o, &site, &by), comm);
