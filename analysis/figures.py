@@ -282,6 +282,10 @@ def bound_figure(r):
     left.scatter(missed[finite & ~held], theta[finite & ~held], s=14, color="crimson", label="bound failed")
     if (~finite).any():
         left.scatter(missed[~finite], np.full((~finite).sum(), top), marker="^", color="grey", s=14, label="no bound (inf)")
+    if "theta_sign" in check:
+        left.scatter(missed, check["theta_sign"], marker="x", s=14, color="darkorange",
+                     label=f"sign test: held on {int(check['held_sign'].sum())}")
+        top = max(top, float(np.nanmax(check["theta_sign"])) * 1.1)
     left.plot([0, top], [0, top], color="grey", lw=0.8)
     left.set_xlim(0, top), left.set_ylim(0, top * 1.05)
     left.set_xlabel(f"largest exact |effect| among unverified cells ({effect_unit(r)})")

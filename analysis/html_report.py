@@ -187,10 +187,17 @@ def build_report(path, out_dir, k=20):
                   "whose parts need each other), the bound can fail; the exact sweep shows where it did. "
                   f"{b.get('forward_passes')} forward passes, {_fmt(float(b.get('seconds', float('nan'))))} s.</p>")
         check = metrics.bound_check(r)
+        if "theta_sign" in b:
+            page.text(f"<p class='note'>A second, cheaper bound makes a different assumption (the other cells' joint "
+                      f"effect is as likely positive as negative): no unverified cell's |effect| exceeds the largest "
+                      f"|subset effect| (theta_sign), except with probability at most {_fmt(float(b.get('delta_sign', float('nan'))), 2)}.</p>")
         if check is not None:
+            sign = "theta_sign" in check
             rows = [[p, _fmt(float(check["theta"][p])), _fmt(float(check["missed"][p])), "yes" if check["held"][p] else "no"]
+                    + ([_fmt(float(check["theta_sign"][p])), "yes" if check["held_sign"][p] else "no"] if sign else [])
                     for p in range(len(check["theta"]))]
-            page.text(_table(["prompt", f"theta ({unit})", f"largest missed |exact| ({unit})", "held"], rows[:40]))
+            page.text(_table(["prompt", f"theta ({unit})", f"largest missed |exact| ({unit})", "held"]
+                             + ([f"theta_sign ({unit})", "held"] if sign else []), rows[:40]))
         page.figure(figures.bound_figure(r), "bound", "Left: per prompt, the bound against the largest exact "
                     "|effect| the verified top left out; above the diagonal it held. Right: each unverified cell's own "
                     "upper confidence bound against its |exact effect|.")

@@ -122,7 +122,7 @@ def false_negatives(results, estimator, k=20, budget=None, how="mean_abs", limit
 def bound_check(results):
     """The false-negative bound of `patchsweep bound` against the exact sweep. Per prompt: theta
     (the bound on every unverified cell's |effect|), the largest exact |effect| among those
-    cells, and whether the bound held; per unverified cell: whether its own ucb covers its
+    cells, and whether the bound held (and theta_sign, held_sign for the sign-symmetric test); per unverified cell: whether its own ucb covers its
     |exact effect|. Returns a dict of arrays (prompt-level: theta, missed, held; cell-level:
     ucb, exact as flat arrays over every unverified computed cell), or None without /bound or
     exact effects."""
@@ -132,5 +132,8 @@ def bound_check(results):
     cells = ~np.isnan(b["ucb"]) & results.computed  # the unverified cells (ucb may be +inf)
     missed = np.array([np.nanmax(np.abs(results.exact[p][cells[p]])) if cells[p].any() else np.nan
                        for p in range(results.shape[0])])
-    return {"theta": b["theta"], "missed": missed, "held": missed <= b["theta"],
-            "ucb": b["ucb"][cells], "exact": np.abs(results.exact[cells])}
+    out = {"theta": b["theta"], "missed": missed, "held": missed <= b["theta"],
+           "ucb": b["ucb"][cells], "exact": np.abs(results.exact[cells])}
+    if "theta_sign" in b:  # the sign-symmetric test's bound, max |subset effect|
+        out.update(theta_sign=b["theta_sign"], held_sign=missed <= b["theta_sign"])
+    return out

@@ -17,7 +17,10 @@ typedef struct {
 } BoundSpec;
 
 /* Fields of a prompt's summary (PromptBound.summary). */
-enum { BOUND_THETA, BOUND_CELLS, BOUND_VERIFIED, BOUND_UNVERIFIED, BOUND_UNBOUNDED, BOUND_SAMPLES, N_BOUND_SUMMARY };
+/* THETA: max ucb over the unverified cells; THETA_SIGN: max |subset effect|, the bound of the
+ * sign-symmetric test (docs/methods.md). */
+enum { BOUND_THETA, BOUND_THETA_SIGN, BOUND_CELLS, BOUND_VERIFIED, BOUND_UNVERIFIED, BOUND_UNBOUNDED, BOUND_SAMPLES,
+       N_BOUND_SUMMARY };
 
 /* One prompt's bound over every cell of the plan ([N * S] = C cells; cells outside the site or
  * the unverified set are NaN or 0). Two contiguous buffers, so a rank sends it as two messages:
@@ -40,7 +43,7 @@ void bound_prompt(BoundWork *w, int p, const float *estimates, PromptBound *out)
 
 /* The /bound group of a results file open for writing (replacing an earlier one). */
 typedef struct {
-    hid_t group, subset_effect, in_subset, verified, estimate, se, ucb, theta;
+    hid_t group, subset_effect, in_subset, verified, estimate, se, ucb, theta, theta_sign;
 } BoundFile;
 void bound_file_create(BoundFile *bf, hid_t file, int P, int K, int N, int S);
 void bound_file_write(BoundFile *bf, int p, const PromptBound *b);

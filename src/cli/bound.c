@@ -168,7 +168,7 @@ typedef struct {
     const float *exact;
     double theta_max, missed_max;
     long long passes;
-    int covered, checked, quiet;
+    int covered, covered_sign, checked, quiet;
 } BoundReport;
 
 static void report_prompt(BoundReport *rep, const Plan *plan, int K, int p, const PromptBound *b) {
@@ -180,7 +180,10 @@ static void report_prompt(BoundReport *rep, const Plan *plan, int K, int p, cons
         if (!isnan(b->ucb[c])) missed = fmax(isnan(missed) ? 0.0 : missed, fabs(rep->exact[(size_t)p * C + c]));
     rep->theta_max = fmax(rep->theta_max, sum[BOUND_THETA]);
     rep->passes += (long long)K * (long long)sum[BOUND_SAMPLES];
-    if (!isnan(missed)) rep->checked++, rep->covered += missed <= sum[BOUND_THETA], rep->missed_max = fmax(rep->missed_max, missed);
+    if (!isnan(missed)) {
+        rep->checked++, rep->missed_max = fmax(rep->missed_max, missed);
+        rep->covered += missed <= sum[BOUND_THETA], rep->covered_sign += missed <= sum[BOUND_THETA_SIGN];
+    }
     if (rep->quiet) return;
     printf("prompt %d: %.0f cells, %.0f verified; %.0f unverified: every |effect| <= %.4g", p, sum[BOUND_CELLS],
            sum[BOUND_VERIFIED], sum[BOUND_UNVERIFIED], sum[BOUND_THETA]);
@@ -227,6 +230,7 @@ static void run_bound(const Job *job, const Model *m, const Plan *plan, const Bo
     }
     if (rank == 0) {
         double seconds = now_seconds() - t0, confidence = spec->confidence, inclusion = spec->inclusion;
+        double delta_sign = pow(1.0 - inclusion / 2.0, K); /* the sign-symmetric test's error bound */
         long n_verified = spec->n_verified_max, seed = (long)spec->seed;
         hid_t g = rep.file.group;
         h5_set_string_attr(g, "site", site_name(spec->site));
@@ -238,6 +242,7 @@ static void run_bound(const Job *job, const Model *m, const Plan *plan, const Bo
         h5_set_number_attr(g, "seed", H5T_NATIVE_LONG, &seed);
         h5_set_number_attr(g, "forward_passes", H5T_NATIVE_LLONG, &rep.passes);
         h5_set_number_attr(g, "seconds", H5T_NATIVE_DOUBLE, &seconds);
+        h5_set_number_attr(g, "delta_sign", H5T_NATIVE_DOUBLE, &delta_sign);
         bound_file_close(&rep.file);
         if (!o->quiet) {
             printf("largest bound over prompts: %.4g; %lld forward passes, %.1f s; written to %s:/bound\n", rep.theta_max,
@@ -245,6 +250,10 @@ static void run_bound(const Job *job, const Model *m, const Plan *plan, const Bo
             if (rep.checked)
                 printf("check against the exact sweep: the bound held on %d of %d prompts (largest missed |effect| %.4g)\n",
                        rep.covered, rep.checked, rep.missed_max);
+            printf("sign-symmetric test: no unverified |effect| above its prompt's largest |subset effect| (theta_sign), "
+                   "error probability <= %.2g", delta_sign);
+            if (rep.checked) printf("; held on %d of %d prompts", rep.covered_sign, rep.checked);
+            printf("\n");
         }
     }
     prompt_bound_free(&b);

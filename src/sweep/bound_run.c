@@ -113,8 +113,10 @@ void bound_prompt(BoundWork *w, int p, const float *estimates, PromptBound *out)
         theta = fmax(theta, w->cells[u].ucb);
         unbounded += isinf(w->cells[u].ucb);
     }
+    double theta_sign = 0.0;
+    for (int k = 0; k < K && U; k++) theta_sign = fmax(theta_sign, fabs(out->subset_effect[k]));
     double *sum = out->summary;
-    sum[BOUND_THETA] = theta, sum[BOUND_CELLS] = n_cells, sum[BOUND_VERIFIED] = n_verified;
+    sum[BOUND_THETA] = theta, sum[BOUND_THETA_SIGN] = theta_sign, sum[BOUND_CELLS] = n_cells, sum[BOUND_VERIFIED] = n_verified;
     sum[BOUND_UNVERIFIED] = U, sum[BOUND_UNBOUNDED] = unbounded, sum[BOUND_SAMPLES] = U ? samples : 0;
 }
 
@@ -142,6 +144,7 @@ void bound_file_create(BoundFile *bf, hid_t f, int P, int K, int N, int S) {
     bf->se = create_dataset(bf->group, "se", H5T_NATIVE_DOUBLE, 3, pns);
     bf->ucb = create_dataset(bf->group, "ucb", H5T_NATIVE_DOUBLE, 3, pns);
     bf->theta = create_dataset(bf->group, "theta", H5T_NATIVE_DOUBLE, 1, p1);
+    bf->theta_sign = create_dataset(bf->group, "theta_sign", H5T_NATIVE_DOUBLE, 1, p1);
 }
 
 /* Writes one prompt's row (the slab [p, ...]) of a dataset. */
@@ -164,9 +167,11 @@ void bound_file_write(BoundFile *bf, int p, const PromptBound *b) {
     write_row(bf->se, H5T_NATIVE_DOUBLE, p, b->se);
     write_row(bf->ucb, H5T_NATIVE_DOUBLE, p, b->ucb);
     write_row(bf->theta, H5T_NATIVE_DOUBLE, p, &b->summary[BOUND_THETA]);
+    write_row(bf->theta_sign, H5T_NATIVE_DOUBLE, p, &b->summary[BOUND_THETA_SIGN]);
 }
 
 void bound_file_close(BoundFile *bf) {
-    hid_t ids[] = {bf->subset_effect, bf->in_subset, bf->verified, bf->estimate, bf->se, bf->ucb, bf->theta, bf->group};
+    hid_t ids[] = {bf->subset_effect, bf->in_subset, bf->verified, bf->estimate, bf->se, bf->ucb, bf->theta, bf->theta_sign,
+                   bf->group};
     for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) H5Oclose(ids[i]);
 }

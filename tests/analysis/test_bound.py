@@ -44,11 +44,13 @@ def test_load_bound(bounded_file, real_file):
         unverified = ~np.isnan(b["ucb"][p])
         assert not (unverified & b["verified"][p]).any() and not unverified[~z].any()
         assert b["theta"][p] == np.max(b["ucb"][p][unverified])
+        assert b["theta_sign"][p] == np.max(np.abs(b["subset_effect"][p]))
 
 
 def test_bound_check_known(tmp_path):
     """Two prompts, three cells: prompt 0's bound (2.5) covers its largest unverified |effect|
-    (|-2|; the verified cell's 9 does not count), prompt 1's (1.0) does not cover 3."""
+    (|-2|; the verified cell's 9 does not count), prompt 1's (1.0) does not cover 3; the sign
+    test's bounds (1.5, 4.0) do the opposite."""
     exact = np.array([[[9.0], [-2.0], [0.5]], [[1.0], [3.0], [0.25]]])
     path = write_synthetic(str(tmp_path / "s.h5"), exact, {"atp": exact})
     ucb = np.array([[[np.nan], [2.5], [1.0]], [[np.nan], [1.0], [0.1]]])
@@ -58,9 +60,11 @@ def test_bound_check_known(tmp_path):
         g["verified"] = np.isnan(ucb).astype(np.uint8)
         g["ucb"], g["estimate"], g["se"] = ucb, ucb, ucb
         g["theta"] = np.array([2.5, 1.0])
+        g["theta_sign"] = np.array([1.5, 4.0])
         g["subset_effect"] = np.zeros((2, 8))
     check = analysis.bound_check(analysis.load(path))
     assert check["missed"].tolist() == [2.0, 3.0] and check["held"].tolist() == [True, False]
+    assert check["held_sign"].tolist() == [False, True]
     assert sorted(zip(check["exact"].tolist(), check["ucb"].tolist())) == [(0.25, 0.1), (0.5, 1.0), (2.0, 2.5), (3.0, 1.0)]
 
 

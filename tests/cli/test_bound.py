@@ -5,7 +5,8 @@
   sites;
 - the ranking, the verified set and the subset masks follow the recipe of docs/methods.md (the
   generator re-implemented here);
-- estimate, se, ucb and theta equal the formulas of docs/methods.md recomputed with numpy;
+- estimate, se, ucb, theta and the sign-symmetric test's theta_sign and delta_sign equal the
+  formulas of docs/methods.md recomputed with numpy;
 - a rerun gives the same /bound bit for bit and replaces it; on 1, 2 and 3 MPI ranks the same;
   the sweep's datasets are untouched;
 - bad input: one line, exit status 2, the results file unchanged.
@@ -91,6 +92,7 @@ def check_job(tmp, case):
     inclusion, confidence, seed = float(opts["--inclusion"]), float(opts.get("--confidence", 0.95)), int(opts.get("--seed", 0))
     check(attrs["site"].decode() if isinstance(attrs["site"], bytes) else attrs["site"] == site, f"{name}: site attribute")
     P, N, S = estimates.shape
+    check(abs(attrs["delta_sign"] - (1 - inclusion / 2) ** K) <= 1e-12, f"{name}: delta_sign {attrs['delta_sign']}")
     check(b["in_subset"].shape == (P, K, N, S) and b["subset_effect"].shape == (P, K), f"{name}: shapes {b['in_subset'].shape}")
     largest_ucb_gap = 0.0
     for p in range(P):
@@ -128,6 +130,8 @@ def check_job(tmp, case):
             largest_ucb_gap = max(largest_ucb_gap, abs(b["ucb"][p, n, j] - ucb))
         check(b["theta"][p] == theta or abs(b["theta"][p] - theta) <= 1e-9 * max(1.0, theta),
               f"{name} prompt {p}: theta {b['theta'][p]} != {theta}")
+        theta_sign = np.max(np.abs(I)) if unverified else 0.0
+        check(b["theta_sign"][p] == theta_sign, f"{name} prompt {p}: theta_sign {b['theta_sign'][p]} != max |I| {theta_sign}")
         outside = np.ones((N, S), dtype=bool)
         for cell in unverified:
             outside[cell] = False

@@ -94,13 +94,17 @@ with tempfile.TemporaryDirectory() as tmp:
     check(p.returncode == 0, f"bound: exit {p.returncode}: {p.stderr[-500:]}")
     if p.returncode == 0:
         with h5py.File(job["output"], "r") as f:
-            ucb, theta = f["bound/ucb"][()], f["bound/theta"][()]
+            ucb, theta, theta_sign = f["bound/ucb"][()], f["bound/theta"][()], f["bound/theta_sign"][()]
         unverified = ~np.isnan(ucb)
         covered = np.mean(np.abs(exact[unverified]) <= ucb[unverified])
-        held = sum(np.nanmax(np.abs(exact[q][unverified[q]])) <= theta[q] for q in range(len(theta)))
+        missed = [np.nanmax(np.abs(exact[q][unverified[q]])) for q in range(len(theta))]
+        held = sum(missed[q] <= theta[q] for q in range(len(theta)))
+        held_sign = sum(missed[q] <= theta_sign[q] for q in range(len(theta)))
         check(held >= 24 and covered >= 0.98, f"the bound held on {held} of {len(theta)} prompts and covered "
               f"{covered:.1%} of the cells")
-        print(f"bound on z: held on {held} of {len(theta)} prompts; each cell's ucb covers its |exact| for {covered:.1%}")
+        check(held_sign >= 28, f"the sign-symmetric bound held on {held_sign} of {len(theta)} prompts")
+        print(f"bound on z: held on {held} of {len(theta)} prompts (sign test: {held_sign}); each cell's ucb covers its "
+              f"|exact| for {covered:.1%}")
 
     ioi = json.load(open(os.path.join(root, "jobs", "ioi.json")))
     ioi["model"] = os.path.join(root, "models", "ioi-small")
