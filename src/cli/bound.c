@@ -6,8 +6,8 @@
  * bound on its |exact effect|. Written to the job's results file under /bound (docs/results.md).
  *
  * One full forward pass per subset and noise sample, however many cells the site has: a
- * diagnostic on top of a finished sweep (or of an estimates-only job). Under mpirun the prompts are spread over the ranks and rank 0
- * writes; the file is the same whatever the number of ranks. */
+ * diagnostic on top of a finished sweep (or of an estimates-only job). Under mpirun the prompts
+ * are spread over the ranks and rank 0 writes; the file is the same whatever the number of ranks. */
 #include <hdf5.h>
 #include <math.h>
 #include <mpi.h>
@@ -51,7 +51,8 @@ static int parse_fraction(const char *flag, const char *text, double *out) {
 static int parse_options(int argc, char **argv, BoundOptions *o) {
     *o = (BoundOptions){.verified = 10, .subsets = 200, .inclusion = 0.1, .confidence = 0.95};
     static const char *const flags[] = {"--site", "--by", "--verified", "--subsets", "--seed", "--inclusion", "--confidence"};
-    int seen[7] = {0}, rc = PS_OK;
+    enum { N_FLAGS = sizeof flags / sizeof flags[0] };
+    int seen[N_FLAGS] = {0}, rc = PS_OK;
     for (int i = 1; i < argc && !rc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--quiet") == 0) {
@@ -64,8 +65,8 @@ static int parse_options(int argc, char **argv, BoundOptions *o) {
             continue;
         }
         int f = 0;
-        while (f < 7 && strcmp(a, flags[f]) != 0) f++;
-        if (f == 7) return ps_fail(PS_EUSER, "bound: unknown option \"%s\"; %s", a, usage);
+        while (f < N_FLAGS && strcmp(a, flags[f]) != 0) f++;
+        if (f == N_FLAGS) return ps_fail(PS_EUSER, "bound: unknown option \"%s\"; %s", a, usage);
         if (seen[f]++) return ps_fail(PS_EUSER, "bound: %s is given twice", a);
         if (i + 1 >= argc) return ps_fail(PS_EUSER, "bound: %s needs a value; %s", a, usage);
         const char *value = argv[++i];
