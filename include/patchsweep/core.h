@@ -42,6 +42,10 @@ int make_dirs(const char *path);
 /* The folder part of a path ("." when there is none). */
 void path_dirname(char *out, size_t cap, const char *path);
 
+/* ---- the environment ---------------------------------------------------------------------- */
+/* An integer environment variable in [lo, hi]; *out = -1 when unset or empty. */
+int env_int(const char *name, long lo, long hi, long *out);
+
 /* ---- JSON helpers: each returns PS_EUSER with "<where>: <key> ..." on a wrong type ---------- */
 int json_parse_file(const char *path, cJSON **out);
 int json_get_int(const cJSON *obj, const char *key, const char *where, int required, long *out);
@@ -59,6 +63,21 @@ void rng_seed(Rng *r, uint64_t seed, uint64_t stream_a, uint64_t stream_b);
 uint64_t rng_next(Rng *r);
 double rng_uniform(Rng *r);  /* in [0, 1), 53 random bits */
 double rng_normal(Rng *r);   /* standard normal, Box-Muller, one value per two uniforms */
+
+/* ---- deterministic math (src/core/detmath.c) ------------------------------------------------
+ * exp, log, ... with the same bits on every CPU and C library (SLEEF's bit-consistent "finz"
+ * functions, at most 1 ulp of error, erfc 1.5). Every value that reaches a results file or a
+ * trained model uses these, never <math.h>'s transcendental functions; sqrt, fma and the basic
+ * operations are exactly rounded by IEEE 754 and need no wrapper. */
+float det_expf(float x);
+float det_tanhf(float x);
+float det_erff(float x);
+double det_exp(double x);
+double det_log(double x);
+double det_pow(double x, double y);
+double det_sin(double x);
+double det_cos(double x);
+double det_erfc(double x);
 
 /* ---- hashing (FNV-1a 64) ---------------------------------------------------------------------- */
 uint64_t hash_bytes(uint64_t h, const void *data, size_t n);

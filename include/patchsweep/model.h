@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cjson/cJSON.h>
+#include "patchsweep/kernels.h"
 #include "patchsweep/safetensors.h"
 
 typedef enum { NORM_LAYER, NORM_RMS } NormKind;
@@ -56,14 +57,25 @@ void param_sizes(const ModelConfig *c, size_t sizes[N_PARAM_TENSORS]);
 /* Points every field of p into block (which holds the sum of sizes); returns that sum. */
 size_t params_point(Params *p, float *block, const ModelConfig *c);
 
+/* The matrices once more, packed for the forward product (ops.h: pack_weights), stacked over
+ * layers like Params: layer l of wq starts at wq + l * packed_floats(q_dim, d). The forward pass
+ * reads only these; the backward pass and everything else read Params. NULL where Params is. */
+typedef struct {
+    float *wq, *wk, *wv, *wo, *w_gate, *w_in, *w_out, *unembed;
+} Packed;
+enum { N_PACKED_TENSORS = 8 };
+size_t packed_point(Packed *p, float *block, const ModelConfig *c);
+void params_pack(Packed *dst, const Params *src, const ModelConfig *c);
+
 typedef struct Tokenizer Tokenizer;
 
 typedef struct {
     ModelConfig cfg;
     Params w;
-    float *weights;        /* the one block */
+    Packed packed;
+    float *weights;        /* the one block: the parameters (n_weights floats), then packed copies */
     int owns_weights;      /* 0 when the block belongs to the caller (shared between ranks) */
-    size_t n_weights;
+    size_t n_weights;      /* the parameters alone: what the fingerprint hashes, what training updates */
     double *rope_inv_freq; /* [rotary_dims / 2] */
     Tokenizer *tokenizer;  /* NULL when the folder has no tokenizer.json */
     uint64_t fingerprint;  /* hash of the configuration and every weight */
@@ -87,10 +99,14 @@ int model_load(Model *m, const char *dir);
 /* The pieces, for callers that place the weights themselves (one copy per node, shared by its
  * MPI ranks: src/sweep/runner.c). */
 int model_read_config(const char *dir, ModelConfig *cfg);
+/* Floats of the whole block: the parameters and their packed copies. */
 size_t model_weight_count(const ModelConfig *cfg);
-/* Sets m up around a parameter block of model_weight_count floats; NULL allocates one. */
+/* Sets m up around a block of model_weight_count floats; NULL allocates one. */
 void model_attach(Model *m, const ModelConfig *cfg, float *weights);
+/* Reads the checkpoint into the parameters and packs them. */
 int model_read_weights(Model *m, const char *dir);
+/* Packs the matrices again from Params: after anything writes parameters (training, tests). */
+void model_pack(Model *m);
 int model_read_tokenizer(Model *m, const char *dir);
 uint64_t model_fingerprint(const Model *m);
 /* A model with the given shape and weights drawn from a seeded normal (benchmarks, tests). */

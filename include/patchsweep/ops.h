@@ -6,8 +6,13 @@
 
 #include "patchsweep/model.h"
 
-/* out[N,OC] = inp[N,C] w[OC,C]^T + bias[OC] (bias may be NULL) */
-void matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N, int C, int OC);
+/* Matrix products (matmul.c), on our own kernels: every output element is one fma chain over
+ * the inputs in order, so a row's bits depend on nothing but that row and the weights.
+ * The forward reads a weight matrix w[OC,C] packed once at load (pack_weights: panels of PANEL
+ * output columns, k-major, zero past OC, packed_floats(OC, C) floats); the backward reads w as is. */
+void pack_weights(float *packed, const float *w, int OC, int C);
+/* out[N,OC] = inp[N,C] w[OC,C]^T + bias[OC] (bias may be NULL), w given packed */
+void matmul_forward(float *out, const float *inp, const float *w_packed, const float *bias, int N, int C, int OC);
 void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
                      int N, int C, int OC);
 

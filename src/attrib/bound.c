@@ -2,6 +2,7 @@
 #include <math.h>
 #include <stdint.h>
 #include "patchsweep/attrib.h"
+#include "patchsweep/core.h"
 
 double normal_upper_quantile(double tail) {
     /* Bisection on the upper tail P(Z > x) = erfc(x / sqrt 2) / 2, which erfc computes to full
@@ -9,7 +10,7 @@ double normal_upper_quantile(double tail) {
     double lo = -40.0, hi = 40.0;
     for (int i = 0; i < 200 && hi - lo > 1e-13; i++) {
         double mid = 0.5 * (lo + hi);
-        if (0.5 * erfc(mid / sqrt(2.0)) > tail) lo = mid;
+        if (0.5 * det_erfc(mid / sqrt(2.0)) > tail) lo = mid;
         else hi = mid;
     }
     return 0.5 * (lo + hi);

@@ -26,7 +26,7 @@ static double dot(const float *a, const float *b, int n) {
     return s;
 }
 
-static double sigmoid(double x) { return x >= 0 ? 1.0 / (1.0 + exp(-x)) : exp(x) / (1.0 + exp(x)); }
+static double sigmoid(double x) { return x >= 0 ? 1.0 / (1.0 + det_exp(-x)) : det_exp(x) / (1.0 + det_exp(x)); }
 
 /* sigmoid(l + delta) - sigmoid(l), without the cancellation of two values near 1 */
 static double sigmoid_change(double l, double delta) {
@@ -38,9 +38,9 @@ static double pattern_change(const LayerView *v, int h, int t, const double *sco
     int T = v->T;
     double maxv = -INFINITY, z = 0.0, sum = 0.0;
     for (int s = 0; s <= t; s++) maxv = fmax(maxv, scores[s]);
-    for (int s = 0; s <= t; s++) z += exp(scores[s] - maxv);
+    for (int s = 0; s <= t; s++) z += det_exp(scores[s] - maxv);
     const float *A = v->base->pattern + ((size_t)h * T + t) * T, *G = v->grad->pattern + ((size_t)h * T + t) * T;
-    for (int s = 0; s <= t; s++) sum += (exp(scores[s] - maxv) / z - A[s]) * G[s];
+    for (int s = 0; s <= t; s++) sum += (det_exp(scores[s] - maxv) / z - A[s]) * G[s];
     return sum;
 }
 
@@ -82,7 +82,7 @@ void qk_fix_key(const LayerView *v, int g, const int *positions, int n_positions
             }
             for (int s = 0; s <= t; s++)
                 if (s != argmax[t]) {
-                    double w = exp(a[s] - row_max[t]);
+                    double w = det_exp(a[s] - row_max[t]);
                     rest_w[t] += w;
                     rest_wg[t] += w * G[(size_t)t * T + s];
                 }
@@ -106,13 +106,13 @@ void qk_fix_key(const LayerView *v, int g, const int *positions, int n_positions
             for (int t = p; t < T; t++) {
                 const float *q = v->base->q_rot + (size_t)t * qd + (size_t)h * dh;
                 double delta = ((k_new ? dot(q, k_new, dh) : 0.0) - dot(q, k_old, dh)) * scale;
-                double w_p = exp(scores[(size_t)t * T + p] - row_max[t]);
+                double w_p = det_exp(scores[(size_t)t * T + p] - row_max[t]);
                 double G_max = G[(size_t)t * T + argmax[t]], G_p = G[(size_t)t * T + p];
                 /* the other keys' total weight and weighted G, never subtracting the max's term */
                 double others = p == argmax[t] ? rest_w[t] : 1.0 + rest_w[t] - w_p;
                 double others_g = p == argmax[t] ? rest_wg[t] : G_max + rest_wg[t] - w_p * G_p;
                 if (!(others > 0.0)) continue; /* the row's only key, or the rest underflows: A' = A */
-                double l = log(w_p) - log(others);
+                double l = det_log(w_p) - det_log(others);
                 out[j] += (G_p - others_g / others) * sigmoid_change(l, delta);
             }
         }

@@ -231,7 +231,7 @@ static void run_bound(const Job *job, const Model *m, const Plan *plan, const Bo
     }
     if (rank == 0) {
         double seconds = now_seconds() - t0, confidence = spec->confidence, inclusion = spec->inclusion;
-        double delta_sign = pow(1.0 - inclusion / 2.0, K); /* the sign-symmetric test's error bound */
+        double delta_sign = det_pow(1.0 - inclusion / 2.0, K); /* the sign-symmetric test's error bound */
         long n_verified = spec->n_verified_max, seed = (long)spec->seed;
         hid_t g = rep.file.group;
         h5_set_string_attr(g, "site", site_name(spec->site));

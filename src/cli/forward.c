@@ -43,7 +43,7 @@ int cmd_forward(int argc, char **argv) {
     const float *logits = cache.logits + (size_t)(T - 1) * V;
     double maxv = -INFINITY, sum = 0.0;
     for (int i = 0; i < V; i++) maxv = fmax(maxv, logits[i]);
-    for (int i = 0; i < V; i++) sum += exp(logits[i] - maxv);
+    for (int i = 0; i < V; i++) sum += det_exp(logits[i] - maxv);
     if (top > V) top = V;
     int *order = xmalloc(sizeof(int) * (size_t)V);
     for (int i = 0; i < V; i++) order[i] = i;
@@ -60,7 +60,7 @@ int cmd_forward(int argc, char **argv) {
     for (int k = 0; k < top; k++) {
         int id = order[k];
         const char *s = tokenizer_token(m.tokenizer, id);
-        printf("%4d %7d %9.5f %10.4f  %s%s%s\n", k + 1, id, exp(logits[id] - maxv) / sum, logits[id], s ? "\"" : "",
+        printf("%4d %7d %9.5f %10.4f  %s%s%s\n", k + 1, id, det_exp(logits[id] - maxv) / sum, logits[id], s ? "\"" : "",
                s ? s : "", s ? "\"" : "");
     }
     free(order);

@@ -1,8 +1,9 @@
 /* patchsweep: exact activation patching sweeps with gradient estimates beside them. */
-#include <cblas.h>
 #include <stdio.h>
 #include <string.h>
 #include "patchsweep/cli.h"
+#include "patchsweep/core.h"
+#include "patchsweep/kernels.h"
 
 static const char usage[] =
     "usage: patchsweep <command> [options]\n"
@@ -18,8 +19,11 @@ static const char usage[] =
     "  train RECIPE.json                  train a small model on a task, write a model folder\n";
 
 int main(int argc, char **argv) {
-    /* Parallelism comes from MPI ranks; BLAS threads would only fight them for cores. */
-    openblas_set_num_threads(1);
+    /* The kernel family (PATCHSWEEP_ISA or the CPU's best) is chosen before anything computes,
+     * so a CPU that cannot run it is one line and exit 2, not a crash. */
+    long batch_cap;
+    if (kernels_select(NULL) != PS_OK) return report_error(PS_EUSER);
+    if (env_int("PATCHSWEEP_BATCH", 1, 1 << 20, &batch_cap) != PS_OK) return report_error(PS_EUSER);
     if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
         fputs(usage, argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

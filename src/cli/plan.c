@@ -3,6 +3,7 @@
 #include <string.h>
 #include "patchsweep/cli.h"
 #include "patchsweep/core.h"
+#include "patchsweep/kernels.h"
 #include "patchsweep/plan.h"
 
 static const char *human(double x, char *buf, size_t cap) {
@@ -50,6 +51,7 @@ int cmd_plan(int argc, char **argv) {
            human(st.naive_flops, b, sizeof b), st.flops > 0 ? st.naive_flops / st.flops : 0.0);
     printf("memory     %sB per rank (weights, one prompt's runs, engine scratch of %d sequences)\n",
            human(st.bytes_per_rank, c, sizeof c), plan.batch_limit);
+    printf("kernels    %s (the same bits with any: PATCHSWEEP_ISA, PATCHSWEEP_BATCH)\n", kernels()->name);
     printf("output     %s\n", job.output);
     plan_free(&plan);
     job_free(&job);

@@ -1,6 +1,5 @@
 /* patchsweep train RECIPE.json: trains a small model on a task (src/train) and writes it as a
  * Hugging Face folder beside the recipe (or where "output" says). */
-#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -85,3 +85,16 @@ int make_dirs(const char *path) {
     }
     return mkdir(buf, 0777) != 0 && errno != EEXIST ? -1 : 0;
 }
+
+int env_int(const char *name, long lo, long hi, long *out) {
+    *out = -1;
+    const char *text = getenv(name);
+    if (!text || !*text) return PS_OK;
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (*end || errno || v < lo || v > hi)
+        return ps_fail(PS_EUSER, "%s=%s: expected an integer from %ld to %ld", name, text, lo, hi);
+    *out = v;
+    return PS_OK;
+}

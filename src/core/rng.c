@@ -26,5 +26,5 @@ double rng_normal(Rng *r) {
     /* 1 - u keeps the log argument in (0, 1]. */
     double u1 = 1.0 - rng_uniform(r);
     double u2 = rng_uniform(r);
-    return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
+    return sqrt(-2.0 * det_log(u1)) * det_cos(2.0 * M_PI * u2);
 }

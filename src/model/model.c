@@ -49,18 +49,22 @@ void model_attach(Model *m, const ModelConfig *cfg, float *weights) {
     m->owns_weights = weights == NULL;
     m->weights = weights ? weights : alloc_floats(model_weight_count(cfg));
     m->n_weights = params_point(&m->w, m->weights, cfg);
+    packed_point(&m->packed, m->weights + m->n_weights, cfg);
     int half = cfg->rotary_dims / 2;
     m->rope_inv_freq = alloc_doubles((size_t)(half ? half : 1));
     /* inv_freq_j = theta^(-2j / rotary_dims), the rotate-half convention of GPT-NeoX and HF Llama. */
-    for (int j = 0; j < half; j++) m->rope_inv_freq[j] = pow(cfg->rope_theta, -2.0 * j / cfg->rotary_dims);
+    for (int j = 0; j < half; j++) m->rope_inv_freq[j] = det_pow(cfg->rope_theta, -2.0 * j / cfg->rotary_dims);
 }
 
 void model_alloc(Model *m, const ModelConfig *cfg) { model_attach(m, cfg, NULL); }
 
 size_t model_weight_count(const ModelConfig *cfg) {
-    Params probe;
-    return params_point(&probe, NULL, cfg);
+    Params params;
+    Packed packed;
+    return params_point(&params, NULL, cfg) + packed_point(&packed, NULL, cfg);
 }
+
+void model_pack(Model *m) { params_pack(&m->packed, &m->w, &m->cfg); }
 
 uint64_t model_fingerprint(const Model *m) {
     char *json = model_config_json(&m->cfg);
@@ -78,6 +82,7 @@ void model_init_random(Model *m, const ModelConfig *cfg, uint64_t seed, float sc
     size_t L = (size_t)cfg->n_layer, d = (size_t)cfg->d_model;
     for (size_t i = 0; i < L * d; i++) m->w.ln1_w[i] = m->w.ln2_w[i] = 1.0f;
     for (size_t i = 0; i < d; i++) m->w.lnf_w[i] = 1.0f;
+    model_pack(m);
     m->fingerprint = model_fingerprint(m);
     snprintf(m->dir, sizeof m->dir, "(random, seed %llu)", (unsigned long long)seed);
 }
@@ -101,6 +106,7 @@ int model_read_weights(Model *m, const char *dir) {
     int rc = st_set_open(&st, dir);
     if (!rc) rc = arch->load_weights(&m->cfg, &st, &m->w);
     st_set_close(&st);
+    if (!rc) model_pack(m);
     return rc;
 }
 

@@ -1,49 +1,12 @@
-/* Kernels. Matrix products go through CBLAS; everything else is a plain loop. */
-#include <cblas.h>
+/* The operations other than the matrix products (matmul.c). Plain loops in a fixed order; the
+ * exponentials and their kin go through the kernels' deterministic array functions, so every
+ * value has the same bits on every CPU (kernels.h). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "patchsweep/core.h"
+#include "patchsweep/kernels.h"
 #include "patchsweep/ops.h"
-
-/* ---- matmul ------------------------------------------------------------------------------- */
-
-/* Batch invariance. OpenBLAS's sgemm kernel works on pairs of rows; a row left over (the last
- * of an odd count, or a single row, which goes to GEMV) is computed by other code that rounds
- * differently. So an even number of rows goes to one GEMM, and a last odd row is computed as
- * the first of a duplicated pair. Then every row's bits depend only on that row: a suffix
- * recomputed inside a batch of patched runs gives the same bits as the full forward pass,
- * patching in a run's own activation gives exactly zero, and the fast path equals the naive
- * one bit for bit. It needs one BLAS thread (several split the rows between them), which is
- * how patchsweep runs anyway. (Measured on OpenBLAS 0.3.21; tests/unit/test_ops.c checks it.) */
-void matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N, int C, int OC) {
-    int even = N & ~1;
-    if (even) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, even, OC, C, 1.0f, inp, C, w, C, 0.0f, out, OC);
-    if (N & 1) {
-        float *pair_in = xmalloc(sizeof(float) * 2 * (size_t)C), *pair_out = xmalloc(sizeof(float) * 2 * (size_t)OC);
-        memcpy(pair_in, inp + (size_t)even * C, sizeof(float) * (size_t)C);
-        memcpy(pair_in + C, pair_in, sizeof(float) * (size_t)C);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 2, OC, C, 1.0f, pair_in, C, w, C, 0.0f, pair_out, OC);
-        memcpy(out + (size_t)even * OC, pair_out, sizeof(float) * (size_t)OC);
-        free(pair_in);
-        free(pair_out);
-    }
-    if (bias)
-        for (int n = 0; n < N; n++)
-            for (int o = 0; o < OC; o++) out[(size_t)n * OC + o] += bias[o];
-}
-
-void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
-                     int N, int C, int OC) {
-    if (N == 0) return;
-    if (dinp) /* dinp[N,C] += dout[N,OC] w[OC,C] */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, w, C, 1.0f, dinp, C);
-    if (dw) /* dw[OC,C] += dout^T[OC,N] inp[N,C] */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);
-    if (dbias)
-        for (int n = 0; n < N; n++)
-            for (int o = 0; o < OC; o++) dbias[o] += dout[(size_t)n * OC + o];
-}
 
 /* ---- LayerNorm / RMSNorm -------------------------------------------------------------------- */
 
@@ -90,51 +53,92 @@ void norm_backward(NormKind kind, float *dinp, float *dw, float *db, const float
     }
 }
 
-/* ---- activations ------------------------------------------------------------------------------ */
+/* ---- activations ------------------------------------------------------------------------------
+ * Elementwise, in chunks: first the argument of the transcendental function for a chunk, then
+ * the function over the whole chunk (one vectorised call), then the rest. */
 
 #define GELU_SCALE 0.7978845608028654f /* sqrt(2/pi) */
-
-static float silu(float x) { return x / (1.0f + expf(-x)); }
+#define INV_SQRT_2PI 0.3989422804014327f
+enum { CHUNK = 256 };
 
 void act_forward(ActKind kind, float *out, const float *inp, int N) {
-    for (int i = 0; i < N; i++) {
-        float x = inp[i];
-        if (kind == ACT_GELU_TANH)
-            out[i] = 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + 0.044715f * x * x * x)));
-        else if (kind == ACT_GELU_ERF)
-            out[i] = 0.5f * x * (1.0f + erff(x * (float)M_SQRT1_2));
-        else
-            out[i] = silu(x);
+    const Kernels *k = kernels();
+    float f[CHUNK];
+    for (int i0 = 0; i0 < N; i0 += CHUNK) {
+        int n = N - i0 < CHUNK ? N - i0 : CHUNK;
+        const float *x = inp + i0;
+        float *y = out + i0;
+        if (kind == ACT_GELU_TANH) { /* 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
+            for (int i = 0; i < n; i++) f[i] = GELU_SCALE * (x[i] + 0.044715f * x[i] * x[i] * x[i]);
+            k->tanh(f, f, n);
+            for (int i = 0; i < n; i++) y[i] = 0.5f * x[i] * (1.0f + f[i]);
+        } else if (kind == ACT_GELU_ERF) { /* 0.5 x (1 + erf(x / sqrt 2)) */
+            for (int i = 0; i < n; i++) f[i] = x[i] * (float)M_SQRT1_2;
+            k->erf(f, f, n);
+            for (int i = 0; i < n; i++) y[i] = 0.5f * x[i] * (1.0f + f[i]);
+        } else { /* silu: x / (1 + exp(-x)) */
+            for (int i = 0; i < n; i++) f[i] = -x[i];
+            k->exp(f, f, n);
+            for (int i = 0; i < n; i++) y[i] = x[i] / (1.0f + f[i]);
+        }
     }
 }
 
 void act_backward(ActKind kind, float *dinp, const float *dout, const float *inp, int N) {
-    for (int i = 0; i < N; i++) {
-        float x = inp[i], grad;
+    const Kernels *k = kernels();
+    float f[CHUNK], g[CHUNK];
+    for (int i0 = 0; i0 < N; i0 += CHUNK) {
+        int n = N - i0 < CHUNK ? N - i0 : CHUNK;
+        const float *x = inp + i0, *dy = dout + i0;
+        float *dx = dinp + i0;
         if (kind == ACT_GELU_TANH) {
-            float u = GELU_SCALE * (x + 0.044715f * x * x * x);
-            float t = tanhf(u);
-            float du = GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
-            grad = 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du;
-        } else if (kind == ACT_GELU_ERF) {
-            grad = 0.5f * (1.0f + erff(x * (float)M_SQRT1_2)) + x * expf(-0.5f * x * x) * 0.3989422804014327f;
-        } else {
-            float sig = 1.0f / (1.0f + expf(-x));
-            grad = sig * (1.0f + x * (1.0f - sig));
+            for (int i = 0; i < n; i++) f[i] = GELU_SCALE * (x[i] + 0.044715f * x[i] * x[i] * x[i]);
+            k->tanh(f, f, n);
+            for (int i = 0; i < n; i++) {
+                float du = GELU_SCALE * (1.0f + 3.0f * 0.044715f * x[i] * x[i]);
+                float grad = 0.5f * (1.0f + f[i]) + 0.5f * x[i] * (1.0f - f[i] * f[i]) * du;
+                dx[i] += grad * dy[i];
+            }
+        } else if (kind == ACT_GELU_ERF) { /* 0.5 (1 + erf(x / sqrt 2)) + x phi(x) */
+            for (int i = 0; i < n; i++) f[i] = x[i] * (float)M_SQRT1_2, g[i] = -0.5f * x[i] * x[i];
+            k->erf(f, f, n);
+            k->exp(g, g, n);
+            for (int i = 0; i < n; i++) dx[i] += (0.5f * (1.0f + f[i]) + x[i] * g[i] * INV_SQRT_2PI) * dy[i];
+        } else { /* silu' = sig (1 + x (1 - sig)) */
+            for (int i = 0; i < n; i++) f[i] = -x[i];
+            k->exp(f, f, n);
+            for (int i = 0; i < n; i++) {
+                float sig = 1.0f / (1.0f + f[i]);
+                dx[i] += sig * (1.0f + x[i] * (1.0f - sig)) * dy[i];
+            }
         }
-        dinp[i] += grad * dout[i];
     }
 }
 
 void swiglu_forward(float *out, const float *gate, const float *up, int N) {
-    for (int i = 0; i < N; i++) out[i] = silu(gate[i]) * up[i];
+    const Kernels *k = kernels();
+    float f[CHUNK];
+    for (int i0 = 0; i0 < N; i0 += CHUNK) {
+        int n = N - i0 < CHUNK ? N - i0 : CHUNK;
+        for (int i = 0; i < n; i++) f[i] = -gate[i0 + i];
+        k->exp(f, f, n);
+        for (int i = 0; i < n; i++) out[i0 + i] = gate[i0 + i] / (1.0f + f[i]) * up[i0 + i];
+    }
 }
 
 void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, int N) {
-    for (int i = 0; i < N; i++) {
-        float sig = 1.0f / (1.0f + expf(-gate[i]));
-        if (dgate) dgate[i] += dout[i] * up[i] * sig * (1.0f + gate[i] * (1.0f - sig));
-        if (dup) dup[i] += dout[i] * gate[i] * sig;
+    const Kernels *k = kernels();
+    float f[CHUNK];
+    for (int i0 = 0; i0 < N; i0 += CHUNK) {
+        int n = N - i0 < CHUNK ? N - i0 : CHUNK;
+        for (int i = 0; i < n; i++) f[i] = -gate[i0 + i];
+        k->exp(f, f, n);
+        for (int i = 0; i < n; i++) {
+            size_t j = (size_t)i0 + i;
+            float sig = 1.0f / (1.0f + f[i]);
+            if (dgate) dgate[j] += dout[j] * up[j] * sig * (1.0f + gate[j] * (1.0f - sig));
+            if (dup) dup[j] += dout[j] * gate[j] * sig;
+        }
     }
 }
 
@@ -161,8 +165,8 @@ static void rope_rotate(float *out, const float *inp, int accumulate, float sign
     for (int r = 0; r < n_rows; r++) {
         for (int j = 0; j < half; j++) {
             double angle = (double)(pos0 + r) * inv_freq[j];
-            cos_t[j] = (float)cos(angle);
-            sin_t[j] = sign * (float)sin(angle);
+            cos_t[j] = (float)det_cos(angle);
+            sin_t[j] = sign * (float)det_sin(angle);
         }
         for (int sq = 0; sq < n_seq; sq++) {
             size_t row = ((size_t)sq * n_rows + r) * n_heads * d_head;
@@ -203,6 +207,7 @@ void attention_forward(float *z, float *pattern, const float *q, const float *k,
     int H = s->n_head, dh = s->d_head, group = s->n_head / s->n_kv_head, n_keys = attn_n_keys(s);
     int qd = H * dh, kvd = s->n_kv_head * dh;
     float scale = 1.0f / sqrtf((float)dh);
+    const Kernels *kern = kernels();
     for (int h = 0; h < H; h++) {
         int g = h / group;
         for (int i = 0; i < s->n_q; i++) {
@@ -217,11 +222,10 @@ void attention_forward(float *z, float *pattern, const float *q, const float *k,
                 row[t] = dot * scale;
                 if (row[t] > maxv) maxv = row[t];
             }
+            for (int t = 0; t <= pos; t++) row[t] -= maxv;
+            kern->exp(row, row, pos + 1);
             float sum = 0.0f;
-            for (int t = 0; t <= pos; t++) {
-                row[t] = expf(row[t] - maxv);
-                sum += row[t];
-            }
+            for (int t = 0; t <= pos; t++) sum += row[t];
             for (int t = 0; t <= pos; t++) row[t] /= sum;
             for (int t = pos + 1; t < n_keys; t++) row[t] = 0.0f;
             float *zi = z + (size_t)i * qd + (size_t)h * dh;

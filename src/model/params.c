@@ -1,6 +1,7 @@
-/* The parameter block and its pointer table. */
+/* The parameter block and its pointer table, and the packed copies of its matrices. */
 #include <string.h>
 #include "patchsweep/model.h"
+#include "patchsweep/ops.h"
 
 void param_sizes(const ModelConfig *c, size_t s[N_PARAM_TENSORS]) {
     size_t L = (size_t)c->n_layer, d = (size_t)c->d_model, V = (size_t)c->vocab;
@@ -34,9 +35,49 @@ size_t params_point(Params *p, float *block, const ModelConfig *c) {
         &p->lnf_b, &p->unembed,
     };
     for (int i = 0; i < N_PARAM_TENSORS; i++) {
-        *fields[i] = sizes[i] ? block + total : NULL;
+        *fields[i] = sizes[i] && block ? block + total : NULL;
         total += sizes[i];
     }
     if (c->tied_unembed) p->unembed = p->wte;
     return total;
+}
+
+/* The packed matrices: [rows, inputs] of each, and how many layers it stacks. */
+typedef struct {
+    int rows, inputs, layers;
+} MatrixShape;
+
+static void packed_shapes(const ModelConfig *c, MatrixShape s[N_PACKED_TENSORS]) {
+    int L = c->n_layer, d = c->d_model, qd = cfg_q_dim(c), kvd = cfg_kv_dim(c), dm = c->d_mlp;
+    MatrixShape shapes[N_PACKED_TENSORS] = {
+        {qd, d, L}, {kvd, d, L}, {kvd, d, L}, {d, qd, L},             /* wq, wk, wv, wo */
+        {dm, d, c->gated_mlp ? L : 0}, {dm, d, L}, {d, dm, L},          /* w_gate, w_in, w_out */
+        {c->vocab, d, 1},                                               /* unembed */
+    };
+    memcpy(s, shapes, sizeof shapes);
+}
+
+size_t packed_point(Packed *p, float *block, const ModelConfig *c) {
+    MatrixShape s[N_PACKED_TENSORS];
+    packed_shapes(c, s);
+    float **fields[N_PACKED_TENSORS] = {&p->wq, &p->wk, &p->wv, &p->wo, &p->w_gate, &p->w_in, &p->w_out, &p->unembed};
+    size_t total = 0;
+    for (int i = 0; i < N_PACKED_TENSORS; i++) {
+        size_t size = (size_t)s[i].layers * packed_floats(s[i].rows, s[i].inputs);
+        *fields[i] = size && block ? block + total : NULL;
+        total += size;
+    }
+    return total;
+}
+
+void params_pack(Packed *dst, const Params *src, const ModelConfig *c) {
+    MatrixShape s[N_PACKED_TENSORS];
+    packed_shapes(c, s);
+    float *to[N_PACKED_TENSORS] = {dst->wq, dst->wk, dst->wv, dst->wo, dst->w_gate, dst->w_in, dst->w_out, dst->unembed};
+    const float *from[N_PACKED_TENSORS] = {src->wq,   src->wk,   src->wv,    src->wo,
+                                          src->w_gate, src->w_in, src->w_out, src->unembed};
+    for (int i = 0; i < N_PACKED_TENSORS; i++)
+        for (int l = 0; l < s[i].layers; l++)
+            pack_weights(to[i] + (size_t)l * packed_floats(s[i].rows, s[i].inputs),
+                         from[i] + (size_t)l * s[i].rows * s[i].inputs, s[i].rows, s[i].inputs);
 }

@@ -57,6 +57,7 @@ void block_forward(const Model *m, int l, LayerActs *a, const BlockRun *run, Blo
     Stage from = run->from_stage;
     size_t L = (size_t)l;
 #define LAYER(p, size) ((p) ? (p) + L * (size) : NULL)
+#define PACKED(name, rows, inputs) (m->packed.name + L * packed_floats(rows, inputs))
 #define HOOK(stage) \
     if (hook && from <= (stage)) hook(ctx, stage, l, a, run)
 
@@ -64,14 +65,14 @@ void block_forward(const Model *m, int l, LayerActs *a, const BlockRun *run, Blo
     if (from < ST_QKV) {
         norm_forward(c->norm, a->ln1, a->ln1_mean, a->ln1_rstd, a->resid_pre, LAYER(w->ln1_w, d),
                      LAYER(w->ln1_b, d), n_kv, d, c->norm_eps);
-        matmul_forward(a->k, a->ln1, LAYER(w->wk, (size_t)kvd * d), LAYER(w->bk, kvd), n_kv, d, kvd);
-        matmul_forward(a->v, a->ln1, LAYER(w->wv, (size_t)kvd * d), LAYER(w->bv, kvd), n_kv, d, kvd);
+        matmul_forward(a->k, a->ln1, PACKED(wk, kvd, d), LAYER(w->bk, kvd), n_kv, d, kvd);
+        matmul_forward(a->v, a->ln1, PACKED(wv, kvd, d), LAYER(w->bv, kvd), n_kv, d, kvd);
         const float *ln1_q = a->ln1;
         if (run->last_only) {
             gather_last_rows(a->ln1_last, a->ln1, B, R, d);
             ln1_q = a->ln1_last;
         }
-        matmul_forward(a->q, ln1_q, LAYER(w->wq, (size_t)qd * d), LAYER(w->bq, qd), n_q, d, qd);
+        matmul_forward(a->q, ln1_q, PACKED(wq, qd, d), LAYER(w->bq, qd), n_q, d, qd);
     }
     HOOK(ST_QKV);
     if (from < ST_Z) {
@@ -93,7 +94,7 @@ void block_forward(const Model *m, int l, LayerActs *a, const BlockRun *run, Blo
     }
     HOOK(ST_Z);
     if (from < ST_ATTN_OUT)
-        matmul_forward(a->attn_out, a->z, LAYER(w->wo, (size_t)d * qd), LAYER(w->bo, d), n_q, qd, d);
+        matmul_forward(a->attn_out, a->z, PACKED(wo, d, qd), LAYER(w->bo, d), n_q, qd, d);
     HOOK(ST_ATTN_OUT);
     if (from < ST_RESID_MID) residual_forward(a->resid_mid, resid_pre_q_rows(a, run, d), a->attn_out, n_q * d);
     HOOK(ST_RESID_MID);
@@ -103,21 +104,22 @@ void block_forward(const Model *m, int l, LayerActs *a, const BlockRun *run, Blo
         norm_forward(c->norm, a->ln2, a->ln2_mean, a->ln2_rstd, mlp_in, LAYER(w->ln2_w, d),
                      LAYER(w->ln2_b, d), n_q, d, c->norm_eps);
         if (c->gated_mlp) {
-            matmul_forward(a->mlp_pre, a->ln2, LAYER(w->w_gate, (size_t)dm * d), NULL, n_q, d, dm);
-            matmul_forward(a->mlp_up, a->ln2, LAYER(w->w_in, (size_t)dm * d), LAYER(w->b_in, dm), n_q, d, dm);
+            matmul_forward(a->mlp_pre, a->ln2, PACKED(w_gate, dm, d), NULL, n_q, d, dm);
+            matmul_forward(a->mlp_up, a->ln2, PACKED(w_in, dm, d), LAYER(w->b_in, dm), n_q, d, dm);
             swiglu_forward(a->mlp_post, a->mlp_pre, a->mlp_up, n_q * dm);
         } else {
-            matmul_forward(a->mlp_pre, a->ln2, LAYER(w->w_in, (size_t)dm * d), LAYER(w->b_in, dm), n_q, d, dm);
+            matmul_forward(a->mlp_pre, a->ln2, PACKED(w_in, dm, d), LAYER(w->b_in, dm), n_q, d, dm);
             act_forward(c->act, a->mlp_post, a->mlp_pre, n_q * dm);
         }
     }
     HOOK(ST_MLP_POST);
     if (from < ST_MLP_OUT)
-        matmul_forward(a->mlp_out, a->mlp_post, LAYER(w->w_out, (size_t)d * dm), LAYER(w->b_out, d), n_q, dm, d);
+        matmul_forward(a->mlp_out, a->mlp_post, PACKED(w_out, d, dm), LAYER(w->b_out, d), n_q, dm, d);
     HOOK(ST_MLP_OUT);
     if (from < ST_RESID_POST) residual_forward(a->resid_post, a->resid_mid, a->mlp_out, n_q * d);
     HOOK(ST_RESID_POST);
 #undef HOOK
+#undef PACKED
 #undef LAYER
 }
 
@@ -176,7 +178,7 @@ void run_forward(const Model *m, const int *tokens, int T, const float *noise, R
     }
     const float *resid = c->layer[L - 1].resid_post;
     norm_forward(cfg->norm, c->lnf, c->lnf_mean, c->lnf_rstd, resid, m->w.lnf_w, m->w.lnf_b, T, d, cfg->norm_eps);
-    if (c->logits) matmul_forward(c->logits, c->lnf, m->w.unembed, NULL, T, d, cfg->vocab);
+    if (c->logits) matmul_forward(c->logits, c->lnf, m->packed.unembed, NULL, T, d, cfg->vocab);
 }
 
 /* ---- backward ------------------------------------------------------------------------------------ */

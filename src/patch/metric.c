@@ -34,15 +34,15 @@ static void final_norm(const Model *m, const float *resid, int n, MetricWork *w)
 static void log_softmax(const float *logits, int V, double *out) {
     double maxv = -INFINITY, sum = 0.0;
     for (int v = 0; v < V; v++) maxv = fmax(maxv, logits[v]);
-    for (int v = 0; v < V; v++) sum += exp(logits[v] - maxv);
-    double lse = maxv + log(sum);
+    for (int v = 0; v < V; v++) sum += det_exp(logits[v] - maxv);
+    double lse = maxv + det_log(sum);
     for (int v = 0; v < V; v++) out[v] = logits[v] - lse;
 }
 
 void final_logprobs(const Model *m, const float *resid_row, double *out, MetricWork *w) {
     work_reserve(m, w, 1);
     final_norm(m, resid_row, 1, w);
-    matmul_forward(w->logits, w->lnf, m->w.unembed, NULL, 1, m->cfg.d_model, m->cfg.vocab);
+    matmul_forward(w->logits, w->lnf, m->packed.unembed, NULL, 1, m->cfg.d_model, m->cfg.vocab);
     log_softmax(w->logits, m->cfg.vocab, out);
 }
 
@@ -64,19 +64,19 @@ void metric_rows(const Model *m, const MetricSpec *spec, const float *resid, int
         }
         return;
     }
-    matmul_forward(w->logits, w->lnf, m->w.unembed, NULL, n, d, V);
+    matmul_forward(w->logits, w->lnf, m->packed.unembed, NULL, n, d, V);
     double *lp = xmalloc(sizeof(double) * (size_t)V);
     for (int i = 0; i < n; i++) {
         log_softmax(w->logits + (size_t)i * V, V, lp);
         if (spec->kind == METRIC_LOGPROB) {
             out[i] = lp[spec->answer];
         } else if (spec->kind == METRIC_PROB) {
-            out[i] = exp(lp[spec->answer]);
+            out[i] = det_exp(lp[spec->answer]);
         } else { /* KL(clean || patched) = sum_v p_clean(v) (log p_clean(v) - log p_patched(v)) */
             double kl = 0.0;
             for (int v = 0; v < V; v++) {
                 double lc = spec->clean_logprobs[v];
-                if (lc > -INFINITY) kl += exp(lc) * (lc - lp[v]);
+                if (lc > -INFINITY) kl += det_exp(lc) * (lc - lp[v]);
             }
             out[i] = kl;
         }
@@ -94,16 +94,16 @@ void metric_grad(const Model *m, const MetricSpec *spec, const float *resid_row,
         for (int k = 0; k < d; k++)
             dlnf[k] = m->w.unembed[(size_t)spec->answer * d + k] - m->w.unembed[(size_t)spec->wrong * d + k];
     } else {
-        matmul_forward(w->logits, w->lnf, m->w.unembed, NULL, 1, d, V);
+        matmul_forward(w->logits, w->lnf, m->packed.unembed, NULL, 1, d, V);
         double *lp = xmalloc(sizeof(double) * (size_t)V);
         log_softmax(w->logits, V, lp);
         float *dlogits = xmalloc(sizeof(float) * (size_t)V);
-        double pa = exp(lp[spec->answer >= 0 ? spec->answer : 0]);
+        double pa = det_exp(lp[spec->answer >= 0 ? spec->answer : 0]);
         for (int v = 0; v < V; v++) {
-            double p = exp(lp[v]), onehot = v == spec->answer;
+            double p = det_exp(lp[v]), onehot = v == spec->answer;
             if (spec->kind == METRIC_LOGPROB) dlogits[v] = (float)(onehot - p);            /* d log p_a */
             else if (spec->kind == METRIC_PROB) dlogits[v] = (float)(pa * (onehot - p));   /* d p_a */
-            else dlogits[v] = (float)(p - exp(spec->clean_logprobs[v]));                   /* d KL(clean || p) */
+            else dlogits[v] = (float)(p - det_exp(spec->clean_logprobs[v]));                   /* d KL(clean || p) */
         }
         matmul_backward(dlnf, NULL, NULL, dlogits, w->lnf, m->w.unembed, 1, d, V);
         free(lp);

@@ -99,6 +99,11 @@ void plan_build(Plan *pl, const Job *job, const ModelConfig *c) {
         if (pl->units[u].kind == UNIT_EXACT && pl->units[u].n_nodes > widest) widest = pl->units[u].n_nodes;
     int needed = widest * job_samples(job), budget = engine_batch_limit(c, pl->max_T, ENGINE_BUDGET_BYTES);
     pl->batch_limit = needed < budget ? needed : budget;
+    /* PATCHSWEEP_BATCH caps it further (checked by the command line before anything runs).
+     * Batching changes no bit of the results: the kernels are batch-invariant. */
+    long cap_env;
+    if (env_int("PATCHSWEEP_BATCH", 1, 1 << 20, &cap_env) == PS_OK && cap_env > 0 && cap_env < pl->batch_limit)
+        pl->batch_limit = (int)cap_env;
 }
 
 void plan_free(Plan *pl) {
@@ -127,9 +132,7 @@ void plan_stats(const Plan *pl, const Job *job, const ModelConfig *c, PlanStats 
     }
     /* Memory: weights, the runs of one prompt (clean + source/base per sample), the mean runs,
      * and the engine scratch. */
-    size_t weights = 0, sizes[N_PARAM_TENSORS];
-    param_sizes(c, sizes);
-    for (int i = 0; i < N_PARAM_TENSORS; i++) weights += sizes[i];
+    size_t weights = model_weight_count(c); /* the parameters and their packed copies */
     size_t layer[N_LAYER_ACTS], per_run = 0;
     layer_acts_sizes(c, 1, pl->max_T, pl->max_T, pl->max_T, 0, layer);
     for (int i = 0; i < N_LAYER_ACTS; i++) per_run += layer[i];

@@ -26,11 +26,11 @@ double batch_loss(const Model *m, const Example *ex, int n, Params *pg) {
             const float *row = acts.logits + (size_t)t * V;
             double maxv = -INFINITY, z = 0.0;
             for (int v = 0; v < V; v++) maxv = fmax(maxv, row[v]);
-            for (int v = 0; v < V; v++) z += exp(row[v] - maxv);
-            loss += (log(z) + maxv - row[e->targets[t]]) / targets;
+            for (int v = 0; v < V; v++) z += det_exp(row[v] - maxv);
+            loss += (det_log(z) + maxv - row[e->targets[t]]) / targets;
             if (!dlogits) continue;
             for (int v = 0; v < V; v++) /* d CE / d logits = softmax - onehot, averaged */
-                dlogits[(size_t)t * V + v] = (float)((exp(row[v] - maxv) / z - (v == e->targets[t])) / targets);
+                dlogits[(size_t)t * V + v] = (float)((det_exp(row[v] - maxv) / z - (v == e->targets[t])) / targets);
         }
         if (pg) {
             run_cache_init(&grads, c, e->T, 0);

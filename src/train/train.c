@@ -1,6 +1,6 @@
 /* The training loop: GPT-2 initialisation, AdamW with linear warm-up and cosine decay, batches
- * from the task generator. One BLAS thread and one seeded generator: the same recipe gives the
- * same weights on any machine with the same OpenBLAS. */
+ * from the task generator. Deterministic kernels and one seeded generator: the same recipe gives
+ * the same weights, bit for bit, on any CPU. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +23,7 @@ static void init_weights(Model *m, uint64_t seed) {
         if (zero[k]) memset(zero[k], 0, zero_n[k] * sizeof(float));
     for (size_t i = 0; i < L * d; i++) m->w.ln1_w[i] = m->w.ln2_w[i] = 1.0f;
     for (size_t i = 0; i < d; i++) m->w.lnf_w[i] = 1.0f;
+    model_pack(m);
 }
 
 void train(const Recipe *r, Model *m, FILE *log) {
@@ -45,14 +46,15 @@ void train(const Recipe *r, Model *m, FILE *log) {
         /* learning rate: linear warm-up, then cosine down to a tenth */
         double progress = (double)(step - warmup) / (r->steps - warmup > 0 ? r->steps - warmup : 1);
         double lr = step <= warmup ? r->lr * step / (warmup ? warmup : 1)
-                                   : r->lr * (0.1 + 0.45 * (1.0 + cos(M_PI * (progress < 1 ? progress : 1))));
-        double c1 = 1.0 - pow(beta1, step), c2 = 1.0 - pow(beta2, step);
+                                   : r->lr * (0.1 + 0.45 * (1.0 + det_cos(M_PI * (progress < 1 ? progress : 1))));
+        double c1 = 1.0 - det_pow(beta1, step), c2 = 1.0 - det_pow(beta2, step);
         for (size_t i = 0; i < n; i++) { /* AdamW (decoupled weight decay) */
             mom[i] = (float)(beta1 * mom[i] + (1 - beta1) * grad[i]);
             vel[i] = (float)(beta2 * vel[i] + (1 - beta2) * grad[i] * grad[i]);
             double update = (mom[i] / c1) / (sqrt(vel[i] / c2) + eps);
             m->weights[i] -= (float)(lr * (update + r->weight_decay * m->weights[i]));
         }
+        model_pack(m); /* the forward pass reads the packed copies */
         smooth = step == 1 ? loss : 0.95 * smooth + 0.05 * loss;
         if (log && (step % 100 == 0 || step == 1 || step == r->steps))
             fprintf(log, "step %5d/%d  loss %.4f (smoothed %.4f)  lr %.2e  %.0fs\n", step, r->steps, loss, smooth, lr,

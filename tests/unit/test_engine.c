@@ -228,6 +228,7 @@ static void test_metrics_by_hand(void **state) {
         for (int j = 0; j < 4; j++) m.w.unembed[i * 4 + j] = U[i][j];
         for (int j = 0; j < 4; j++) m.w.wq[i * 4 + j] = m.w.wk[i * 4 + j] = m.w.wv[i * 4 + j] = 0.1f * (i + j);
     }
+    model_pack(&m);
     /* clean ends in token 1, corrupt in token 2; answer 1, wrong 2 */
     const char *metrics[] = {"logit_diff", "logprob", "prob", "kl"};
     double scale = 2.0 / sqrt(1.0 + 1e-5);

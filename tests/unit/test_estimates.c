@@ -153,6 +153,7 @@ static void test_saturated_attention(void **state) {
     m.w.wv[0 * 4 + 2] = 50.0f;   /* v0 = 50 w' */
     m.w.wo[3 * 2 + 0] = 1.0f;    /* o += z0 */
     m.w.unembed[0 * 4 + 3] = 50.0f; /* answer 0 reads o (times C/2 to undo the final norm) */
+    model_pack(&m);
     const char *job = "{\"model\": \"x\", \"prompts\": [{\"clean\": [0, 1, 2, 4], \"corrupt\": [0, 3, 2, 4], "
                       "\"answer\": 0, \"wrong\": 5}], \"direction\": \"noise\", \"nodes\": [\"k\", \"q\", \"v\"], "
                       "\"estimates\": [\"atp\", \"atp_qk\", \"atp_star\"]}";
@@ -185,6 +186,7 @@ static void test_cancellation(void **state) {
     m.w.w_in[L1 + 0 * 4 + 0] = 1.0f;           /* up = c' */
     m.w.w_out[(size_t)1 * 4 * 2 + 1 * 2 + 0] = -0.5f; /* s -= 0.5 mlp_post */
     m.w.unembed[0 * 4 + 1] = 50.0f;            /* answer 0 reads s */
+    model_pack(&m);
     const char *job = "{\"model\": \"x\", \"prompts\": [{\"clean\": [0, 1, 4], \"corrupt\": [0, 1, 5], "
                       "\"answer\": 0, \"wrong\": 2}], \"direction\": \"noise\", \"nodes\": [\"resid_pre\"], "
                       "\"estimates\": [\"atp\", \"atp_qk\", \"atp_star\"]}";

@@ -3,13 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <cblas.h>
 #include "test_support.h"
-
-/* As in the product (src/cli/main.c): one BLAS thread. With several, OpenBLAS splits a
- * product's rows between threads, and where the split falls changes the rounding of the rows
- * next to it, which would break the batch invariance the engine tests check. */
-__attribute__((constructor)) static void one_blas_thread(void) { openblas_set_num_threads(1); }
 
 const char *fixture(const char *rel) {
     static char buf[8][4096];

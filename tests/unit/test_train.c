@@ -36,6 +36,7 @@ static void check_parameter_gradients(const ModelConfig *cfg) {
     Model m;
     model_init_random(&m, cfg, 3, 0.3f);
     for (size_t i = 0; i < (size_t)cfg->n_layer * cfg->d_model; i++) m.w.ln1_w[i] = m.w.ln2_w[i] = 1.0f + 0.1f * (float)(i % 3);
+    model_pack(&m);
     Example ex[2];
     examples(ex);
     float *grad = alloc_floats(m.n_weights);
@@ -48,10 +49,13 @@ static void check_parameter_gradients(const ModelConfig *cfg) {
     for (size_t i = 0; i < m.n_weights; i++) {
         float keep = m.weights[i];
         m.weights[i] = keep + 1e-2f;
+        model_pack(&m); /* the forward pass reads the packed copies */
         double up = batch_loss(&m, ex, 2, NULL);
         m.weights[i] = keep - 1e-2f;
+        model_pack(&m);
         double down = batch_loss(&m, ex, 2, NULL);
         m.weights[i] = keep;
+        model_pack(&m);
         double fd = (up - down) / 2e-2;
         if (fabs(fd - grad[i]) > worst) worst = fabs(fd - grad[i]), worst_i = i;
     }

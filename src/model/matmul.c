@@ -1,0 +1,103 @@
+/* The matrix products, forward and backward, on our own kernels (kernels.h).
+ *
+ * Every output element is one fma chain over k in order from zero, whatever the number of rows,
+ * the tile shape or the instruction set, so a row's bits depend on that row and the weights
+ * alone: a suffix recomputed inside a batch of patched runs equals the full forward pass bit
+ * for bit, a self-patch is exactly 0, and every CPU writes the same results file. A bias, or
+ * the gradient already in an accumulating output, is added after the chain, once. */
+#include <stdlib.h>
+#include <string.h>
+#include "patchsweep/core.h"
+#include "patchsweep/kernels.h"
+#include "patchsweep/ops.h"
+
+void pack_weights(float *packed, const float *w, int OC, int C) {
+    int panels = (OC + PANEL - 1) / PANEL;
+    for (int p = 0; p < panels; p++)
+        for (int k = 0; k < C; k++)
+            for (int j = 0; j < PANEL; j++) {
+                int o = p * PANEL + j;
+                packed[((size_t)p * C + k) * PANEL + j] = o < OC ? w[(size_t)o * C + k] : 0.0f;
+            }
+}
+
+/* The b operand: column panel p, row k, column j at p[p * panel_stride + k * ld + j]. */
+typedef struct {
+    const float *p;
+    ptrdiff_t ld, panel_stride;
+} Panels;
+
+/* Tile enough rows that a block of a stays in the L2 cache while the panels stream past it
+ * (~256 KB); the arithmetic does not depend on it. */
+static int row_block(const Kernels *kern, int K) {
+    int rows = (65536 / (K > 0 ? K : 1)) / kern->mr * kern->mr;
+    return rows > kern->mr ? rows : kern->mr;
+}
+
+/* c[i, col0 + j] (=, or += when accumulate) tile + bias, for panels [0, n_panels) of b that
+ * hold columns col0 .. col0 + cols - 1 of c. */
+static void panels_product(const Kernels *kern, int M, int K, const float *a, ptrdiff_t rs_a, ptrdiff_t cs_a,
+                           Panels b, int n_panels, int col0, int cols, float *c, ptrdiff_t ldc, const float *bias,
+                           int accumulate) {
+    float tile[16 * 64]; /* mr <= 16 rows, np * PANEL <= 64 columns */
+    ptrdiff_t ldt = (ptrdiff_t)kern->np * PANEL;
+    int mc = row_block(kern, K);
+    for (int i0 = 0; i0 < M; i0 += mc)
+        for (int p0 = 0; p0 < n_panels; p0 += kern->np) {
+            int np = n_panels - p0 < kern->np ? n_panels - p0 : kern->np;
+            int j0 = col0 + p0 * PANEL, width = cols - p0 * PANEL < np * PANEL ? cols - p0 * PANEL : np * PANEL;
+            for (int i = i0; i < M && i < i0 + mc; i += kern->mr) {
+                int m = M - i < kern->mr ? M - i : kern->mr;
+                kern->tile(m, np, K, a + i * rs_a, rs_a, cs_a, b.p + p0 * b.panel_stride, b.ld, b.panel_stride, tile,
+                           ldt);
+                for (int r = 0; r < m; r++) {
+                    float *c_row = c + (i + r) * ldc + j0;
+                    const float *t_row = tile + r * ldt;
+                    for (int j = 0; j < width; j++) {
+                        float v = bias ? t_row[j] + bias[j0 + j] : t_row[j];
+                        c_row[j] = accumulate ? c_row[j] + v : v;
+                    }
+                }
+            }
+        }
+}
+
+/* c[M, N] (=, or += when accumulate) a b + bias, with a(i, k) = a[i * rs_a + k * cs_a]. b's
+ * panels are zero-padded past column N when padded (packed weights); otherwise the last,
+ * partial panel is copied into a padded one first. */
+static void gemm(int M, int N, int K, const float *a, ptrdiff_t rs_a, ptrdiff_t cs_a, Panels b, int padded, float *c,
+                 ptrdiff_t ldc, const float *bias, int accumulate) {
+    if (M <= 0 || N <= 0) return;
+    const Kernels *kern = kernels();
+    int full = padded ? (N + PANEL - 1) / PANEL : N / PANEL;
+    panels_product(kern, M, K, a, rs_a, cs_a, b, full, 0, N, c, ldc, bias, accumulate);
+    int edge_cols = N - full * PANEL;
+    if (edge_cols <= 0) return;
+    float *edge = alloc_floats((size_t)(K > 0 ? K : 1) * PANEL);
+    for (int k = 0; k < K; k++)
+        memcpy(edge + (size_t)k * PANEL, b.p + full * b.panel_stride + k * b.ld, sizeof(float) * (size_t)edge_cols);
+    Panels edge_panel = {edge, PANEL, 0};
+    panels_product(kern, M, K, a, rs_a, cs_a, edge_panel, 1, full * PANEL, edge_cols, c, ldc, bias, accumulate);
+    free(edge);
+}
+
+void matmul_forward(float *out, const float *inp, const float *w_packed, const float *bias, int N, int C, int OC) {
+    Panels w = {w_packed, PANEL, (ptrdiff_t)PANEL * C};
+    gemm(N, OC, C, inp, C, 1, w, 1, out, OC, bias, 0);
+}
+
+void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
+                     int N, int C, int OC) {
+    if (N == 0) return;
+    if (dinp) { /* dinp[N,C] += dout[N,OC] w[OC,C]: w's rows are the panels' rows */
+        Panels w_rows = {w, C, PANEL};
+        gemm(N, C, OC, dout, OC, 1, w_rows, 0, dinp, C, NULL, 1);
+    }
+    if (dw) { /* dw[OC,C] += dout^T[OC,N] inp[N,C] */
+        Panels inp_rows = {inp, C, PANEL};
+        gemm(OC, C, N, dout, 1, OC, inp_rows, 0, dw, C, NULL, 1);
+    }
+    if (dbias)
+        for (int n = 0; n < N; n++)
+            for (int o = 0; o < OC; o++) dbias[o] += dout[(size_t)n * OC + o];
+}
