@@ -1,4 +1,3 @@
-#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include "bench_common.h"
@@ -34,18 +33,4 @@ void bench_job(Job *job, const Model *m, int n_prompts, int T, const char *nodes
         exit(1);
     }
     free(text), free(clean), free(corrupt);
-}
-
-double sgemm_gflops(int M, int N, int K) {
-    float *a = alloc_floats((size_t)M * K), *b = alloc_floats((size_t)N * K), *c = alloc_floats((size_t)M * N);
-    for (size_t i = 0; i < (size_t)M * K; i++) a[i] = (float)(i % 7) * 0.1f;
-    for (size_t i = 0; i < (size_t)N * K; i++) b[i] = (float)(i % 5) * 0.1f;
-    int reps = 0;
-    double t0 = now_seconds(), t;
-    do {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a, K, b, K, 0.0f, c, N);
-        reps++;
-    } while ((t = now_seconds() - t0) < 2.0);
-    free(a), free(b), free(c);
-    return 2.0 * M * N * K * reps / t / 1e9;
 }

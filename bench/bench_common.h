@@ -11,7 +11,5 @@ void bench_model(Model *m);
 /* n_prompts prompts of T random tokens, the corrupt copy differing in 3 places; the given
  * nodes (a JSON list) and estimates (a JSON list, may be "[]"). */
 void bench_job(Job *job, const Model *m, int n_prompts, int T, const char *nodes, const char *estimates);
-/* Single-thread sgemm GFLOP/s for an M x N x K product, timed over about two seconds. */
-double sgemm_gflops(int M, int N, int K);
 
 #endif

@@ -1,77 +1,133 @@
-/* bench_engine: the exact engine's fast path against the naive path (a full forward per patch),
- * on a GPT-2-small-shaped model with random weights generated in memory (12 layers, 12 heads,
- * d_model 768, d_mlp 3072, vocabulary 50257), patching z (every head) at every position of
- * prompts of 24 tokens, pair corruption, logit difference.
+/* bench_engine: the exact engine's fast path against the naive path (a full forward per patch)
+ * and against the machine's limit, on a GPT-2-small-shaped model with random weights generated
+ * in memory (12 layers, 12 heads, d_model 768, d_mlp 3072, vocabulary 50257), one prompt of 24
+ * tokens, pair corruption, logit difference, one core.
  *
- * Reported, all from this one run on one core:
- *   - patches per second, fast and naive, and their ratio. The fast path runs the whole sweep;
- *     the naive path, whose cost per patch does not depend on the patch, runs a sample.
- *   - single-thread cblas_sgemm throughput on a representative product, and the fast path's
- *     useful GFLOP/s (the FLOPs its suffixes need, from the planner's count) as a fraction of it.
+ * Two sweeps: z (every head of every layer at every position) and mlp_post (the first 64 neurons
+ * of every layer, one unit each, at every position). Reported, all from this one run:
+ *   - patches per second of each sweep, and of the naive path on a sample of z patches;
+ *   - the kernels' peak: the best GFLOP/s of the forward product at 512 rows on GPT-2's three
+ *     weight shapes, with the kernels the engine uses;
+ *   - each sweep's useful work (the FLOPs its suffixes need, from the planner's count) in GFLOP/s
+ *     and as a fraction of that peak. Patches at positions before the first corrupted token write
+ *     the base run's own values, so the engine skips them (their effect is exactly 0); they
+ *     count as patches in the rate but contribute no FLOPs to the useful work.
+ * The last line ("z_patches_per_second ...") is read by bench/bench_torch.py.
  *
- * usage: bench_engine [prompts=1] [naive_sample=36] */
-#include <cblas.h>
+ * usage: bench_engine [naive_sample=36] [neurons=64]   (neurons 0: the z sweep alone) */
 #include <stdio.h>
 #include <stdlib.h>
 #include "patchsweep/core.h"
+#include "patchsweep/kernels.h"
+#include "patchsweep/ops.h"
 #include "patchsweep/patch.h"
 #include "patchsweep/plan.h"
 #include "bench_common.h"
 
+enum { T = 24 };
+
+/* The best forward-product GFLOP/s at 512 rows over GPT-2's qkv, MLP-in and MLP-out shapes. */
+static double kernel_peak(void) {
+    const int shapes[3][2] = {{2304, 768}, {3072, 768}, {768, 3072}};
+    double best = 0.0;
+    Rng rng;
+    rng_seed(&rng, 3, 0, 0);
+    for (int s = 0; s < 3; s++) {
+        int N = shapes[s][0], K = shapes[s][1], M = 512;
+        float *a = alloc_floats((size_t)M * K), *w = alloc_floats(packed_floats(N, K)), *c = alloc_floats((size_t)M * N);
+        for (size_t i = 0; i < (size_t)M * K; i++) a[i] = (float)rng_normal(&rng);
+        for (size_t i = 0; i < packed_floats(N, K); i++) w[i] = (float)rng_normal(&rng);
+        for (int rep = 0; rep < 5; rep++) {
+            int calls = 0;
+            double t0 = now_seconds(), t;
+            do {
+                matmul_forward(c, a, w, NULL, M, K, N);
+                calls++;
+            } while ((t = now_seconds() - t0) < 0.2);
+            double rate = 2.0 * M * N * K * calls / t / 1e9;
+            if (rate > best) best = rate;
+        }
+        free(a), free(w), free(c);
+    }
+    return best;
+}
+
+typedef struct {
+    const char *name;
+    long patches, skipped;
+    double seconds, useful_flops, all_flops; /* all_flops: had the skipped patches been computed */
+} Sweep;
+
+/* Every layer of one site, nodes [0, n) of each, every position. */
+static Sweep sweep(Engine *e, const Job *job, const PromptRuns *r, const Plan *plan, const ModelConfig *c, Site site,
+                   int n, float *out) {
+    Sweep s = {site_name(site), 0, 0, 0.0, 0.0, 0.0};
+    int first_diff = 0;
+    while (job->prompts[0].clean[first_diff] == job->prompts[0].corrupt[first_diff]) first_diff++;
+    double t0 = now_seconds();
+    for (int l = 0; l < c->n_layer; l++) engine_effects(e, job, r, site, l, 0, n, plan->positions, T, out);
+    s.seconds = now_seconds() - t0;
+    s.patches = (long)c->n_layer * n * T;
+    s.skipped = (long)c->n_layer * n * first_diff;
+    for (int l = 0; l < c->n_layer; l++)
+        for (int t = 0; t < T; t++) {
+            double flops = n * patch_flops(c, T, l, site, t);
+            s.all_flops += flops;
+            if (t >= first_diff) s.useful_flops += flops;
+        }
+    return s;
+}
+
 int main(int argc, char **argv) {
-    openblas_set_num_threads(1);
-    int n_prompts = argc > 1 ? atoi(argv[1]) : 1, naive_sample = argc > 2 ? atoi(argv[2]) : 36, T = 24;
+    int naive_sample = argc > 1 ? atoi(argv[1]) : 36, neurons = argc > 2 ? atoi(argv[2]) : 64;
     Model m;
     bench_model(&m);
     const ModelConfig c = m.cfg;
     Job job;
-    bench_job(&job, &m, n_prompts, T, "[\"z\"]", "[]");
+    bench_job(&job, &m, 1, T, "[\"z\", \"mlp_post\"]", "[]");
     Plan plan;
     plan_build(&plan, &job, &c);
     JobRuns jr;
     job_runs_init(&jr, &m, &job);
     Engine *e = engine_new(&m, T, plan.batch_limit);
-    float *out = alloc_floats((size_t)c.n_head * T);
-
-    /* Fast path: the whole sweep. */
-    double fast_seconds = 0.0, useful_flops = 0.0, runs_seconds = 0.0;
-    long fast_patches = 0;
-    for (int p = 0; p < n_prompts; p++) {
-        PromptRuns r;
-        double t0 = now_seconds();
-        prompt_runs_build(&r, &m, &job, &jr, p);
-        runs_seconds += now_seconds() - t0;
-        t0 = now_seconds();
-        for (int l = 0; l < c.n_layer; l++) engine_effects(e, &job, &r, SITE_Z, l, 0, c.n_head, plan.positions, T, out);
-        fast_seconds += now_seconds() - t0;
-        fast_patches += (long)c.n_layer * c.n_head * T;
-        for (int l = 0; l < c.n_layer; l++)
-            for (int t = 0; t < T; t++) useful_flops += c.n_head * patch_flops(&c, T, l, SITE_Z, t);
-        prompt_runs_free(&r);
-    }
-
-    /* Naive path: a sample of patches spread over layers and positions of prompt 0. */
+    float *out = alloc_floats((size_t)(neurons > c.n_head ? neurons : c.n_head) * T);
     PromptRuns r;
-    prompt_runs_build(&r, &m, &job, &jr, 0);
     double t0 = now_seconds();
+    prompt_runs_build(&r, &m, &job, &jr, 0);
+    double runs_seconds = now_seconds() - t0;
+
+    Sweep sweeps[2] = {sweep(e, &job, &r, &plan, &c, SITE_Z, c.n_head, out)};
+    int n_sweeps = 1;
+    if (neurons > 0) sweeps[n_sweeps++] = sweep(e, &job, &r, &plan, &c, SITE_MLP_POST, neurons, out);
+
+    /* Naive path: a sample of z patches spread over layers and positions. */
+    t0 = now_seconds();
     for (int i = 0; i < naive_sample; i++) {
         int layer = i % c.n_layer, pos = (i * 7) % T;
         engine_effects_naive(e, &job, &r, SITE_Z, layer, i % c.n_head, 1, &pos, 1, out);
     }
-    double naive_seconds = now_seconds() - t0;
-    prompt_runs_free(&r);
+    double naive_rate = naive_sample / (now_seconds() - t0);
+    double peak = kernel_peak();
 
-    double fast_rate = fast_patches / fast_seconds, naive_rate = naive_sample / naive_seconds;
-    double gemm = sgemm_gflops(12 * 12, 3 * 768, 768), gemm_big = sgemm_gflops(512, 3072, 768);
-    double useful = useful_flops / fast_seconds / 1e9;
-    printf("bench_engine: GPT-2-small shape (12 layers, d_model 768, vocab 50257), z x each position, T = %d, 1 thread\n", T);
-    printf("  fast path : %7.1f patches/s  (%ld patches over %d prompts in %.2f s; base/source runs %.2f s)\n", fast_rate,
-           fast_patches, n_prompts, fast_seconds, runs_seconds);
-    printf("  naive path: %7.1f patches/s  (sample of %d patches in %.2f s)\n", naive_rate, naive_sample, naive_seconds);
-    printf("  speedup   : %7.1fx\n", fast_rate / naive_rate);
-    printf("  sgemm     : %6.1f GFLOP/s at 144x2304x768, %.1f GFLOP/s at 512x3072x768\n", gemm, gemm_big);
-    printf("  fast path useful work: %.1f GFLOP/s = %.0f%% of sgemm peak (%.0f%% of the 144-row product)\n", useful,
-           100.0 * useful / gemm_big, 100.0 * useful / gemm);
+    printf("bench_engine: GPT-2-small shape (12 layers, d_model 768, vocab 50257), T = %d, one core, %s kernels\n", T,
+           kernels()->name);
+    printf("  base/source runs: %.2f s\n", runs_seconds);
+    printf("  kernel peak      : %6.1f GFLOP/s (forward product, 512 rows, best of GPT-2's shapes)\n", peak);
+    for (int i = 0; i < n_sweeps; i++) {
+        double rate = sweeps[i].patches / sweeps[i].seconds, useful = sweeps[i].useful_flops / sweeps[i].seconds / 1e9;
+        printf("  %-8s fast path: %7.1f patches/s (%ld patches in %.2f s, %ld of them before the first corrupted "
+               "token, skipped);\n                     useful work %.1f GFLOP/s = %.0f%% of peak\n",
+               sweeps[i].name, rate, sweeps[i].patches, sweeps[i].seconds, sweeps[i].skipped, useful,
+               100.0 * useful / peak);
+    }
+    double z_rate = sweeps[0].patches / sweeps[0].seconds;
+    printf("  naive path (z)   : %7.1f patches/s (sample of %d); the fast path is %.1fx faster\n", naive_rate,
+           naive_sample, z_rate / naive_rate);
+    /* Had the skipped patches been computed at the same GFLOP/s: */
+    double z_no_skip = sweeps[0].patches / (sweeps[0].all_flops / (sweeps[0].useful_flops / sweeps[0].seconds));
+    printf("  z without the skip (estimated: every patch computed at the measured GFLOP/s): %.1f patches/s\n", z_no_skip);
+    printf("z_patches_per_second %.3f no_skip %.3f\n", z_rate, z_no_skip);
+    prompt_runs_free(&r);
     free(out);
     engine_free(e);
     job_runs_free(&jr);

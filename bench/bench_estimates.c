@@ -7,7 +7,6 @@
  * engine computes in the time AtP* takes.
  *
  * usage: bench_estimates [T=24] */
-#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include "bench_common.h"
@@ -15,7 +14,6 @@
 #include "patchsweep/core.h"
 
 int main(int argc, char **argv) {
-    openblas_set_num_threads(1);
     int T = argc > 1 ? atoi(argv[1]) : 24;
     Model m;
     bench_model(&m);

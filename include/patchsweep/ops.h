@@ -13,6 +13,9 @@
 void pack_weights(float *packed, const float *w, int OC, int C);
 /* out[N,OC] = inp[N,C] w[OC,C]^T + bias[OC] (bias may be NULL), w given packed */
 void matmul_forward(float *out, const float *inp, const float *w_packed, const float *bias, int N, int C, int OC);
+/* The same with row strides: row n of inp at inp + n * ld_inp, of out at out + n * ld_out. */
+void matmul_packed(float *out, ptrdiff_t ld_out, const float *inp, ptrdiff_t ld_inp, const float *w_packed,
+                   const float *bias, int N, int C, int OC);
 void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
                      int N, int C, int OC);
 

@@ -2,7 +2,7 @@
  * the CPU has both (kernels.c).
  *
  * The tile is 6 rows by one 16-column panel: 12 accumulators of 8 floats, two loads of b and
- * six broadcasts of a per k (the BLIS Haswell shape). Each accumulator lane is one output
+ * six broadcasts of a per k (the BLIS Haswell shape); up to 3 rows take two panels at once. Each accumulator lane is one output
  * element and sees one _mm256_fmadd_ps per k, in order, from zero: the same chain as the
  * generic kernel's fmaf loop, hence the same bits. */
 #if defined(__x86_64__)
@@ -11,39 +11,56 @@
 #include "patchsweep/core.h"
 #include "patchsweep/kernels.h"
 
-enum { MR = 6 };
+enum { MR = 6, NP = 2 };
 
-/* m rows of one panel; m is a constant where this is inlined, so acc lives in registers. */
-static inline __attribute__((always_inline)) void rows(int m, int K, const float *a, ptrdiff_t rs_a, ptrdiff_t cs_a,
-                                                       const float *b, ptrdiff_t ldb, float *tile, ptrdiff_t ldt) {
-    __m256 acc[MR][2];
-    for (int i = 0; i < m; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+/* m rows of np panels; both are constants where this is inlined, so acc lives in registers. */
+static inline __attribute__((always_inline)) void rows(int m, int np, int K, const float *a, ptrdiff_t rs_a,
+                                                       ptrdiff_t cs_a, const float *b, ptrdiff_t ldb,
+                                                       ptrdiff_t panel_stride, float *tile, ptrdiff_t ldt) {
+    __m256 acc[MR][2 * NP];
+#pragma GCC unroll 16
+    for (int i = 0; i < m; i++)
+#pragma GCC unroll 16
+        for (int v = 0; v < 2 * np; v++) acc[i][v] = _mm256_setzero_ps();
     for (int k = 0; k < K; k++) {
-        __m256 b_lo = _mm256_loadu_ps(b + k * ldb), b_hi = _mm256_loadu_ps(b + k * ldb + 8);
+        __m256 b_k[2 * NP]; /* two vectors of 8 per panel */
+#pragma GCC unroll 16
+        for (int v = 0; v < 2 * np; v++) b_k[v] = _mm256_loadu_ps(b + (v / 2) * panel_stride + k * ldb + (v % 2) * 8);
+#pragma GCC unroll 16
         for (int i = 0; i < m; i++) {
             __m256 a_ik = _mm256_broadcast_ss(a + i * rs_a + k * cs_a);
-            acc[i][0] = _mm256_fmadd_ps(a_ik, b_lo, acc[i][0]);
-            acc[i][1] = _mm256_fmadd_ps(a_ik, b_hi, acc[i][1]);
+#pragma GCC unroll 16
+            for (int v = 0; v < 2 * np; v++) acc[i][v] = _mm256_fmadd_ps(a_ik, b_k[v], acc[i][v]);
         }
     }
-    for (int i = 0; i < m; i++) {
-        _mm256_storeu_ps(tile + i * ldt, acc[i][0]);
-        _mm256_storeu_ps(tile + i * ldt + 8, acc[i][1]);
-    }
+#pragma GCC unroll 16
+    for (int i = 0; i < m; i++)
+#pragma GCC unroll 16
+        for (int v = 0; v < 2 * np; v++) _mm256_storeu_ps(tile + i * ldt + v * 8, acc[i][v]);
 }
 
+/* 16 registers hold 12 accumulators: 4 or more rows take one panel at a time, fewer rows take
+ * both panels at once (more independent chains to hide the FMA latency). */
 static void tile_avx2(int m, int np, int K, const float *a, ptrdiff_t rs_a, ptrdiff_t cs_a, const float *b,
                       ptrdiff_t ldb, ptrdiff_t panel_stride, float *tile, ptrdiff_t ldt) {
-    (void)np; /* one panel per tile */
-    switch (m) {
-    case 1: rows(1, K, a, rs_a, cs_a, b, ldb, tile, ldt); break;
-    case 2: rows(2, K, a, rs_a, cs_a, b, ldb, tile, ldt); break;
-    case 3: rows(3, K, a, rs_a, cs_a, b, ldb, tile, ldt); break;
-    case 4: rows(4, K, a, rs_a, cs_a, b, ldb, tile, ldt); break;
-    case 5: rows(5, K, a, rs_a, cs_a, b, ldb, tile, ldt); break;
-    default: rows(6, K, a, rs_a, cs_a, b, ldb, tile, ldt); break;
+    if (m <= 3 && np == 2) {
+        if (m == 1) rows(1, 2, K, a, rs_a, cs_a, b, ldb, panel_stride, tile, ldt);
+        else if (m == 2) rows(2, 2, K, a, rs_a, cs_a, b, ldb, panel_stride, tile, ldt);
+        else rows(3, 2, K, a, rs_a, cs_a, b, ldb, panel_stride, tile, ldt);
+        return;
     }
-    (void)panel_stride;
+    for (int p = 0; p < np; p++) {
+        const float *panel = b + p * panel_stride;
+        float *out = tile + p * PANEL;
+        switch (m) {
+        case 1: rows(1, 1, K, a, rs_a, cs_a, panel, ldb, 0, out, ldt); break;
+        case 2: rows(2, 1, K, a, rs_a, cs_a, panel, ldb, 0, out, ldt); break;
+        case 3: rows(3, 1, K, a, rs_a, cs_a, panel, ldb, 0, out, ldt); break;
+        case 4: rows(4, 1, K, a, rs_a, cs_a, panel, ldb, 0, out, ldt); break;
+        case 5: rows(5, 1, K, a, rs_a, cs_a, panel, ldb, 0, out, ldt); break;
+        default: rows(6, 1, K, a, rs_a, cs_a, panel, ldb, 0, out, ldt); break;
+        }
+    }
 }
 
 /* Eight lanes at a time; the tail through the scalar member of the same SLEEF family. */
@@ -57,5 +74,5 @@ ARRAY_FN(exp_avx2, Sleef_finz_expf8_u10avx2, det_expf)
 ARRAY_FN(tanh_avx2, Sleef_finz_tanhf8_u10avx2, det_tanhf)
 ARRAY_FN(erf_avx2, Sleef_finz_erff8_u10avx2, det_erff)
 
-const Kernels kernels_avx2 = {"avx2", MR, 1, tile_avx2, exp_avx2, tanh_avx2, erf_avx2};
+const Kernels kernels_avx2 = {"avx2", MR, NP, tile_avx2, exp_avx2, tanh_avx2, erf_avx2};
 #endif

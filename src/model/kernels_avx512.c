@@ -2,7 +2,7 @@
  * -mfma; used only when the CPU has AVX-512F (kernels.c).
  *
  * The tile is 12 rows by two 16-column panels: 24 accumulators of 16 floats, two loads of b and
- * twelve broadcasts of a per k. Each accumulator lane is one output element and sees one
+ * twelve broadcasts of a per k; up to 3 rows take four panels at once. Each accumulator lane is one output element and sees one
  * _mm512_fmadd_ps per k, in order, from zero: the same chain as the generic kernel's fmaf loop,
  * hence the same bits. */
 #if defined(__x86_64__)
@@ -11,40 +11,60 @@
 #include "patchsweep/core.h"
 #include "patchsweep/kernels.h"
 
-enum { MR = 12, NP = 2 };
+enum { MR = 12, NP = 4 };
 
 /* m rows of np panels; both are constants where this is inlined, so acc lives in registers. */
 static inline __attribute__((always_inline)) void rows(int m, int np, int K, const float *a, ptrdiff_t rs_a,
                                                        ptrdiff_t cs_a, const float *b, ptrdiff_t ldb,
                                                        ptrdiff_t panel_stride, float *tile, ptrdiff_t ldt) {
-    __m512 acc[MR][NP];
+    __m512 acc[MR][NP]; /* at most 24 used: m * np <= 24 */
+#pragma GCC unroll 16
     for (int i = 0; i < m; i++)
+#pragma GCC unroll 16
         for (int p = 0; p < np; p++) acc[i][p] = _mm512_setzero_ps();
     for (int k = 0; k < K; k++) {
         __m512 b_k[NP];
+#pragma GCC unroll 16
         for (int p = 0; p < np; p++) b_k[p] = _mm512_loadu_ps(b + p * panel_stride + k * ldb);
+#pragma GCC unroll 16
         for (int i = 0; i < m; i++) {
             __m512 a_ik = _mm512_set1_ps(a[i * rs_a + k * cs_a]);
+#pragma GCC unroll 16
             for (int p = 0; p < np; p++) acc[i][p] = _mm512_fmadd_ps(a_ik, b_k[p], acc[i][p]);
         }
     }
+#pragma GCC unroll 16
     for (int i = 0; i < m; i++)
+#pragma GCC unroll 16
         for (int p = 0; p < np; p++) _mm512_storeu_ps(tile + i * ldt + p * PANEL, acc[i][p]);
 }
 
+/* 32 registers hold 24 accumulators: 4 or more rows take two panels at a time, fewer rows all
+ * four at once (more independent chains to hide the FMA latency). */
 #define ROWS(M)                                                                                      \
     case M:                                                                                          \
-        if (np == 2) rows(M, 2, K, a, rs_a, cs_a, b, ldb, panel_stride, tile, ldt);                 \
-        else rows(M, 1, K, a, rs_a, cs_a, b, ldb, panel_stride, tile, ldt);                         \
+        if (np2 == 2) rows(M, 2, K, a, rs_a, cs_a, panel, ldb, panel_stride, out, ldt);              \
+        else rows(M, 1, K, a, rs_a, cs_a, panel, ldb, panel_stride, out, ldt);                       \
         break;
 
 static void tile_avx512(int m, int np, int K, const float *a, ptrdiff_t rs_a, ptrdiff_t cs_a, const float *b,
                         ptrdiff_t ldb, ptrdiff_t panel_stride, float *tile, ptrdiff_t ldt) {
-    switch (m) {
-        ROWS(1) ROWS(2) ROWS(3) ROWS(4) ROWS(5) ROWS(6) ROWS(7) ROWS(8) ROWS(9) ROWS(10) ROWS(11)
-    default:
-        if (np == 2) rows(MR, 2, K, a, rs_a, cs_a, b, ldb, panel_stride, tile, ldt);
-        else rows(MR, 1, K, a, rs_a, cs_a, b, ldb, panel_stride, tile, ldt);
+    if (m <= 3 && np == 4) {
+        if (m == 1) rows(1, 4, K, a, rs_a, cs_a, b, ldb, panel_stride, tile, ldt);
+        else if (m == 2) rows(2, 4, K, a, rs_a, cs_a, b, ldb, panel_stride, tile, ldt);
+        else rows(3, 4, K, a, rs_a, cs_a, b, ldb, panel_stride, tile, ldt);
+        return;
+    }
+    for (int p = 0; p < np; p += 2) {
+        const float *panel = b + p * panel_stride;
+        float *out = tile + p * PANEL;
+        int np2 = np - p >= 2 ? 2 : 1;
+        switch (m) {
+            ROWS(1) ROWS(2) ROWS(3) ROWS(4) ROWS(5) ROWS(6) ROWS(7) ROWS(8) ROWS(9) ROWS(10) ROWS(11)
+        default:
+            if (np2 == 2) rows(MR, 2, K, a, rs_a, cs_a, panel, ldb, panel_stride, out, ldt);
+            else rows(MR, 1, K, a, rs_a, cs_a, panel, ldb, panel_stride, out, ldt);
+        }
     }
 }
 

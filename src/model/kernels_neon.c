@@ -17,17 +17,24 @@ enum { MR = 6 };
 static inline __attribute__((always_inline)) void rows(int m, int K, const float *a, ptrdiff_t rs_a, ptrdiff_t cs_a,
                                                        const float *b, ptrdiff_t ldb, float *tile, ptrdiff_t ldt) {
     float32x4_t acc[MR][4];
+#pragma GCC unroll 16
     for (int i = 0; i < m; i++)
+#pragma GCC unroll 16
         for (int q = 0; q < 4; q++) acc[i][q] = vdupq_n_f32(0.0f);
     for (int k = 0; k < K; k++) {
         float32x4_t b_k[4];
+#pragma GCC unroll 16
         for (int q = 0; q < 4; q++) b_k[q] = vld1q_f32(b + k * ldb + 4 * q);
+#pragma GCC unroll 16
         for (int i = 0; i < m; i++) {
             float a_ik = a[i * rs_a + k * cs_a];
+#pragma GCC unroll 16
             for (int q = 0; q < 4; q++) acc[i][q] = vfmaq_n_f32(acc[i][q], b_k[q], a_ik);
         }
     }
+#pragma GCC unroll 16
     for (int i = 0; i < m; i++)
+#pragma GCC unroll 16
         for (int q = 0; q < 4; q++) vst1q_f32(tile + i * ldt + 4 * q, acc[i][q]);
 }
 

@@ -81,9 +81,14 @@ static void gemm(int M, int N, int K, const float *a, ptrdiff_t rs_a, ptrdiff_t 
     free(edge);
 }
 
-void matmul_forward(float *out, const float *inp, const float *w_packed, const float *bias, int N, int C, int OC) {
+void matmul_packed(float *out, ptrdiff_t ld_out, const float *inp, ptrdiff_t ld_inp, const float *w_packed,
+                   const float *bias, int N, int C, int OC) {
     Panels w = {w_packed, PANEL, (ptrdiff_t)PANEL * C};
-    gemm(N, OC, C, inp, C, 1, w, 1, out, OC, bias, 0);
+    gemm(N, OC, C, inp, ld_inp, 1, w, 1, out, ld_out, bias, 0);
+}
+
+void matmul_forward(float *out, const float *inp, const float *w_packed, const float *bias, int N, int C, int OC) {
+    matmul_packed(out, OC, inp, C, w_packed, bias, N, C, OC);
 }
 
 void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,

@@ -202,40 +202,51 @@ static inline const float *kv_row(const float *rows, const float *prefix, int po
     return pos < pos0 ? prefix + (size_t)pos * kv_dim : rows + (size_t)(pos - pos0) * kv_dim;
 }
 
+/* Per key/value head g, both products of attention run on the matmul kernels: the keys packed as
+ * the "weights" of scores = q K^T (panel p holds keys 16p.., k-major over the head's dims), and
+ * the values transposed the same way for z = A V. So every score and every z element is one fma
+ * chain (over the head's dims, over the keys in order), as in every other product, and a query
+ * row's bits do not depend on the rows computed with it. A query row computes scores against
+ * every key and ignores those after its position; the chain of the values runs over every key
+ * too, with weights exactly 0 past the position. */
 void attention_forward(float *z, float *pattern, const float *q, const float *k, const float *v,
                        const float *k_prefix, const float *v_prefix, const AttnShape *s) {
     int H = s->n_head, dh = s->d_head, group = s->n_head / s->n_kv_head, n_keys = attn_n_keys(s);
     int qd = H * dh, kvd = s->n_kv_head * dh;
     float scale = 1.0f / sqrtf((float)dh);
     const Kernels *kern = kernels();
-    for (int h = 0; h < H; h++) {
-        int g = h / group;
-        for (int i = 0; i < s->n_q; i++) {
-            int pos = s->q_pos0 + i; /* this query sees keys 0..pos */
-            const float *qi = q + (size_t)i * qd + (size_t)h * dh;
-            float *row = pattern + ((size_t)h * s->n_q + i) * n_keys;
-            float maxv = -INFINITY;
-            for (int t = 0; t <= pos; t++) {
-                const float *kt = kv_row(k, k_prefix, t, s->kv_pos0, kvd) + (size_t)g * dh;
-                float dot = 0.0f;
-                for (int e = 0; e < dh; e++) dot += qi[e] * kt[e];
-                row[t] = dot * scale;
-                if (row[t] > maxv) maxv = row[t];
-            }
-            for (int t = 0; t <= pos; t++) row[t] -= maxv;
-            kern->exp(row, row, pos + 1);
-            float sum = 0.0f;
-            for (int t = 0; t <= pos; t++) sum += row[t];
-            for (int t = 0; t <= pos; t++) row[t] /= sum;
-            for (int t = pos + 1; t < n_keys; t++) row[t] = 0.0f;
-            float *zi = z + (size_t)i * qd + (size_t)h * dh;
-            for (int e = 0; e < dh; e++) zi[e] = 0.0f;
-            for (int t = 0; t <= pos; t++) {
-                const float *vt = kv_row(v, v_prefix, t, s->kv_pos0, kvd) + (size_t)g * dh;
-                for (int e = 0; e < dh; e++) zi[e] += row[t] * vt[e];
+    float *keys = alloc_floats(packed_floats(n_keys, dh)), *values = alloc_floats(packed_floats(dh, n_keys));
+    for (int g = 0; g < s->n_kv_head; g++) {
+        for (int t = 0; t < n_keys; t++) {
+            const float *kt = kv_row(k, k_prefix, t, s->kv_pos0, kvd) + (size_t)g * dh;
+            const float *vt = kv_row(v, v_prefix, t, s->kv_pos0, kvd) + (size_t)g * dh;
+            for (int e = 0; e < dh; e++) {
+                keys[((size_t)(t / PANEL) * dh + e) * PANEL + t % PANEL] = kt[e];
+                values[((size_t)(e / PANEL) * n_keys + t) * PANEL + e % PANEL] = vt[e];
             }
         }
+        for (int h = g * group; h < (g + 1) * group; h++) {
+            float *scores = pattern + (size_t)h * s->n_q * n_keys; /* [n_q, n_keys] */
+            matmul_packed(scores, n_keys, q + (size_t)h * dh, qd, keys, NULL, s->n_q, dh, n_keys);
+            for (int i = 0; i < s->n_q; i++) {
+                int pos = s->q_pos0 + i; /* this query sees keys 0..pos */
+                float *row = scores + (size_t)i * n_keys, maxv = -INFINITY;
+                for (int t = 0; t <= pos; t++) {
+                    row[t] *= scale;
+                    if (row[t] > maxv) maxv = row[t];
+                }
+                for (int t = 0; t <= pos; t++) row[t] -= maxv;
+                kern->exp(row, row, pos + 1);
+                float sum = 0.0f;
+                for (int t = 0; t <= pos; t++) sum += row[t];
+                for (int t = 0; t <= pos; t++) row[t] /= sum;
+                for (int t = pos + 1; t < n_keys; t++) row[t] = 0.0f;
+            }
+            matmul_packed(z + (size_t)h * dh, qd, scores, n_keys, values, NULL, s->n_q, n_keys, dh);
+        }
     }
+    free(keys);
+    free(values);
 }
 
 void attention_backward(float *dq, float *dk, float *dv, float *dpattern, const float *dz, const float *q,

@@ -192,12 +192,33 @@ double engine_joint_effect(Engine *e, const PromptRuns *r, Patch *patches, int n
     return sum / r->n_samples;
 }
 
+/* Whether a patch writes exactly the values the base run already holds, bit for bit, in every
+ * layer and row it touches (e.g. at a position before the first token where the base and
+ * source prompts differ). The patched run is then the base run itself: the kernels give a row
+ * the same bits whatever else is computed beside it. */
+static int patch_is_identity(const ModelConfig *c, const Patch *p, const RunCache *base) {
+    int width = site_width(c, p->site), off, len;
+    site_slice(c, p->site, p->index, &off, &len);
+    int lo = p->pos < 0 ? 0 : p->pos, hi = p->pos < 0 ? base->T - 1 : p->pos;
+    for (int l = p->layer; l <= p->last_layer; l++) {
+        const float *have = site_buffer(&base->layer[l], p->site);
+        const float *put = p->src ? site_buffer(&p->src->layer[l], p->site) : NULL;
+        for (int t = lo; t <= hi; t++)
+            for (int i = 0; i < len; i++) {
+                float v = put ? put[(size_t)t * width + off + i] : 0.0f, h = have[(size_t)t * width + off + i];
+                if (memcmp(&v, &h, sizeof v) != 0) return 0;
+            }
+    }
+    return 1;
+}
+
 static void effects(Engine *e, const Job *job, const PromptRuns *r, Site site, int layer, int index0, int n,
                     const int *positions, int n_positions, float *out, int naive) {
     const ModelConfig *c = &e->m->cfg;
     int S = r->n_samples, total = n * S;
     int last_layer = layer + job->window - 1 < c->n_layer - 1 ? layer + job->window - 1 : c->n_layer - 1;
     double *sum = xcalloc((size_t)n, sizeof(double));
+    int *item = xcalloc((size_t)e->max_batch, sizeof(int)); /* batch element -> node * S + sample */
     for (int j = 0; j < n_positions; j++) {
         int pos = positions[j];
         if (pos >= r->T) {
@@ -205,28 +226,34 @@ static void effects(Engine *e, const Job *job, const PromptRuns *r, Site site, i
             continue;
         }
         memset(sum, 0, sizeof(double) * (size_t)n);
-        /* Batch element i is node i / S with noise sample i % S; batches of max_batch. */
-        for (int i0 = 0; i0 < total; i0 += e->max_batch) {
-            int B = total - i0 < e->max_batch ? total - i0 : e->max_batch;
-            for (int b = 0; b < B; b++) {
-                int k = (i0 + b) / S, s = (i0 + b) % S;
-                int index = site_has_index(site) ? index0 + k : -1;
-                e->patches[b] = (Patch){site, layer, last_layer, index, pos, r->source[s]};
-                e->base_of[b] = r->base[s];
-                e->base_metric_of[b] = r->base_metric[s];
+        /* Item i is node i / S with noise sample i % S. The fast path leaves out patches that
+         * change nothing (their effect is exactly 0) and batches the rest, max_batch at a time;
+         * the naive path computes every one, as the reference. */
+        for (int i = 0; i < total;) {
+            int B = 0;
+            for (; i < total && B < e->max_batch; i++) {
+                int k = i / S, s = i % S;
+                Patch patch = {site, layer, last_layer, site_has_index(site) ? index0 + k : -1, pos, r->source[s]};
+                if (!naive && patch_is_identity(c, &patch, r->base[s])) {
+                    sum[k] += 0.0; /* what metric - base_metric gives, sign of zero included */
+                    continue;
+                }
+                e->patches[B] = patch;
+                e->base_of[B] = r->base[s];
+                e->base_metric_of[B] = r->base_metric[s];
+                item[B++] = i;
             }
+            if (B == 0) break;
             if (naive)
-                for (int b = 0; b < B; b++) naive_metric(e, r, b, (i0 + b) % S);
+                for (int b = 0; b < B; b++) naive_metric(e, r, b, item[b] % S);
             else
                 fast_metrics(e, r, B);
-            for (int b = 0; b < B; b++) {
-                int k = (i0 + b) / S, s = (i0 + b) % S;
-                sum[k] += e->metric[b] - r->base_metric[s];
-            }
+            for (int b = 0; b < B; b++) sum[item[b] / S] += e->metric[b] - r->base_metric[item[b] % S];
             if (e->poll) e->poll(e->poll_ctx);
         }
         for (int k = 0; k < n; k++) out[(size_t)k * n_positions + j] = (float)(sum[k] / S);
     }
+    free(item);
     free(sum);
 }
 

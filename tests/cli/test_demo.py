@@ -88,7 +88,7 @@ with tempfile.TemporaryDirectory() as tmp:
 
     # The bound on the heads the ranking left out, as the demo runs it, against the exact sweep.
     # Joint patches of heads are not additive here, so the bound may miss on some prompts
-    # (docs/methods.md: 23 of 32 held when measured on the committed model; 26 of 32 on the one
+    # (docs/methods.md: 22 of 32 held when measured on the committed model; 26 of 32 on the one
     # trained before the kernels changed); each cell's own ucb should still cover its |exact effect|
     # almost always.
     p = subprocess.run([binary, "bound", path, "--site", "z"], capture_output=True, text=True, timeout=300)
