@@ -12,7 +12,5 @@ int cmd_bound(int argc, char **argv);
 
 /* Parses "1,2,3" into tokens (caller frees); checks 0 <= id < vocab. */
 int parse_token_list(const char *text, int vocab, int **tokens, int *n);
-/* Prints the recorded error as "patchsweep: <line>" and returns status. */
-int report_error(int status);
 
 #endif

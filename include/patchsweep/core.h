@@ -18,6 +18,9 @@ int ps_fail(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3
 int ps_fail_context(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 const char *ps_error(void);
 void ps_error_clear(void);
+/* Prints the recorded error as "patchsweep: <line>" on stderr (when status is not 0) and
+ * returns status: what a command does with a failure. */
+int report_error(int status);
 
 /* ---- allocation ---------------------------------------------------------------------------
  * Out of memory is not recoverable here: these print one line and exit(1). Float buffers are

@@ -5,16 +5,8 @@
 #define PATCHSWEEP_JOB_H
 
 #include <stdint.h>
-#include "patchsweep/model.h"
+#include "patchsweep/sites.h"
 
-/* Node sites, with their TransformerLens hook names. */
-typedef enum {
-    SITE_RESID_PRE, SITE_ATTN_OUT, SITE_MLP_OUT, SITE_RESID_MID, SITE_RESID_POST,
-    SITE_Z, SITE_Q, SITE_K, SITE_V, SITE_MLP_POST, N_SITES
-} Site;
-
-const char *site_name(Site s);
-int site_from_name(const char *name, Site *out); /* 0 on success */
 
 typedef enum { CORR_PAIR, CORR_GAUSSIAN, CORR_MEAN, CORR_ZERO, CORR_RESAMPLE } Corruption;
 typedef enum { DIR_DENOISE, DIR_NOISE } Direction;
@@ -57,7 +49,24 @@ typedef struct {
     int exact;           /* run the exact sweep */
     char *canonical;     /* the job as normalised JSON (prompts inline as token ids, defaults filled in) */
     int had_text;        /* some prompts were given as text */
+    int *resample_from;  /* resample: prompt p's source is prompt resample_from[p] (a seeded derangement) */
 } Job;
+
+/* What the runs of prompt p read (docs/job.md, "Corruptions"): the base run is patched into,
+ * the source run patched from. This is the one place that says which is which. */
+typedef enum { SOURCE_PROMPT, SOURCE_MEAN, SOURCE_ZERO } SourceKind;
+typedef struct {
+    const int *base_tokens;
+    SourceKind source;
+    const int *source_tokens; /* SOURCE_PROMPT only */
+    int source_prompt;        /* the prompt source_tokens belong to (resample: another one) */
+    int noised;               /* gaussian: 1 when the base run carries the noise (denoise), 2 when the source does */
+} PromptRoles;
+PromptRoles job_roles(const Job *job, int p);
+
+/* The layers a node of `layer` patches together (the job's window, clipped to the model):
+ * first..last. The one place the window rule lives. */
+void job_window(const Job *job, int layer, int n_layer, int *first, int *last);
 
 int job_parse_file(Job *job, const char *path);
 int job_parse_text(Job *job, const char *text, const char *path); /* path names the job in errors */

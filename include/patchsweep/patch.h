@@ -28,21 +28,6 @@ void metric_grad(const Model *m, const MetricSpec *spec, const float *resid_row,
 void final_logprobs(const Model *m, const float *resid_row, double *out, MetricWork *w);
 void metric_work_free(MetricWork *w);
 
-/* ---- sites ------------------------------------------------------------------------------------ */
-Stage site_stage(Site s);
-/* Sites computed on every recomputed row (the kv side of a block): patching one row of them
- * changes every later row of the same layer. */
-int site_is_kv_side(Site s);
-/* Width of the site's activation rows and the slice [offset, offset+len) a node owns. */
-int site_width(const ModelConfig *c, Site s);
-void site_slice(const ModelConfig *c, Site s, int index, int *offset, int *len);
-/* The site's buffer inside a layer's activations. */
-float *site_buffer(const LayerActs *a, Site s);
-/* Whether a site's nodes are parts of a layer (heads, neurons) rather than the whole vector. */
-int site_has_index(Site s);
-/* Number of nodes of a site in one layer. */
-int site_nodes_per_layer(const ModelConfig *c, Site s);
-
 /* ---- one patch ---------------------------------------------------------------------------------- */
 typedef struct {
     Site site;
@@ -83,11 +68,10 @@ typedef struct {
     float **noise;
 } PromptRuns;
 
-/* Job-wide data every prompt's runs may need: the mean activations (mean corruption), the
- * resample permutation, the embedding standard deviation (gaussian). */
+/* Job-wide data every prompt's runs may need: the mean activations (mean corruption) and the
+ * embedding standard deviation (gaussian). */
 typedef struct {
     RunCache mean;       /* T = 0 unless corruption is mean */
-    int *resample_from;  /* [P] or NULL */
     double embed_std;
 } JobRuns;
 
@@ -105,9 +89,6 @@ typedef struct Engine Engine;
 /* Scratch for batches of up to max_batch sequences of up to max_T tokens. */
 Engine *engine_new(const Model *m, int max_T, int max_batch);
 void engine_free(Engine *e);
-/* How many sequences a batch may hold for a memory budget in bytes (a pure function of the
- * model and T, so every rank batches identically). */
-int engine_batch_limit(const ModelConfig *c, int T, double budget_bytes);
 
 /* Called after every batch (the MPI coordinator answers requests there). */
 void engine_set_poll(Engine *e, void (*poll)(void *ctx), void *ctx);

@@ -23,10 +23,9 @@ typedef struct {
 } Store;
 
 /* Creates the file, or reopens it when it holds the same job (resumed = 1). A file of another
- * job, or something that is not a results file, is refused (PS_EUSER). source_prompt (resample
- * corruption, else NULL) is recorded as /prompts/source_prompt. Collective. */
-int store_open(Store *s, const Job *job, const Plan *plan, const Model *m, uint64_t fingerprint,
-               const int *source_prompt, MPI_Comm comm, int *resumed);
+ * job, or something that is not a results file, is refused (PS_EUSER). Collective. */
+int store_open(Store *s, const Job *job, const Plan *plan, const Model *m, uint64_t fingerprint, MPI_Comm comm,
+               int *resumed);
 /* Reads /progress/done into done[n_units] (independent). */
 int store_read_done(Store *s, uint8_t *done);
 /* Writes one finished unit: values[0] = exact effects, values[1 + e] = estimator e (NULL where

@@ -27,22 +27,39 @@ typedef enum {
     N_STAGES
 } Stage;
 
+/* The activations of one layer in a block call, listed once: name, rows, width. Rows are
+ * kv_rows (every recomputed row, [B, R]), q_rows (the rows whose outputs are needed, [B, Rq]) or
+ * last_rows (one per sequence, only when the q side is the last row alone: the gathers). Widths:
+ * d (model), qd (heads x d_head), kvd (key/value heads x d_head), dm (MLP), per_norm (1 for
+ * LayerNorm's mean, 0 for RMSNorm), gated_dm (dm with a gated MLP, else 0), heads_keys (heads x
+ * keys: the pattern). */
+#define LAYER_ACTS(X)                                                                                       \
+    X(resid_pre, kv_rows, d) X(ln1, kv_rows, d) X(ln1_mean, kv_rows, per_norm) X(ln1_rstd, kv_rows, 1)     \
+    X(k, kv_rows, kvd) X(v, kv_rows, kvd) X(k_rot, kv_rows, kvd)                                           \
+    X(q, q_rows, qd) X(q_rot, q_rows, qd) X(pattern, q_rows, heads_keys) X(z, q_rows, qd)                  \
+    X(attn_out, q_rows, d) X(resid_mid, q_rows, d) X(ln2, q_rows, d) X(ln2_mean, q_rows, per_norm)         \
+    X(ln2_rstd, q_rows, 1) X(mlp_pre, q_rows, dm) X(mlp_up, q_rows, gated_dm) X(mlp_post, q_rows, dm)     \
+    X(mlp_out, q_rows, d) X(resid_post, q_rows, d) X(ln1_last, last_rows, d) X(resid_pre_last, last_rows, d)
+
 typedef struct {
-    /* kv side, [B, R, .] */
-    float *resid_pre, *ln1, *ln1_mean, *ln1_rstd, *k, *v, *k_rot;
-    /* q side, [B, Rq, .]; pattern is [B, n_head, Rq, r0 + R] */
-    float *q, *q_rot, *pattern, *z, *attn_out, *resid_mid, *ln2, *ln2_mean, *ln2_rstd;
-    float *mlp_pre, *mlp_up, *mlp_post, *mlp_out, *resid_post;
-    /* last-row gathers, [B, d], used only when the q side is the last row alone */
-    float *ln1_last, *resid_pre_last;
+#define LAYER_ACTS_FIELD(name, rows, width) float *name;
+    LAYER_ACTS(LAYER_ACTS_FIELD)
+#undef LAYER_ACTS_FIELD
 } LayerActs;
 
-enum { N_LAYER_ACTS = 23 };
+#define LAYER_ACTS_ONE(name, rows, width) +1
+enum { N_LAYER_ACTS = 0 LAYER_ACTS(LAYER_ACTS_ONE) };
+#undef LAYER_ACTS_ONE
+
 /* Sizes in floats of the fields of LayerActs for B sequences of R kv rows and Rq q rows,
  * with n_keys keys per query row; gathers only if last_only. */
 void layer_acts_sizes(const ModelConfig *c, int B, int R, int Rq, int n_keys, int last_only,
                       size_t sizes[N_LAYER_ACTS]);
+/* The address of every field, in the list's order. */
+void layer_acts_fields(LayerActs *a, float **fields[N_LAYER_ACTS]);
 size_t layer_acts_point(LayerActs *a, float *block, const size_t sizes[N_LAYER_ACTS]);
+/* The sum of sizes. */
+size_t layer_acts_floats(const size_t sizes[N_LAYER_ACTS]);
 
 typedef struct {
     int B, R, r0;

@@ -52,12 +52,13 @@ static const LayerActs *grad_layer(const Attributor *a, int l, int drop) {
 }
 
 /* One node, every column: out[j] = estimate (plain AtP, or with the QK fix). */
-static void node_estimate(const Attributor *a, const PromptRuns *r, int s, const Node *n, int window, int qk, int drop,
+static void node_estimate(const Attributor *a, const PromptRuns *r, int s, const Node *n, const Job *job, int qk, int drop,
                           const int *positions, int S, double *out) {
     const ModelConfig *c = &a->m->cfg;
-    int last = n->layer + window - 1 < c->n_layer - 1 ? n->layer + window - 1 : c->n_layer - 1;
+    int first, last;
+    job_window(job, n->layer, c->n_layer, &first, &last);
     for (int j = 0; j < S; j++) out[j] = positions[j] < r->T ? 0.0 : NAN;
-    for (int l = n->layer; l <= last; l++) {
+    for (int l = first; l <= last; l++) {
         LayerView v = {c, r->T, &r->base[s]->layer[l], r->source[s] ? &r->source[s]->layer[l] : NULL,
                        grad_layer(a, l, drop)};
         if (qk && n->site == SITE_K) {
@@ -87,12 +88,12 @@ void attrib_estimates(Attributor *a, const Job *job, const Plan *plan, const Pro
         double t0 = now_seconds();
         metric_backward(a->m, r, s, &a->grad, &a->work);
         double t1 = now_seconds();
-        for (int n = 0; n < N; n++) node_estimate(a, r, s, &plan->nodes[n], job->window, 0, -1, plan->positions, S, plain + (size_t)n * S);
+        for (int n = 0; n < N; n++) node_estimate(a, r, s, &plan->nodes[n], job, 0, -1, plan->positions, S, plain + (size_t)n * S);
         double t2 = now_seconds();
         memcpy(fixed, plain, sizeof(double) * cells);
         for (int n = 0; want_qk && n < N; n++)
             if (plan->nodes[n].site == SITE_Q || plan->nodes[n].site == SITE_K)
-                node_estimate(a, r, s, &plan->nodes[n], job->window, 1, -1, plan->positions, S, fixed + (size_t)n * S);
+                node_estimate(a, r, s, &plan->nodes[n], job, 1, -1, plan->positions, S, fixed + (size_t)n * S);
         double t3 = now_seconds();
         if (want_star) {
             memset(star, 0, sizeof(double) * cells);
@@ -104,11 +105,13 @@ void attrib_estimates(Attributor *a, const Job *job, const Plan *plan, const Pro
                 for (int n = 0; n < N; n++) {
                     const Node *node = &plan->nodes[n];
                     double *cell = star + (size_t)n * S;
-                    if (node->layer > drop) { /* its whole window sits above the cut: same as g */
+                    int first, last;
+                    job_window(job, node->layer, L, &first, &last);
+                    if (first > drop) { /* its whole window sits above the cut: same as g */
                         for (int j = 0; j < S; j++) cell[j] += fabs(fixed[(size_t)n * S + j]);
                         continue;
                     }
-                    node_estimate(a, r, s, node, job->window, 1, drop, plan->positions, S, col);
+                    node_estimate(a, r, s, node, job, 1, drop, plan->positions, S, col);
                     for (int j = 0; j < S; j++) cell[j] += fabs(col[j]);
                 }
             }

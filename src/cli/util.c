@@ -4,11 +4,6 @@
 #include "patchsweep/cli.h"
 #include "patchsweep/core.h"
 
-int report_error(int status) {
-    if (status) fprintf(stderr, "patchsweep: %s\n", ps_error());
-    return status;
-}
-
 int parse_token_list(const char *text, int vocab, int **tokens, int *n) {
     int cap = 16, count = 0;
     int *out = xmalloc(sizeof(int) * (size_t)cap);

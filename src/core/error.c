@@ -32,3 +32,8 @@ int ps_fail_context(int status, const char *fmt, ...) {
 const char *ps_error(void) { return error_line[0] ? error_line : "unknown error"; }
 
 void ps_error_clear(void) { error_line[0] = 0; }
+
+int report_error(int status) {
+    if (status) fprintf(stderr, "patchsweep: %s\n", ps_error());
+    return status;
+}

@@ -8,30 +8,41 @@
 
 void layer_acts_sizes(const ModelConfig *c, int B, int R, int Rq, int n_keys, int last_only,
                       size_t s[N_LAYER_ACTS]) {
-    size_t kv = (size_t)B * R, qr = (size_t)B * Rq, d = (size_t)c->d_model, qd = (size_t)cfg_q_dim(c);
-    size_t kvd = (size_t)cfg_kv_dim(c), dm = (size_t)c->d_mlp;
-    int ln = c->norm == NORM_LAYER;
+    size_t kv_rows = (size_t)B * R, q_rows = (size_t)B * Rq, last_rows = last_only ? (size_t)B : 0;
+    size_t d = (size_t)c->d_model, qd = (size_t)cfg_q_dim(c), kvd = (size_t)cfg_kv_dim(c), dm = (size_t)c->d_mlp;
+    size_t per_norm = c->norm == NORM_LAYER, gated_dm = c->gated_mlp ? dm : 0;
+    size_t heads_keys = (size_t)c->n_head * (size_t)n_keys;
     size_t sizes[N_LAYER_ACTS] = {
-        kv * d, kv * d, ln ? kv : 0, kv, kv * kvd, kv * kvd, kv * kvd,            /* resid_pre .. k_rot */
-        qr * qd, qr * qd, qr * (size_t)c->n_head * (size_t)n_keys, qr * qd,     /* q, q_rot, pattern, z */
-        qr * d, qr * d, qr * d, ln ? qr : 0, qr,                                  /* attn_out .. ln2_rstd */
-        qr * dm, c->gated_mlp ? qr * dm : 0, qr * dm, qr * d, qr * d,            /* mlp_pre .. resid_post */
-        last_only ? (size_t)B * d : 0, last_only ? (size_t)B * d : 0,             /* gathers */
+#define LAYER_ACTS_SIZE(name, rows, width) (rows) * (width),
+        LAYER_ACTS(LAYER_ACTS_SIZE)
+#undef LAYER_ACTS_SIZE
     };
     memcpy(s, sizes, sizeof sizes);
 }
 
-size_t layer_acts_point(LayerActs *a, float *block, const size_t s[N_LAYER_ACTS]) {
-    float **fields[N_LAYER_ACTS] = {
-        &a->resid_pre, &a->ln1, &a->ln1_mean, &a->ln1_rstd, &a->k, &a->v, &a->k_rot,
-        &a->q, &a->q_rot, &a->pattern, &a->z, &a->attn_out, &a->resid_mid, &a->ln2, &a->ln2_mean, &a->ln2_rstd,
-        &a->mlp_pre, &a->mlp_up, &a->mlp_post, &a->mlp_out, &a->resid_post, &a->ln1_last, &a->resid_pre_last,
+void layer_acts_fields(LayerActs *a, float **fields[N_LAYER_ACTS]) {
+    float **list[N_LAYER_ACTS] = {
+#define LAYER_ACTS_ADDRESS(name, rows, width) &a->name,
+        LAYER_ACTS(LAYER_ACTS_ADDRESS)
+#undef LAYER_ACTS_ADDRESS
     };
+    memcpy(fields, list, sizeof list);
+}
+
+size_t layer_acts_point(LayerActs *a, float *block, const size_t s[N_LAYER_ACTS]) {
+    float **fields[N_LAYER_ACTS];
+    layer_acts_fields(a, fields);
     size_t total = 0;
     for (int i = 0; i < N_LAYER_ACTS; i++) {
         *fields[i] = s[i] ? block + total : NULL;
         total += s[i];
     }
+    return total;
+}
+
+size_t layer_acts_floats(const size_t s[N_LAYER_ACTS]) {
+    size_t total = 0;
+    for (int i = 0; i < N_LAYER_ACTS; i++) total += s[i];
     return total;
 }
 
@@ -186,12 +197,9 @@ void run_forward(const Model *m, const int *tokens, int T, const float *noise, R
 /* Zeroes every gradient buffer of a layer but resid_post (the incoming gradient). */
 static void zero_layer_grads(const ModelConfig *c, LayerActs *d, int T) {
     size_t sizes[N_LAYER_ACTS];
+    float **fields[N_LAYER_ACTS];
     layer_acts_sizes(c, 1, T, T, T, 0, sizes);
-    float **fields[N_LAYER_ACTS] = {
-        &d->resid_pre, &d->ln1, &d->ln1_mean, &d->ln1_rstd, &d->k, &d->v, &d->k_rot,
-        &d->q, &d->q_rot, &d->pattern, &d->z, &d->attn_out, &d->resid_mid, &d->ln2, &d->ln2_mean, &d->ln2_rstd,
-        &d->mlp_pre, &d->mlp_up, &d->mlp_post, &d->mlp_out, &d->resid_post, &d->ln1_last, &d->resid_pre_last,
-    };
+    layer_acts_fields(d, fields);
     for (int i = 0; i < N_LAYER_ACTS; i++)
         if (*fields[i] && *fields[i] != d->resid_post) memset(*fields[i], 0, sizes[i] * sizeof(float));
 }

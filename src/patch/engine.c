@@ -33,27 +33,14 @@ struct Engine {
     MetricWork work;
 };
 
-static size_t acts_floats(const ModelConfig *c, int B, int T, size_t sizes[N_LAYER_ACTS]) {
-    layer_acts_sizes(c, B, T, T, T, 1, sizes);
-    size_t total = 0;
-    for (int i = 0; i < N_LAYER_ACTS; i++) total += sizes[i];
-    return total;
-}
-
-int engine_batch_limit(const ModelConfig *c, int T, double budget_bytes) {
-    size_t sizes[N_LAYER_ACTS];
-    double per_sequence = (double)acts_floats(c, 1, T, sizes) * sizeof(float) + (double)c->vocab * sizeof(float);
-    double limit = budget_bytes / per_sequence;
-    return limit < 1 ? 1 : limit > 4096 ? 4096 : (int)limit;
-}
-
 Engine *engine_new(const Model *m, int max_T, int max_batch) {
     Engine *e = xcalloc(1, sizeof *e);
     e->m = m;
     e->max_T = max_T;
     e->max_batch = max_batch;
     size_t sizes[N_LAYER_ACTS];
-    e->acts_block = alloc_floats(acts_floats(&m->cfg, max_batch, max_T, sizes));
+    layer_acts_sizes(&m->cfg, max_batch, max_T, max_T, max_T, 1, sizes);
+    e->acts_block = alloc_floats(layer_acts_floats(sizes));
     layer_acts_point(&e->acts, e->acts_block, sizes);
     e->k_prefix = xcalloc((size_t)max_batch, sizeof(float *));
     e->v_prefix = xcalloc((size_t)max_batch, sizeof(float *));
@@ -216,7 +203,8 @@ static void effects(Engine *e, const Job *job, const PromptRuns *r, Site site, i
                     const int *positions, int n_positions, float *out, int naive) {
     const ModelConfig *c = &e->m->cfg;
     int S = r->n_samples, total = n * S;
-    int last_layer = layer + job->window - 1 < c->n_layer - 1 ? layer + job->window - 1 : c->n_layer - 1;
+    int first_layer, last_layer;
+    job_window(job, layer, c->n_layer, &first_layer, &last_layer);
     double *sum = xcalloc((size_t)n, sizeof(double));
     int *item = xcalloc((size_t)e->max_batch, sizeof(int)); /* batch element -> node * S + sample */
     for (int j = 0; j < n_positions; j++) {
@@ -233,7 +221,7 @@ static void effects(Engine *e, const Job *job, const PromptRuns *r, Site site, i
             int B = 0;
             for (; i < total && B < e->max_batch; i++) {
                 int k = i / S, s = i % S;
-                Patch patch = {site, layer, last_layer, site_has_index(site) ? index0 + k : -1, pos, r->source[s]};
+                Patch patch = {site, first_layer, last_layer, site_has_index(site) ? index0 + k : -1, pos, r->source[s]};
                 if (!naive && patch_is_identity(c, &patch, r->base[s])) {
                     sum[k] += 0.0; /* what metric - base_metric gives, sign of zero included */
                     continue;

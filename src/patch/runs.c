@@ -1,12 +1,6 @@
-/* The runs a prompt needs, per corruption and direction (docs/methods.md):
- *
- *   pair      denoise: base = corrupt, source = clean;  noise: base = clean, source = corrupt
- *   gaussian  denoise: base = clean + noise_s, source = clean;  noise: base = clean, source = clean + noise_s
- *   mean      base = clean, source = mean over the job's prompts of the clean runs
- *   zero      base = clean, source = zeros
- *   resample  base = clean, source = the clean run of another prompt (a seeded derangement)
- *
- * The clean run is always computed: kl reads its distribution. */
+/* The runs a prompt needs: its base and source runs as job_roles() assigns them (one pair per
+ * noise sample for gaussian corruption), the clean run (kl reads its distribution), and the
+ * job-wide mean runs of mean corruption. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,28 +26,9 @@ void gaussian_noise(const Job *job, int p, int s, int T, int d, double std, floa
     }
 }
 
-static int *derangement(int n, uint64_t seed) {
-    int *perm = xmalloc(sizeof(int) * (size_t)n);
-    Rng rng;
-    rng_seed(&rng, seed, 0x7265, 0); /* a stream of its own, apart from the noise streams */
-    for (;;) { /* Fisher-Yates, redrawn until no prompt is its own source (expected e tries) */
-        for (int i = 0; i < n; i++) perm[i] = i;
-        for (int i = n - 1; i > 0; i--) {
-            int j = (int)(rng_uniform(&rng) * (i + 1));
-            int tmp = perm[i];
-            perm[i] = perm[j];
-            perm[j] = tmp;
-        }
-        int fixed = 0;
-        for (int i = 0; i < n; i++) fixed |= perm[i] == i;
-        if (!fixed) return perm;
-    }
-}
-
 void job_runs_init(JobRuns *jr, const Model *m, const Job *job) {
     memset(jr, 0, sizeof *jr);
     if (job->corruption == CORR_GAUSSIAN) jr->embed_std = embedding_std(m);
-    if (job->corruption == CORR_RESAMPLE) jr->resample_from = derangement(job->n_prompts, job->seed);
     if (job->corruption != CORR_MEAN) return;
     /* Mean of every clean-run activation over the prompts (all of one length), summed in
      * double in prompt order so every rank gets the same bits. */
@@ -74,7 +49,6 @@ void job_runs_init(JobRuns *jr, const Model *m, const Job *job) {
 
 void job_runs_free(JobRuns *jr) {
     if (jr->mean.block) run_cache_free(&jr->mean);
-    free(jr->resample_from);
     memset(jr, 0, sizeof *jr);
 }
 
@@ -100,32 +74,26 @@ void prompt_runs_build(PromptRuns *r, const Model *m, const Job *job, const JobR
     r->source_metric = xcalloc((size_t)S, sizeof(double));
     r->base_tokens = pr->clean;
 
+    /* The clean run is always computed (kl reads its distribution); a run of other tokens, or a
+     * noised one, is computed when the roles ask for it. */
+    PromptRoles roles = job_roles(job, p);
     const RunCache *clean = new_run(r, m, pr->clean, NULL);
-    for (int s = 0; s < S; s++) r->base[s] = r->source[s] = clean;
-    if (job->corruption == CORR_PAIR) {
-        const RunCache *corrupt = new_run(r, m, pr->corrupt, NULL);
-        int denoise = job->direction == DIR_DENOISE;
-        r->base[0] = denoise ? corrupt : clean;
-        r->source[0] = denoise ? clean : corrupt;
-        r->base_tokens = denoise ? pr->corrupt : pr->clean;
-    } else if (job->corruption == CORR_GAUSSIAN) {
+    r->base_tokens = roles.base_tokens;
+    const RunCache *base = roles.base_tokens == pr->clean ? clean : new_run(r, m, roles.base_tokens, NULL);
+    const RunCache *source = roles.source == SOURCE_MEAN ? &jr->mean
+                             : roles.source == SOURCE_ZERO ? NULL
+                             : roles.source_tokens == pr->clean ? clean
+                             : new_run(r, m, roles.source_tokens, NULL);
+    for (int s = 0; s < S; s++) r->base[s] = base, r->source[s] = source;
+    if (roles.noised) { /* gaussian: one noised run per sample, in the role the direction gives it */
         r->noise = xcalloc((size_t)S, sizeof(float *));
         for (int s = 0; s < S; s++) {
             r->noise[s] = alloc_floats((size_t)T * d);
             gaussian_noise(job, p, s, T, d, jr->embed_std, r->noise[s]);
             const RunCache *noisy = new_run(r, m, pr->clean, r->noise[s]);
-            if (job->direction == DIR_DENOISE) {
-                r->base[s] = noisy, r->source[s] = clean, r->base_noise[s] = r->noise[s];
-            } else {
-                r->base[s] = clean, r->source[s] = noisy;
-            }
+            if (roles.noised == 1) r->base[s] = noisy, r->base_noise[s] = r->noise[s];
+            else r->source[s] = noisy;
         }
-    } else if (job->corruption == CORR_MEAN) {
-        r->source[0] = &jr->mean;
-    } else if (job->corruption == CORR_ZERO) {
-        r->source[0] = NULL;
-    } else { /* resample */
-        r->source[0] = new_run(r, m, job->prompts[jr->resample_from[p]].clean, NULL);
     }
 
     MetricWork w = {0};

@@ -92,8 +92,9 @@ void bound_prompt(BoundWork *w, int p, const float *estimates, PromptBound *out)
             if (!in) continue;
             int c = unverified[u];
             const Node *node = &plan->nodes[c / S];
-            int last = node->layer + w->job->window - 1, top = w->m->cfg.n_layer - 1;
-            w->patches[n++] = (Patch){node->site, node->layer, last < top ? last : top, node->index, plan->positions[c % S], NULL};
+            int first, last;
+            job_window(w->job, node->layer, w->m->cfg.n_layer, &first, &last);
+            w->patches[n++] = (Patch){node->site, first, last, node->index, plan->positions[c % S], NULL};
         }
         out->subset_effect[k] = U ? engine_joint_effect(w->engine, &runs, w->patches, n) : 0.0;
     }

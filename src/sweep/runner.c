@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include "patchsweep/attrib.h"
-#include "patchsweep/cli.h"
 #include "patchsweep/core.h"
 #include "patchsweep/patch.h"
 #include "patchsweep/store.h"
@@ -129,7 +128,7 @@ int sweep_run(const char *job_path, MPI_Comm comm, const RunOptions *opt) {
     Store store;
     int resumed = 0;
     uint8_t *done = xcalloc((size_t)plan.n_units + 1, 1);
-    rc = mpi_agree(store_open(&store, &job, &plan, &m, job_fingerprint(&job, m.fingerprint), jr.resample_from, comm, &resumed),
+    rc = mpi_agree(store_open(&store, &job, &plan, &m, job_fingerprint(&job, m.fingerprint), comm, &resumed),
                comm);
     if (!rc) rc = mpi_agree(store_read_done(&store, done), comm);
     if (!rc) {

@@ -1,7 +1,6 @@
 /* What every MPI command shares: one status on every rank, and the model's weights held once
  * per node. */
 #include <string.h>
-#include "patchsweep/cli.h"
 #include "patchsweep/core.h"
 #include "patchsweep/sweep.h"
 

@@ -38,21 +38,14 @@ static void write_small(hid_t file, const char *name, hid_t type, int rank, cons
     H5Dclose(d);
 }
 
-static void write_prompts(hid_t file, const Job *job, const Plan *plan, const int *source_prompt, int me) {
+static void write_prompts(hid_t file, const Job *job, const Plan *plan, int me) {
     int P = job->n_prompts, T = plan->max_T;
     int *base = xmalloc(sizeof(int) * (size_t)P * T), *src = xmalloc(sizeof(int) * (size_t)P * T);
     int *len = xmalloc(sizeof(int) * (size_t)P), *ans = xmalloc(sizeof(int) * (size_t)P), *wrong = xmalloc(sizeof(int) * (size_t)P);
     for (int p = 0; p < P; p++) {
         const Prompt *pr = &job->prompts[p];
-        const int *b = pr->clean, *s = NULL;
-        if (job->corruption == CORR_PAIR) {
-            b = job->direction == DIR_DENOISE ? pr->corrupt : pr->clean;
-            s = job->direction == DIR_DENOISE ? pr->clean : pr->corrupt;
-        } else if (job->corruption == CORR_GAUSSIAN) {
-            s = pr->clean; /* the source run is the clean prompt (noised in the noise direction) */
-        } else if (job->corruption == CORR_RESAMPLE) {
-            s = job->prompts[source_prompt[p]].clean;
-        }
+        PromptRoles roles = job_roles(job, p);
+        const int *b = roles.base_tokens, *s = roles.source_tokens;
         for (int t = 0; t < T; t++) {
             base[(size_t)p * T + t] = t < pr->T ? b[t] : -1;
             src[(size_t)p * T + t] = t < pr->T && s ? s[t] : -1;
@@ -67,7 +60,8 @@ static void write_prompts(hid_t file, const Job *job, const Plan *plan, const in
     write_small(file, "/prompts/length", H5T_NATIVE_INT, 1, dims1, len, me);
     write_small(file, "/prompts/answer", H5T_NATIVE_INT, 1, dims1, ans, me);
     write_small(file, "/prompts/wrong", H5T_NATIVE_INT, 1, dims1, wrong, me);
-    if (source_prompt) write_small(file, "/prompts/source_prompt", H5T_NATIVE_INT, 1, dims1, source_prompt, me);
+    if (job->resample_from)
+        write_small(file, "/prompts/source_prompt", H5T_NATIVE_INT, 1, dims1, job->resample_from, me);
     free(base), free(src), free(len), free(ans), free(wrong);
 }
 
@@ -108,7 +102,7 @@ static char *job_attr_json(const Job *job) {
  * disk, so a job killed while creating it leaves no half-made results file behind (the open
  * handle follows the rename). */
 static int create_file(Store *s, const Job *job, const Plan *plan, const Model *m, uint64_t fingerprint, hid_t fapl,
-                       const int *source_prompt, MPI_Comm comm, int me) {
+                       MPI_Comm comm, int me) {
     char creating[sizeof s->path + 16], folder[sizeof s->path];
     snprintf(creating, sizeof creating, "%s.creating", s->path);
     path_dirname(folder, sizeof folder, s->path);
@@ -138,7 +132,7 @@ static int create_file(Store *s, const Job *job, const Plan *plan, const Model *
     strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
     h5_set_string_attr(f, "created", text);
 
-    write_prompts(f, job, plan, source_prompt, me);
+    write_prompts(f, job, plan, me);
     write_nodes(f, plan, me);
     hsize_t S = (hsize_t)plan->n_positions, P = (hsize_t)job->n_prompts, U = (hsize_t)plan->n_units;
     write_small(f, "/positions", H5T_NATIVE_INT, 1, &S, plan->positions, me);
@@ -219,7 +213,7 @@ static int reopen_file(Store *s, const Job *job, uint64_t fingerprint, hid_t fap
 }
 
 int store_open(Store *s, const Job *job, const Plan *plan, const Model *m, uint64_t fingerprint,
-               const int *source_prompt, MPI_Comm comm, int *resumed) {
+               MPI_Comm comm, int *resumed) {
     memset(s, 0, sizeof *s);
     s->file = s->exact = s->base = s->source = s->done = s->seconds = s->rank = s->estimator_seconds = H5I_INVALID_HID;
     for (int e = 0; e < N_ESTIMATES; e++) s->estimate[e] = H5I_INVALID_HID;
@@ -243,7 +237,7 @@ int store_open(Store *s, const Job *job, const Plan *plan, const Model *m, uint6
     if (exists) {
         rc = reopen_file(s, job, fingerprint, fapl, comm, me);
     } else {
-        rc = create_file(s, job, plan, m, fingerprint, fapl, source_prompt, comm, me);
+        rc = create_file(s, job, plan, m, fingerprint, fapl, comm, me);
     }
     H5Pclose(fapl);
     return rc;

@@ -88,7 +88,7 @@ static void test_store_independent_writes(void **state) {
     plan_build(&plan, &job, &m.cfg);
     Store st;
     int resumed;
-    rc = store_open(&st, &job, &plan, &m, 42, NULL, MPI_COMM_WORLD, &resumed);
+    rc = store_open(&st, &job, &plan, &m, 42, MPI_COMM_WORLD, &resumed);
     assert_true(all_ranks(rc == 0 && !resumed));
     float *values = alloc_floats((size_t)plan.n_nodes * plan.n_positions);
     for (int u = rank; u < plan.n_units; u += size) { /* round-robin: every rank writes */
@@ -101,7 +101,7 @@ static void test_store_independent_writes(void **state) {
     store_close(&st);
     assert_true(all_ranks(rc == 0));
     /* Reopen (same job: resumed) and check every unit on every rank. */
-    rc = store_open(&st, &job, &plan, &m, 42, NULL, MPI_COMM_WORLD, &resumed);
+    rc = store_open(&st, &job, &plan, &m, 42, MPI_COMM_WORLD, &resumed);
     uint8_t *done = xcalloc((size_t)plan.n_units, 1);
     int ok = rc == 0 && resumed && store_read_done(&st, done) == 0;
     float *row = alloc_floats((size_t)plan.n_positions);

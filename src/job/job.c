@@ -7,14 +7,11 @@
 #include "patchsweep/core.h"
 #include "patchsweep/job.h"
 
-static const char *const site_names[N_SITES] = {"resid_pre", "attn_out", "mlp_out", "resid_mid", "resid_post",
-                                                "z", "q", "k", "v", "mlp_post"};
 static const char *const corruption_names[] = {"pair", "gaussian", "mean", "zero", "resample"};
 static const char *const direction_names[] = {"denoise", "noise"};
 static const char *const metric_names[] = {"logit_diff", "logprob", "prob", "kl"};
 static const char *const estimate_names[N_ESTIMATES] = {"atp", "atp_qk", "atp_star"};
 
-const char *site_name(Site s) { return site_names[s]; }
 const char *corruption_name(Corruption c) { return corruption_names[c]; }
 const char *direction_name(Direction d) { return direction_names[d]; }
 const char *metric_name(MetricKind m) { return metric_names[m]; }
@@ -26,13 +23,6 @@ static int lookup_name(const char *const *names, int n, const char *name) {
     return -1;
 }
 
-int site_from_name(const char *name, Site *out) {
-    int i = lookup_name(site_names, N_SITES, name);
-    if (i < 0) return 1;
-    *out = (Site)i;
-    return 0;
-}
-
 /* "a, b, c" for error messages */
 static const char *name_list(const char *const *names, int n) {
     static char buf[512];
@@ -41,6 +31,13 @@ static const char *name_list(const char *const *names, int n) {
     for (int i = 0; i < n && used < sizeof buf; i++)
         used += (size_t)snprintf(buf + used, sizeof buf - used, "%s%s", i ? ", " : "", names[i]);
     return buf;
+}
+
+/* "resid_pre, attn_out, ..." for error messages */
+static const char *site_list(void) {
+    const char *names[N_SITES];
+    for (int i = 0; i < N_SITES; i++) names[i] = site_name((Site)i);
+    return name_list(names, N_SITES);
 }
 
 static int check_keys(const cJSON *obj, const char *where, const char *const *allowed, int n_allowed) {
@@ -218,16 +215,16 @@ static int parse_name(const cJSON *root, const char *key, const char *where, con
 }
 
 static int parse_nodes(Job *job, const cJSON *nodes, const char *where) {
-    if (!nodes) return ps_fail(PS_EUSER, "%s: missing key \"nodes\" (which sites to patch: %s)", where, name_list(site_names, N_SITES));
+    if (!nodes) return ps_fail(PS_EUSER, "%s: missing key \"nodes\" (which sites to patch: %s)", where, site_list());
     if (!cJSON_IsArray(nodes) || cJSON_GetArraySize(nodes) == 0)
         return ps_fail(PS_EUSER, "%s: \"nodes\" must be a non-empty array of site names", where);
     for (const cJSON *it = nodes->child; it; it = it->next) {
         Site s;
         if (!cJSON_IsString(it) || site_from_name(it->valuestring, &s))
             return ps_fail(PS_EUSER, "%s: nodes[%d] is not a site (expected one of: %s)", where, job->n_sites,
-                           name_list(site_names, N_SITES));
+                           site_list());
         for (int i = 0; i < job->n_sites; i++)
-            if (job->sites[i] == s) return ps_fail(PS_EUSER, "%s: site \"%s\" is listed twice in nodes", where, site_names[s]);
+            if (job->sites[i] == s) return ps_fail(PS_EUSER, "%s: site \"%s\" is listed twice in nodes", where, site_name(s));
         job->sites[job->n_sites++] = s;
     }
     return PS_OK;
@@ -333,7 +330,7 @@ static char *canonical_json(const Job *job) {
     cJSON_AddStringToObject(o, "direction", direction_names[job->direction]);
     cJSON_AddStringToObject(o, "metric", metric_names[job->metric]);
     cJSON *nodes = cJSON_AddArrayToObject(o, "nodes");
-    for (int i = 0; i < job->n_sites; i++) cJSON_AddItemToArray(nodes, cJSON_CreateString(site_names[job->sites[i]]));
+    for (int i = 0; i < job->n_sites; i++) cJSON_AddItemToArray(nodes, cJSON_CreateString(site_name(job->sites[i])));
     if (job->positions == POS_LIST)
         cJSON_AddItemToObject(o, "positions", cJSON_CreateIntArray(job->position_list, job->n_position_list));
     else
@@ -417,6 +414,51 @@ static int parse_root(Job *job, const cJSON *root, const char *where, const char
     return PS_OK;
 }
 
+PromptRoles job_roles(const Job *job, int p) {
+    const Prompt *pr = &job->prompts[p];
+    int denoise = job->direction == DIR_DENOISE;
+    PromptRoles r = {pr->clean, SOURCE_PROMPT, pr->clean, p, 0};
+    switch (job->corruption) {
+    case CORR_PAIR:
+        r.base_tokens = denoise ? pr->corrupt : pr->clean;
+        r.source_tokens = denoise ? pr->clean : pr->corrupt;
+        break;
+    case CORR_GAUSSIAN: r.noised = denoise ? 1 : 2; break; /* both runs read the clean tokens */
+    case CORR_MEAN: r.source = SOURCE_MEAN, r.source_tokens = NULL; break;
+    case CORR_ZERO: r.source = SOURCE_ZERO, r.source_tokens = NULL; break;
+    case CORR_RESAMPLE:
+        r.source_prompt = job->resample_from[p];
+        r.source_tokens = job->prompts[r.source_prompt].clean;
+        break;
+    }
+    return r;
+}
+
+void job_window(const Job *job, int layer, int n_layer, int *first, int *last) {
+    *first = layer;
+    *last = layer + job->window - 1 < n_layer - 1 ? layer + job->window - 1 : n_layer - 1;
+}
+
+/* Which prompt each prompt resamples from: a permutation with no fixed point, drawn from its
+ * own stream of the job's seed (docs/methods.md, "Randomness"). */
+static int *derangement(int n, uint64_t seed) {
+    int *perm = xmalloc(sizeof(int) * (size_t)n);
+    Rng rng;
+    rng_seed(&rng, seed, 0x7265, 0); /* a stream of its own, apart from the noise streams */
+    for (;;) { /* Fisher-Yates, redrawn until no prompt is its own source (expected e tries) */
+        for (int i = 0; i < n; i++) perm[i] = i;
+        for (int i = n - 1; i > 0; i--) {
+            int j = (int)(rng_uniform(&rng) * (i + 1));
+            int tmp = perm[i];
+            perm[i] = perm[j];
+            perm[j] = tmp;
+        }
+        int fixed = 0;
+        for (int i = 0; i < n; i++) fixed |= perm[i] == i;
+        if (!fixed) return perm;
+    }
+}
+
 int job_parse_text(Job *job, const char *text, const char *path) {
     memset(job, 0, sizeof *job);
     snprintf(job->path, sizeof job->path, "%s", path);
@@ -431,6 +473,7 @@ int job_parse_text(Job *job, const char *text, const char *path) {
     path_dirname(dir, sizeof dir, path);
     int rc = parse_root(job, root, path, dir);
     cJSON_Delete(root);
+    if (!rc && job->corruption == CORR_RESAMPLE) job->resample_from = derangement(job->n_prompts, job->seed);
     return rc;
 }
 
@@ -532,5 +575,6 @@ void job_free(Job *job) {
     free(job->noise_positions);
     free(job->position_list);
     free(job->canonical);
+    free(job->resample_from);
     memset(job, 0, sizeof *job);
 }

@@ -1,5 +1,20 @@
-/* Where each node site lives in a block: its stage, buffer, row width and slice. */
-#include "patchsweep/patch.h"
+/* Where each node site lives in a block: its name, stage, buffer, row width and slice. */
+#include <string.h>
+#include "patchsweep/sites.h"
+
+static const char *const site_names[N_SITES] = {"resid_pre", "attn_out", "mlp_out", "resid_mid", "resid_post",
+                                                "z",         "q",        "k",       "v",         "mlp_post"};
+
+const char *site_name(Site s) { return site_names[s]; }
+
+int site_from_name(const char *name, Site *out) {
+    for (int i = 0; i < N_SITES; i++)
+        if (strcmp(site_names[i], name) == 0) {
+            *out = (Site)i;
+            return 0;
+        }
+    return -1;
+}
 
 Stage site_stage(Site s) {
     static const Stage stage[N_SITES] = {

@@ -2,9 +2,20 @@
  * function of the job and the model configuration, so every rank builds the same plan. */
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include "patchsweep/core.h"
-#include "patchsweep/patch.h"
 #include "patchsweep/plan.h"
+
+void node_name(const Node *n, char *out, size_t cap) {
+    switch (n->site) {
+    case SITE_Q:
+    case SITE_Z: snprintf(out, cap, "L%d.H%d.%s", n->layer, n->index, site_name(n->site)); break;
+    case SITE_K:
+    case SITE_V: snprintf(out, cap, "L%d.KV%d.%s", n->layer, n->index, site_name(n->site)); break;
+    case SITE_MLP_POST: snprintf(out, cap, "L%d.N%d", n->layer, n->index); break;
+    default: snprintf(out, cap, "L%d.%s", n->layer, site_name(n->site)); break;
+    }
+}
 
 /* FLOPs of one row through one layer: kv side (norm, k and v projections) and q side (q and
  * output projections, MLP), plus attention over n_keys keys. */
@@ -33,6 +44,17 @@ double patch_flops(const ModelConfig *c, int T, int layer, Site site, int pos) {
             for (int t = r0; t < r0 + rows; t++) total += row_q_flops(c, t + 1);
     }
     return total + 2.0 * c->d_model * c->vocab;
+}
+
+/* How many sequences an engine batch may hold within a memory budget in bytes: one layer's
+ * activations (the last layer's q side one row) and a logits row per sequence. A pure function of
+ * the model and T, so every rank batches identically. */
+static int batch_limit(const ModelConfig *c, int T, double budget_bytes) {
+    size_t sizes[N_LAYER_ACTS];
+    layer_acts_sizes(c, 1, T, T, T, 1, sizes);
+    double per_sequence = (double)layer_acts_floats(sizes) * sizeof(float) + (double)c->vocab * sizeof(float);
+    double limit = budget_bytes / per_sequence;
+    return limit < 1 ? 1 : limit > 4096 ? 4096 : (int)limit;
 }
 
 void plan_build(Plan *pl, const Job *job, const ModelConfig *c) {
@@ -97,7 +119,7 @@ void plan_build(Plan *pl, const Job *job, const ModelConfig *c) {
     int widest = 1;
     for (int u = 0; u < pl->n_units; u++)
         if (pl->units[u].kind == UNIT_EXACT && pl->units[u].n_nodes > widest) widest = pl->units[u].n_nodes;
-    int needed = widest * job_samples(job), budget = engine_batch_limit(c, pl->max_T, ENGINE_BUDGET_BYTES);
+    int needed = widest * job_samples(job), budget = batch_limit(c, pl->max_T, ENGINE_BUDGET_BYTES);
     pl->batch_limit = needed < budget ? needed : budget;
     /* PATCHSWEEP_BATCH caps it further (checked by the command line before anything runs).
      * Batching changes no bit of the results: the kernels are batch-invariant. */
@@ -133,13 +155,12 @@ void plan_stats(const Plan *pl, const Job *job, const ModelConfig *c, PlanStats 
     /* Memory: weights, the runs of one prompt (clean + source/base per sample), the mean runs,
      * and the engine scratch. */
     size_t weights = model_weight_count(c); /* the parameters and their packed copies */
-    size_t layer[N_LAYER_ACTS], per_run = 0;
+    size_t layer[N_LAYER_ACTS];
     layer_acts_sizes(c, 1, pl->max_T, pl->max_T, pl->max_T, 0, layer);
-    for (int i = 0; i < N_LAYER_ACTS; i++) per_run += layer[i];
-    per_run = per_run * c->n_layer + (size_t)pl->max_T * (c->d_model + 2);
+    size_t per_run = layer_acts_floats(layer) * c->n_layer + (size_t)pl->max_T * (c->d_model + 2);
     int runs = 2 + job_samples(job) + (job->corruption == CORR_MEAN);
-    size_t scratch[N_LAYER_ACTS], per_seq = 0;
+    size_t scratch[N_LAYER_ACTS];
     layer_acts_sizes(c, 1, pl->max_T, pl->max_T, pl->max_T, 1, scratch);
-    for (int i = 0; i < N_LAYER_ACTS; i++) per_seq += scratch[i];
+    size_t per_seq = layer_acts_floats(scratch);
     st->bytes_per_rank = 4.0 * ((double)weights + (double)runs * per_run + (double)pl->batch_limit * (per_seq + c->vocab));
 }
