@@ -51,7 +51,14 @@ typedef struct {
     float *unembed;        /* [V, d]; points at wte when tied */
 } Params;
 
-enum { N_PARAM_TENSORS = 22 };
+/* The fields of Params, in order (indices into params_fields). */
+enum {
+    PARAM_WTE, PARAM_WPE, PARAM_LN1_W, PARAM_LN1_B, PARAM_WQ, PARAM_BQ, PARAM_WK, PARAM_BK, PARAM_WV, PARAM_BV,
+    PARAM_WO, PARAM_BO, PARAM_LN2_W, PARAM_LN2_B, PARAM_W_GATE, PARAM_W_IN, PARAM_B_IN, PARAM_W_OUT, PARAM_B_OUT,
+    PARAM_LNF_W, PARAM_LNF_B, PARAM_UNEMBED, N_PARAM_TENSORS
+};
+/* The address of every field of p, in order. */
+void params_fields(Params *p, float **fields[N_PARAM_TENSORS]);
 /* Sizes in floats, in the order of the fields of Params. */
 void param_sizes(const ModelConfig *c, size_t sizes[N_PARAM_TENSORS]);
 /* Points every field of p into block (which holds the sum of sizes); returns that sum. */
@@ -82,12 +89,35 @@ typedef struct {
     char dir[4096];
 } Model;
 
+/* Where a checkpoint tensor goes: a table per architecture, read by one loop (model.c). */
+typedef enum {
+    TENSOR_COPY,        /* stored as Params holds it: [out, in] matrices, vectors */
+    TENSOR_CONV1D,      /* GPT-2's Conv1D: stored [in, out], transposed into place */
+    TENSOR_QKV_COLUMNS, /* GPT-2's c_attn: Conv1D [in, 3 q_dim], columns q | k | v (its bias [3 q_dim] likewise) */
+    TENSOR_QKV_HEADS,   /* GPT-NeoX's query_key_value: rows head by head, q, k, v of d_head rows each */
+} TensorLayout;
+
+/* Sizes a stored shape is made of. */
+typedef enum { DIM_NONE, DIM_MODEL, DIM_Q, DIM_KV, DIM_MLP, DIM_VOCAB, DIM_CONTEXT, DIM_3Q } TensorDim;
+
+typedef struct {
+    const char *name;     /* printf pattern, given the checkpoint's prefix and the layer: "%sh.%d.ln_1.weight" */
+    int per_layer;
+    TensorLayout layout;
+    int fields[3];        /* PARAM_* it fills: one, or q, k, v for the fused layouts */
+    TensorDim shape[2];   /* as stored; a vector has shape[1] = DIM_NONE */
+    int untied_only;      /* read only when the unembedding is not the embedding */
+} TensorSpec;
+
 /* An architecture knows its config.json keys and its tensor names; the compute is shared
  * (src/model/transformer.c), switched by the flags in ModelConfig. */
 typedef struct {
     const char *model_type;
     int (*parse_config)(const cJSON *json, const char *where, ModelConfig *cfg);
-    int (*load_weights)(const ModelConfig *cfg, const StSet *st, Params *p);
+    const TensorSpec *tensors;
+    int n_tensors;
+    /* The prefix of the tensor names in this folder's files ("" when NULL). */
+    const char *(*prefix)(const StSet *st);
 } Architecture;
 
 extern const Architecture arch_gpt2, arch_llama, arch_gpt_neox;

@@ -1,5 +1,6 @@
 /* GPT-2 (Hugging Face "gpt2"): learned positions, LayerNorm, fused c_attn, GELU, tied
- * unembedding. Its Conv1D weights are stored [in, out]; we transpose them to [out, in]. */
+ * unembedding: its config keys and its tensor table (Conv1D weights are stored [in, out] and
+ * transposed to [out, in] by the loader, model.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,79 +51,32 @@ static int gpt2_parse_config(const cJSON *j, const char *where, ModelConfig *c) 
     return PS_OK;
 }
 
-/* dst[o][i] = src[i][col0 + o] for a Conv1D weight src [n_in, src_cols]. */
-static void conv1d_to_linear(float *dst, const float *src, int n_in, int src_cols, int col0, int n_out) {
-    for (int o = 0; o < n_out; o++)
-        for (int i = 0; i < n_in; i++) dst[(size_t)o * n_in + i] = src[(size_t)i * src_cols + col0 + o];
-}
-
-static int gpt2_load_weights(const ModelConfig *c, const StSet *st, Params *p) {
+/* Hub files have bare names; GPT2LMHeadModel.save_pretrained() prefixes "transformer.". */
+static const char *gpt2_prefix(const StSet *st) {
     const StFile *f;
-    /* Hub files have bare names; GPT2LMHeadModel.save_pretrained() prefixes "transformer.". */
-    const char *pre = st_set_find(st, "wte.weight", &f) ? "" : "transformer.";
-    int64_t d = c->d_model, dm = c->d_mlp;
-    char name[256];
-    float *tmp = alloc_floats((size_t)(d * (3 * d > dm ? 3 * d : dm)));
-    int rc = 0;
-#define READ(dst, ndim, ...)                                                             \
-    do {                                                                               \
-        if (!rc) rc = st_read_f32(st, name, ndim, (const int64_t[]){__VA_ARGS__}, dst); \
-    } while (0)
-    snprintf(name, sizeof name, "%swte.weight", pre);
-    READ(p->wte, 2, c->vocab, d);
-    snprintf(name, sizeof name, "%swpe.weight", pre);
-    READ(p->wpe, 2, c->n_ctx, d);
-    for (int l = 0; l < c->n_layer && !rc; l++) {
-        size_t ld = (size_t)l * d;
-        snprintf(name, sizeof name, "%sh.%d.ln_1.weight", pre, l);
-        READ(p->ln1_w + ld, 1, d);
-        snprintf(name, sizeof name, "%sh.%d.ln_1.bias", pre, l);
-        READ(p->ln1_b + ld, 1, d);
-        snprintf(name, sizeof name, "%sh.%d.attn.c_attn.weight", pre, l);
-        READ(tmp, 2, d, 3 * d);
-        if (!rc) {
-            conv1d_to_linear(p->wq + ld * d, tmp, (int)d, (int)(3 * d), 0, (int)d);
-            conv1d_to_linear(p->wk + ld * d, tmp, (int)d, (int)(3 * d), (int)d, (int)d);
-            conv1d_to_linear(p->wv + ld * d, tmp, (int)d, (int)(3 * d), (int)(2 * d), (int)d);
-        }
-        snprintf(name, sizeof name, "%sh.%d.attn.c_attn.bias", pre, l);
-        READ(tmp, 1, 3 * d);
-        if (!rc) {
-            memcpy(p->bq + ld, tmp, (size_t)d * sizeof(float));
-            memcpy(p->bk + ld, tmp + d, (size_t)d * sizeof(float));
-            memcpy(p->bv + ld, tmp + 2 * d, (size_t)d * sizeof(float));
-        }
-        snprintf(name, sizeof name, "%sh.%d.attn.c_proj.weight", pre, l);
-        READ(tmp, 2, d, d);
-        if (!rc) conv1d_to_linear(p->wo + ld * d, tmp, (int)d, (int)d, 0, (int)d);
-        snprintf(name, sizeof name, "%sh.%d.attn.c_proj.bias", pre, l);
-        READ(p->bo + ld, 1, d);
-        snprintf(name, sizeof name, "%sh.%d.ln_2.weight", pre, l);
-        READ(p->ln2_w + ld, 1, d);
-        snprintf(name, sizeof name, "%sh.%d.ln_2.bias", pre, l);
-        READ(p->ln2_b + ld, 1, d);
-        snprintf(name, sizeof name, "%sh.%d.mlp.c_fc.weight", pre, l);
-        READ(tmp, 2, d, dm);
-        if (!rc) conv1d_to_linear(p->w_in + (size_t)l * dm * d, tmp, (int)d, (int)dm, 0, (int)dm);
-        snprintf(name, sizeof name, "%sh.%d.mlp.c_fc.bias", pre, l);
-        READ(p->b_in + (size_t)l * dm, 1, dm);
-        snprintf(name, sizeof name, "%sh.%d.mlp.c_proj.weight", pre, l);
-        READ(tmp, 2, dm, d);
-        if (!rc) conv1d_to_linear(p->w_out + (size_t)l * d * dm, tmp, (int)dm, (int)d, 0, (int)d);
-        snprintf(name, sizeof name, "%sh.%d.mlp.c_proj.bias", pre, l);
-        READ(p->b_out + ld, 1, d);
-    }
-    snprintf(name, sizeof name, "%sln_f.weight", pre);
-    READ(p->lnf_w, 1, d);
-    snprintf(name, sizeof name, "%sln_f.bias", pre);
-    READ(p->lnf_b, 1, d);
-    if (!c->tied_unembed) {
-        snprintf(name, sizeof name, "lm_head.weight");
-        READ(p->unembed, 2, c->vocab, d);
-    }
-#undef READ
-    free(tmp);
-    return rc;
+    return st_set_find(st, "wte.weight", &f) ? "" : "transformer.";
 }
 
-const Architecture arch_gpt2 = {"gpt2", gpt2_parse_config, gpt2_load_weights};
+/* Conv1D weights are stored [in, out]; c_attn holds q, k and v side by side. */
+static const TensorSpec gpt2_tensors[] = {
+    {"%swte.weight", 0, TENSOR_COPY, {PARAM_WTE}, {DIM_VOCAB, DIM_MODEL}, 0},
+    {"%swpe.weight", 0, TENSOR_COPY, {PARAM_WPE}, {DIM_CONTEXT, DIM_MODEL}, 0},
+    {"%sh.%d.ln_1.weight", 1, TENSOR_COPY, {PARAM_LN1_W}, {DIM_MODEL}, 0},
+    {"%sh.%d.ln_1.bias", 1, TENSOR_COPY, {PARAM_LN1_B}, {DIM_MODEL}, 0},
+    {"%sh.%d.attn.c_attn.weight", 1, TENSOR_QKV_COLUMNS, {PARAM_WQ, PARAM_WK, PARAM_WV}, {DIM_MODEL, DIM_3Q}, 0},
+    {"%sh.%d.attn.c_attn.bias", 1, TENSOR_QKV_COLUMNS, {PARAM_BQ, PARAM_BK, PARAM_BV}, {DIM_3Q}, 0},
+    {"%sh.%d.attn.c_proj.weight", 1, TENSOR_CONV1D, {PARAM_WO}, {DIM_Q, DIM_MODEL}, 0},
+    {"%sh.%d.attn.c_proj.bias", 1, TENSOR_COPY, {PARAM_BO}, {DIM_MODEL}, 0},
+    {"%sh.%d.ln_2.weight", 1, TENSOR_COPY, {PARAM_LN2_W}, {DIM_MODEL}, 0},
+    {"%sh.%d.ln_2.bias", 1, TENSOR_COPY, {PARAM_LN2_B}, {DIM_MODEL}, 0},
+    {"%sh.%d.mlp.c_fc.weight", 1, TENSOR_CONV1D, {PARAM_W_IN}, {DIM_MODEL, DIM_MLP}, 0},
+    {"%sh.%d.mlp.c_fc.bias", 1, TENSOR_COPY, {PARAM_B_IN}, {DIM_MLP}, 0},
+    {"%sh.%d.mlp.c_proj.weight", 1, TENSOR_CONV1D, {PARAM_W_OUT}, {DIM_MLP, DIM_MODEL}, 0},
+    {"%sh.%d.mlp.c_proj.bias", 1, TENSOR_COPY, {PARAM_B_OUT}, {DIM_MODEL}, 0},
+    {"%sln_f.weight", 0, TENSOR_COPY, {PARAM_LNF_W}, {DIM_MODEL}, 0},
+    {"%sln_f.bias", 0, TENSOR_COPY, {PARAM_LNF_B}, {DIM_MODEL}, 0},
+    {"lm_head.weight", 0, TENSOR_COPY, {PARAM_UNEMBED}, {DIM_VOCAB, DIM_MODEL}, 1},
+};
+
+const Architecture arch_gpt2 = {"gpt2", gpt2_parse_config, gpt2_tensors, sizeof gpt2_tensors / sizeof gpt2_tensors[0],
+                                gpt2_prefix};

@@ -57,45 +57,20 @@ static int llama_parse_config(const cJSON *j, const char *where, ModelConfig *c)
     return PS_OK;
 }
 
-static int llama_load_weights(const ModelConfig *c, const StSet *st, Params *p) {
-    int64_t d = c->d_model, dm = c->d_mlp, qd = cfg_q_dim(c), kvd = cfg_kv_dim(c);
-    char name[256];
-    int rc = 0;
-#define READ(dst, ndim, ...)                                                             \
-    do {                                                                               \
-        if (!rc) rc = st_read_f32(st, name, ndim, (const int64_t[]){__VA_ARGS__}, dst); \
-    } while (0)
-    snprintf(name, sizeof name, "model.embed_tokens.weight");
-    READ(p->wte, 2, c->vocab, d);
-    for (int l = 0; l < c->n_layer && !rc; l++) {
-        size_t L = (size_t)l;
-        snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
-        READ(p->ln1_w + L * d, 1, d);
-        snprintf(name, sizeof name, "model.layers.%d.self_attn.q_proj.weight", l);
-        READ(p->wq + L * qd * d, 2, qd, d);
-        snprintf(name, sizeof name, "model.layers.%d.self_attn.k_proj.weight", l);
-        READ(p->wk + L * kvd * d, 2, kvd, d);
-        snprintf(name, sizeof name, "model.layers.%d.self_attn.v_proj.weight", l);
-        READ(p->wv + L * kvd * d, 2, kvd, d);
-        snprintf(name, sizeof name, "model.layers.%d.self_attn.o_proj.weight", l);
-        READ(p->wo + L * d * qd, 2, d, qd);
-        snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
-        READ(p->ln2_w + L * d, 1, d);
-        snprintf(name, sizeof name, "model.layers.%d.mlp.gate_proj.weight", l);
-        READ(p->w_gate + L * dm * d, 2, dm, d);
-        snprintf(name, sizeof name, "model.layers.%d.mlp.up_proj.weight", l);
-        READ(p->w_in + L * dm * d, 2, dm, d);
-        snprintf(name, sizeof name, "model.layers.%d.mlp.down_proj.weight", l);
-        READ(p->w_out + L * d * dm, 2, d, dm);
-    }
-    snprintf(name, sizeof name, "model.norm.weight");
-    READ(p->lnf_w, 1, d);
-    if (!c->tied_unembed) {
-        snprintf(name, sizeof name, "lm_head.weight");
-        READ(p->unembed, 2, c->vocab, d);
-    }
-#undef READ
-    return rc;
-}
+static const TensorSpec llama_tensors[] = {
+    {"%smodel.embed_tokens.weight", 0, TENSOR_COPY, {PARAM_WTE}, {DIM_VOCAB, DIM_MODEL}, 0},
+    {"%smodel.layers.%d.input_layernorm.weight", 1, TENSOR_COPY, {PARAM_LN1_W}, {DIM_MODEL}, 0},
+    {"%smodel.layers.%d.self_attn.q_proj.weight", 1, TENSOR_COPY, {PARAM_WQ}, {DIM_Q, DIM_MODEL}, 0},
+    {"%smodel.layers.%d.self_attn.k_proj.weight", 1, TENSOR_COPY, {PARAM_WK}, {DIM_KV, DIM_MODEL}, 0},
+    {"%smodel.layers.%d.self_attn.v_proj.weight", 1, TENSOR_COPY, {PARAM_WV}, {DIM_KV, DIM_MODEL}, 0},
+    {"%smodel.layers.%d.self_attn.o_proj.weight", 1, TENSOR_COPY, {PARAM_WO}, {DIM_MODEL, DIM_Q}, 0},
+    {"%smodel.layers.%d.post_attention_layernorm.weight", 1, TENSOR_COPY, {PARAM_LN2_W}, {DIM_MODEL}, 0},
+    {"%smodel.layers.%d.mlp.gate_proj.weight", 1, TENSOR_COPY, {PARAM_W_GATE}, {DIM_MLP, DIM_MODEL}, 0},
+    {"%smodel.layers.%d.mlp.up_proj.weight", 1, TENSOR_COPY, {PARAM_W_IN}, {DIM_MLP, DIM_MODEL}, 0},
+    {"%smodel.layers.%d.mlp.down_proj.weight", 1, TENSOR_COPY, {PARAM_W_OUT}, {DIM_MODEL, DIM_MLP}, 0},
+    {"%smodel.norm.weight", 0, TENSOR_COPY, {PARAM_LNF_W}, {DIM_MODEL}, 0},
+    {"lm_head.weight", 0, TENSOR_COPY, {PARAM_UNEMBED}, {DIM_VOCAB, DIM_MODEL}, 1},
+};
 
-const Architecture arch_llama = {"llama", llama_parse_config, llama_load_weights};
+const Architecture arch_llama = {"llama", llama_parse_config, llama_tensors,
+                                 sizeof llama_tensors / sizeof llama_tensors[0], NULL};

@@ -98,13 +98,90 @@ int model_read_config(const char *dir, ModelConfig *cfg) {
     return rc;
 }
 
+static int64_t tensor_dim(const ModelConfig *c, TensorDim dim) {
+    switch (dim) {
+    case DIM_MODEL: return c->d_model;
+    case DIM_Q: return cfg_q_dim(c);
+    case DIM_KV: return cfg_kv_dim(c);
+    case DIM_MLP: return c->d_mlp;
+    case DIM_VOCAB: return c->vocab;
+    case DIM_CONTEXT: return c->n_ctx;
+    case DIM_3Q: return 3 * (int64_t)cfg_q_dim(c);
+    default: return 1;
+    }
+}
+
+/* Puts one stored tensor (src: rows x cols, or a vector of rows) into its fields' slices. */
+static void place_tensor(const ModelConfig *c, const TensorSpec *t, const float *src, int64_t rows, int64_t cols,
+                         float *const dst[3]) {
+    int vector = t->shape[1] == DIM_NONE;
+    int64_t qd = cfg_q_dim(c), dh = c->d_head;
+    switch (t->layout) {
+    case TENSOR_COPY: memcpy(dst[0], src, sizeof(float) * (size_t)(rows * cols)); break;
+    case TENSOR_CONV1D: /* stored [in, out]: dst[o][i] = src[i][o] */
+        for (int64_t o = 0; o < cols; o++)
+            for (int64_t i = 0; i < rows; i++) dst[0][o * rows + i] = src[i * cols + o];
+        break;
+    case TENSOR_QKV_COLUMNS: /* a Conv1D [in, 3 qd] whose columns are q | k | v, or its bias [3 qd] */
+        for (int part = 0; part < 3; part++)
+            for (int64_t o = 0; o < qd; o++) {
+                if (vector) dst[part][o] = src[part * qd + o];
+                else
+                    for (int64_t i = 0; i < rows; i++) dst[part][o * rows + i] = src[i * cols + part * qd + o];
+            }
+        break;
+    case TENSOR_QKV_HEADS: /* rows (3h + part) d_head .. + d_head of a [3 qd, in] weight or [3 qd] bias */
+        for (int64_t h = 0; h < c->n_head; h++)
+            for (int part = 0; part < 3; part++)
+                memcpy(dst[part] + h * dh * cols, src + (3 * h + part) * dh * cols, sizeof(float) * (size_t)(dh * cols));
+        break;
+    }
+}
+
+/* Reads every tensor of the architecture's table into the parameters. */
+static int read_tensors(const Architecture *arch, const ModelConfig *c, const StSet *st, Params *p) {
+    float **fields[N_PARAM_TENSORS];
+    size_t sizes[N_PARAM_TENSORS];
+    params_fields(p, fields);
+    param_sizes(c, sizes);
+    const char *prefix = arch->prefix ? arch->prefix(st) : "";
+    size_t largest = 1;
+    for (int i = 0; i < arch->n_tensors; i++) {
+        const TensorSpec *t = &arch->tensors[i];
+        size_t n = (size_t)(tensor_dim(c, t->shape[0]) * tensor_dim(c, t->shape[1]));
+        if (n > largest) largest = n;
+    }
+    float *stored = alloc_floats(largest);
+    int rc = PS_OK;
+    for (int i = 0; i < arch->n_tensors && !rc; i++) {
+        const TensorSpec *t = &arch->tensors[i];
+        if (t->untied_only && c->tied_unembed) continue;
+        int ndim = t->shape[1] == DIM_NONE ? 1 : 2;
+        int64_t shape[2] = {tensor_dim(c, t->shape[0]), tensor_dim(c, t->shape[1])};
+        for (int l = 0; l < (t->per_layer ? c->n_layer : 1) && !rc; l++) {
+            char name[256];
+            snprintf(name, sizeof name, t->name, prefix, l);
+            rc = st_read_f32(st, name, ndim, shape, stored);
+            int fused = t->layout == TENSOR_QKV_COLUMNS || t->layout == TENSOR_QKV_HEADS;
+            float *dst[3] = {NULL, NULL, NULL};
+            for (int k = 0; k < (fused ? 3 : 1); k++) { /* layer l's slice of each field */
+                int f = t->fields[k];
+                dst[k] = *fields[f] + (size_t)l * (t->per_layer ? sizes[f] / (size_t)c->n_layer : 0);
+            }
+            if (!rc) place_tensor(c, t, stored, shape[0], ndim == 2 ? shape[1] : 1, dst);
+        }
+    }
+    free(stored);
+    return rc;
+}
+
 int model_read_weights(Model *m, const char *dir) {
     const Architecture *arch = NULL;
     for (size_t i = 0; i < sizeof architectures / sizeof architectures[0]; i++)
         if (strcmp(m->cfg.model_type, architectures[i]->model_type) == 0) arch = architectures[i];
     StSet st;
     int rc = st_set_open(&st, dir);
-    if (!rc) rc = arch->load_weights(&m->cfg, &st, &m->w);
+    if (!rc) rc = read_tensors(arch, &m->cfg, &st, &m->w);
     st_set_close(&st);
     if (!rc) model_pack(m);
     return rc;

@@ -61,68 +61,27 @@ static int neox_parse_config(const cJSON *j, const char *where, ModelConfig *c) 
     return PS_OK;
 }
 
-static int neox_load_weights(const ModelConfig *c, const StSet *st, Params *p) {
-    int64_t d = c->d_model, dm = c->d_mlp, dh = c->d_head, H = c->n_head;
-    char name[256];
-    float *qkv = alloc_floats((size_t)(3 * d * d));
-    int rc = 0;
-#define READ(dst, ndim, ...)                                                             \
-    do {                                                                               \
-        if (!rc) rc = st_read_f32(st, name, ndim, (const int64_t[]){__VA_ARGS__}, dst); \
-    } while (0)
-    snprintf(name, sizeof name, "gpt_neox.embed_in.weight");
-    READ(p->wte, 2, c->vocab, d);
-    for (int l = 0; l < c->n_layer && !rc; l++) {
-        size_t ld = (size_t)l * d;
-        const char *pre = "gpt_neox.layers";
-        snprintf(name, sizeof name, "%s.%d.input_layernorm.weight", pre, l);
-        READ(p->ln1_w + ld, 1, d);
-        snprintf(name, sizeof name, "%s.%d.input_layernorm.bias", pre, l);
-        READ(p->ln1_b + ld, 1, d);
-        /* rows of query_key_value: head h's q, then its k, then its v, d_head rows each */
-        snprintf(name, sizeof name, "%s.%d.attention.query_key_value.weight", pre, l);
-        READ(qkv, 2, 3 * d, d);
-        for (int64_t h = 0; h < H && !rc; h++) {
-            float *dst[3] = {p->wq, p->wk, p->wv};
-            for (int part = 0; part < 3; part++)
-                memcpy(dst[part] + (ld + (size_t)(h * dh)) * d, qkv + (size_t)((3 * h + part) * dh) * d,
-                       sizeof(float) * (size_t)(dh * d));
-        }
-        snprintf(name, sizeof name, "%s.%d.attention.query_key_value.bias", pre, l);
-        READ(qkv, 1, 3 * d);
-        for (int64_t h = 0; h < H && !rc; h++) {
-            float *dst[3] = {p->bq, p->bk, p->bv};
-            for (int part = 0; part < 3; part++)
-                memcpy(dst[part] + ld + (size_t)(h * dh), qkv + (size_t)((3 * h + part) * dh), sizeof(float) * (size_t)dh);
-        }
-        snprintf(name, sizeof name, "%s.%d.attention.dense.weight", pre, l);
-        READ(p->wo + ld * d, 2, d, d);
-        snprintf(name, sizeof name, "%s.%d.attention.dense.bias", pre, l);
-        READ(p->bo + ld, 1, d);
-        snprintf(name, sizeof name, "%s.%d.post_attention_layernorm.weight", pre, l);
-        READ(p->ln2_w + ld, 1, d);
-        snprintf(name, sizeof name, "%s.%d.post_attention_layernorm.bias", pre, l);
-        READ(p->ln2_b + ld, 1, d);
-        snprintf(name, sizeof name, "%s.%d.mlp.dense_h_to_4h.weight", pre, l);
-        READ(p->w_in + (size_t)l * dm * d, 2, dm, d);
-        snprintf(name, sizeof name, "%s.%d.mlp.dense_h_to_4h.bias", pre, l);
-        READ(p->b_in + (size_t)l * dm, 1, dm);
-        snprintf(name, sizeof name, "%s.%d.mlp.dense_4h_to_h.weight", pre, l);
-        READ(p->w_out + (size_t)l * d * dm, 2, d, dm);
-        snprintf(name, sizeof name, "%s.%d.mlp.dense_4h_to_h.bias", pre, l);
-        READ(p->b_out + ld, 1, d);
-    }
-    snprintf(name, sizeof name, "gpt_neox.final_layer_norm.weight");
-    READ(p->lnf_w, 1, d);
-    snprintf(name, sizeof name, "gpt_neox.final_layer_norm.bias");
-    READ(p->lnf_b, 1, d);
-    if (!c->tied_unembed) {
-        snprintf(name, sizeof name, "embed_out.weight");
-        READ(p->unembed, 2, c->vocab, d);
-    }
-#undef READ
-    free(qkv);
-    return rc;
-}
+/* query_key_value's rows run head by head ([head][q, k, v][d_head]). */
+static const TensorSpec neox_tensors[] = {
+    {"%sgpt_neox.embed_in.weight", 0, TENSOR_COPY, {PARAM_WTE}, {DIM_VOCAB, DIM_MODEL}, 0},
+    {"%sgpt_neox.layers.%d.input_layernorm.weight", 1, TENSOR_COPY, {PARAM_LN1_W}, {DIM_MODEL}, 0},
+    {"%sgpt_neox.layers.%d.input_layernorm.bias", 1, TENSOR_COPY, {PARAM_LN1_B}, {DIM_MODEL}, 0},
+    {"%sgpt_neox.layers.%d.attention.query_key_value.weight", 1, TENSOR_QKV_HEADS, {PARAM_WQ, PARAM_WK, PARAM_WV},
+     {DIM_3Q, DIM_MODEL}, 0},
+    {"%sgpt_neox.layers.%d.attention.query_key_value.bias", 1, TENSOR_QKV_HEADS, {PARAM_BQ, PARAM_BK, PARAM_BV},
+     {DIM_3Q}, 0},
+    {"%sgpt_neox.layers.%d.attention.dense.weight", 1, TENSOR_COPY, {PARAM_WO}, {DIM_MODEL, DIM_Q}, 0},
+    {"%sgpt_neox.layers.%d.attention.dense.bias", 1, TENSOR_COPY, {PARAM_BO}, {DIM_MODEL}, 0},
+    {"%sgpt_neox.layers.%d.post_attention_layernorm.weight", 1, TENSOR_COPY, {PARAM_LN2_W}, {DIM_MODEL}, 0},
+    {"%sgpt_neox.layers.%d.post_attention_layernorm.bias", 1, TENSOR_COPY, {PARAM_LN2_B}, {DIM_MODEL}, 0},
+    {"%sgpt_neox.layers.%d.mlp.dense_h_to_4h.weight", 1, TENSOR_COPY, {PARAM_W_IN}, {DIM_MLP, DIM_MODEL}, 0},
+    {"%sgpt_neox.layers.%d.mlp.dense_h_to_4h.bias", 1, TENSOR_COPY, {PARAM_B_IN}, {DIM_MLP}, 0},
+    {"%sgpt_neox.layers.%d.mlp.dense_4h_to_h.weight", 1, TENSOR_COPY, {PARAM_W_OUT}, {DIM_MODEL, DIM_MLP}, 0},
+    {"%sgpt_neox.layers.%d.mlp.dense_4h_to_h.bias", 1, TENSOR_COPY, {PARAM_B_OUT}, {DIM_MODEL}, 0},
+    {"%sgpt_neox.final_layer_norm.weight", 0, TENSOR_COPY, {PARAM_LNF_W}, {DIM_MODEL}, 0},
+    {"%sgpt_neox.final_layer_norm.bias", 0, TENSOR_COPY, {PARAM_LNF_B}, {DIM_MODEL}, 0},
+    {"embed_out.weight", 0, TENSOR_COPY, {PARAM_UNEMBED}, {DIM_VOCAB, DIM_MODEL}, 1},
+};
 
-const Architecture arch_gpt_neox = {"gpt_neox", neox_parse_config, neox_load_weights};
+const Architecture arch_gpt_neox = {"gpt_neox", neox_parse_config, neox_tensors,
+                                    sizeof neox_tensors / sizeof neox_tensors[0], NULL};

@@ -26,14 +26,23 @@ void param_sizes(const ModelConfig *c, size_t s[N_PARAM_TENSORS]) {
     memcpy(s, sizes, sizeof sizes);
 }
 
+void params_fields(Params *p, float **fields[N_PARAM_TENSORS]) {
+    float **list[N_PARAM_TENSORS] = {
+        [PARAM_WTE] = &p->wte,       [PARAM_WPE] = &p->wpe,     [PARAM_LN1_W] = &p->ln1_w, [PARAM_LN1_B] = &p->ln1_b,
+        [PARAM_WQ] = &p->wq,         [PARAM_BQ] = &p->bq,       [PARAM_WK] = &p->wk,       [PARAM_BK] = &p->bk,
+        [PARAM_WV] = &p->wv,         [PARAM_BV] = &p->bv,       [PARAM_WO] = &p->wo,       [PARAM_BO] = &p->bo,
+        [PARAM_LN2_W] = &p->ln2_w,   [PARAM_LN2_B] = &p->ln2_b, [PARAM_W_GATE] = &p->w_gate, [PARAM_W_IN] = &p->w_in,
+        [PARAM_B_IN] = &p->b_in,     [PARAM_W_OUT] = &p->w_out, [PARAM_B_OUT] = &p->b_out, [PARAM_LNF_W] = &p->lnf_w,
+        [PARAM_LNF_B] = &p->lnf_b,   [PARAM_UNEMBED] = &p->unembed,
+    };
+    memcpy(fields, list, sizeof list);
+}
+
 size_t params_point(Params *p, float *block, const ModelConfig *c) {
     size_t sizes[N_PARAM_TENSORS], total = 0;
     param_sizes(c, sizes);
-    float **fields[N_PARAM_TENSORS] = {
-        &p->wte, &p->wpe, &p->ln1_w, &p->ln1_b, &p->wq, &p->bq, &p->wk, &p->bk, &p->wv, &p->bv, &p->wo,
-        &p->bo, &p->ln2_w, &p->ln2_b, &p->w_gate, &p->w_in, &p->b_in, &p->w_out, &p->b_out, &p->lnf_w,
-        &p->lnf_b, &p->unembed,
-    };
+    float **fields[N_PARAM_TENSORS];
+    params_fields(p, fields);
     for (int i = 0; i < N_PARAM_TENSORS; i++) {
         *fields[i] = sizes[i] && block ? block + total : NULL;
         total += sizes[i];
