@@ -7,12 +7,22 @@
 #include "patchsweep/patch.h"
 #include "patchsweep/plan.h"
 
+/* Room the QK fix works in, sized once for the longest prompt (nothing is allocated per node). */
+typedef struct {
+    double *scores;                   /* [T, T] */
+    double *row, *row_max, *rest_w, *rest_wg; /* [T] */
+    int *argmax;                      /* [T] */
+} QkScratch;
+void qk_scratch_init(QkScratch *s, int max_T);
+void qk_scratch_free(QkScratch *s);
+
 /* One layer as an estimator sees it: base and source activations (src NULL: zeros) and the
  * gradient of the metric with respect to each of the base's activations. */
 typedef struct {
     const ModelConfig *c;
     int T;
     const LayerActs *base, *src, *grad;
+    QkScratch *scratch;
 } LayerView;
 
 /* (a_src - a_base) . g over the node's own dimensions, at one position (or every, pos -1). */

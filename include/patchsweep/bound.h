@@ -1,11 +1,11 @@
 /* patchsweep bound (docs/methods.md, "Bounding what the ranking missed"): per prompt, rank one
  * site's cells by an estimator, take the top as verified, patch random subsets of the rest
  * jointly, and bound every unverified cell's |effect|. The statistics are in attrib.h; this is
- * the per-prompt computation, the message a rank sends to rank 0, and the /bound group. */
+ * the per-prompt computation and its result (src/attrib/bound_prompt.c). Where the result goes
+ * (MPI messages, the /bound group) is the command's business (src/cli/bound.c, store.h). */
 #ifndef PATCHSWEEP_BOUND_H
 #define PATCHSWEEP_BOUND_H
 
-#include <hdf5.h>
 #include <stdint.h>
 #include "patchsweep/attrib.h"
 
@@ -23,7 +23,7 @@ enum { BOUND_THETA, BOUND_THETA_SIGN, BOUND_CELLS, BOUND_VERIFIED, BOUND_UNVERIF
        N_BOUND_SUMMARY };
 
 /* One prompt's bound over every cell of the plan ([N * S] = C cells; cells outside the site or
- * the unverified set are NaN or 0). Two contiguous buffers, so a rank sends it as two messages:
+ * the unverified set are NaN or 0), in two contiguous buffers (what one rank sends another):
  *   doubles: summary [N_BOUND_SUMMARY], subset_effect [K], estimate, se, ucb [C] each;
  *   bytes:   verified [C], in_subset [K, C]. */
 typedef struct {
@@ -40,13 +40,5 @@ BoundWork *bound_work_new(const Model *m, const Job *job, const Plan *plan, cons
 void bound_work_free(BoundWork *w);
 /* Computes prompt p's bound from its estimates ([N, S], the ranking estimator's values). */
 void bound_prompt(BoundWork *w, int p, const float *estimates, PromptBound *out);
-
-/* The /bound group of a results file open for writing (replacing an earlier one). */
-typedef struct {
-    hid_t group, subset_effect, in_subset, verified, estimate, se, ucb, theta, theta_sign;
-} BoundFile;
-void bound_file_create(BoundFile *bf, hid_t file, int P, int K, int N, int S);
-void bound_file_write(BoundFile *bf, int p, const PromptBound *b);
-void bound_file_close(BoundFile *bf);
 
 #endif

@@ -82,6 +82,11 @@ double det_sin(double x);
 double det_cos(double x);
 double det_erfc(double x);
 
+/* ---- ordering ---------------------------------------------------------------------------------
+ * order[0..n) = the indices 0..n-1 by key, largest first, NaN last, ties in index order (so a
+ * ranking is the same on every machine). */
+void order_by_key(const double *key, int n, int *order);
+
 /* ---- hashing (FNV-1a 64) ---------------------------------------------------------------------- */
 uint64_t hash_bytes(uint64_t h, const void *data, size_t n);
 #define HASH_INIT 0xcbf29ce484222325ULL

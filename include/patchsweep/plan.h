@@ -12,7 +12,7 @@ typedef struct {
     int index; /* head (q, z), key/value head (k, v), neuron (mlp_post); -1 otherwise */
 } Node;
 
-/* "L3.resid_pre", "L3.H5.z", "L3.KV1.k", "L3.N1234" (DESIGN.md section 4) */
+/* "L3.resid_pre", "L3.H5.z", "L3.KV1.k", "L3.N1234" (docs/design.md, "Sites per architecture") */
 void node_name(const Node *n, char *out, size_t cap);
 
 typedef enum { UNIT_EXACT, UNIT_ESTIMATE } UnitKind;

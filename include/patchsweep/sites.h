@@ -1,4 +1,4 @@
-/* The node sites (DESIGN's contract: TransformerLens hook names): where each lives in a block,
+/* The node sites (a contract: TransformerLens hook names, docs/design.md): where each lives in a block,
  * its stage, buffer, row width and the slice one node owns. docs/design.md defines every site
  * per architecture. */
 #ifndef PATCHSWEEP_SITES_H

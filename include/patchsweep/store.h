@@ -7,6 +7,7 @@
 #include <hdf5.h>
 #include <mpi.h>
 #include <stdint.h>
+#include "patchsweep/bound.h"
 #include "patchsweep/plan.h"
 
 #define RESULTS_FORMAT_VERSION 1
@@ -38,6 +39,19 @@ int store_write_unit(Store *s, const Plan *plan, int unit, const float *values[1
  * every unit done so far (so they add up across resumed runs); collective. */
 int store_finish(Store *s, int complete, int n_ranks, double seconds_runs);
 void store_close(Store *s);
+
+/* ---- the /bound group (patchsweep bound) -------------------------------------------------------- */
+enum { N_BOUND_DATASETS = 8 }; /* subset_effect, in_subset, verified, estimate, se, ucb, theta, theta_sign */
+typedef struct {
+    const char *path;
+    hid_t group, datasets[N_BOUND_DATASETS], types[N_BOUND_DATASETS];
+} BoundFile;
+/* Creates /bound in a file open for writing, replacing an earlier one; PS_EUSER with one line
+ * when HDF5 refuses. bound_file_close is safe after a failure. */
+int bound_file_create(BoundFile *bf, hid_t file, const char *path, int P, int K, int N, int S);
+/* Writes prompt p's row of every dataset. */
+int bound_file_write(BoundFile *bf, int p, const PromptBound *b);
+void bound_file_close(BoundFile *bf);
 
 /* ---- small HDF5 helpers (serial or parallel files alike) ------------------------------------ */
 /* Sets a scalar attribute, replacing one of the same name. */

@@ -19,6 +19,7 @@ struct Attributor {
     const Model *m;
     RunCache grad, dropped; /* g, and g^(l) for the layers at and below l */
     MetricWork work;
+    QkScratch qk;
 };
 
 Attributor *attrib_new(const Model *m, int max_T) {
@@ -26,6 +27,7 @@ Attributor *attrib_new(const Model *m, int max_T) {
     a->m = m;
     run_cache_init(&a->grad, &m->cfg, max_T, 0);
     run_cache_init(&a->dropped, &m->cfg, max_T, 0);
+    qk_scratch_init(&a->qk, max_T);
     return a;
 }
 
@@ -34,6 +36,7 @@ void attrib_free(Attributor *a) {
     run_cache_free(&a->grad);
     run_cache_free(&a->dropped);
     metric_work_free(&a->work);
+    qk_scratch_free(&a->qk);
     free(a);
 }
 
@@ -52,7 +55,7 @@ static const LayerActs *grad_layer(const Attributor *a, int l, int drop) {
 }
 
 /* One node, every column: out[j] = estimate (plain AtP, or with the QK fix). */
-static void node_estimate(const Attributor *a, const PromptRuns *r, int s, const Node *n, const Job *job, int qk, int drop,
+static void node_estimate(Attributor *a, const PromptRuns *r, int s, const Node *n, const Job *job, int qk, int drop,
                           const int *positions, int S, double *out) {
     const ModelConfig *c = &a->m->cfg;
     int first, last;
@@ -60,7 +63,7 @@ static void node_estimate(const Attributor *a, const PromptRuns *r, int s, const
     for (int j = 0; j < S; j++) out[j] = positions[j] < r->T ? 0.0 : NAN;
     for (int l = first; l <= last; l++) {
         LayerView v = {c, r->T, &r->base[s]->layer[l], r->source[s] ? &r->source[s]->layer[l] : NULL,
-                       grad_layer(a, l, drop)};
+                       grad_layer(a, l, drop), &a->qk};
         if (qk && n->site == SITE_K) {
             qk_fix_key(&v, n->index, positions, S, out);
             continue;

@@ -48,7 +48,7 @@ static double pattern_change(const LayerView *v, int h, int t, const double *sco
 double qk_fix_query(const LayerView *v, int h, int pos) {
     const ModelConfig *c = v->c;
     int T = v->T, dh = c->d_head, qd = cfg_q_dim(c), kvd = cfg_kv_dim(c), g = h / (c->n_head / c->n_kv_head);
-    double scale = 1.0 / sqrt((double)dh), *scores = xmalloc(sizeof(double) * (size_t)T), sum = 0.0;
+    double scale = 1.0 / sqrt((double)dh), *scores = v->scratch->row, sum = 0.0;
     int lo = pos < 0 ? 0 : pos, hi = pos < 0 ? T - 1 : pos;
     for (int t = lo; t <= hi; t++) {
         const float *q = v->src ? v->src->q_rot + (size_t)t * qd + (size_t)h * dh : NULL;
@@ -56,7 +56,6 @@ double qk_fix_query(const LayerView *v, int h, int pos) {
             scores[s] = q ? dot(q, v->base->k_rot + (size_t)s * kvd + (size_t)g * dh, dh) * scale : 0.0;
         sum += pattern_change(v, h, t, scores);
     }
-    free(scores);
     return sum;
 }
 
@@ -66,9 +65,9 @@ void qk_fix_key(const LayerView *v, int g, const int *positions, int n_positions
     double scale = 1.0 / sqrt((double)dh);
     /* per row t: scores a_ts, their max, and over the keys other than the max: the sum of
      * w_s = e^(a_ts - max) and of w_s G_ts */
-    double *scores = xmalloc(sizeof(double) * (size_t)T * T), *row_max = xmalloc(sizeof(double) * (size_t)T);
-    double *rest_w = xmalloc(sizeof(double) * (size_t)T), *rest_wg = xmalloc(sizeof(double) * (size_t)T);
-    int *argmax = xmalloc(sizeof(int) * (size_t)T);
+    QkScratch *room = v->scratch;
+    double *scores = room->scores, *row_max = room->row_max, *rest_w = room->rest_w, *rest_wg = room->rest_wg;
+    int *argmax = room->argmax;
     const float *k_base = v->base->k_rot + (size_t)g * dh;
     for (int h = g * group; h < (g + 1) * group; h++) {
         const float *G = v->grad->pattern + (size_t)h * T * T;
@@ -91,14 +90,13 @@ void qk_fix_key(const LayerView *v, int g, const int *positions, int n_positions
             int p = positions[j];
             if (p >= T) continue;
             if (p < 0) { /* every key patched at once: recompute each row */
-                double *row = xmalloc(sizeof(double) * (size_t)T);
+                double *row = room->row;
                 for (int t = 0; t < T; t++) {
                     const float *q = v->base->q_rot + (size_t)t * qd + (size_t)h * dh;
                     for (int s = 0; s <= t; s++)
                         row[s] = v->src ? dot(q, v->src->k_rot + (size_t)s * kvd + (size_t)g * dh, dh) * scale : 0.0;
                     out[j] += pattern_change(v, h, t, row);
                 }
-                free(row);
                 continue;
             }
             const float *k_old = k_base + (size_t)p * kvd;
@@ -117,5 +115,15 @@ void qk_fix_key(const LayerView *v, int g, const int *positions, int n_positions
             }
         }
     }
-    free(scores), free(row_max), free(rest_w), free(rest_wg), free(argmax);
+}
+
+void qk_scratch_init(QkScratch *s, int max_T) {
+    size_t T = (size_t)(max_T > 0 ? max_T : 1);
+    s->scores = alloc_doubles(T * T);
+    s->row = alloc_doubles(T), s->row_max = alloc_doubles(T), s->rest_w = alloc_doubles(T), s->rest_wg = alloc_doubles(T);
+    s->argmax = xcalloc(T, sizeof(int));
+}
+
+void qk_scratch_free(QkScratch *s) {
+    free(s->scores), free(s->row), free(s->row_max), free(s->rest_w), free(s->rest_wg), free(s->argmax);
 }

@@ -17,6 +17,7 @@
 #include "patchsweep/bound.h"
 #include "patchsweep/cli.h"
 #include "patchsweep/core.h"
+#include "patchsweep/results.h"
 #include "patchsweep/store.h"
 #include "patchsweep/sweep.h"
 
@@ -118,37 +119,32 @@ static int choose(const Job *job, const BoundOptions *o, Site *site, Estimate *b
 }
 
 /* Opens the job's results file for writing after checking it holds this job. */
-static int open_results(const Job *job, const Model *m, hid_t *out) {
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+static int open_results(const Job *job, const Model *m, Results *r) {
     if (!file_exists(job->output))
         return ps_fail(PS_EUSER, "bound: %s does not exist; run the job first (patchsweep run %s)", job->output, job->path);
-    hid_t f = H5Fis_hdf5(job->output) > 0 ? H5Fopen(job->output, H5F_ACC_RDWR, H5P_DEFAULT) : -1;
-    char *format = f >= 0 ? h5_string_attr(f, "format") : NULL, *stored = f >= 0 ? h5_string_attr(f, "job_fingerprint") : NULL;
+    int rc = results_open(r, job->output, 1);
+    if (rc) return rc;
     char want[32];
     snprintf(want, sizeof want, "%016llx", (unsigned long long)job_fingerprint(job, m->fingerprint));
-    int rc = PS_OK;
-    if (!format || strcmp(format, "patchsweep") != 0)
-        rc = ps_fail(PS_EUSER, "bound: %s is not a patchsweep results file", job->output);
-    else if (!stored || strcmp(stored, want) != 0)
-        rc = ps_fail(PS_EUSER, "bound: %s holds the results of a different job or model (fingerprint %s, this job %s)",
-                     job->output, stored ? stored : "none", want);
-    free(format), free(stored);
-    if (rc && f >= 0) H5Fclose(f);
-    *out = rc ? -1 : f;
-    return rc;
+    if (strcmp(r->job_fingerprint, want) != 0)
+        return ps_fail(PS_EUSER, "bound: %s holds the results of a different job or model (fingerprint %s, this job %s)",
+                       job->output, r->job_fingerprint, want);
+    return PS_OK;
 }
 
 /* Rank 0 reads the ranking estimator (and the exact effects, to check the bound against) and
  * checks that every cell of the site has its estimate: the ranking is over all of them. */
-static int read_effects(hid_t f, const Job *job, const Plan *plan, Site site, Estimate by, float **estimates, float **exact) {
-    char dset[64];
-    hsize_t dims[3];
-    int rank, P = job->n_prompts, S = plan->n_positions;
+static int read_effects(const Results *r, const Job *job, const Plan *plan, Site site, Estimate by, float **estimates,
+                        float **exact) {
+    int P = job->n_prompts, S = plan->n_positions;
     size_t C = (size_t)plan->n_nodes * S;
-    snprintf(dset, sizeof dset, "/effects/%s", estimate_name(by));
-    *estimates = h5_read_all(f, dset, H5T_NATIVE_FLOAT, sizeof(float), dims, &rank);
-    *exact = job->exact ? h5_read_all(f, "/effects/exact", H5T_NATIVE_FLOAT, sizeof(float), dims, &rank) : NULL;
-    if (!*estimates) return ps_fail(PS_EUSER, "bound: %s has no %s dataset", job->output, dset);
+    if (r->P != P || r->N != plan->n_nodes || r->S != S)
+        return ps_fail(PS_EUSER, "bound: %s holds %d prompts x %d nodes x %d positions, the job %d x %d x %d", r->path,
+                       r->P, r->N, r->S, P, plan->n_nodes, S);
+    int rc = results_read_cells(r, estimate_name(by), estimates);
+    if (!rc && job->exact) rc = results_read_cells(r, "exact", exact);
+    if (rc) return rc;
+    if (!*estimates) return ps_fail(PS_EUSER, "bound: %s has no /effects/%s dataset", r->path, estimate_name(by));
     for (int p = 0; p < P; p++)
         for (size_t c = 0; c < C; c++) {
             const Node *node = &plan->nodes[c / S];
@@ -157,7 +153,7 @@ static int read_effects(hid_t f, const Job *job, const Plan *plan, Site site, Es
             char name[64];
             node_name(node, name, sizeof name);
             return ps_fail(PS_EUSER, "bound: %s: prompt %d has no %s estimate for %s at position %d yet; finish the job first (patchsweep run %s)",
-                           job->output, p, estimate_name(by), name, pos, job->path);
+                           r->path, p, estimate_name(by), name, pos, job->path);
         }
     return PS_OK;
 }
@@ -172,8 +168,9 @@ typedef struct {
     int covered, covered_sign, checked, quiet;
 } BoundReport;
 
-static void report_prompt(BoundReport *rep, const Plan *plan, int K, int p, const PromptBound *b) {
-    bound_file_write(&rep->file, p, b);
+static int report_prompt(BoundReport *rep, const Plan *plan, int K, int p, const PromptBound *b) {
+    int rc = bound_file_write(&rep->file, p, b);
+    if (rc) return rc;
     const double *sum = b->summary;
     size_t C = (size_t)plan->n_nodes * plan->n_positions;
     double missed = NAN;
@@ -185,7 +182,7 @@ static void report_prompt(BoundReport *rep, const Plan *plan, int K, int p, cons
         rep->checked++, rep->missed_max = fmax(rep->missed_max, missed);
         rep->covered += missed <= sum[BOUND_THETA], rep->covered_sign += missed <= sum[BOUND_THETA_SIGN];
     }
-    if (rep->quiet) return;
+    if (rep->quiet) return PS_OK;
     printf("prompt %d: %.0f cells, %.0f verified; %.0f unverified: every |effect| <= %.4g", p, sum[BOUND_CELLS],
            sum[BOUND_VERIFIED], sum[BOUND_UNVERIFIED], sum[BOUND_THETA]);
     if (!isnan(missed)) printf(" (largest exact |effect| among them: %.4g)", missed);
@@ -193,11 +190,12 @@ static void report_prompt(BoundReport *rep, const Plan *plan, int K, int p, cons
     if (sum[BOUND_UNBOUNDED] > 0)
         printf("  %.0f cells were in, or out of, fewer than two subsets, so nothing bounds them: raise --subsets or --inclusion\n",
                sum[BOUND_UNBOUNDED]);
+    return PS_OK;
 }
 
 /* Prompts go round-robin to the ranks; each sends its prompts' bounds to rank 0, which writes
  * them in prompt order. A prompt's bound does not depend on which rank computed it. */
-static void run_bound(const Job *job, const Model *m, const Plan *plan, const BoundSpec *spec, const BoundOptions *o,
+static int run_bound(const Job *job, const Model *m, const Plan *plan, const BoundSpec *spec, const BoundOptions *o,
                      Estimate by, hid_t f, const float *estimates, const float *exact, MPI_Comm comm) {
     int rank, size, P = job->n_prompts, K = spec->n_subsets;
     MPI_Comm_rank(comm, &rank);
@@ -208,14 +206,15 @@ static void run_bound(const Job *job, const Model *m, const Plan *plan, const Bo
     PromptBound b;
     prompt_bound_init(&b, (int)C, K);
     BoundReport rep = {.exact = exact, .quiet = o->quiet};
-    if (rank == 0) {
-        bound_file_create(&rep.file, f, P, K, plan->n_nodes, plan->n_positions);
+    int rc = rank == 0 ? bound_file_create(&rep.file, f, job->output, P, K, plan->n_nodes, plan->n_positions) : PS_OK;
+    rc = mpi_agree(rc, comm);
+    if (rank == 0 && !rc) {
         if (!o->quiet)
             printf("%s: site %s ranked by %s; %d prompts; top %d verified, %d subsets each (inclusion %g), confidence %g; %d ranks\n",
                    job->output, site_name(spec->site), estimate_name(by), P, spec->n_verified_max, K, spec->inclusion,
                    spec->confidence, size);
     }
-    for (int p = 0; p < P; p++) {
+    for (int p = 0; p < P && (rank == 0 || !rc); p++) {
         int owner = p % size;
         if (rank == owner) bound_prompt(work, p, estimates + (size_t)p * C, &b);
         if (rank == owner && rank != 0) {
@@ -227,9 +226,9 @@ static void run_bound(const Job *job, const Model *m, const Plan *plan, const Bo
             MPI_Recv(b.doubles, (int)b.n_doubles, MPI_DOUBLE, owner, 2 * p, comm, MPI_STATUS_IGNORE);
             MPI_Recv(b.bytes, (int)b.n_bytes, MPI_UINT8_T, owner, 2 * p + 1, comm, MPI_STATUS_IGNORE);
         }
-        report_prompt(&rep, plan, K, p, &b);
+        if (!rc) rc = report_prompt(&rep, plan, K, p, &b); /* after a failure, keep receiving: the others are sending */
     }
-    if (rank == 0) {
+    if (rank == 0 && !rc) {
         double seconds = now_seconds() - t0, confidence = spec->confidence, inclusion = spec->inclusion;
         double delta_sign = det_pow(1.0 - inclusion / 2.0, K); /* the sign-symmetric test's error bound */
         long n_verified = spec->n_verified_max, seed = (long)spec->seed;
@@ -244,7 +243,6 @@ static void run_bound(const Job *job, const Model *m, const Plan *plan, const Bo
         h5_set_number_attr(g, "forward_passes", H5T_NATIVE_LLONG, &rep.passes);
         h5_set_number_attr(g, "seconds", H5T_NATIVE_DOUBLE, &seconds);
         h5_set_number_attr(g, "delta_sign", H5T_NATIVE_DOUBLE, &delta_sign);
-        bound_file_close(&rep.file);
         if (!o->quiet) {
             printf("largest bound over prompts: %.4g; %lld forward passes, %.1f s; written to %s:/bound\n", rep.theta_max,
                    rep.passes, seconds, job->output);
@@ -257,8 +255,10 @@ static void run_bound(const Job *job, const Model *m, const Plan *plan, const Bo
             printf("\n");
         }
     }
+    if (rank == 0) bound_file_close(&rep.file);
     prompt_bound_free(&b);
     bound_work_free(work);
+    return mpi_agree(rc, comm);
 }
 
 int cmd_bound(int argc, char **argv) {
@@ -270,11 +270,13 @@ int cmd_bound(int argc, char **argv) {
     BoundOptions o;
     Job job;
     Model m;
+    Results results;
     memset(&job, 0, sizeof job);
+    memset(&results, 0, sizeof results);
+    results.file = -1;
     SharedWeights shared = {MPI_COMM_NULL, MPI_WIN_NULL};
     Site site = SITE_Z;
     Estimate by = EST_ATP_STAR;
-    hid_t f = -1;
     float *estimates = NULL, *exact = NULL;
     int parsed = 0, loaded = 0, rc = mpi_agree(parse_options(argc, argv, &o), comm);
     if (!rc) rc = mpi_agree(job_parse_file(&job, o.job), comm), parsed = 1; /* job_free is safe after a failure */
@@ -286,8 +288,8 @@ int cmd_bound(int argc, char **argv) {
     if (!rc) plan_build(&plan, &job, &m.cfg);
     size_t n_values = (size_t)job.n_prompts * plan.n_nodes * plan.n_positions;
     if (!rc) { /* only rank 0 touches the file; the others get the estimates from it */
-        int status = rank == 0 ? open_results(&job, &m, &f) : PS_OK;
-        if (!status && rank == 0) status = read_effects(f, &job, &plan, site, by, &estimates, &exact);
+        int status = rank == 0 ? open_results(&job, &m, &results) : PS_OK;
+        if (!status && rank == 0) status = read_effects(&results, &job, &plan, site, by, &estimates, &exact);
         rc = mpi_agree(status, comm);
     }
     if (!rc) {
@@ -295,10 +297,11 @@ int cmd_bound(int argc, char **argv) {
         MPI_Bcast(estimates, (int)n_values, MPI_FLOAT, 0, comm);
         BoundSpec spec = {site, (int)(o.verified < 1 << 30 ? o.verified : 1 << 30), (int)o.subsets, o.inclusion,
                           o.confidence, (uint64_t)o.seed};
-        run_bound(&job, &m, &plan, &spec, &o, by, f, estimates, exact, comm);
+        rc = run_bound(&job, &m, &plan, &spec, &o, by, results.file, estimates, exact, comm);
     }
-    int closed = f < 0 || H5Fclose(f) >= 0;
-    if (!rc) rc = mpi_agree(closed ? PS_OK : ps_fail(PS_EINTERNAL, "bound: writing %s failed", job.output), comm);
+    int closed = results.file < 0 || H5Fflush(results.file, H5F_SCOPE_GLOBAL) >= 0;
+    results_close(&results);
+    if (!rc) rc = mpi_agree(closed ? PS_OK : ps_fail(PS_EUSER, "bound: writing %s failed (disk full?)", job.output), comm);
     free(estimates), free(exact);
     if (plan.nodes) plan_free(&plan);
     if (parsed) job_free(&job);

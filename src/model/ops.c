@@ -61,6 +61,12 @@ void norm_backward(NormKind kind, float *dinp, float *dw, float *db, const float
 #define INV_SQRT_2PI 0.3989422804014327f
 enum { CHUNK = 256 };
 
+/* out[i] = exp(-x[i]): the sigmoid's ingredient, 1 / (1 + exp(-x)). */
+static void exp_negated(const Kernels *k, float *out, const float *x, int n) {
+    for (int i = 0; i < n; i++) out[i] = -x[i];
+    k->exp(out, out, n);
+}
+
 void act_forward(ActKind kind, float *out, const float *inp, int N) {
     const Kernels *k = kernels();
     float f[CHUNK];
@@ -77,8 +83,7 @@ void act_forward(ActKind kind, float *out, const float *inp, int N) {
             k->erf(f, f, n);
             for (int i = 0; i < n; i++) y[i] = 0.5f * x[i] * (1.0f + f[i]);
         } else { /* silu: x / (1 + exp(-x)) */
-            for (int i = 0; i < n; i++) f[i] = -x[i];
-            k->exp(f, f, n);
+            exp_negated(k, f, x, n);
             for (int i = 0; i < n; i++) y[i] = x[i] / (1.0f + f[i]);
         }
     }
@@ -105,8 +110,7 @@ void act_backward(ActKind kind, float *dinp, const float *dout, const float *inp
             k->exp(g, g, n);
             for (int i = 0; i < n; i++) dx[i] += (0.5f * (1.0f + f[i]) + x[i] * g[i] * INV_SQRT_2PI) * dy[i];
         } else { /* silu' = sig (1 + x (1 - sig)) */
-            for (int i = 0; i < n; i++) f[i] = -x[i];
-            k->exp(f, f, n);
+            exp_negated(k, f, x, n);
             for (int i = 0; i < n; i++) {
                 float sig = 1.0f / (1.0f + f[i]);
                 dx[i] += sig * (1.0f + x[i] * (1.0f - sig)) * dy[i];
@@ -120,8 +124,7 @@ void swiglu_forward(float *out, const float *gate, const float *up, int N) {
     float f[CHUNK];
     for (int i0 = 0; i0 < N; i0 += CHUNK) {
         int n = N - i0 < CHUNK ? N - i0 : CHUNK;
-        for (int i = 0; i < n; i++) f[i] = -gate[i0 + i];
-        k->exp(f, f, n);
+        exp_negated(k, f, gate + i0, n);
         for (int i = 0; i < n; i++) out[i0 + i] = gate[i0 + i] / (1.0f + f[i]) * up[i0 + i];
     }
 }
@@ -131,8 +134,7 @@ void swiglu_backward(float *dgate, float *dup, const float *dout, const float *g
     float f[CHUNK];
     for (int i0 = 0; i0 < N; i0 += CHUNK) {
         int n = N - i0 < CHUNK ? N - i0 : CHUNK;
-        for (int i = 0; i < n; i++) f[i] = -gate[i0 + i];
-        k->exp(f, f, n);
+        exp_negated(k, f, gate + i0, n);
         for (int i = 0; i < n; i++) {
             size_t j = (size_t)i0 + i;
             float sig = 1.0f / (1.0f + f[i]);

@@ -1,6 +1,6 @@
 /* The exact patching engine.
  *
- * Fast path (DESIGN.md section 3). A patch at layer l, position t changes nothing before layer
+ * Fast path (docs/methods.md, "How it is computed"). A patch at layer l, position t changes nothing before layer
  * l and nothing at positions < t. So a batch of patches that share (site, layer, position)
  * starts from the cached base run at layer l, recomputes rows t..T-1 only (keys and values of
  * rows < t come from the cache), carries all B patched sequences through one GEMM per weight

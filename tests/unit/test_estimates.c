@@ -46,7 +46,9 @@ static void test_key_fix_closed_form(void **state) {
                 for (int s = 0; s <= t; s++) z += exp(scores[s] - m);
                 for (int s = 0; s <= t; s++) base.pattern[(h * T + t) * T + s] = (float)(exp(scores[s] - m) / z);
             }
-        LayerView v = {&c, T, &base, &src, &grad};
+        QkScratch room;
+        qk_scratch_init(&room, T);
+        LayerView v = {&c, T, &base, &src, &grad, &room};
         int positions[9] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
         for (int g = 0; g < 2; g++) {
             double fast[9] = {0}, brute[9] = {0};
@@ -73,6 +75,7 @@ static void test_key_fix_closed_form(void **state) {
         }
         printf("  key fix, score amplitude %g: closed form == brute force at every key\n", amp * amp);
         free(base.q_rot), free(base.k_rot), free(base.pattern), free(grad.pattern), free(src.k_rot), free(scores);
+        qk_scratch_free(&room);
     }
 }
 

@@ -1,4 +1,5 @@
-/* The bound command's work on one prompt, and its /bound group (bound.h). */
+/* The bound command's work on one prompt (bound.h): rank the site's cells, patch random subsets
+ * of the unverified ones jointly, and turn the subset effects into bounds (attrib.h). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,8 @@ struct BoundWork {
     JobRuns jr;
     Engine *engine;
     int *order;        /* [C] the site's cells, ranked */
+    int *cell_of, *rank_to_index; /* [C] the site's cells in cell order; the ranking as indices into it */
+    double *key;       /* [C] |estimate| of each of the site's cells */
     Patch *patches;    /* [C] one subset's patches */
     uint8_t *in_u;     /* [K, |U|] subset masks over the unverified cells in rank order */
     CellBound *cells;  /* [C] */
@@ -45,6 +48,9 @@ BoundWork *bound_work_new(const Model *m, const Job *job, const Plan *plan, cons
     job_runs_init(&w->jr, m, job);
     w->engine = engine_new(m, plan->max_T, 1);
     w->order = xmalloc(sizeof(int) * C);
+    w->cell_of = xmalloc(sizeof(int) * C);
+    w->rank_to_index = xmalloc(sizeof(int) * C);
+    w->key = xmalloc(sizeof(double) * C);
     w->patches = xmalloc(sizeof(Patch) * C);
     w->in_u = xmalloc(C * (size_t)spec->n_subsets + 1);
     w->cells = xmalloc(sizeof(CellBound) * C);
@@ -55,26 +61,21 @@ void bound_work_free(BoundWork *w) {
     if (!w) return;
     job_runs_free(&w->jr);
     engine_free(w->engine);
-    free(w->order), free(w->patches), free(w->in_u), free(w->cells);
+    free(w->order), free(w->cell_of), free(w->rank_to_index), free(w->key);
+    free(w->patches), free(w->in_u), free(w->cells);
     free(w);
-}
-
-static const float *sort_estimate; /* one prompt's [N, S], for the comparison below */
-/* By |estimate|, largest first; ties in cell order, so the ranking is reproducible. */
-static int by_estimate(const void *a, const void *b) {
-    int x = *(const int *)a, y = *(const int *)b;
-    float ex = fabsf(sort_estimate[x]), ey = fabsf(sort_estimate[y]);
-    return ex > ey ? -1 : ex < ey ? 1 : (x > y) - (x < y);
 }
 
 void bound_prompt(BoundWork *w, int p, const float *estimates, PromptBound *out) {
     const Plan *plan = w->plan;
     const BoundSpec *spec = &w->spec;
     int S = plan->n_positions, C = plan->n_nodes * S, K = spec->n_subsets, T = w->job->prompts[p].T, n_cells = 0;
+    /* the site's cells by |estimate|, largest first, ties in cell order */
     for (int c = 0; c < C; c++)
-        if (plan->nodes[c / S].site == spec->site && plan->positions[c % S] < T) w->order[n_cells++] = c;
-    sort_estimate = estimates;
-    qsort(w->order, (size_t)n_cells, sizeof(int), by_estimate);
+        if (plan->nodes[c / S].site == spec->site && plan->positions[c % S] < T) w->cell_of[n_cells++] = c;
+    for (int i = 0; i < n_cells; i++) w->key[i] = fabs(estimates[w->cell_of[i]]);
+    order_by_key(w->key, n_cells, w->rank_to_index);
+    for (int i = 0; i < n_cells; i++) w->order[i] = w->cell_of[w->rank_to_index[i]];
     int n_verified = n_cells < spec->n_verified_max ? n_cells : spec->n_verified_max, U = n_cells - n_verified;
     const int *unverified = w->order + n_verified;
 
@@ -121,58 +122,3 @@ void bound_prompt(BoundWork *w, int p, const float *estimates, PromptBound *out)
     sum[BOUND_UNVERIFIED] = U, sum[BOUND_UNBOUNDED] = unbounded, sum[BOUND_SAMPLES] = U ? samples : 0;
 }
 
-/* ---- the /bound group ------------------------------------------------------------------------- */
-static hid_t create_dataset(hid_t group, const char *name, hid_t type, int rank, const hsize_t *dims) {
-    hid_t space = H5Screate_simple(rank, dims, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    hsize_t chunk[4];
-    for (int i = 0; i < rank; i++) chunk[i] = i == 0 ? 1 : dims[i]; /* one prompt per chunk */
-    H5Pset_chunk(dcpl, rank, chunk);
-    H5Pset_deflate(dcpl, 4); /* subset masks are mostly zeros */
-    hid_t d = H5Dcreate2(group, name, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-    H5Pclose(dcpl), H5Sclose(space);
-    return d;
-}
-
-void bound_file_create(BoundFile *bf, hid_t f, int P, int K, int N, int S) {
-    if (H5Lexists(f, "/bound", H5P_DEFAULT) > 0) H5Ldelete(f, "/bound", H5P_DEFAULT); /* a rerun replaces it */
-    bf->group = H5Gcreate2(f, "/bound", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    hsize_t pk[2] = {(hsize_t)P, (hsize_t)K}, pkns[4] = {(hsize_t)P, (hsize_t)K, (hsize_t)N, (hsize_t)S};
-    hsize_t pns[3] = {(hsize_t)P, (hsize_t)N, (hsize_t)S}, p1[1] = {(hsize_t)P};
-    bf->subset_effect = create_dataset(bf->group, "subset_effect", H5T_NATIVE_DOUBLE, 2, pk);
-    bf->in_subset = create_dataset(bf->group, "in_subset", H5T_NATIVE_UINT8, 4, pkns);
-    bf->verified = create_dataset(bf->group, "verified", H5T_NATIVE_UINT8, 3, pns);
-    bf->estimate = create_dataset(bf->group, "estimate", H5T_NATIVE_DOUBLE, 3, pns);
-    bf->se = create_dataset(bf->group, "se", H5T_NATIVE_DOUBLE, 3, pns);
-    bf->ucb = create_dataset(bf->group, "ucb", H5T_NATIVE_DOUBLE, 3, pns);
-    bf->theta = create_dataset(bf->group, "theta", H5T_NATIVE_DOUBLE, 1, p1);
-    bf->theta_sign = create_dataset(bf->group, "theta_sign", H5T_NATIVE_DOUBLE, 1, p1);
-}
-
-/* Writes one prompt's row (the slab [p, ...]) of a dataset. */
-static void write_row(hid_t d, hid_t type, int p, const void *data) {
-    hid_t space = H5Dget_space(d);
-    hsize_t dims[4], start[4] = {0, 0, 0, 0};
-    int rank = H5Sget_simple_extent_dims(space, dims, NULL);
-    start[0] = (hsize_t)p, dims[0] = 1;
-    H5Sselect_hyperslab(space, H5S_SELECT_SET, start, NULL, dims, NULL);
-    hid_t mem = H5Screate_simple(rank, dims, NULL);
-    H5Dwrite(d, type, mem, space, H5P_DEFAULT, data);
-    H5Sclose(mem), H5Sclose(space);
-}
-
-void bound_file_write(BoundFile *bf, int p, const PromptBound *b) {
-    write_row(bf->subset_effect, H5T_NATIVE_DOUBLE, p, b->subset_effect);
-    write_row(bf->in_subset, H5T_NATIVE_UINT8, p, b->in_subset);
-    write_row(bf->verified, H5T_NATIVE_UINT8, p, b->verified);
-    write_row(bf->estimate, H5T_NATIVE_DOUBLE, p, b->estimate);
-    write_row(bf->se, H5T_NATIVE_DOUBLE, p, b->se);
-    write_row(bf->ucb, H5T_NATIVE_DOUBLE, p, b->ucb);
-    write_row(bf->theta, H5T_NATIVE_DOUBLE, p, &b->summary[BOUND_THETA]);
-    write_row(bf->theta_sign, H5T_NATIVE_DOUBLE, p, &b->summary[BOUND_THETA_SIGN]);
-}
-
-void bound_file_close(BoundFile *bf) {
-    hid_t ids[] = {bf->subset_effect, bf->in_subset, bf->verified, bf->estimate, bf->se, bf->ucb, bf->theta, bf->theta_sign,
-                   bf->group};
-    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) H5Oclose(ids[i]);
-}

@@ -1,0 +1,31 @@
+/* Reading a results file (docs/results.md) in the commands that read one (top, bound): every
+ * dataset they read is checked against the layout — present, of the right class, rank and
+ * shape, consistent with the others — before anything is read into memory, so a damaged, edited
+ * or foreign file is one line naming the file and the dataset, never a crash or a wrong number. */
+#ifndef PATCHSWEEP_RESULTS_H
+#define PATCHSWEEP_RESULTS_H
+
+#include <hdf5.h>
+
+typedef struct {
+    char path[4096];
+    hid_t file;
+    int P, N, S, T;           /* prompts, nodes, position columns, longest prompt */
+    char **node_names;        /* [N] */
+    char **node_sites;        /* [N] */
+    int *positions;           /* [S]: a position, or -1 for "all positions at once" */
+    int *base_tokens;         /* [P, T], -1 past a prompt's end */
+    int *length;              /* [P] */
+    double *base, *source;    /* [P] baselines */
+    char *metric, *direction, *corruption, *model_dir, *model_config, *job_fingerprint; /* attributes */
+} Results;
+
+/* Opens and checks path (for writing too when writable, to add /bound). PS_EUSER with one line
+ * when it is missing, unreadable, not a patchsweep results file, or damaged. */
+int results_open(Results *r, const char *path, int writable);
+/* /effects/<name> ([P, N, S] floats, malloc'd) into *out; *out = NULL and PS_OK when the file
+ * has no such dataset, PS_EUSER when it has one of another shape or type. */
+int results_read_cells(const Results *r, const char *name, float **out);
+void results_close(Results *r);
+
+#endif

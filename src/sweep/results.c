@@ -1,0 +1,170 @@
+/* The checked reader of a results file (results.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "patchsweep/core.h"
+#include "patchsweep/results.h"
+#include "patchsweep/store.h"
+
+/* Largest extent of any dimension we accept: far beyond any real job, small enough that the
+ * products below cannot overflow. */
+#define MAX_EXTENT ((hsize_t)1 << 31)
+
+/* Checks that dataset name exists with this class and rank; its dimensions go to dims, and each
+ * want[i] > 0 must match. */
+static int check_dataset(const Results *r, const char *name, H5T_class_t cls, int rank, const hsize_t *want,
+                         hsize_t *dims) {
+    static const char *const class_names[] = {[H5T_INTEGER] = "integer", [H5T_FLOAT] = "float", [H5T_STRING] = "string"};
+    if (H5Lexists(r->file, name, H5P_DEFAULT) <= 0)
+        return ps_fail(PS_EUSER, "%s: %s is missing (a damaged file, or not written by patchsweep)", r->path, name);
+    hid_t d = H5Dopen2(r->file, name, H5P_DEFAULT);
+    if (d < 0) return ps_fail(PS_EUSER, "%s: %s cannot be opened (a damaged file)", r->path, name);
+    hid_t type = H5Dget_type(d), space = H5Dget_space(d);
+    int have_rank = space >= 0 ? H5Sget_simple_extent_ndims(space) : -1;
+    H5T_class_t have_class = type >= 0 ? H5Tget_class(type) : H5T_NO_CLASS;
+    int variable = have_class == H5T_STRING && H5Tis_variable_str(type) > 0;
+    hsize_t got[8] = {0};
+    if (have_rank == rank) H5Sget_simple_extent_dims(space, got, NULL);
+    if (type >= 0) H5Tclose(type);
+    if (space >= 0) H5Sclose(space);
+    H5Dclose(d);
+    if (have_class != cls || variable)
+        return ps_fail(PS_EUSER, "%s: %s holds %s data, expected %s", r->path, name,
+                       variable ? "variable-length string" : "other", class_names[cls]);
+    if (have_rank != rank)
+        return ps_fail(PS_EUSER, "%s: %s has %d dimensions, expected %d", r->path, name, have_rank, rank);
+    for (int i = 0; i < rank; i++) {
+        if (got[i] > MAX_EXTENT)
+            return ps_fail(PS_EUSER, "%s: %s has an extent of %llu, beyond any job", r->path, name,
+                           (unsigned long long)got[i]);
+        if (want && want[i] && got[i] != want[i])
+            return ps_fail(PS_EUSER, "%s: %s has extent %llu in dimension %d, expected %llu (from the file's other datasets)",
+                           r->path, name, (unsigned long long)got[i], i, (unsigned long long)want[i]);
+        if (dims) dims[i] = got[i];
+    }
+    return PS_OK;
+}
+
+/* A checked numeric dataset of the given rank and shape, read whole. */
+static int read_numbers(const Results *r, const char *name, hid_t mem_type, size_t elem, int rank, const hsize_t *want,
+                        void **out) {
+    hsize_t dims[3];
+    H5T_class_t cls = H5Tget_class(mem_type);
+    int rc = check_dataset(r, name, cls, rank, want, dims);
+    if (rc) return rc;
+    size_t n = 1;
+    for (int i = 0; i < rank; i++) n *= (size_t)dims[i];
+    hid_t d = H5Dopen2(r->file, name, H5P_DEFAULT);
+    void *buf = xmalloc(n * elem + 1);
+    herr_t status = H5Dread(d, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
+    H5Dclose(d);
+    if (status < 0) {
+        free(buf);
+        return ps_fail(PS_EUSER, "%s: %s cannot be read (a damaged file)", r->path, name);
+    }
+    *out = buf;
+    return PS_OK;
+}
+
+/* A checked 1-D dataset of n fixed-length strings, as n malloc'd strings. */
+static int read_strings(const Results *r, const char *name, hsize_t n, char ***out) {
+    hsize_t want[1] = {n};
+    int rc = check_dataset(r, name, H5T_STRING, 1, want, NULL);
+    if (rc) return rc;
+    hid_t d = H5Dopen2(r->file, name, H5P_DEFAULT), type = H5Dget_type(d);
+    size_t width = H5Tget_size(type);
+    char *raw = width > 0 && width < 4096 ? xmalloc((size_t)n * width + 1) : NULL;
+    herr_t status = raw ? H5Dread(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw) : -1;
+    H5Tclose(type), H5Dclose(d);
+    if (status < 0) {
+        free(raw);
+        return ps_fail(PS_EUSER, "%s: %s cannot be read as strings (a damaged file)", r->path, name);
+    }
+    char **strings = xcalloc((size_t)n + 1, sizeof(char *));
+    for (hsize_t i = 0; i < n; i++) {
+        strings[i] = xcalloc(width + 1, 1);
+        memcpy(strings[i], raw + i * width, width);
+    }
+    free(raw);
+    *out = strings;
+    return PS_OK;
+}
+
+static void free_strings(char **s, int n) {
+    for (int i = 0; s && i < n; i++) free(s[i]);
+    free(s);
+}
+
+/* The values themselves must make sense too: positions inside the longest prompt, lengths
+ * within it. */
+static int check_values(const Results *r) {
+    for (int j = 0; j < r->S; j++)
+        if (r->positions[j] < -1 || r->positions[j] >= r->T)
+            return ps_fail(PS_EUSER, "%s: /positions[%d] is %d, outside [-1, %d)", r->path, j, r->positions[j], r->T);
+    for (int p = 0; p < r->P; p++)
+        if (r->length[p] < 1 || r->length[p] > r->T)
+            return ps_fail(PS_EUSER, "%s: /prompts/length[%d] is %d, outside [1, %d]", r->path, p, r->length[p], r->T);
+    return PS_OK;
+}
+
+int results_open(Results *r, const char *path, int writable) {
+    memset(r, 0, sizeof *r);
+    r->file = -1;
+    snprintf(r->path, sizeof r->path, "%s", path);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    if (!file_exists(path)) return ps_fail(PS_EUSER, "%s: no such file", path);
+    if (H5Fis_hdf5(path) <= 0) return ps_fail(PS_EUSER, "%s is not a patchsweep results file (not an HDF5 file)", path);
+    r->file = H5Fopen(path, writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (r->file < 0)
+        return ps_fail(PS_EUSER, "%s: cannot be opened%s (is it in use, or read-only?)", path, writable ? " for writing" : "");
+    char *format = h5_string_attr(r->file, "format");
+    int ours = format && strcmp(format, "patchsweep") == 0;
+    free(format);
+    if (!ours) return ps_fail(PS_EUSER, "%s is not a patchsweep results file (an HDF5 file without its format attribute)", path);
+
+    hsize_t pt[2], s1[1], n1[1];
+    int rc = check_dataset(r, "/prompts/base_tokens", H5T_INTEGER, 2, NULL, pt);
+    if (!rc) rc = check_dataset(r, "/positions", H5T_INTEGER, 1, NULL, s1);
+    if (!rc) rc = check_dataset(r, "/nodes/name", H5T_STRING, 1, NULL, n1);
+    if (rc) return rc;
+    r->P = (int)pt[0], r->T = (int)pt[1], r->S = (int)s1[0], r->N = (int)n1[0];
+    if (r->P < 1 || r->T < 1 || r->S < 1 || r->N < 1)
+        return ps_fail(PS_EUSER, "%s: empty (%d prompts, %d tokens, %d positions, %d nodes)", path, r->P, r->T, r->S, r->N);
+    hsize_t p1[1] = {pt[0]};
+    rc = read_numbers(r, "/prompts/base_tokens", H5T_NATIVE_INT, sizeof(int), 2, pt, (void **)&r->base_tokens);
+    if (!rc) rc = read_numbers(r, "/prompts/length", H5T_NATIVE_INT, sizeof(int), 1, p1, (void **)&r->length);
+    if (!rc) rc = read_numbers(r, "/positions", H5T_NATIVE_INT, sizeof(int), 1, s1, (void **)&r->positions);
+    if (!rc) rc = read_numbers(r, "/baseline/base", H5T_NATIVE_DOUBLE, sizeof(double), 1, p1, (void **)&r->base);
+    if (!rc) rc = read_numbers(r, "/baseline/source", H5T_NATIVE_DOUBLE, sizeof(double), 1, p1, (void **)&r->source);
+    if (!rc) rc = read_strings(r, "/nodes/name", n1[0], &r->node_names);
+    if (!rc) rc = read_strings(r, "/nodes/site", n1[0], &r->node_sites);
+    if (!rc) rc = check_values(r);
+    if (rc) return rc;
+    const char *attrs[] = {"metric", "direction", "corruption", "model_dir", "model_config", "job_fingerprint"};
+    char **fields[] = {&r->metric, &r->direction, &r->corruption, &r->model_dir, &r->model_config, &r->job_fingerprint};
+    for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++) {
+        *fields[i] = h5_string_attr(r->file, attrs[i]);
+        if (!*fields[i]) return ps_fail(PS_EUSER, "%s: the attribute %s is missing (a damaged file)", path, attrs[i]);
+    }
+    return PS_OK;
+}
+
+int results_read_cells(const Results *r, const char *name, float **out) {
+    char dset[64];
+    snprintf(dset, sizeof dset, "/effects/%s", name);
+    *out = NULL;
+    if (H5Lexists(r->file, "/effects", H5P_DEFAULT) <= 0 || H5Lexists(r->file, dset, H5P_DEFAULT) <= 0) return PS_OK;
+    hsize_t want[3] = {(hsize_t)r->P, (hsize_t)r->N, (hsize_t)r->S};
+    return read_numbers(r, dset, H5T_NATIVE_FLOAT, sizeof(float), 3, want, (void **)out);
+}
+
+void results_close(Results *r) {
+    free_strings(r->node_names, r->N);
+    free_strings(r->node_sites, r->N);
+    free(r->positions), free(r->base_tokens), free(r->length), free(r->base), free(r->source);
+    free(r->metric), free(r->direction), free(r->corruption), free(r->model_dir), free(r->model_config);
+    free(r->job_fingerprint);
+    if (r->file >= 0) H5Fclose(r->file);
+    memset(r, 0, sizeof *r);
+    r->file = -1;
+}
