@@ -405,9 +405,9 @@ class EdgeJob:
     """An edge job as the reference computes it: model, kept edges, position columns, and per
     prompt its base/source pairs (one per noise sample; one otherwise)."""
 
-    def __init__(self, path):
-        job = self.job = json.load(open(path))
-        self.model = Model(os.path.normpath(os.path.join(os.path.dirname(path), job["model"])))
+    def __init__(self, job, folder):
+        """job: the job's JSON object; folder: where its relative paths start."""
+        self.model = Model(os.path.normpath(os.path.join(folder, job["model"])))
         self.edges = select_edges(edge_graph(self.model.cfg), job.get("edges", "all"))
         self.prompts = job["prompts"]
         corruption = job.get("corruption", "pair")
@@ -426,6 +426,11 @@ class EdgeJob:
             runs = [run(self.model, self.model.embed(p["clean"]))[1] for p in self.prompts]
             self.mean = {u: torch.stack([r[u] for r in runs]).mean(0) for u in runs[0]}
         self.perm = derangement(len(self.prompts), self.params.get("seed", 0)) if self.kind == "resample" else None
+
+    @classmethod
+    def from_file(cls, path):
+        with open(path) as f:
+            return cls(json.load(f), os.path.dirname(path))
 
     def noise(self, p, s, T):
         """Noise sample s of prompt p (docs/methods.md): stream (seed, p, s); per listed position,

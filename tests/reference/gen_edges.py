@@ -45,7 +45,7 @@ def main():
     for path in sorted(glob.glob(os.path.join(FIXTURES, "jobs", "edges-*.json"))):
         name = os.path.splitext(os.path.basename(path))[0]
         start = time.time()
-        job = EdgeJob(path)
+        job = EdgeJob.from_file(path)
         tables = job_tables(job)
         metadata = {"edges": json.dumps([edge_name(e) for e in job.edges]), "positions": json.dumps(job.columns)}
         st.write(os.path.join(FIXTURES, "golden", f"{name}.safetensors"),

@@ -291,7 +291,7 @@ def test_fixture_is_current(path):
     golden = st.read(golden_path)
     with open(golden_path, "rb") as f:
         header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
-    job = er.EdgeJob(path)
+    job = er.EdgeJob.from_file(path)
     assert json.loads(header["__metadata__"]["edges"]) == [er.edge_name(e) for e in job.edges]
     assert json.loads(header["__metadata__"]["positions"]) == job.columns
     tables = gen_edges.job_tables(job)
@@ -308,7 +308,7 @@ def test_gaussian_noise_is_the_node_fixtures_noise():
     """The edge jobs draw the noise the node sweep's reference draws (gen_effects.py)."""
     import gen_effects
 
-    edge_job = er.EdgeJob(os.path.join(FIXTURES, "jobs", "edges-gpt2-gaussian.json"))
+    edge_job = er.EdgeJob.from_file(os.path.join(FIXTURES, "jobs", "edges-gpt2-gaussian.json"))
     node_job = gen_effects.JobReference(os.path.join(FIXTURES, "jobs", "gpt2-gaussian.json"))
     node_job.params = edge_job.params
     for p, s in ((0, 0), (1, 1)):
