@@ -11,9 +11,9 @@ otherwise, so one hook expresses an edge patch, the interpolated component of EA
 come from autograd (the copy is read by that input's norm and projection only).
 
 Choices where the contract leaves room (see also tests/reference/EDGES.md):
-1. Edge filter: "from_layers" / "to_layers" are read as *sets of layer indices* ([0, 11] selects
-   layers 0 and 11, not 0..11), like "from" / "to" are sets of kinds. A filtered job's edge
-   arrays hold the kept edges only, in contract order (E = number kept).
+1. Edge filter: "from_layers" / "to_layers" are inclusive layer ranges [first, last] (docs/edges.md:
+   [0, 11] selects layers 0..11). A filtered job's edge arrays hold the kept edges only, in
+   contract order (E = number kept).
 2. Mean and zero corruption have no source run, only source values; EAP-IG's path then starts at
    the source embedding output (the mean of the clean runs' embeddings, or 0) and ends at B's.
 3. Gaussian corruption: each noise sample is its own base/source pair (docs/job.md), and exact
@@ -115,7 +115,10 @@ def select_edges(edges, spec):
         kind, layer = kind_and_layer(name)
         if kinds_key in spec and kind not in spec[kinds_key]:
             return False
-        return layer is None or layers_key not in spec or layer in spec[layers_key]
+        if layer is None or layers_key not in spec:
+            return True
+        first, last = spec[layers_key]
+        return first <= layer <= last
 
     return [e for e in edges if keep(e[0], "from", "from_layers") and keep(e[1], "to", "to_layers")]
 
