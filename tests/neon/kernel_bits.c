@@ -12,7 +12,7 @@
  *     the chain, for ragged shapes;
  *   - the vectorised exp / tanh / erf equal the scalar det_* function (SLEEF's purecfma member)
  *     on every input: 2^19 float bit patterns spread over all of them, the special values, and a
- *     dense sweep of [-20, 20].
+ *     dense sweep of [-20, 20]; and at every length up to 40 they read and write nothing past n.
  *
  * The inputs come from an integer generator, so they are the same on every machine, and the last
  * line printed is a digest of the reference results (the chains and the det_* values): run_qemu.sh
@@ -288,19 +288,19 @@ static const ScalarFn scalar_fns[] = {det_expf, det_tanhf, det_erff};
 static ArrayFn array_fn(const Kernels *fam, int f) { return f == 0 ? fam->exp : f == 1 ? fam->tanh : fam->erf; }
 
 /* The family's array functions against the scalar ones (want[f], computed once): over the whole
- * array (the vector body), from an odd offset, and in place. */
+ * array (the vector body), and over its first 2^16 from an odd offset and in place. */
 static long check_functions(const Kernels *fam, const float *x, float *const want[3], size_t n) {
     float *out = alloc_floats(n);
     for (int f = 0; f < 3; f++) {
         ArrayFn fn = array_fn(fam, f);
         for (int pass = 0; pass < 3; pass++) {
             snprintf(current, sizeof current, "%s kernels, %s pass %d", fam->name, fn_names[f], pass);
-            size_t off = pass == 1 ? 1 : 0;
+            size_t off = pass == 1 ? 1 : 0, end = pass == 0 ? n : (size_t)1 << 16;
             if (pass == 2) {
-                memcpy(out, x, n * sizeof(float));
-                fn(out, out, (int)n);
-            } else fn(out + off, x + off, (int)(n - off));
-            for (size_t i = off; i < n; i++)
+                memcpy(out, x, end * sizeof(float));
+                fn(out, out, (int)end);
+            } else fn(out + off, x + off, (int)(end - off));
+            for (size_t i = off; i < end; i++)
                 if (bits(out[i]) != bits(want[f][i])) {
                     FAIL("%s kernels, %s(%a) (0x%08x)%s: %a (0x%08x), the scalar det_%sf gives %a (0x%08x)", fam->name,
                          fn_names[f], (double)x[i], (unsigned)bits(x[i]),
@@ -328,7 +328,7 @@ static long check_functions(const Kernels *fam, const float *x, float *const wan
         }
         release(in), release(res);
     }
-    return 3 * (long)n;
+    return (long)n;
 }
 
 int main(void) {
@@ -359,9 +359,11 @@ int main(void) {
         }
         int before = failures;
         long tiles = check_tiles(fam[f]), products = check_products(fam[f]->name);
-        long values = check_functions(fam[f], x, want, n_x);
-        printf("  %-8s %s: %ld tile calls, %ld products, %ld exp/tanh/erf values\n", fam[f]->name,
-               failures == before ? "equal to the fma chain and det_* bit for bit" : "FAILED", tiles, products, values);
+        /* The generic family's functions are the scalar ones, element by element. */
+        long inputs = fam[f] == &kernels_generic ? 0 : check_functions(fam[f], x, want, n_x);
+        printf("  %-8s %s: %ld tile calls, %ld products", fam[f]->name,
+               failures == before ? "equal to the fma chain and det_* bit for bit" : "FAILED", tiles, products);
+        printf(inputs ? ", %ld inputs to exp/tanh/erf\n" : "\n", inputs);
     }
     digest_tiles();
     for (int f = 0; f < 3; f++) {
