@@ -22,6 +22,9 @@ void ps_error_clear(void);
  * returns status: what a command does with a failure. */
 int report_error(int status);
 
+/* "s" unless n is 1: "%d token%s" (messages count things that are often one). */
+static inline const char *plural_s(long n) { return n == 1 ? "" : "s"; }
+
 /* ---- allocation ---------------------------------------------------------------------------
  * Out of memory is not recoverable here: these print one line and exit(1). Float buffers are
  * 64-byte aligned and zeroed. */
@@ -33,15 +36,24 @@ float *alloc_floats(size_t n);
 double *alloc_doubles(size_t n);
 
 /* ---- files --------------------------------------------------------------------------------- */
-/* Reads a whole file into a NUL-terminated buffer. Missing/unreadable file: PS_EUSER. */
+/* Reads a whole file into a NUL-terminated buffer. Missing, unreadable, not a regular file (a
+ * pipe, /dev/zero) or larger than READ_FILE_MAX: PS_EUSER. */
+#define READ_FILE_MAX ((size_t)1 << 30)
 int read_text_file(const char *path, char **out, size_t *len);
 int file_exists(const char *path);
-/* dir + "/" + name into out (size cap), normalised; an absolute name is returned as is. */
-void path_join(char *out, size_t cap, const char *dir, const char *name);
-/* Lexical normalisation in place: drops "." parts and folds "name/.." (no file system access). */
+/* The size of every path buffer: PATH_MAX on Linux. */
+#define PATH_CAP 4096
+/* dir + "/" + name into out (size cap <= PATH_CAP), normalised; an absolute name is returned as
+ * is. PS_EUSER with one line when it does not fit (never a silently shortened path). */
+int path_join(char *out, size_t cap, const char *dir, const char *name);
+/* Lexical normalisation in place (at most PATH_CAP - 1 characters): drops "." parts and folds
+ * "name/.." (no file system access). */
 void path_normalize(char *path);
 /* Creates a folder and its missing parents (like mkdir -p); 0 on success. */
 int make_dirs(const char *path);
+/* The path of `to` relative to the folder from_dir, both resolved on the file system
+ * ("../models/x"); -1 when either does not exist or it does not fit. */
+int path_relative(char *out, size_t cap, const char *from_dir, const char *to);
 /* The folder part of a path ("." when there is none). */
 void path_dirname(char *out, size_t cap, const char *path);
 
@@ -50,8 +62,19 @@ void path_dirname(char *out, size_t cap, const char *path);
 int env_int(const char *name, long lo, long hi, long *out);
 
 /* ---- JSON helpers: each returns PS_EUSER with "<where>: <key> ..." on a wrong type ---------- */
+/* Parses JSON text (len bytes; where names it in errors: "file:line:column: JSON syntax error"),
+ * refusing duplicate keys in any object. */
+int json_parse_text(const char *text, size_t len, const char *where, cJSON **out);
 int json_parse_file(const char *path, cJSON **out);
-int json_get_int(const cJSON *obj, const char *key, const char *where, int required, long *out);
+/* PS_EUSER, naming the key, when any object in the tree (node and its siblings) repeats a key. */
+int json_check_unique_keys(const cJSON *node, const char *where);
+/* An integer in [lo, hi]: anything else (a fraction, out of range, beyond what a double holds
+ * exactly) is refused before it is converted, so nothing wraps. */
+int json_get_int(const cJSON *obj, const char *key, const char *where, int required, long lo, long hi, long *out);
+/* The largest size (dimension, count) any file may claim: far beyond any real model. */
+#define JSON_SIZE_MAX (1L << 30)
+/* The largest seed: every integer up to 2^53 is exact in JSON's doubles. */
+#define JSON_SEED_MAX (1L << 53)
 int json_get_number(const cJSON *obj, const char *key, const char *where, int required, double *out);
 int json_get_string(const cJSON *obj, const char *key, const char *where, int required, const char **out);
 int json_get_bool(const cJSON *obj, const char *key, const char *where, int required, int *out);

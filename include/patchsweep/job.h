@@ -68,6 +68,10 @@ PromptRoles job_roles(const Job *job, int p);
  * first..last. The one place the window rule lives. */
 void job_window(const Job *job, int layer, int n_layer, int *first, int *last);
 
+/* rc, and when it is a failure, its message prefixed with the job file and its "model" key (a
+ * model folder that is missing or broken is reported as the job's problem it is). */
+int job_model_failure(const Job *job, int rc);
+
 int job_parse_file(Job *job, const char *path);
 int job_parse_text(Job *job, const char *text, const char *path); /* path names the job in errors */
 /* Checks the job against the model it will run on, and turns text prompts into token ids with

@@ -26,7 +26,13 @@ typedef struct {
     int linear_bias;     /* the attention and MLP projections have biases */
     int parallel_residual; /* GPT-NeoX: the MLP reads the block input, not resid_mid, and
                             * resid_post = resid_pre + attn_out + mlp_out */
+    char assumed[512];   /* what config.json left out and was assumed: "rms_norm_eps = 1e-06, ..." */
 } ModelConfig;
+
+/* Records "key = value" in c->assumed when config.json does not set key (plan prints it, the
+ * results file keeps it, and load errors cite it). */
+void config_assume(ModelConfig *c, const cJSON *json, const char *key, const char *value_fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* Derived sizes. */
 static inline int cfg_q_dim(const ModelConfig *c) { return c->n_head * c->d_head; }
@@ -116,6 +122,8 @@ typedef struct {
     int (*parse_config)(const cJSON *json, const char *where, ModelConfig *cfg);
     const TensorSpec *tensors;
     int n_tensors;
+    /* The config.json keys each TensorDim comes from, for messages ("num_key_value_heads x head_dim"). */
+    const char *dim_keys[8];
     /* The prefix of the tensor names in this folder's files ("" when NULL). */
     const char *(*prefix)(const StSet *st);
 } Architecture;
@@ -123,12 +131,16 @@ typedef struct {
 extern const Architecture arch_gpt2, arch_llama, arch_gpt_neox;
 
 int model_config_parse(const cJSON *json, const char *where, ModelConfig *cfg);
-/* Loads a Hugging Face model folder: model_read_config + model_alloc + model_read_weights +
- * model_read_tokenizer, and the fingerprint. */
+/* Loads a Hugging Face model folder: model_read_config + model_check_checkpoint + model_alloc +
+ * model_read_weights + model_read_tokenizer, and the fingerprint. */
 int model_load(Model *m, const char *dir);
 /* The pieces, for callers that place the weights themselves (one copy per node, shared by its
  * MPI ranks: src/sweep/runner.c). */
 int model_read_config(const char *dir, ModelConfig *cfg);
+/* Checks that the folder's checkpoint has every tensor the configuration implies, with the shape
+ * it implies, reading headers only: before anything the size of the model is allocated. A
+ * mismatch names the config.json keys behind the expected shape and what was assumed. */
+int model_check_checkpoint(const ModelConfig *cfg, const char *dir);
 /* Floats of the whole block: the parameters and their packed copies. */
 size_t model_weight_count(const ModelConfig *cfg);
 /* Sets m up around a block of model_weight_count floats; NULL allocates one. */

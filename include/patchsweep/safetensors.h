@@ -45,6 +45,8 @@ int st_set_open(StSet *s, const char *model_dir);
 void st_set_close(StSet *s);
 /* Finds a tensor; NULL when absent (no error recorded). */
 const StTensor *st_set_find(const StSet *s, const char *name, const StFile **file);
+/* PS_EUSER with one line unless the set has the tensor with exactly this shape (reads no data). */
+int st_check(const StSet *s, const char *name, int ndim, const int64_t *shape);
 /* Reads a tensor that must have exactly this shape, converting F32/F16/BF16 to float32. */
 int st_read_f32(const StSet *s, const char *name, int ndim, const int64_t *shape, float *dst);
 

@@ -36,6 +36,9 @@ int sched_next(Scheduler *s, int current_prompt);
 void sched_done(Scheduler *s, int unit, double patches);
 /* Rank 0: answers pending requests; other ranks: does nothing. */
 void sched_poll(Scheduler *s);
+/* This rank cannot go on (it could not write a result): it takes no more units, and rank 0 hands
+ * out no more to anyone, so every rank leaves its loop after the unit it is on. */
+void sched_fail(Scheduler *s);
 /* Rank 0: serves until every other rank has been told to stop. Then frees. */
 void sched_finish(Scheduler *s);
 
@@ -50,7 +53,7 @@ typedef struct {
     MPI_Comm node;
     MPI_Win window;
 } SharedWeights;
-int model_load_shared(Model *m, const char *dir, MPI_Comm comm, SharedWeights *sw);
+int model_load_shared(Model *m, const Job *job, MPI_Comm comm, SharedWeights *sw);
 void model_free_shared(Model *m, SharedWeights *sw);
 
 /* ---- the driver ---------------------------------------------------------------------------- */

@@ -21,9 +21,6 @@
 #include "patchsweep/store.h"
 #include "patchsweep/sweep.h"
 
-static const char usage[] =
-    "usage: patchsweep bound JOB.json [--site SITE] [--by atp_star|atp_qk|atp] [--verified K] [--subsets N] "
-    "[--inclusion P] [--confidence C] [--seed S] [--quiet]";
 
 typedef struct {
     const char *job, *site, *by;
@@ -61,15 +58,15 @@ static int parse_options(int argc, char **argv, BoundOptions *o) {
             continue;
         }
         if (a[0] != '-') {
-            if (o->job) return ps_fail(PS_EUSER, "bound: unexpected argument \"%s\"; %s", a, usage);
+            if (o->job) return ps_fail(PS_EUSER, "bound: unexpected argument \"%s\"; %s", a, command_usage("bound"));
             o->job = a;
             continue;
         }
         int f = 0;
         while (f < N_FLAGS && strcmp(a, flags[f]) != 0) f++;
-        if (f == N_FLAGS) return ps_fail(PS_EUSER, "bound: unknown option \"%s\"; %s", a, usage);
+        if (f == N_FLAGS) return ps_fail(PS_EUSER, "bound: unknown option \"%s\"; %s", a, command_usage("bound"));
         if (seen[f]++) return ps_fail(PS_EUSER, "bound: %s is given twice", a);
-        if (i + 1 >= argc) return ps_fail(PS_EUSER, "bound: %s needs a value; %s", a, usage);
+        if (i + 1 >= argc) return ps_fail(PS_EUSER, "bound: %s needs a value; %s", a, command_usage("bound"));
         const char *value = argv[++i];
         switch (f) {
         case 0: o->site = value; break;
@@ -81,7 +78,7 @@ static int parse_options(int argc, char **argv, BoundOptions *o) {
         default: rc = parse_fraction(a, value, &o->confidence); break;
         }
     }
-    if (!rc && !o->job) rc = ps_fail(PS_EUSER, "bound: %s", usage);
+    if (!rc && !o->job) rc = ps_fail(PS_EUSER, "bound: %s", command_usage("bound"));
     return rc;
 }
 
@@ -188,8 +185,8 @@ static int report_prompt(BoundReport *rep, const Plan *plan, int K, int p, const
     if (!isnan(missed)) printf(" (largest exact |effect| among them: %.4g)", missed);
     printf("\n");
     if (sum[BOUND_UNBOUNDED] > 0)
-        printf("  %.0f cells were in, or out of, fewer than two subsets, so nothing bounds them: raise --subsets or --inclusion\n",
-               sum[BOUND_UNBOUNDED]);
+        printf("  %.0f cell%s in, or out of, fewer than two subsets, so nothing bounds %s: raise --subsets or --inclusion\n",
+               sum[BOUND_UNBOUNDED], sum[BOUND_UNBOUNDED] == 1 ? " was" : "s were", sum[BOUND_UNBOUNDED] == 1 ? "it" : "them");
     return PS_OK;
 }
 
@@ -280,7 +277,7 @@ int cmd_bound(int argc, char **argv) {
     float *estimates = NULL, *exact = NULL;
     int parsed = 0, loaded = 0, rc = mpi_agree(parse_options(argc, argv, &o), comm);
     if (!rc) rc = mpi_agree(job_parse_file(&job, o.job), comm), parsed = 1; /* job_free is safe after a failure */
-    if (!rc) rc = model_load_shared(&m, job.model_dir, comm, &shared), loaded = 1;
+    if (!rc) rc = model_load_shared(&m, &job, comm, &shared), loaded = 1;
     if (!rc) rc = mpi_agree(job_check(&job, &m), comm);
     if (!rc) rc = mpi_agree(choose(&job, &o, &site, &by), comm);
     Plan plan;

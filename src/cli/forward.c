@@ -9,8 +9,6 @@
 #include "patchsweep/core.h"
 #include "patchsweep/transformer.h"
 
-static const char usage[] = "usage: patchsweep forward --model DIR --tokens ID,ID,... [--top K]";
-
 int cmd_forward(int argc, char **argv) {
     const char *dir = NULL, *token_text = NULL;
     int top = 10;
@@ -18,9 +16,9 @@ int cmd_forward(int argc, char **argv) {
         if (strcmp(argv[i], "--model") == 0 && i + 1 < argc) dir = argv[++i];
         else if (strcmp(argv[i], "--tokens") == 0 && i + 1 < argc) token_text = argv[++i];
         else if (strcmp(argv[i], "--top") == 0 && i + 1 < argc) top = atoi(argv[++i]);
-        else return report_error(ps_fail(PS_EUSER, "forward: unexpected argument \"%s\"; %s", argv[i], usage));
+        else return report_error(ps_fail(PS_EUSER, "forward: unexpected argument \"%s\"; %s", argv[i], command_usage("forward")));
     }
-    if (!dir || !token_text) return report_error(ps_fail(PS_EUSER, "forward: %s", usage));
+    if (!dir || !token_text) return report_error(ps_fail(PS_EUSER, "forward: %s", command_usage("forward")));
     if (top < 1) return report_error(ps_fail(PS_EUSER, "--top must be a positive integer"));
     Model m;
     int rc = model_load(&m, dir);
@@ -28,7 +26,7 @@ int cmd_forward(int argc, char **argv) {
     int *tokens = NULL, T = 0;
     rc = parse_token_list(token_text, m.cfg.vocab, &tokens, &T);
     if (!rc && T > m.cfg.n_ctx)
-        rc = ps_fail(PS_EUSER, "--tokens: %d tokens exceed the model's context of %d", T, m.cfg.n_ctx);
+        rc = ps_fail(PS_EUSER, "--tokens: %d token%s exceed the model's context of %d", T, plural_s(T), m.cfg.n_ctx);
     if (rc) {
         free(tokens);
         model_free(&m);
@@ -54,8 +52,8 @@ int cmd_forward(int argc, char **argv) {
                 order[k] = order[i];
                 order[i] = tmp;
             }
-    printf("model %s (%s, %d layers, d_model %d), %d tokens; next token:\n", dir, m.cfg.model_type, m.cfg.n_layer,
-           m.cfg.d_model, T);
+    printf("model %s (%s, %d layers, d_model %d), %d token%s; next token:\n", dir, m.cfg.model_type, m.cfg.n_layer,
+           m.cfg.d_model, T, plural_s(T));
     printf("%4s %7s %9s %10s  %s\n", "rank", "id", "prob", "logit", "token");
     for (int k = 0; k < top; k++) {
         int id = order[k];

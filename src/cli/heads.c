@@ -12,9 +12,9 @@ int cmd_heads(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--model") == 0 && i + 1 < argc) dir = argv[++i];
         else if (strcmp(argv[i], "--run") == 0 && i + 1 < argc) run = atoi(argv[++i]);
-        else return report_error(ps_fail(PS_EUSER, "heads: unexpected argument \"%s\"; usage: patchsweep heads --model DIR [--run N]", argv[i]));
+        else return report_error(ps_fail(PS_EUSER, "heads: unexpected argument \"%s\"; %s", argv[i], command_usage("heads")));
     }
-    if (!dir) return report_error(ps_fail(PS_EUSER, "heads: usage: patchsweep heads --model DIR [--run N]"));
+    if (!dir) return report_error(ps_fail(PS_EUSER, "heads: %s", command_usage("heads")));
     Model m;
     int rc = model_load(&m, dir);
     if (rc) return report_error(rc);

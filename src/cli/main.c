@@ -1,44 +1,50 @@
 /* patchsweep: exact activation patching sweeps with gradient estimates beside them. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "patchsweep/cli.h"
 #include "patchsweep/core.h"
 #include "patchsweep/kernels.h"
 
-static const char usage[] =
-    "usage: patchsweep <command> [options]\n"
-    "\n"
-    "commands:\n"
-    "  run JOB.json [--naive] [--quiet]   run or resume a job (under mpirun: on every rank)\n"
-    "  plan JOB.json                      what a job would compute, and its estimated cost\n"
-    "  top RESULTS.h5 [-k 20] [--site z]  the largest effects in a results file, and estimator ranks\n"
-    "  bound JOB.json [--site z] [--verified 10] [--subsets 200]\n"
-    "                                     after a run: bound the effects the estimate ranking missed\n"
-    "  heads --model DIR [--run N]        induction and previous-token scores of each head\n"
-    "  forward --model DIR --tokens 1,2,3 [--top K]   next-token prediction (checks a model loads)\n"
-    "  train RECIPE.json                  train a small model on a task, write a model folder\n";
+static void print_usage(FILE *out) {
+    fprintf(out, "usage: patchsweep <command> [options]   (patchsweep help COMMAND, or COMMAND --help)\n\ncommands:\n");
+    for (int i = 0; i < n_commands; i++) fprintf(out, "  %s\n      %s\n", commands[i].usage, commands[i].summary);
+    fprintf(out, "\nenvironment: PATCHSWEEP_ISA=generic|avx2|avx512|neon (kernel family), PATCHSWEEP_BATCH=N (engine batch)\n");
+}
+
+static int print_command_help(const char *name) {
+    const Command *c = command_find(name);
+    if (!c) return report_error(ps_fail(PS_EUSER, "help: unknown command \"%s\" (patchsweep help lists them)", name));
+    printf("usage: %s\n  %s\n", c->usage, c->summary);
+    return 0;
+}
 
 int main(int argc, char **argv) {
+    if (argc < 2) {
+        print_usage(stderr);
+        return PS_EUSER;
+    }
+    if (is_help_flag(argv[1]) || strcmp(argv[1], "help") == 0) {
+        if (argc > 2) return print_command_help(argv[2]);
+        print_usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("patchsweep %s\n", PATCHSWEEP_VERSION);
+        return 0;
+    }
+    const Command *c = command_find(argv[1]);
+    if (!c) return report_error(ps_fail(PS_EUSER, "unknown command \"%s\" (patchsweep help lists them)", argv[1]));
+    if (argc > 2 && is_help_flag(argv[2])) return print_command_help(argv[1]);
+    /* Open MPI 4.1's "lockedfile" shared-file-pointer component formats <file>.lock into a fixed
+     * buffer while MPI_File_open picks components, and aborts on paths over ~232 characters.
+     * patchsweep never uses shared file pointers, so leave that component out (unless the user
+     * chose components); MCA settings are read from the environment at MPI_Init. */
+    setenv("OMPI_MCA_sharedfp", "^lockedfile", 0);
     /* The kernel family (PATCHSWEEP_ISA or the CPU's best) is chosen before anything computes,
      * so a CPU that cannot run it is one line and exit 2, not a crash. */
     long batch_cap;
     if (kernels_select(NULL) != PS_OK) return report_error(PS_EUSER);
     if (env_int("PATCHSWEEP_BATCH", 1, 1 << 20, &batch_cap) != PS_OK) return report_error(PS_EUSER);
-    if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
-        fputs(usage, argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
-    }
-    if (strcmp(argv[1], "forward") == 0) return cmd_forward(argc - 1, argv + 1);
-    if (strcmp(argv[1], "run") == 0) return cmd_run(argc - 1, argv + 1);
-    if (strcmp(argv[1], "plan") == 0) return cmd_plan(argc - 1, argv + 1);
-    if (strcmp(argv[1], "train") == 0) return cmd_train(argc - 1, argv + 1);
-    if (strcmp(argv[1], "top") == 0) return cmd_top(argc - 1, argv + 1);
-    if (strcmp(argv[1], "bound") == 0) return cmd_bound(argc - 1, argv + 1);
-    if (strcmp(argv[1], "heads") == 0) return cmd_heads(argc - 1, argv + 1);
-    if (strcmp(argv[1], "--version") == 0) {
-        printf("patchsweep %s\n", PATCHSWEEP_VERSION);
-        return 0;
-    }
-    fprintf(stderr, "patchsweep: unknown command \"%s\" (patchsweep --help lists them)\n", argv[1]);
-    return 2;
+    return c->run(argc - 1, argv + 1);
 }

@@ -15,12 +15,12 @@ static const char *human(double x, char *buf, size_t cap) {
 }
 
 int cmd_plan(int argc, char **argv) {
-    if (argc != 2 || argv[1][0] == '-') return report_error(ps_fail(PS_EUSER, "plan: usage: patchsweep plan JOB.json"));
+    if (argc != 2 || argv[1][0] == '-') return report_error(ps_fail(PS_EUSER, "plan: %s", command_usage("plan")));
     Job job;
     Model m;
     memset(&m, 0, sizeof m);
     int rc = job_parse_file(&job, argv[1]);
-    if (!rc) rc = model_load(&m, job.model_dir);
+    if (!rc) rc = job_model_failure(&job, model_load(&m, job.model_dir));
     if (!rc) rc = job_check(&job, &m);
     if (rc) {
         job_free(&job);
@@ -37,7 +37,8 @@ int cmd_plan(int argc, char **argv) {
     printf("job        %s\n", job.path);
     printf("model      %s (%s, %d layers, d_model %d, %d heads / %d kv heads, d_mlp %d, vocab %d)\n", job.model_dir,
            m.cfg.model_type, m.cfg.n_layer, m.cfg.d_model, m.cfg.n_head, m.cfg.n_kv_head, m.cfg.d_mlp, m.cfg.vocab);
-    printf("prompts    %d (longest %d tokens)\n", job.n_prompts, plan.max_T);
+    if (m.cfg.assumed[0]) printf("assumed    %s (config.json leaves them out)\n", m.cfg.assumed);
+    printf("prompts    %d (longest %d token%s)\n", job.n_prompts, plan.max_T, plural_s(plan.max_T));
     printf("nodes      %d (", plan.n_nodes);
     for (int s = 0; s < job.n_sites; s++) printf("%s%s", s ? ", " : "", site_name(job.sites[s]));
     printf(")\n");

@@ -15,9 +15,9 @@ int cmd_run(int argc, char **argv) {
         if (strcmp(argv[i], "--naive") == 0) opt.naive = 1;
         else if (strcmp(argv[i], "--quiet") == 0) opt.quiet = 1;
         else if (argv[i][0] != '-' && !job) job = argv[i];
-        else rc = ps_fail(PS_EUSER, "run: unexpected argument \"%s\"; usage: patchsweep run JOB.json [--naive] [--quiet]", argv[i]);
+        else rc = ps_fail(PS_EUSER, "run: unexpected argument \"%s\"; %s", argv[i], command_usage("run"));
     }
-    if (!rc && !job) rc = ps_fail(PS_EUSER, "run: usage: patchsweep run JOB.json [--naive] [--quiet]");
+    if (!rc && !job) rc = ps_fail(PS_EUSER, "run: %s", command_usage("run"));
     MPI_Init(&argc, &argv);
     int rank;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);

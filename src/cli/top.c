@@ -11,8 +11,8 @@
 #include "patchsweep/job.h"
 #include "patchsweep/model.h"
 #include "patchsweep/results.h"
+#include "patchsweep/store.h"
 
-static const char usage[] = "usage: patchsweep top RESULTS.h5 [-k 20] [--site z]";
 static const char *const estimator_names[N_ESTIMATES] = {"atp", "atp_qk", "atp_star"};
 
 typedef struct {
@@ -35,10 +35,10 @@ static int parse_options(int argc, char **argv, TopOptions *o) {
         } else if (argv[i][0] != '-' && !o->path) {
             o->path = argv[i];
         } else {
-            return ps_fail(PS_EUSER, "top: unexpected argument \"%s\"; %s", argv[i], usage);
+            return ps_fail(PS_EUSER, "top: unexpected argument \"%s\"; %s", argv[i], command_usage("top"));
         }
     }
-    return o->path ? PS_OK : ps_fail(PS_EUSER, "top: %s", usage);
+    return o->path ? PS_OK : ps_fail(PS_EUSER, "top: %s", command_usage("top"));
 }
 
 /* What the table shows of each cell (node n, column s at n * S + s). */
@@ -109,13 +109,21 @@ static void token_label(const Results *r, const Tokenizer *tok, int pos, char *o
     else snprintf(out, cap, "%d", id);
 }
 
+/* The model folder's tokenizer: at the folder the file names, or where it lies relative to the
+ * results file (both were moved together); NULL when neither has one. */
 static Tokenizer *load_tokenizer(const Results *r) {
     Tokenizer *tok = NULL;
     cJSON *cfg = cJSON_Parse(r->model_config);
     const cJSON *vocab = cfg ? cJSON_GetObjectItemCaseSensitive(cfg, "vocab") : NULL;
-    char path[4200];
-    path_join(path, sizeof path, r->model_dir, "tokenizer.json");
-    if (cJSON_IsNumber(vocab) && file_exists(path) && tokenizer_load(&tok, path, vocab->valueint)) tok = NULL;
+    char *relative = h5_string_attr(r->file, "model_dir_relative"), folder[PATH_CAP], moved[PATH_CAP], path[PATH_CAP];
+    path_dirname(folder, sizeof folder, r->path);
+    const char *dirs[2] = {r->model_dir, NULL};
+    if (relative && path_join(moved, sizeof moved, folder, relative) == PS_OK) dirs[1] = moved;
+    for (int i = 0; i < 2 && !tok && cJSON_IsNumber(vocab); i++)
+        if (dirs[i] && path_join(path, sizeof path, dirs[i], "tokenizer.json") == PS_OK && file_exists(path) &&
+            tokenizer_load(&tok, path, vocab->valueint))
+            tok = NULL;
+    free(relative);
     cJSON_Delete(cfg);
     return tok;
 }

@@ -10,7 +10,7 @@
  * (from attention patterns alone). */
 static int write_model_card(const Model *m, const Recipe *r, double seconds) {
     char path[4200];
-    path_join(path, sizeof path, r->output, "README.md");
+    if (path_join(path, sizeof path, r->output, "README.md")) return PS_EUSER;
     FILE *f = fopen(path, "w");
     if (!f) return ps_fail(PS_EUSER, "%s: cannot write", path);
     const ModelConfig *c = &m->cfg;
@@ -57,7 +57,7 @@ static int write_model_card(const Model *m, const Recipe *r, double seconds) {
 }
 
 int cmd_train(int argc, char **argv) {
-    if (argc != 2 || argv[1][0] == '-') return report_error(ps_fail(PS_EUSER, "train: usage: patchsweep train RECIPE.json"));
+    if (argc != 2 || argv[1][0] == '-') return report_error(ps_fail(PS_EUSER, "train: %s", command_usage("train")));
     Recipe r;
     int rc = recipe_parse(&r, argv[1]);
     if (rc) return report_error(rc);

@@ -100,7 +100,7 @@ static int parse_prompt(Prompt *p, const cJSON *obj, const char *where) {
     if (!rc && p->T == 0) rc = ps_fail(PS_EUSER, "%s: \"clean\" is empty", where);
     if (!rc) rc = ids_or_text(obj, where, "corrupt", 0, &p->corrupt, &n, &p->corrupt_text);
     if (!rc && (p->corrupt || p->corrupt_text) && n != p->T)
-        rc = ps_fail(PS_EUSER, "%s: \"corrupt\" has %d tokens but \"clean\" has %d (they must align)", where, n, p->T);
+        rc = ps_fail(PS_EUSER, "%s: \"corrupt\" has %d token%s but \"clean\" has %d (they must align)", where, n, plural_s(n), p->T);
     for (int k = 0; k < 2 && !rc; k++) { /* answer and wrong: one token id, or one word */
         const char *key = k ? "wrong" : "answer";
         int *value = k ? &p->wrong : &p->answer;
@@ -115,9 +115,8 @@ static int parse_prompt(Prompt *p, const cJSON *obj, const char *where) {
             *text = xstrdup(as_text->valuestring), *value = 0; /* resolved by job_check */
         else {
             long v = -1;
-            rc = json_get_int(obj, key, where, 0, &v);
+            rc = json_get_int(obj, key, where, 0, 0, JSON_SIZE_MAX, &v); /* a token id; job_check checks the vocabulary */
             *value = (int)v;
-            if (!rc && *value < -1) rc = ps_fail(PS_EUSER, "%s: %s must be a token id", where, key);
         }
     }
     return rc;
@@ -139,8 +138,9 @@ static int parse_prompts_file(Job *job, const char *path) {
         char where[4200];
         snprintf(where, sizeof where, "%s:%d", path, line);
         cJSON *obj = cJSON_Parse(s);
-        if (!obj) {
-            rc = ps_fail(PS_EUSER, "%s: not a JSON object", where);
+        rc = cJSON_IsObject(obj) ? json_check_unique_keys(obj, where) : ps_fail(PS_EUSER, "%s: not a JSON object", where);
+        if (rc) {
+            cJSON_Delete(obj);
             break;
         }
         if (job->n_prompts == cap) {
@@ -179,17 +179,17 @@ static int parse_corruption(Job *job, const cJSON *c, const char *where) {
     if (strcmp(body->string, "resample") == 0) {
         static const char *const keys[] = {"seed"};
         job->corruption = CORR_RESAMPLE;
-        if ((rc = check_keys(body, inner, keys, 1)) || (rc = json_get_int(body, "seed", inner, 0, &seed))) return rc;
+        if ((rc = check_keys(body, inner, keys, 1)) || (rc = json_get_int(body, "seed", inner, 0, 0, JSON_SEED_MAX, &seed))) return rc;
     } else if (strcmp(body->string, "gaussian") == 0) {
         static const char *const keys[] = {"scale", "positions", "samples", "seed"};
         job->corruption = CORR_GAUSSIAN;
         long samples = 10;
         if ((rc = check_keys(body, inner, keys, 4)) || (rc = json_get_number(body, "scale", inner, 0, &job->noise_scale)) ||
-            (rc = json_get_int(body, "samples", inner, 0, &samples)) || (rc = json_get_int(body, "seed", inner, 0, &seed)))
+            (rc = json_get_int(body, "samples", inner, 0, 1, 10000, &samples)) ||
+            (rc = json_get_int(body, "seed", inner, 0, 0, JSON_SEED_MAX, &seed)))
             return rc;
         if (!(job->noise_scale > 0) || !isfinite(job->noise_scale))
             return ps_fail(PS_EUSER, "%s: \"scale\" must be positive", inner);
-        if (samples < 1 || samples > 10000) return ps_fail(PS_EUSER, "%s: \"samples\" must be in 1..10000", inner);
         job->noise_samples = (int)samples;
         const cJSON *pos = cJSON_GetObjectItemCaseSensitive(body, "positions");
         if (!pos) return ps_fail(PS_EUSER, "%s: missing key \"positions\" (the token positions to noise)", inner);
@@ -230,6 +230,11 @@ static int parse_nodes(Job *job, const cJSON *nodes, const char *where) {
     return PS_OK;
 }
 
+static int compare_ints(const void *a, const void *b) {
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
 static int parse_positions(Job *job, const cJSON *pos, const char *where) {
     job->positions = POS_EACH;
     if (!pos) return PS_OK;
@@ -244,11 +249,17 @@ static int parse_positions(Job *job, const cJSON *pos, const char *where) {
         int rc = int_array(pos, where, "positions", &job->position_list, &job->n_position_list);
         if (rc) return rc;
         if (job->n_position_list == 0) return ps_fail(PS_EUSER, "%s: \"positions\" is empty", where);
-        for (int i = 1; i < job->n_position_list; i++)
-            for (int j = 0; j < i; j++)
-                if (job->position_list[i] == job->position_list[j])
-                    return ps_fail(PS_EUSER, "%s: position %d is listed twice", where, job->position_list[i]);
-        return PS_OK;
+        /* none twice: a sorted copy, neighbours compared (the list keeps the user's order) */
+        int n = job->n_position_list, *sorted = xmalloc(sizeof(int) * (size_t)n);
+        memcpy(sorted, job->position_list, sizeof(int) * (size_t)n);
+        qsort(sorted, (size_t)n, sizeof(int), compare_ints);
+        for (int i = 1; i < n; i++)
+            if (sorted[i] == sorted[i - 1]) {
+                rc = ps_fail(PS_EUSER, "%s: position %d is listed twice", where, sorted[i]);
+                break;
+            }
+        free(sorted);
+        return rc;
     }
     return ps_fail(PS_EUSER, "%s: \"positions\" must be \"each\", \"all\" or a list of positions", where);
 }
@@ -283,19 +294,19 @@ static int check_prompts(const Job *job, const char *where) {
         if (job->metric == METRIC_LOGIT_DIFF && p->wrong < 0)
             return ps_fail(PS_EUSER, "%s: prompts[%d]: missing \"wrong\" (needed by metric logit_diff)", where, i);
         if ((job->corruption == CORR_MEAN || job->corruption == CORR_RESAMPLE) && p->T != job->prompts[0].T)
-            return ps_fail(PS_EUSER, "%s: prompts[%d] has %d tokens but prompts[0] has %d; %s corruption needs prompts of one length",
-                           where, i, p->T, job->prompts[0].T, corruption_names[job->corruption]);
+            return ps_fail(PS_EUSER, "%s: prompts[%d] has %d token%s but prompts[0] has %d; %s corruption needs prompts of one length",
+                           where, i, p->T, plural_s(p->T), job->prompts[0].T, corruption_names[job->corruption]);
         for (int k = 0; k < job->n_noise_positions; k++)
             if (job->noise_positions[k] >= p->T)
-                return ps_fail(PS_EUSER, "%s: prompts[%d] has %d tokens; gaussian noise position %d is past its end", where, i,
-                               p->T, job->noise_positions[k]);
+                return ps_fail(PS_EUSER, "%s: prompts[%d] has %d token%s; gaussian noise position %d is past its end", where, i,
+                               p->T, plural_s(p->T), job->noise_positions[k]);
     }
     if (job->corruption == CORR_RESAMPLE && job->n_prompts < 2)
         return ps_fail(PS_EUSER, "%s: resample corruption needs at least two prompts", where);
     for (int i = 0; i < job->n_position_list; i++)
         if (job->position_list[i] >= max_T)
-            return ps_fail(PS_EUSER, "%s: position %d is past the end of every prompt (longest has %d tokens)", where,
-                           job->position_list[i], max_T);
+            return ps_fail(PS_EUSER, "%s: position %d is past the end of every prompt (longest has %d token%s)", where,
+                           job->position_list[i], max_T, plural_s(max_T));
     return PS_OK;
 }
 
@@ -353,9 +364,13 @@ static int parse_root(Job *job, const cJSON *root, const char *where, const char
     if (!rc) rc = json_get_string(root, "output", where, 0, &output);
     if (!rc) rc = json_get_string(root, "description", where, 0, &description);
     if (rc) return rc;
-    path_join(job->model_dir, sizeof job->model_dir, dir, model);
+    if (path_join(job->model_dir, sizeof job->model_dir, dir, model)) return ps_fail_context(PS_EUSER, "%s: \"model\"", where);
+    /* absolute, so the results file names the model wherever it is read from */
+    char real[PATH_CAP];
+    if (realpath(job->model_dir, real)) snprintf(job->model_dir, sizeof job->model_dir, "%s", real);
     if (output) {
-        path_join(job->output, sizeof job->output, dir, output);
+        if (path_join(job->output, sizeof job->output, dir, output))
+            return ps_fail_context(PS_EUSER, "%s: \"output\"", where);
     } else { /* default: the job's own name with .h5, beside it */
         snprintf(job->output, sizeof job->output, "%s", job->path);
         char *dot = strrchr(job->output, '.'), *slash = strrchr(job->output, '/');
@@ -369,9 +384,11 @@ static int parse_root(Job *job, const cJSON *root, const char *where, const char
     if (!!prompts == !!prompts_file)
         return ps_fail(PS_EUSER, "%s: give exactly one of \"prompts\" (a list) and \"prompts_file\" (JSONL)", where);
     if (prompts_file) {
-        char path[4096];
-        path_join(path, sizeof path, dir, prompts_file);
+        char path[PATH_CAP];
+        rc = path_join(path, sizeof path, dir, prompts_file);
+        if (rc) return ps_fail_context(rc, "%s: \"prompts_file\"", where);
         rc = parse_prompts_file(job, path);
+        if (rc) return ps_fail_context(rc, "%s: \"prompts_file\"", where);
     } else if (!cJSON_IsArray(prompts)) {
         rc = ps_fail(PS_EUSER, "%s: \"prompts\" must be an array of prompt objects", where);
     } else {
@@ -401,8 +418,7 @@ static int parse_root(Job *job, const cJSON *root, const char *where, const char
     if ((rc = parse_nodes(job, cJSON_GetObjectItemCaseSensitive(root, "nodes"), where))) return rc;
     if ((rc = parse_positions(job, cJSON_GetObjectItemCaseSensitive(root, "positions"), where))) return rc;
     long window = 1;
-    if ((rc = json_get_int(root, "window", where, 0, &window))) return rc;
-    if (window < 1) return ps_fail(PS_EUSER, "%s: \"window\" must be at least 1", where);
+    if ((rc = json_get_int(root, "window", where, 0, 1, 1 << 20, &window))) return rc;
     job->window = (int)window;
     if ((rc = parse_estimates(job, cJSON_GetObjectItemCaseSensitive(root, "estimates"), where))) return rc;
     job->exact = 1;
@@ -434,6 +450,8 @@ PromptRoles job_roles(const Job *job, int p) {
     return r;
 }
 
+int job_model_failure(const Job *job, int rc) { return rc ? ps_fail_context(rc, "%s: \"model\"", job->path) : rc; }
+
 void job_window(const Job *job, int layer, int n_layer, int *first, int *last) {
     *first = layer;
     *last = layer + job->window - 1 < n_layer - 1 ? layer + job->window - 1 : n_layer - 1;
@@ -462,16 +480,12 @@ static int *derangement(int n, uint64_t seed) {
 int job_parse_text(Job *job, const char *text, const char *path) {
     memset(job, 0, sizeof *job);
     snprintf(job->path, sizeof job->path, "%s", path);
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithOpts(text, &end, 0);
-    if (!root) {
-        int line = 1;
-        for (const char *c = text; end && c < end && *c; c++) line += *c == '\n';
-        return ps_fail(PS_EUSER, "%s:%d: JSON syntax error", path, line);
-    }
+    cJSON *root;
+    int rc = json_parse_text(text, strlen(text), path, &root);
+    if (rc) return rc;
     char dir[4096];
     path_dirname(dir, sizeof dir, path);
-    int rc = parse_root(job, root, path, dir);
+    rc = parse_root(job, root, path, dir);
     cJSON_Delete(root);
     if (!rc && job->corruption == CORR_RESAMPLE) job->resample_from = derangement(job->n_prompts, job->seed);
     return rc;
@@ -542,8 +556,8 @@ int job_check(Job *job, const Model *m) {
     for (int i = 0; i < job->n_prompts; i++) {
         const Prompt *p = &job->prompts[i];
         if (p->T > cfg->n_ctx)
-            return ps_fail(PS_EUSER, "%s: prompts[%d] has %d tokens, more than the model's context of %d", where, i, p->T,
-                           cfg->n_ctx);
+            return ps_fail(PS_EUSER, "%s: prompts[%d] has %d token%s, more than the model's context of %d", where, i, p->T,
+                           plural_s(p->T), cfg->n_ctx);
         for (int t = 0; t < p->T; t++) {
             if (p->clean[t] >= cfg->vocab)
                 return ps_fail(PS_EUSER, "%s: prompts[%d].clean[%d] is %d, outside the vocabulary [0, %d)", where, i, t,

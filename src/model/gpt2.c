@@ -13,13 +13,13 @@ static int gpt2_parse_config(const cJSON *j, const char *where, ModelConfig *c) 
     const char *act = "gelu_new";
     int tied = 1, scale_attn = 1, inverse_layer_scale = 0;
     int rc = 0;
-    if (!rc) rc = json_get_int(j, "n_embd", where, 1, &n_embd);
-    if (!rc) rc = json_get_int(j, "n_layer", where, 1, &n_layer);
-    if (!rc) rc = json_get_int(j, "n_head", where, 1, &n_head);
-    if (!rc) rc = json_get_int(j, "vocab_size", where, 1, &vocab);
-    if (!rc) rc = json_get_int(j, "n_ctx", where, 0, &n_pos);
-    if (!rc) rc = json_get_int(j, "n_positions", where, 0, &n_pos);
-    if (!rc) rc = json_get_int(j, "n_inner", where, 0, &n_inner);
+    if (!rc) rc = json_get_int(j, "n_embd", where, 1, 1, JSON_SIZE_MAX, &n_embd);
+    if (!rc) rc = json_get_int(j, "n_layer", where, 1, 1, JSON_SIZE_MAX, &n_layer);
+    if (!rc) rc = json_get_int(j, "n_head", where, 1, 1, JSON_SIZE_MAX, &n_head);
+    if (!rc) rc = json_get_int(j, "vocab_size", where, 1, 1, JSON_SIZE_MAX, &vocab);
+    if (!rc) rc = json_get_int(j, "n_ctx", where, 0, 1, JSON_SIZE_MAX, &n_pos);
+    if (!rc) rc = json_get_int(j, "n_positions", where, 0, 1, JSON_SIZE_MAX, &n_pos);
+    if (!rc) rc = json_get_int(j, "n_inner", where, 0, 0, JSON_SIZE_MAX, &n_inner);
     if (!rc) rc = json_get_number(j, "layer_norm_epsilon", where, 0, &eps);
     if (!rc) rc = json_get_string(j, "activation_function", where, 0, &act);
     if (!rc) rc = json_get_bool(j, "tie_word_embeddings", where, 0, &tied);
@@ -40,7 +40,9 @@ static int gpt2_parse_config(const cJSON *j, const char *where, ModelConfig *c) 
     c->d_head = n_head > 0 ? (int)(n_embd / n_head) : 0;
     if (n_head > 0 && n_embd % n_head)
         return ps_fail(PS_EUSER, "%s: n_embd %ld is not a multiple of n_head %ld", where, n_embd, n_head);
-    c->d_mlp = n_inner > 0 ? (int)n_inner : 4 * (int)n_embd;
+    long d_mlp = n_inner > 0 ? n_inner : 4 * n_embd; /* in long: 4 n_embd may not fit an int */
+    if (d_mlp > JSON_SIZE_MAX) return ps_fail(PS_EUSER, "%s: an MLP of %ld is more than any model has", where, d_mlp);
+    c->d_mlp = (int)d_mlp;
     c->vocab = (int)vocab;
     c->n_ctx = (int)n_pos;
     c->norm_eps = (float)eps;
@@ -48,6 +50,11 @@ static int gpt2_parse_config(const cJSON *j, const char *where, ModelConfig *c) 
     c->learned_pos = 1;
     c->tied_unembed = tied;
     c->linear_bias = 1;
+    if (!cJSON_GetObjectItemCaseSensitive(j, "n_ctx")) config_assume(c, j, "n_positions", "%ld", n_pos);
+    config_assume(c, j, "n_inner", "4 n_embd = %ld", d_mlp);
+    config_assume(c, j, "layer_norm_epsilon", "%g", eps);
+    config_assume(c, j, "activation_function", "%s", act);
+    config_assume(c, j, "tie_word_embeddings", "%s", tied ? "true" : "false");
     return PS_OK;
 }
 
@@ -78,5 +85,8 @@ static const TensorSpec gpt2_tensors[] = {
     {"lm_head.weight", 0, TENSOR_COPY, {PARAM_UNEMBED}, {DIM_VOCAB, DIM_MODEL}, 1},
 };
 
-const Architecture arch_gpt2 = {"gpt2", gpt2_parse_config, gpt2_tensors, sizeof gpt2_tensors / sizeof gpt2_tensors[0],
-                                gpt2_prefix};
+const Architecture arch_gpt2 = {
+    "gpt2", gpt2_parse_config, gpt2_tensors, sizeof gpt2_tensors / sizeof gpt2_tensors[0],
+    {[DIM_MODEL] = "n_embd", [DIM_Q] = "n_embd", [DIM_KV] = "n_embd", [DIM_MLP] = "n_inner (default 4 n_embd)",
+     [DIM_VOCAB] = "vocab_size", [DIM_CONTEXT] = "n_positions", [DIM_3Q] = "3 n_embd"},
+    gpt2_prefix};

@@ -12,14 +12,14 @@ static int llama_parse_config(const cJSON *j, const char *where, ModelConfig *c)
     const char *act = "silu";
     int tied = 0, attn_bias = 0, mlp_bias = 0;
     int rc = 0;
-    if (!rc) rc = json_get_int(j, "hidden_size", where, 1, &d);
-    if (!rc) rc = json_get_int(j, "intermediate_size", where, 1, &dm);
-    if (!rc) rc = json_get_int(j, "num_hidden_layers", where, 1, &L);
-    if (!rc) rc = json_get_int(j, "num_attention_heads", where, 1, &H);
-    if (!rc) rc = json_get_int(j, "num_key_value_heads", where, 0, &Hkv);
-    if (!rc) rc = json_get_int(j, "vocab_size", where, 1, &V);
-    if (!rc) rc = json_get_int(j, "max_position_embeddings", where, 0, &n_ctx);
-    if (!rc) rc = json_get_int(j, "head_dim", where, 0, &d_head);
+    if (!rc) rc = json_get_int(j, "hidden_size", where, 1, 1, JSON_SIZE_MAX, &d);
+    if (!rc) rc = json_get_int(j, "intermediate_size", where, 1, 1, JSON_SIZE_MAX, &dm);
+    if (!rc) rc = json_get_int(j, "num_hidden_layers", where, 1, 1, JSON_SIZE_MAX, &L);
+    if (!rc) rc = json_get_int(j, "num_attention_heads", where, 1, 1, JSON_SIZE_MAX, &H);
+    if (!rc) rc = json_get_int(j, "num_key_value_heads", where, 0, 1, JSON_SIZE_MAX, &Hkv);
+    if (!rc) rc = json_get_int(j, "vocab_size", where, 1, 1, JSON_SIZE_MAX, &V);
+    if (!rc) rc = json_get_int(j, "max_position_embeddings", where, 0, 1, JSON_SIZE_MAX, &n_ctx);
+    if (!rc) rc = json_get_int(j, "head_dim", where, 0, 1, JSON_SIZE_MAX, &d_head);
     if (!rc) rc = json_get_number(j, "rms_norm_eps", where, 0, &eps);
     if (!rc) rc = json_get_number(j, "rope_theta", where, 0, &theta);
     if (!rc) rc = json_get_string(j, "hidden_act", where, 0, &act);
@@ -54,6 +54,12 @@ static int llama_parse_config(const cJSON *j, const char *where, ModelConfig *c)
     c->rotary_dims = (int)d_head;
     c->rope_theta = theta;
     c->tied_unembed = tied;
+    config_assume(c, j, "num_key_value_heads", "num_attention_heads = %d", c->n_kv_head);
+    config_assume(c, j, "head_dim", "hidden_size / num_attention_heads = %d", c->d_head);
+    config_assume(c, j, "max_position_embeddings", "%ld", n_ctx);
+    config_assume(c, j, "rms_norm_eps", "%g", eps);
+    config_assume(c, j, "rope_theta", "%g", theta);
+    config_assume(c, j, "tie_word_embeddings", "%s", tied ? "true" : "false");
     return PS_OK;
 }
 
@@ -72,5 +78,9 @@ static const TensorSpec llama_tensors[] = {
     {"lm_head.weight", 0, TENSOR_COPY, {PARAM_UNEMBED}, {DIM_VOCAB, DIM_MODEL}, 1},
 };
 
-const Architecture arch_llama = {"llama", llama_parse_config, llama_tensors,
-                                 sizeof llama_tensors / sizeof llama_tensors[0], NULL};
+const Architecture arch_llama = {
+    "llama", llama_parse_config, llama_tensors, sizeof llama_tensors / sizeof llama_tensors[0],
+    {[DIM_MODEL] = "hidden_size", [DIM_Q] = "num_attention_heads x head_dim", [DIM_KV] = "num_key_value_heads x head_dim",
+     [DIM_MLP] = "intermediate_size", [DIM_VOCAB] = "vocab_size", [DIM_CONTEXT] = "max_position_embeddings",
+     [DIM_3Q] = "3 hidden_size"},
+    NULL};

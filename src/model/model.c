@@ -1,6 +1,7 @@
 /* Loading a Hugging Face model folder: config.json picks the architecture, whose file maps
  * checkpoint tensors into the shared parameter layout. */
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,18 @@
 #include "patchsweep/model.h"
 
 static const Architecture *const architectures[] = {&arch_gpt2, &arch_llama, &arch_gpt_neox};
+
+void config_assume(ModelConfig *c, const cJSON *json, const char *key, const char *value_fmt, ...) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(json, key);
+    if (it && !cJSON_IsNull(it)) return;
+    char value[128];
+    va_list ap;
+    va_start(ap, value_fmt);
+    vsnprintf(value, sizeof value, value_fmt, ap);
+    va_end(ap);
+    size_t used = strlen(c->assumed);
+    snprintf(c->assumed + used, sizeof c->assumed - used, "%s%s = %s", used ? ", " : "", key, value);
+}
 
 static int check_config(const ModelConfig *c, const char *where) {
     struct { const char *what; long value; } positive[] = {
@@ -19,6 +32,8 @@ static int check_config(const ModelConfig *c, const char *where) {
         if (positive[i].value <= 0 || positive[i].value > (1L << 30))
             return ps_fail(PS_EUSER, "%s: %s is %ld, expected a positive integer", where, positive[i].what,
                            positive[i].value);
+    if ((long)c->n_head * c->d_head > (1L << 30) || (long)c->n_kv_head * c->d_head > (1L << 30))
+        return ps_fail(PS_EUSER, "%s: %d heads of size %d are more than any model has", where, c->n_head, c->d_head);
     if (c->n_head % c->n_kv_head != 0)
         return ps_fail(PS_EUSER, "%s: %d heads cannot share %d key/value heads evenly", where, c->n_head, c->n_kv_head);
     if (c->rotary_dims % 2 || c->rotary_dims > c->d_head)
@@ -89,7 +104,7 @@ void model_init_random(Model *m, const ModelConfig *cfg, uint64_t seed, float sc
 
 int model_read_config(const char *dir, ModelConfig *cfg) {
     char path[4096];
-    path_join(path, sizeof path, dir, "config.json");
+    if (path_join(path, sizeof path, dir, "config.json")) return PS_EUSER;
     cJSON *json;
     int rc = json_parse_file(path, &json);
     if (rc) return rc;
@@ -138,6 +153,47 @@ static void place_tensor(const ModelConfig *c, const TensorSpec *t, const float 
     }
 }
 
+static const Architecture *architecture_of(const ModelConfig *c) {
+    for (size_t i = 0; i < sizeof architectures / sizeof architectures[0]; i++)
+        if (strcmp(c->model_type, architectures[i]->model_type) == 0) return architectures[i];
+    return NULL;
+}
+
+/* st_check's failure, with where the expected shape came from. */
+static int explain_mismatch(const Architecture *arch, const ModelConfig *c, const TensorSpec *t) {
+    char line[1024], why[600];
+    snprintf(line, sizeof line, "%s", ps_error());
+    if (t->untied_only && strstr(line, "missing tensor"))
+        snprintf(why, sizeof why, "config.json does not tie the unembedding to the embeddings (tie_word_embeddings), so it "
+                                  "must be a tensor of its own");
+    else if (t->shape[1] == DIM_NONE)
+        snprintf(why, sizeof why, "[%s] from config.json", arch->dim_keys[t->shape[0]]);
+    else
+        snprintf(why, sizeof why, "[%s, %s] from config.json", arch->dim_keys[t->shape[0]], arch->dim_keys[t->shape[1]]);
+    if (c->assumed[0]) return ps_fail(PS_EUSER, "%s: %s (it leaves out, so we assumed: %s)", line, why, c->assumed);
+    return ps_fail(PS_EUSER, "%s: %s", line, why);
+}
+
+int model_check_checkpoint(const ModelConfig *c, const char *dir) {
+    const Architecture *arch = architecture_of(c);
+    StSet st;
+    int rc = st_set_open(&st, dir);
+    const char *prefix = !rc && arch->prefix ? arch->prefix(&st) : "";
+    for (int i = 0; i < arch->n_tensors && !rc; i++) {
+        const TensorSpec *t = &arch->tensors[i];
+        if (t->untied_only && c->tied_unembed) continue;
+        int ndim = t->shape[1] == DIM_NONE ? 1 : 2;
+        int64_t shape[2] = {tensor_dim(c, t->shape[0]), tensor_dim(c, t->shape[1])};
+        for (int l = 0; l < (t->per_layer ? c->n_layer : 1) && !rc; l++) {
+            char name[256];
+            snprintf(name, sizeof name, t->name, prefix, l);
+            if (st_check(&st, name, ndim, shape)) rc = explain_mismatch(arch, c, t);
+        }
+    }
+    st_set_close(&st);
+    return rc;
+}
+
 /* Reads every tensor of the architecture's table into the parameters. */
 static int read_tensors(const Architecture *arch, const ModelConfig *c, const StSet *st, Params *p) {
     float **fields[N_PARAM_TENSORS];
@@ -176,9 +232,7 @@ static int read_tensors(const Architecture *arch, const ModelConfig *c, const St
 }
 
 int model_read_weights(Model *m, const char *dir) {
-    const Architecture *arch = NULL;
-    for (size_t i = 0; i < sizeof architectures / sizeof architectures[0]; i++)
-        if (strcmp(m->cfg.model_type, architectures[i]->model_type) == 0) arch = architectures[i];
+    const Architecture *arch = architecture_of(&m->cfg);
     StSet st;
     int rc = st_set_open(&st, dir);
     if (!rc) rc = read_tensors(arch, &m->cfg, &st, &m->w);
@@ -190,7 +244,7 @@ int model_read_weights(Model *m, const char *dir) {
 int model_read_tokenizer(Model *m, const char *dir) {
     char path[4096];
     snprintf(m->dir, sizeof m->dir, "%s", dir);
-    path_join(path, sizeof path, dir, "tokenizer.json");
+    if (path_join(path, sizeof path, dir, "tokenizer.json")) return PS_EUSER;
     return file_exists(path) ? tokenizer_load(&m->tokenizer, path, m->cfg.vocab) : PS_OK;
 }
 
@@ -198,6 +252,7 @@ int model_load(Model *m, const char *dir) {
     memset(m, 0, sizeof *m);
     ModelConfig cfg;
     int rc = model_read_config(dir, &cfg);
+    if (!rc) rc = model_check_checkpoint(&cfg, dir);
     if (rc) return rc;
     model_alloc(m, &cfg);
     rc = model_read_weights(m, dir);

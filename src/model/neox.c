@@ -14,12 +14,12 @@ static int neox_parse_config(const cJSON *j, const char *where, ModelConfig *c) 
     const char *act = "gelu";
     int parallel = 1, tied = 0, attn_bias = 1;
     int rc = 0;
-    if (!rc) rc = json_get_int(j, "hidden_size", where, 1, &d);
-    if (!rc) rc = json_get_int(j, "intermediate_size", where, 1, &dm);
-    if (!rc) rc = json_get_int(j, "num_hidden_layers", where, 1, &L);
-    if (!rc) rc = json_get_int(j, "num_attention_heads", where, 1, &H);
-    if (!rc) rc = json_get_int(j, "vocab_size", where, 1, &V);
-    if (!rc) rc = json_get_int(j, "max_position_embeddings", where, 0, &n_ctx);
+    if (!rc) rc = json_get_int(j, "hidden_size", where, 1, 1, JSON_SIZE_MAX, &d);
+    if (!rc) rc = json_get_int(j, "intermediate_size", where, 1, 1, JSON_SIZE_MAX, &dm);
+    if (!rc) rc = json_get_int(j, "num_hidden_layers", where, 1, 1, JSON_SIZE_MAX, &L);
+    if (!rc) rc = json_get_int(j, "num_attention_heads", where, 1, 1, JSON_SIZE_MAX, &H);
+    if (!rc) rc = json_get_int(j, "vocab_size", where, 1, 1, JSON_SIZE_MAX, &V);
+    if (!rc) rc = json_get_int(j, "max_position_embeddings", where, 0, 1, JSON_SIZE_MAX, &n_ctx);
     if (!rc) rc = json_get_number(j, "layer_norm_eps", where, 0, &eps);
     /* the older and the newer names of the rotary settings */
     if (!rc) rc = json_get_number(j, "rotary_emb_base", where, 0, &theta);
@@ -58,6 +58,13 @@ static int neox_parse_config(const cJSON *j, const char *where, ModelConfig *c) 
     c->tied_unembed = tied;
     c->linear_bias = 1;
     c->parallel_residual = parallel;
+    config_assume(c, j, "max_position_embeddings", "%ld", n_ctx);
+    config_assume(c, j, "layer_norm_eps", "%g", eps);
+    if (!cJSON_GetObjectItemCaseSensitive(j, "rope_theta")) config_assume(c, j, "rotary_emb_base", "%g", theta);
+    if (!cJSON_GetObjectItemCaseSensitive(j, "partial_rotary_factor")) config_assume(c, j, "rotary_pct", "%g", rotary_pct);
+    config_assume(c, j, "hidden_act", "%s", act);
+    config_assume(c, j, "use_parallel_residual", "%s", parallel ? "true" : "false");
+    config_assume(c, j, "tie_word_embeddings", "%s", tied ? "true" : "false");
     return PS_OK;
 }
 
@@ -83,5 +90,8 @@ static const TensorSpec neox_tensors[] = {
     {"embed_out.weight", 0, TENSOR_COPY, {PARAM_UNEMBED}, {DIM_VOCAB, DIM_MODEL}, 1},
 };
 
-const Architecture arch_gpt_neox = {"gpt_neox", neox_parse_config, neox_tensors,
-                                    sizeof neox_tensors / sizeof neox_tensors[0], NULL};
+const Architecture arch_gpt_neox = {
+    "gpt_neox", neox_parse_config, neox_tensors, sizeof neox_tensors / sizeof neox_tensors[0],
+    {[DIM_MODEL] = "hidden_size", [DIM_Q] = "hidden_size", [DIM_KV] = "hidden_size", [DIM_MLP] = "intermediate_size",
+     [DIM_VOCAB] = "vocab_size", [DIM_CONTEXT] = "max_position_embeddings", [DIM_3Q] = "3 hidden_size"},
+    NULL};

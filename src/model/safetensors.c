@@ -57,8 +57,11 @@ static int parse_entry(const char *path, const cJSON *item, size_t data_size, St
     double bytes = t->elem_size;
     for (int i = 0; i < t->ndim; i++) {
         const cJSON *d = cJSON_GetArrayItem(shape, i);
-        if (!cJSON_IsNumber(d) || d->valuedouble < 0 || d->valuedouble != floor(d->valuedouble))
-            return ps_fail(PS_EUSER, "%s: tensor \"%s\": shape entries must be non-negative integers", path, name);
+        /* checked as a double before the conversion, which would overflow past 2^63 */
+        if (!cJSON_IsNumber(d) || !(d->valuedouble >= 0) || d->valuedouble != floor(d->valuedouble) ||
+            d->valuedouble > 9.0e15)
+            return ps_fail(PS_EUSER, "%s: tensor \"%s\": shape entries must be non-negative integers below 2^53", path,
+                           name);
         t->shape[i] = (int64_t)d->valuedouble;
         bytes *= d->valuedouble;
     }
@@ -79,6 +82,8 @@ static int parse_entry(const char *path, const cJSON *item, size_t data_size, St
     return PS_OK;
 }
 
+static int compare_names(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
 static int validate_header(StFile *f, const cJSON *root, size_t data_size) {
     int n = 0;
     for (const cJSON *it = root->child; it; it = it->next)
@@ -89,13 +94,21 @@ static int validate_header(StFile *f, const cJSON *root, size_t data_size) {
             if (!cJSON_IsObject(it)) return ps_fail(PS_EUSER, "%s: \"__metadata__\" must be an object", f->path);
             continue;
         }
-        for (int i = 0; i < f->n_tensors; i++)
-            if (strcmp(f->tensors[i].name, it->string) == 0)
-                return ps_fail(PS_EUSER, "%s: tensor \"%s\" appears twice in the header", f->path, it->string);
         int rc = parse_entry(f->path, it, data_size, &f->tensors[f->n_tensors]);
         f->n_tensors++;
         if (rc) return rc;
     }
+    /* No name twice: sorted, neighbours compared (n log n; a header may hold many thousands). */
+    const char **names = xmalloc(sizeof(char *) * (size_t)(n ? n : 1));
+    for (int i = 0; i < n; i++) names[i] = f->tensors[i].name;
+    qsort(names, (size_t)n, sizeof *names, compare_names);
+    for (int i = 1; i < n; i++)
+        if (strcmp(names[i - 1], names[i]) == 0) {
+            int rc = ps_fail(PS_EUSER, "%s: tensor \"%s\" appears twice in the header", f->path, names[i]);
+            free(names);
+            return rc;
+        }
+    free(names);
     /* No two tensors may share bytes. Empty tensors own no bytes and cannot overlap. */
     StTensor **order = xmalloc(sizeof(StTensor *) * (size_t)(n ? n : 1));
     for (int i = 0; i < n; i++) order[i] = &f->tensors[i];
@@ -192,10 +205,10 @@ static int open_index(StSet *s, const char *dir, const char *index_path) {
                 rc = ps_fail(PS_EUSER, "%s: shard \"%s\" must be a file in the model folder", index_path, it->valuestring);
                 break;
             }
-            char path[4096];
-            path_join(path, sizeof path, dir, it->valuestring);
+            char path[PATH_CAP];
             file_names[s->n_files] = it->valuestring;
-            rc = st_open(&s->files[s->n_files], path);
+            rc = path_join(path, sizeof path, dir, it->valuestring);
+            if (!rc) rc = st_open(&s->files[s->n_files], path);
             s->n_files++;
         }
         s->entry_names[s->n_entries] = xstrdup(it->string);
@@ -213,10 +226,10 @@ static int open_index(StSet *s, const char *dir, const char *index_path) {
 
 int st_set_open(StSet *s, const char *dir) {
     memset(s, 0, sizeof *s);
-    char path[4096];
-    path_join(path, sizeof path, dir, "model.safetensors.index.json");
+    char path[PATH_CAP];
+    if (path_join(path, sizeof path, dir, "model.safetensors.index.json")) return PS_EUSER;
     if (file_exists(path)) return open_index(s, dir, path);
-    path_join(path, sizeof path, dir, "model.safetensors");
+    if (path_join(path, sizeof path, dir, "model.safetensors")) return PS_EUSER;
     if (!file_exists(path))
         return ps_fail(PS_EUSER, "%s: no model.safetensors or model.safetensors.index.json", dir);
     s->files = xcalloc(1, sizeof(StFile));
@@ -274,7 +287,7 @@ static void shape_text(char *out, size_t cap, int ndim, const int64_t *shape) {
     if (n < cap) snprintf(out + n, cap - n, "]");
 }
 
-int st_read_f32(const StSet *s, const char *name, int ndim, const int64_t *shape, float *dst) {
+int st_check(const StSet *s, const char *name, int ndim, const int64_t *shape) {
     const StFile *f = NULL;
     const StTensor *t = st_set_find(s, name, &f);
     if (!t) {
@@ -289,6 +302,14 @@ int st_read_f32(const StSet *s, const char *name, int ndim, const int64_t *shape
         shape_text(want, sizeof want, ndim, shape);
         return ps_fail(PS_EUSER, "%s: tensor \"%s\" has shape %s, expected %s", f->path, name, got, want);
     }
+    return PS_OK;
+}
+
+int st_read_f32(const StSet *s, const char *name, int ndim, const int64_t *shape, float *dst) {
+    int rc = st_check(s, name, ndim, shape);
+    if (rc) return rc;
+    const StFile *f = NULL;
+    const StTensor *t = st_set_find(s, name, &f);
     size_t n = (t->end - t->begin) / (size_t)t->elem_size;
     const unsigned char *src = f->map + f->data_start + t->begin;
     if (strcmp(t->dtype, "F32") == 0) {

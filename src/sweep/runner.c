@@ -86,9 +86,9 @@ static int compute_units(const Job *job, const Model *m, const Plan *plan, const
         rc = store_write_unit(store, plan, u, values, mean_of(runs.base_metric, runs.n_samples),
                               mean_of(runs.source_metric, runs.n_samples), spent,
                               unit->kind == UNIT_EXACT ? NULL : est_seconds, rank);
-        if (rc) { /* the file is unusable here; stop every rank, keeping what is written */
-            report_error(rc);
-            MPI_Abort(comm, rc);
+        if (rc) { /* the file cannot take more here: stop every rank, keeping what is written */
+            sched_fail(sched);
+            break;
         }
         sched_done(sched, u, patches);
     }
@@ -97,7 +97,8 @@ static int compute_units(const Job *job, const Model *m, const Plan *plan, const
 
     double runs_total;
     MPI_Allreduce(&seconds_runs, &runs_total, 1, MPI_DOUBLE, MPI_SUM, comm);
-    rc = mpi_agree(store_finish(store, 1, size, runs_total), comm);
+    rc = mpi_agree(rc, comm); /* one line, from the rank that failed */
+    if (!rc) rc = mpi_agree(store_finish(store, 1, size, runs_total), comm);
     if (rank == 0 && !opt->quiet) progress_end(&progress);
     for (int i = 0; i < 1 + N_ESTIMATES; i++) free(w.values[i]);
     engine_free(w.engine);
@@ -114,7 +115,7 @@ int sweep_run(const char *job_path, MPI_Comm comm, const RunOptions *opt) {
     memset(&m, 0, sizeof m);
     SharedWeights shared = {MPI_COMM_NULL, MPI_WIN_NULL};
     int rc = mpi_agree(job_parse_file(&job, job_path), comm);
-    if (!rc) rc = model_load_shared(&m, job.model_dir, comm, &shared);
+    if (!rc) rc = model_load_shared(&m, &job, comm, &shared);
     if (!rc) rc = mpi_agree(job_check(&job, &m), comm);
     if (rc) {
         job_free(&job);

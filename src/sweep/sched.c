@@ -2,6 +2,9 @@
  *   TAG_REQUEST  worker -> 0: int current_prompt
  *   TAG_CHUNK    0 -> worker: int {first unit index into the pending list, count}; count 0 = stop
  *   TAG_DONE     worker -> 0: double {unit, patches} for progress
+ *   TAG_FAIL     worker -> 0: int 0; the worker could not write its results and stops asking;
+ *                rank 0 then hands out nothing more, so every rank ends its loop after the unit
+ *                it is computing (finished units stay in the file) and they agree on the error
  * Pending units are kept per prompt in plan order; a chunk is a run of one prompt's pending
  * units. Which rank computes a unit never changes its values, only when they arrive. */
 #include <stdlib.h>
@@ -9,7 +12,7 @@
 #include "patchsweep/core.h"
 #include "patchsweep/sweep.h"
 
-enum { TAG_REQUEST = 101, TAG_CHUNK = 102, TAG_DONE = 103 };
+enum { TAG_REQUEST = 101, TAG_CHUNK = 102, TAG_DONE = 103, TAG_FAIL = 104 };
 
 struct Scheduler {
     const Plan *plan;
@@ -20,7 +23,8 @@ struct Scheduler {
     int *prompt_begin, *prompt_cursor, *prompt_end;
     int n_prompts;
     double remaining_cost;
-    int stopped;            /* workers told to stop */
+    int stopped;            /* workers told to stop (or that stopped on their own) */
+    int failed;             /* a rank failed: hand out nothing more */
     Progress *progress;
     /* every rank: its current chunk */
     int chunk_next, chunk_end;
@@ -70,8 +74,8 @@ static int choose_prompt(const Scheduler *s, int current) {
 
 /* Rank 0: the next chunk (a run of pending[] indices) for a rank holding current_prompt. */
 static void take_chunk(Scheduler *s, int current_prompt, int *first, int *count) {
-    int p = choose_prompt(s, current_prompt);
     *first = *count = 0;
+    int p = s->failed ? -1 : choose_prompt(s, current_prompt);
     if (p < 0) return;
     /* Guided: about 1/(2 ranks) of the remaining cost, at least one unit. */
     double target = s->remaining_cost / (2.0 * s->size), cost = 0.0;
@@ -102,6 +106,11 @@ void sched_poll(Scheduler *s) {
             MPI_Send(reply, 2, MPI_INT, st.MPI_SOURCE, TAG_CHUNK, s->comm);
             if (reply[1]) MPI_Send(s->pending + reply[0], reply[1], MPI_INT, st.MPI_SOURCE, TAG_CHUNK, s->comm);
             else s->stopped++;
+        } else if (st.MPI_TAG == TAG_FAIL) {
+            int nothing;
+            MPI_Recv(&nothing, 1, MPI_INT, st.MPI_SOURCE, TAG_FAIL, s->comm, MPI_STATUS_IGNORE);
+            s->failed = 1;
+            s->stopped++; /* that worker asks for nothing more */
         } else {
             return; /* not ours */
         }
@@ -134,6 +143,16 @@ void sched_done(Scheduler *s, int unit, double patches) {
     }
     double msg[2] = {unit, patches};
     MPI_Send(msg, 2, MPI_DOUBLE, 0, TAG_DONE, s->comm);
+}
+
+void sched_fail(Scheduler *s) {
+    s->chunk_next = s->chunk_end; /* drop the rest of this rank's chunk */
+    if (s->rank == 0) {
+        s->failed = 1;
+        return;
+    }
+    int nothing = 0;
+    MPI_Send(&nothing, 1, MPI_INT, 0, TAG_FAIL, s->comm);
 }
 
 void sched_finish(Scheduler *s) {

@@ -18,10 +18,13 @@ int mpi_agree(int rc, MPI_Comm comm) {
 /* The model, with its weights held once per node: the node's first rank reads the checkpoint
  * into an MPI shared-memory window that every rank on the node reads (nobody writes weights
  * during a sweep), so n ranks on a node hold one copy, not n. */
-int model_load_shared(Model *m, const char *dir, MPI_Comm comm, SharedWeights *sw) {
+int model_load_shared(Model *m, const Job *job, MPI_Comm comm, SharedWeights *sw) {
     memset(m, 0, sizeof *m);
+    const char *dir = job->model_dir;
     ModelConfig cfg;
-    int rc = mpi_agree(model_read_config(dir, &cfg), comm), node_rank;
+    int rc = job_model_failure(job, model_read_config(dir, &cfg)), node_rank;
+    if (!rc) rc = job_model_failure(job, model_check_checkpoint(&cfg, dir)); /* before the window is sized from it */
+    rc = mpi_agree(rc, comm);
     if (rc) return rc;
     MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &sw->node);
     MPI_Comm_rank(sw->node, &node_rank);
@@ -35,11 +38,11 @@ int model_load_shared(Model *m, const char *dir, MPI_Comm comm, SharedWeights *s
     }
     model_attach(m, &cfg, weights);
     MPI_Win_fence(0, sw->window);
-    rc = node_rank == 0 ? model_read_weights(m, dir) : PS_OK;
+    rc = node_rank == 0 ? job_model_failure(job, model_read_weights(m, dir)) : PS_OK;
     if (!rc && node_rank == 0) m->fingerprint = model_fingerprint(m);
     MPI_Win_fence(0, sw->window); /* the weights are in place before anyone reads them */
     MPI_Bcast(&m->fingerprint, 1, MPI_UINT64_T, 0, sw->node);
-    if (!rc) rc = model_read_tokenizer(m, dir);
+    if (!rc) rc = job_model_failure(job, model_read_tokenizer(m, dir));
     return mpi_agree(rc, comm);
 }
 

@@ -6,13 +6,29 @@
  * A unit's values go out before its done flag, so a flag set on disk means its values are too.
  * The file uses the HDF5 1.8 format (superblock v2): it has no "open for writing" mark that
  * would block reopening after a crash, and attributes may exceed 64 KiB (large jobs). */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <time.h>
+#include <unistd.h>
 #include "patchsweep/core.h"
 #include "patchsweep/store.h"
+
+/* A write that failed: say whether the disk is full (the usual reason). What is on disk stays
+ * valid (done flags are written last), so a rerun resumes. */
+static int write_failed(const char *path, const char *what) {
+    char folder[PATH_CAP];
+    struct statvfs fs;
+    path_dirname(folder, sizeof folder, path);
+    if (statvfs(folder, &fs) == 0 && (double)fs.f_bavail * (double)fs.f_frsize < 16.0 * 1024 * 1024)
+        return ps_fail(PS_EUSER, "%s: no space left on its file system (%s failed); make room and rerun: finished units are kept",
+                       path, what);
+    return ps_fail(PS_EUSER, "%s: %s failed (a full disk, a quota, a file size limit?); rerun to resume: finished units are kept",
+                   path, what);
+}
 
 static const char *const dataset_names[] = {"/effects/atp", "/effects/atp_qk", "/effects/atp_star"};
 
@@ -128,6 +144,11 @@ static int create_file(Store *s, const Job *job, const Plan *plan, const Model *
     snprintf(text, sizeof text, "%016llx", (unsigned long long)fingerprint);
     h5_set_string_attr(f, "job_fingerprint", text);
     h5_set_string_attr(f, "model_dir", job->model_dir);
+    h5_set_string_attr(f, "model_assumed", m->cfg.assumed); /* what config.json left out */
+    char folder_of_file[PATH_CAP], relative[PATH_CAP]; /* so a moved pair of folders still finds it */
+    path_dirname(folder_of_file, sizeof folder_of_file, s->path);
+    if (path_relative(relative, sizeof relative, folder_of_file, job->model_dir) == 0)
+        h5_set_string_attr(f, "model_dir_relative", relative);
     time_t now = time(NULL);
     strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
     h5_set_string_attr(f, "created", text);
@@ -165,13 +186,76 @@ static int create_file(Store *s, const Job *job, const Plan *plan, const Model *
     s->rank = create_dataset(f, "/progress/rank", H5T_NATIVE_INT, 1, &U, &no_rank);
     hsize_t est_dims[2] = {U, N_ESTIMATES};
     s->estimator_seconds = create_dataset(f, "/progress/estimator_seconds", H5T_NATIVE_DOUBLE, 2, est_dims, &nand);
-    if (s->base < 0 || s->done < 0) return ps_fail(PS_EINTERNAL, "%s: creating the datasets failed", s->path);
-    /* Everything but raw results is now on disk: from here on a kill loses nothing. */
-    H5Fflush(f, H5F_SCOPE_GLOBAL);
+    /* Everything but raw results goes to disk now: from here on a kill loses nothing. If any of it
+     * did not (a full disk), the half-made file goes and nothing takes its name. */
+    int ok = s->base >= 0 && s->source >= 0 && s->done >= 0 && s->seconds >= 0 && s->rank >= 0 &&
+             s->estimator_seconds >= 0 && (!job->exact || s->exact >= 0);
+    for (int e = 0; e < N_ESTIMATES; e++) ok &= !job->estimates[e] || s->estimate[e] >= 0;
+    ok &= H5Fflush(f, H5F_SCOPE_GLOBAL) >= 0;
+    int all_ok;
+    MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, comm);
+    if (!all_ok) {
+        store_close(s);
+        MPI_Barrier(comm);
+        if (me == 0) remove(creating);
+        return write_failed(s->path, "creating the results file");
+    }
     MPI_Barrier(comm);
     int renamed = me == 0 ? rename(creating, s->path) == 0 : 1;
     MPI_Bcast(&renamed, 1, MPI_INT, 0, comm);
     if (!renamed) return ps_fail(PS_EUSER, "%s: cannot rename %s into place", s->path, creating);
+    return PS_OK;
+}
+
+/* A reopened file is written into and read whole into buffers sized from the plan, so every
+ * dataset must have exactly the plan's shape: a file whose fingerprint matches but whose datasets
+ * were changed is refused before anything touches it. */
+static int check_shapes(Store *s, const Job *job, const char *advice) {
+    hsize_t P = (hsize_t)s->n_prompts, N = (hsize_t)s->n_nodes, S = (hsize_t)s->n_positions, U = (hsize_t)s->n_units;
+    struct {
+        const char *name;
+        hid_t d;
+        H5T_class_t cls;
+        int rank;
+        hsize_t dims[3];
+    } want[] = {
+        {"/effects/exact", s->exact, H5T_FLOAT, 3, {P, N, S}},
+        {"/effects/atp", s->estimate[0], H5T_FLOAT, 3, {P, N, S}},
+        {"/effects/atp_qk", s->estimate[1], H5T_FLOAT, 3, {P, N, S}},
+        {"/effects/atp_star", s->estimate[2], H5T_FLOAT, 3, {P, N, S}},
+        {"/baseline/base", s->base, H5T_FLOAT, 1, {P}},
+        {"/baseline/source", s->source, H5T_FLOAT, 1, {P}},
+        {"/progress/done", s->done, H5T_INTEGER, 1, {U}},
+        {"/progress/seconds", s->seconds, H5T_FLOAT, 1, {U}},
+        {"/progress/rank", s->rank, H5T_INTEGER, 1, {U}},
+        {"/progress/estimator_seconds", s->estimator_seconds, H5T_FLOAT, 2, {U, N_ESTIMATES}},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        if (want[i].d < 0) { /* a dataset this job does not write */
+            if (i < 4 && (i == 0 ? job->exact : job->estimates[i - 1]))
+                return ps_fail(PS_EUSER, "%s: %s is missing; %s", s->path, want[i].name, advice);
+            continue;
+        }
+        hid_t type = H5Dget_type(want[i].d), space = H5Dget_space(want[i].d);
+        H5T_class_t cls = H5Tget_class(type);
+        int rank = H5Sget_simple_extent_ndims(space);
+        hsize_t dims[8] = {0};
+        int same = cls == want[i].cls && rank == want[i].rank && H5Sget_simple_extent_dims(space, dims, NULL) == rank;
+        for (int k = 0; same && k < rank; k++) same = dims[k] == want[i].dims[k];
+        H5Tclose(type), H5Sclose(space);
+        if (!same)
+            return ps_fail(PS_EUSER, "%s: %s does not have the shape this job writes (the file was changed after it was made); %s",
+                           s->path, want[i].name, advice);
+    }
+    /* unit_kind is read whole at the end of a run */
+    hid_t kinds = H5Dopen2(s->file, "/progress/unit_kind", H5P_DEFAULT);
+    hsize_t n = 0;
+    if (kinds >= 0) {
+        hid_t space = H5Dget_space(kinds);
+        n = H5Sget_simple_extent_ndims(space) == 1 ? (hsize_t)H5Sget_simple_extent_npoints(space) : 0;
+        H5Sclose(space), H5Dclose(kinds);
+    }
+    if (n != U) return ps_fail(PS_EUSER, "%s: /progress/unit_kind does not have the shape this job writes; %s", s->path, advice);
     return PS_OK;
 }
 
@@ -184,7 +268,11 @@ static int reopen_file(Store *s, const Job *job, uint64_t fingerprint, hid_t fap
     MPI_Bcast(&is_hdf5, 1, MPI_INT, 0, comm);
     if (is_hdf5) H5E_BEGIN_TRY { s->file = H5Fopen(s->path, H5F_ACC_RDWR, fapl); }
         H5E_END_TRY;
-    if (!is_hdf5 || s->file < 0) return ps_fail(PS_EUSER, "%s exists and is not an HDF5 results file; %s", s->path, advice);
+    if (!is_hdf5) return ps_fail(PS_EUSER, "%s exists and is not an HDF5 results file; %s", s->path, advice);
+    if (s->file < 0) /* an HDF5 file we may not write: say why */
+        return ps_fail(PS_EUSER, "%s exists but cannot be opened for writing (%s); make it writable to resume it, or %s",
+                       s->path, access(s->path, W_OK) != 0 ? strerror(errno) : "in use by another program, or damaged",
+                       advice);
     char *format = h5_string_attr(s->file, "format"), *stored = h5_string_attr(s->file, "job_fingerprint");
     char want[32];
     snprintf(want, sizeof want, "%016llx", (unsigned long long)fingerprint);
@@ -209,7 +297,7 @@ static int reopen_file(Store *s, const Job *job, uint64_t fingerprint, hid_t fap
     if (s->base < 0 || s->done < 0 || s->seconds < 0 || s->rank < 0 || s->estimator_seconds < 0 ||
         (job->exact && s->exact < 0))
         return ps_fail(PS_EUSER, "%s: the results file is missing datasets; %s", s->path, advice);
-    return PS_OK;
+    return check_shapes(s, job, advice);
 }
 
 int store_open(Store *s, const Job *job, const Plan *plan, const Model *m, uint64_t fingerprint,
@@ -278,10 +366,9 @@ int store_write_unit(Store *s, const Plan *plan, int unit, const float *values[1
         hsize_t start2[2] = {at, 0}, count2[2] = {1, N_ESTIMATES};
         rc |= write_block(s->estimator_seconds, H5T_NATIVE_DOUBLE, 2, start2, count2, estimator_seconds);
     }
-    if (rc < 0) return ps_fail(PS_EINTERNAL, "%s: writing unit %d failed", s->path, unit);
+    if (rc < 0) return write_failed(s->path, "writing a unit's results");
     uint8_t yes = 1; /* the flag goes last: set means the values above are on disk */
-    if (write_block(s->done, H5T_NATIVE_UINT8, 1, &at, &one, &yes) < 0)
-        return ps_fail(PS_EINTERNAL, "%s: writing the done flag of unit %d failed", s->path, unit);
+    if (write_block(s->done, H5T_NATIVE_UINT8, 1, &at, &one, &yes) < 0) return write_failed(s->path, "writing a done flag");
     return PS_OK;
 }
 
@@ -317,7 +404,7 @@ int store_finish(Store *s, int complete, int n_ranks, double seconds_runs) {
     h5_set_number_attr(s->file, "n_ranks", H5T_NATIVE_INT, &n_ranks);
     h5_set_number_attr(s->file, "seconds_runs", H5T_NATIVE_DOUBLE, &seconds_runs);
     for (int i = 0; i < 1 + N_ESTIMATES; i++) h5_set_number_attr(s->file, names[i], H5T_NATIVE_DOUBLE, &totals[i]);
-    if (H5Fflush(s->file, H5F_SCOPE_GLOBAL) < 0) return ps_fail(PS_EINTERNAL, "%s: flush failed", s->path);
+    if (H5Fflush(s->file, H5F_SCOPE_GLOBAL) < 0) return write_failed(s->path, "finishing the file");
     return PS_OK;
 }
 

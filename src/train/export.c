@@ -106,8 +106,8 @@ int model_save(const Model *m, const Task *task, const char *dir) {
     memcpy(add(t, &n, "ln_f.weight", 1, d, 0)->data, w->lnf_w, sizeof(float) * d);
     memcpy(add(t, &n, "ln_f.bias", 1, d, 0)->data, w->lnf_b, sizeof(float) * d);
     char path[4200];
-    path_join(path, sizeof path, dir, "model.safetensors");
-    int rc = write_safetensors(path, t, n);
+    int rc = path_join(path, sizeof path, dir, "model.safetensors");
+    if (!rc) rc = write_safetensors(path, t, n);
     for (int i = 0; i < n; i++) free(t[i].data);
     free(t);
 
@@ -127,7 +127,7 @@ int model_save(const Model *m, const Task *task, const char *dir) {
     cJSON_AddStringToObject(cfg, "torch_dtype", "float32");
     char *text = cJSON_Print(cfg);
     cJSON_Delete(cfg);
-    path_join(path, sizeof path, dir, "config.json");
+    if (!rc) rc = path_join(path, sizeof path, dir, "config.json");
     if (!rc) rc = write_text(path, text);
     cJSON_free(text);
 
@@ -148,7 +148,7 @@ int model_save(const Model *m, const Task *task, const char *dir) {
     cJSON_AddItemToArray(added, bos);
     text = cJSON_Print(tok);
     cJSON_Delete(tok);
-    path_join(path, sizeof path, dir, "tokenizer.json");
+    if (!rc) rc = path_join(path, sizeof path, dir, "tokenizer.json");
     if (!rc) rc = write_text(path, text);
     cJSON_free(text);
     return rc;

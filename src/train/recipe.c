@@ -25,14 +25,14 @@ int recipe_parse(Recipe *r, const char *path) {
     }
     if (!rc) rc = json_get_string(root, "task", path, 1, &task);
     if (!rc && !cJSON_IsObject(model)) rc = ps_fail(PS_EUSER, "%s: \"model\" must be an object", path);
-    if (!rc) rc = json_get_int(model, "n_layer", path, 1, &L);
-    if (!rc) rc = json_get_int(model, "d_model", path, 1, &d);
-    if (!rc) rc = json_get_int(model, "n_head", path, 1, &H);
-    if (!rc) rc = json_get_int(model, "d_mlp", path, 1, &dm);
-    if (!rc) rc = json_get_int(model, "n_ctx", path, 1, &n_ctx);
-    if (!rc) rc = json_get_int(root, "steps", path, 1, &steps);
-    if (!rc) rc = json_get_int(root, "batch", path, 1, &batch);
-    if (!rc) rc = json_get_int(root, "seed", path, 0, &seed);
+    if (!rc) rc = json_get_int(model, "n_layer", path, 1, 1, JSON_SIZE_MAX, &L);
+    if (!rc) rc = json_get_int(model, "d_model", path, 1, 1, JSON_SIZE_MAX, &d);
+    if (!rc) rc = json_get_int(model, "n_head", path, 1, 1, JSON_SIZE_MAX, &H);
+    if (!rc) rc = json_get_int(model, "d_mlp", path, 1, 1, JSON_SIZE_MAX, &dm);
+    if (!rc) rc = json_get_int(model, "n_ctx", path, 1, 1, JSON_SIZE_MAX, &n_ctx);
+    if (!rc) rc = json_get_int(root, "steps", path, 1, 1, JSON_SIZE_MAX, &steps);
+    if (!rc) rc = json_get_int(root, "batch", path, 1, 1, JSON_SIZE_MAX, &batch);
+    if (!rc) rc = json_get_int(root, "seed", path, 0, 0, JSON_SEED_MAX, &seed);
     if (!rc) rc = json_get_number(root, "lr", path, 0, &lr);
     if (!rc) rc = json_get_number(root, "weight_decay", path, 0, &wd);
     if (!rc) rc = json_get_number(root, "warmup", path, 0, &warmup);
@@ -43,7 +43,7 @@ int recipe_parse(Recipe *r, const char *path) {
     if (!rc) {
         char dir[4096];
         path_dirname(dir, sizeof dir, path);
-        path_join(r->output, sizeof r->output, dir, output);
+        rc = path_join(r->output, sizeof r->output, dir, output);
         r->cfg = (ModelConfig){.model_type = "gpt2", .n_layer = (int)L, .d_model = (int)d, .n_head = (int)H,
                                .n_kv_head = (int)H, .d_head = (int)(d / H), .d_mlp = (int)dm, .vocab = r->task->vocab,
                                .n_ctx = (int)n_ctx, .norm_eps = 1e-5f, .norm = NORM_LAYER, .act = ACT_GELU_TANH,

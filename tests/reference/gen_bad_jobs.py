@@ -43,11 +43,11 @@ IOI_PROMPT = {"clean_text": "when Mary and John went to the store , John gave a 
 CLEAN_ONLY = [{"clean": [5, 17, 3, 9, 60], "answer": 9, "wrong": 12}, {"clean": [7, 1, 22, 9], "answer": 22, "wrong": 50}]
 
 CASES = [
-    ("syntax_error", '{"model": "../models/gpt2-tiny", "prompts": [', "JSON syntax error"),
+    ("syntax_error", '{"model": "../models/gpt2-tiny", "prompts": [', "syntax_error.json:1:45: JSON syntax error"),
     ("not_an_object", "[1, 2, 3]", "must be a JSON object"),
     ("unknown_key", variant(nodse=["z"]), 'unknown key "nodse"'),
     ("missing_model", variant(model=None), 'missing key "model"'),
-    ("model_folder_missing", variant(model="../models/no-such-model"), "cannot open"),
+    ("model_folder_missing", variant(model="../models/no-such-model"), 'model_folder_missing.json: "model": '),
     ("model_not_string", variant(model=3), '"model" must be a string'),
     ("no_prompts", variant(prompts=None), 'exactly one of "prompts"'),
     ("prompts_and_file", variant(prompts_file="p.jsonl"), 'exactly one of "prompts"'),
@@ -83,13 +83,23 @@ CASES = [
     ("positions_bad_word", variant(positions="some"), '"positions" must be "each", "all" or a list'),
     ("position_past_end", variant(positions=[0, 50]), "position 50 is past the end of every prompt"),
     ("position_repeated", variant(positions=[1, 1]), "position 1 is listed twice"),
-    ("window_zero", variant(window=0), '"window" must be at least 1'),
+    ("window_zero", variant(window=0), '"window" must be an integer from 1 to 1048576'),
+    ("window_wraps", variant(window=4294967296), '"window" must be an integer from 1 to 1048576'),
+    ("window_int_min", variant(window=2147483648), '"window" must be an integer from 1 to 1048576'),
+    ("answer_wraps", variant(prompts=prompts_with(0, answer=4294967296)), '"answer" must be an integer from 0 to'),
+    ("samples_huge", variant(prompts=CLEAN_ONLY, corruption={"gaussian": {"positions": [1], "samples": 1e20}}),
+     '"samples" must be an integer from 1 to 10000'),
+    ("seed_negative", variant(prompts=CLEAN_ONLY, corruption={"resample": {"seed": -1}}), '"seed" must be an integer from 0'),
+    ("duplicate_key", '{"model": "../models/gpt2-tiny", "nodes": ["z"], "nodes": ["resid_pre"], "prompts": []}',
+     'duplicate key "nodes"'),
+    ("prompts_file_not_regular", variant(prompts=None, prompts_file="/dev/zero"), "/dev/zero: not a regular file"),
     ("window_too_big", variant(window=3), "window 3 is larger than the model's 2 layers"),
     ("window_not_integer", variant(window=1.5), '"window" must be an integer'),
     ("unknown_estimate", variant(estimates=["atp2"]), 'estimates: "atp2" is not known'),
     ("exact_not_bool", variant(exact="yes"), '"exact" must be true or false'),
     ("nothing_to_compute", variant(exact=False), "nothing to compute"),
     # text prompts
+    ("prompts_file_duplicate_key", variant(prompts=None, prompts_file="dup.jsonl"), 'dup.jsonl:1: duplicate key "clean"'),
     ("text_unknown_word", variant(model=IOI, prompts=[dict(IOI_PROMPT, clean_text="when Mary and Jon went to the store , Jon gave a drink to",
                                                            corrupt_text="when Mary and Jon went to the store , Mary gave a drink to")]),
      'prompts[0].clean_text: word "Jon" is not in the model\'s vocabulary'),
@@ -109,6 +119,8 @@ def main():
     os.makedirs(OUT)
     with open(os.path.join(OUT, "p.jsonl"), "w") as f:
         f.write(json.dumps(GOOD["prompts"][0]) + "\n")
+    with open(os.path.join(OUT, "dup.jsonl"), "w") as f:
+        f.write('{"clean": [1, 2], "clean": [3, 4], "corrupt": [1, 3], "answer": 1, "wrong": 2}\n')
     with open(os.path.join(OUT, "bad_line.jsonl"), "w") as f:
         f.write(json.dumps(GOOD["prompts"][0]) + "\n{clean: [1, 2]}\n")
     expected = {}

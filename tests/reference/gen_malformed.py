@@ -158,6 +158,23 @@ def main():
                           {"weight_map": dict({n: "a.safetensors" for n in W}, extra="a.safetensors")}),
                           "a.safetensors": raw_file(header, data)}))
 
+    # Numbers that would wrap, and config keys whose absence explains a shape
+    cases.append(case("config_vocab_wraps", '"vocab_size" must be an integer from 1 to 1073741824', raw_file(header, data),
+                      config=dict(CONFIG, vocab_size=2**32 + 16)))
+    cases.append(case("config_huge_vocab", "from config.json", raw_file(header, data), config=dict(CONFIG, vocab_size=30_000_000)))
+    cfg = dict(CONFIG)
+    del cfg["num_key_value_heads"]
+    cases.append(case("config_missing_kv_heads", "assumed: num_key_value_heads = num_attention_heads = 2", raw_file(header, data),
+                      config=cfg))
+    cfg = dict(CONFIG)
+    del cfg["tie_word_embeddings"]
+    cases.append(case("config_missing_tie", "tie_word_embeddings", raw_file(header, data), config=cfg))
+    cases.append(case("config_duplicate_key", 'duplicate key "num_hidden_layers"', raw_file(header, data),
+                      config=json.dumps(CONFIG)[:-1] + ', "num_hidden_layers": 2}'))
+    h = json.loads(json.dumps(header))
+    h[q]["shape"] = [9.3e18, 1]
+    cases.append(case("shape_entry_huge", "below 2^53", raw_file(h, data)))
+
     with open(os.path.join(OUT, "cases.json"), "w") as f:
         json.dump(dict(cases), f, indent=2)
     print(f"{len(cases)} malformed models in {OUT}")

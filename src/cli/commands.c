@@ -1,0 +1,37 @@
+/* The subcommands: one table for dispatch, help and the usage lines in error messages. */
+#include <stdio.h>
+#include <string.h>
+#include "patchsweep/cli.h"
+
+const Command commands[] = {
+    {"run", cmd_run, "patchsweep run JOB.json [--naive] [--quiet]",
+     "run or resume a job (under mpirun: on every rank)"},
+    {"plan", cmd_plan, "patchsweep plan JOB.json", "what a job would compute: counts, FLOPs, memory, kernels"},
+    {"top", cmd_top, "patchsweep top RESULTS.h5 [-k 20] [--site SITE]",
+     "the largest effects in a results file, with each estimator's rank of them"},
+    {"bound", cmd_bound,
+     "patchsweep bound JOB.json [--site SITE] [--by atp_star|atp_qk|atp] [--verified K] [--subsets N] "
+     "[--inclusion P] [--confidence C] [--seed S] [--quiet]",
+     "after a run: bound the effects that verifying only the top of a ranking missed"},
+    {"heads", cmd_heads, "patchsweep heads --model DIR [--run N]",
+     "induction and previous-token scores of each head, from attention patterns"},
+    {"forward", cmd_forward, "patchsweep forward --model DIR --tokens ID,ID,... [--top K]",
+     "next-token prediction: checks that a model folder loads"},
+    {"train", cmd_train, "patchsweep train RECIPE.json", "train a small model on a task and write a model folder"},
+};
+const int n_commands = sizeof commands / sizeof commands[0];
+
+const Command *command_find(const char *name) {
+    for (int i = 0; i < n_commands; i++)
+        if (strcmp(commands[i].name, name) == 0) return &commands[i];
+    return NULL;
+}
+
+const char *command_usage(const char *name) {
+    static char line[512];
+    const Command *c = command_find(name);
+    snprintf(line, sizeof line, "usage: %s", c ? c->usage : name);
+    return line;
+}
+
+int is_help_flag(const char *arg) { return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0; }
