@@ -203,15 +203,22 @@ static int run_bound(const Job *job, const Model *m, const Plan *plan, const Bou
     PromptBound b;
     prompt_bound_init(&b, (int)C, K);
     BoundReport rep = {.exact = exact, .quiet = o->quiet};
-    int rc = rank == 0 ? bound_file_create(&rep.file, f, job->output, P, K, plan->n_nodes, plan->n_positions) : PS_OK;
-    rc = mpi_agree(rc, comm);
-    if (rank == 0 && !rc) {
+    int created = rank == 0 ? bound_file_create(&rep.file, f, job->output, P, K, plan->n_nodes, plan->n_positions) : PS_OK;
+    int agreed = mpi_agree(created, comm); /* reported once, by mpi_agree */
+    if (agreed) {
+        if (rank == 0) bound_file_close(&rep.file);
+        prompt_bound_free(&b);
+        bound_work_free(work);
+        return agreed;
+    }
+    int rc = PS_OK; /* rank 0's writes */
+    if (rank == 0) {
         if (!o->quiet)
             printf("%s: site %s ranked by %s; %d prompts; top %d verified, %d subsets each (inclusion %g), confidence %g; %d ranks\n",
                    job->output, site_name(spec->site), estimate_name(by), P, spec->n_verified_max, K, spec->inclusion,
                    spec->confidence, size);
     }
-    for (int p = 0; p < P && (rank == 0 || !rc); p++) {
+    for (int p = 0; p < P; p++) {
         int owner = p % size;
         if (rank == owner) bound_prompt(work, p, estimates + (size_t)p * C, &b);
         if (rank == owner && rank != 0) {

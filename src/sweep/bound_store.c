@@ -3,6 +3,7 @@
  * naming the dataset. */
 #include <stdio.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include "patchsweep/bound.h"
 #include "patchsweep/core.h"
 #include "patchsweep/store.h"
@@ -25,7 +26,17 @@ static const char *const bound_names[N_BOUND_DATASETS] = {"subset_effect", "in_s
 int bound_file_create(BoundFile *bf, hid_t f, const char *path, int P, int K, int N, int S) {
     memset(bf, 0, sizeof *bf);
     bf->path = path;
+    bf->group = -1;
     for (int i = 0; i < N_BOUND_DATASETS; i++) bf->datasets[i] = -1;
+    /* Room first, for all of it uncompressed: HDF5 1.10 cannot close a file whose write failed
+     * without crashing at exit, and the results in the file must stay readable. */
+    char folder[PATH_CAP];
+    struct statvfs fs;
+    double need = (double)P * ((double)K * (8.0 + (double)N * S) + (double)N * S * 25.0 + 16.0) + 1.0e6, have = 0;
+    path_dirname(folder, sizeof folder, path);
+    if (statvfs(folder, &fs) == 0 && (have = (double)fs.f_bavail * (double)fs.f_frsize) < need)
+        return ps_fail(PS_EUSER, "%s: no space left: /bound needs up to %.1f MB and the file system has %.1f MB free", path,
+                       need / 1e6, have / 1e6);
     if (H5Lexists(f, "/bound", H5P_DEFAULT) > 0 && H5Ldelete(f, "/bound", H5P_DEFAULT) < 0) /* a rerun replaces it */
         return ps_fail(PS_EUSER, "%s: cannot replace the /bound group", path);
     bf->group = H5Gcreate2(f, "/bound", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);

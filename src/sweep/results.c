@@ -13,7 +13,7 @@
 /* Checks that dataset name exists with this class and rank; its dimensions go to dims, and each
  * want[i] > 0 must match. */
 static int check_dataset(const Results *r, const char *name, H5T_class_t cls, int rank, const hsize_t *want,
-                         hsize_t *dims) {
+                         hsize_t *dims, const char *want_from) {
     static const char *const class_names[] = {[H5T_INTEGER] = "integer", [H5T_FLOAT] = "float", [H5T_STRING] = "string"};
     if (H5Lexists(r->file, name, H5P_DEFAULT) <= 0)
         return ps_fail(PS_EUSER, "%s: %s is missing (a damaged file, or not written by patchsweep)", r->path, name);
@@ -38,8 +38,8 @@ static int check_dataset(const Results *r, const char *name, H5T_class_t cls, in
             return ps_fail(PS_EUSER, "%s: %s has an extent of %llu, beyond any job", r->path, name,
                            (unsigned long long)got[i]);
         if (want && want[i] && got[i] != want[i])
-            return ps_fail(PS_EUSER, "%s: %s has extent %llu in dimension %d, expected %llu (from the file's other datasets)",
-                           r->path, name, (unsigned long long)got[i], i, (unsigned long long)want[i]);
+            return ps_fail(PS_EUSER, "%s: %s has extent %llu in dimension %d, expected %llu (from %s)", r->path, name,
+                           (unsigned long long)got[i], i, (unsigned long long)want[i], want_from);
         if (dims) dims[i] = got[i];
     }
     return PS_OK;
@@ -47,10 +47,10 @@ static int check_dataset(const Results *r, const char *name, H5T_class_t cls, in
 
 /* A checked numeric dataset of the given rank and shape, read whole. */
 static int read_numbers(const Results *r, const char *name, hid_t mem_type, size_t elem, int rank, const hsize_t *want,
-                        void **out) {
+                        const char *want_from, void **out) {
     hsize_t dims[3];
     H5T_class_t cls = H5Tget_class(mem_type);
-    int rc = check_dataset(r, name, cls, rank, want, dims);
+    int rc = check_dataset(r, name, cls, rank, want, dims, want_from);
     if (rc) return rc;
     size_t n = 1;
     for (int i = 0; i < rank; i++) n *= (size_t)dims[i];
@@ -69,7 +69,7 @@ static int read_numbers(const Results *r, const char *name, hid_t mem_type, size
 /* A checked 1-D dataset of n fixed-length strings, as n malloc'd strings. */
 static int read_strings(const Results *r, const char *name, hsize_t n, char ***out) {
     hsize_t want[1] = {n};
-    int rc = check_dataset(r, name, H5T_STRING, 1, want, NULL);
+    int rc = check_dataset(r, name, H5T_STRING, 1, want, NULL, "/nodes/name");
     if (rc) return rc;
     hid_t d = H5Dopen2(r->file, name, H5P_DEFAULT), type = H5Dget_type(d);
     size_t width = H5Tget_size(type);
@@ -123,19 +123,20 @@ int results_open(Results *r, const char *path, int writable) {
     if (!ours) return ps_fail(PS_EUSER, "%s is not a patchsweep results file (an HDF5 file without its format attribute)", path);
 
     hsize_t pt[2], s1[1], n1[1];
-    int rc = check_dataset(r, "/prompts/base_tokens", H5T_INTEGER, 2, NULL, pt);
-    if (!rc) rc = check_dataset(r, "/positions", H5T_INTEGER, 1, NULL, s1);
-    if (!rc) rc = check_dataset(r, "/nodes/name", H5T_STRING, 1, NULL, n1);
+    int rc = check_dataset(r, "/prompts/base_tokens", H5T_INTEGER, 2, NULL, pt, NULL);
+    if (!rc) rc = check_dataset(r, "/positions", H5T_INTEGER, 1, NULL, s1, NULL);
+    if (!rc) rc = check_dataset(r, "/nodes/name", H5T_STRING, 1, NULL, n1, NULL);
     if (rc) return rc;
     r->P = (int)pt[0], r->T = (int)pt[1], r->S = (int)s1[0], r->N = (int)n1[0];
     if (r->P < 1 || r->T < 1 || r->S < 1 || r->N < 1)
         return ps_fail(PS_EUSER, "%s: empty (%d prompts, %d tokens, %d positions, %d nodes)", path, r->P, r->T, r->S, r->N);
     hsize_t p1[1] = {pt[0]};
-    rc = read_numbers(r, "/prompts/base_tokens", H5T_NATIVE_INT, sizeof(int), 2, pt, (void **)&r->base_tokens);
-    if (!rc) rc = read_numbers(r, "/prompts/length", H5T_NATIVE_INT, sizeof(int), 1, p1, (void **)&r->length);
-    if (!rc) rc = read_numbers(r, "/positions", H5T_NATIVE_INT, sizeof(int), 1, s1, (void **)&r->positions);
-    if (!rc) rc = read_numbers(r, "/baseline/base", H5T_NATIVE_DOUBLE, sizeof(double), 1, p1, (void **)&r->base);
-    if (!rc) rc = read_numbers(r, "/baseline/source", H5T_NATIVE_DOUBLE, sizeof(double), 1, p1, (void **)&r->source);
+    const char *prompts = "the prompts of /prompts/base_tokens";
+    rc = read_numbers(r, "/prompts/base_tokens", H5T_NATIVE_INT, sizeof(int), 2, pt, prompts, (void **)&r->base_tokens);
+    if (!rc) rc = read_numbers(r, "/prompts/length", H5T_NATIVE_INT, sizeof(int), 1, p1, prompts, (void **)&r->length);
+    if (!rc) rc = read_numbers(r, "/positions", H5T_NATIVE_INT, sizeof(int), 1, s1, "/positions", (void **)&r->positions);
+    if (!rc) rc = read_numbers(r, "/baseline/base", H5T_NATIVE_DOUBLE, sizeof(double), 1, p1, prompts, (void **)&r->base);
+    if (!rc) rc = read_numbers(r, "/baseline/source", H5T_NATIVE_DOUBLE, sizeof(double), 1, p1, prompts, (void **)&r->source);
     if (!rc) rc = read_strings(r, "/nodes/name", n1[0], &r->node_names);
     if (!rc) rc = read_strings(r, "/nodes/site", n1[0], &r->node_sites);
     if (!rc) rc = check_values(r);
@@ -155,7 +156,8 @@ int results_read_cells(const Results *r, const char *name, float **out) {
     *out = NULL;
     if (H5Lexists(r->file, "/effects", H5P_DEFAULT) <= 0 || H5Lexists(r->file, dset, H5P_DEFAULT) <= 0) return PS_OK;
     hsize_t want[3] = {(hsize_t)r->P, (hsize_t)r->N, (hsize_t)r->S};
-    return read_numbers(r, dset, H5T_NATIVE_FLOAT, sizeof(float), 3, want, (void **)out);
+    return read_numbers(r, dset, H5T_NATIVE_FLOAT, sizeof(float), 3, want,
+                        "prompts x nodes x positions: /prompts/base_tokens, /nodes/name, /positions", (void **)out);
 }
 
 void results_close(Results *r) {

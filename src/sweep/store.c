@@ -47,14 +47,15 @@ static hid_t create_dataset(hid_t file, const char *name, hid_t type, int rank, 
     return d;
 }
 
-/* Writes a whole small dataset from rank 0 (independent I/O) and closes it. */
-static void write_small(hid_t file, const char *name, hid_t type, int rank, const hsize_t *dims, const void *data, int me) {
+/* Writes a whole small dataset and closes it; 0 on success. */
+static int write_small(hid_t file, const char *name, hid_t type, int rank, const hsize_t *dims, const void *data) {
     hid_t d = create_dataset(file, name, type, rank, dims, NULL);
-    if (me == 0) H5Dwrite(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
-    H5Dclose(d);
+    int failed = d < 0 || H5Dwrite(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0;
+    if (d >= 0) failed |= H5Dclose(d) < 0;
+    return failed;
 }
 
-static void write_prompts(hid_t file, const Job *job, const Plan *plan, int me) {
+static int write_prompts(hid_t file, const Job *job, const Plan *plan) {
     int P = job->n_prompts, T = plan->max_T;
     int *base = xmalloc(sizeof(int) * (size_t)P * T), *src = xmalloc(sizeof(int) * (size_t)P * T);
     int *len = xmalloc(sizeof(int) * (size_t)P), *ans = xmalloc(sizeof(int) * (size_t)P), *wrong = xmalloc(sizeof(int) * (size_t)P);
@@ -71,17 +72,18 @@ static void write_prompts(hid_t file, const Job *job, const Plan *plan, int me) 
         wrong[p] = pr->wrong;
     }
     hsize_t dims2[2] = {(hsize_t)P, (hsize_t)T}, dims1[1] = {(hsize_t)P};
-    write_small(file, "/prompts/base_tokens", H5T_NATIVE_INT, 2, dims2, base, me);
-    write_small(file, "/prompts/source_tokens", H5T_NATIVE_INT, 2, dims2, src, me);
-    write_small(file, "/prompts/length", H5T_NATIVE_INT, 1, dims1, len, me);
-    write_small(file, "/prompts/answer", H5T_NATIVE_INT, 1, dims1, ans, me);
-    write_small(file, "/prompts/wrong", H5T_NATIVE_INT, 1, dims1, wrong, me);
+    int failed = write_small(file, "/prompts/base_tokens", H5T_NATIVE_INT, 2, dims2, base);
+    failed |= write_small(file, "/prompts/source_tokens", H5T_NATIVE_INT, 2, dims2, src);
+    failed |= write_small(file, "/prompts/length", H5T_NATIVE_INT, 1, dims1, len);
+    failed |= write_small(file, "/prompts/answer", H5T_NATIVE_INT, 1, dims1, ans);
+    failed |= write_small(file, "/prompts/wrong", H5T_NATIVE_INT, 1, dims1, wrong);
     if (job->resample_from)
-        write_small(file, "/prompts/source_prompt", H5T_NATIVE_INT, 1, dims1, job->resample_from, me);
+        failed |= write_small(file, "/prompts/source_prompt", H5T_NATIVE_INT, 1, dims1, job->resample_from);
     free(base), free(src), free(len), free(ans), free(wrong);
+    return failed;
 }
 
-static void write_nodes(hid_t file, const Plan *plan, int me) {
+static int write_nodes(hid_t file, const Plan *plan) {
     int N = plan->n_nodes;
     enum { NAME = 32 };
     char *names = xcalloc((size_t)N, NAME), *sites = xcalloc((size_t)N, NAME);
@@ -97,13 +99,14 @@ static void write_nodes(hid_t file, const Plan *plan, int me) {
     hid_t str = H5Tcopy(H5T_C_S1);
     H5Tset_size(str, NAME);
     hsize_t dims[1] = {(hsize_t)N};
-    write_small(file, "/nodes/name", str, 1, dims, names, me);
-    write_small(file, "/nodes/site", str, 1, dims, sites, me);
-    write_small(file, "/nodes/layer", H5T_NATIVE_INT, 1, dims, layer, me);
-    write_small(file, "/nodes/head", H5T_NATIVE_INT, 1, dims, head, me);
-    write_small(file, "/nodes/neuron", H5T_NATIVE_INT, 1, dims, neuron, me);
+    int failed = write_small(file, "/nodes/name", str, 1, dims, names);
+    failed |= write_small(file, "/nodes/site", str, 1, dims, sites);
+    failed |= write_small(file, "/nodes/layer", H5T_NATIVE_INT, 1, dims, layer);
+    failed |= write_small(file, "/nodes/head", H5T_NATIVE_INT, 1, dims, head);
+    failed |= write_small(file, "/nodes/neuron", H5T_NATIVE_INT, 1, dims, neuron);
     H5Tclose(str);
     free(names), free(sites), free(layer), free(head), free(neuron);
+    return failed;
 }
 
 static char *job_attr_json(const Job *job) {
@@ -114,20 +117,40 @@ static char *job_attr_json(const Job *job) {
     return json_take_text(o);
 }
 
-/* The file is built under "<output>.creating" and renamed into place once its structure is on
- * disk, so a job killed while creating it leaves no half-made results file behind (the open
- * handle follows the rename). */
-static int create_file(Store *s, const Job *job, const Plan *plan, const Model *m, uint64_t fingerprint, hid_t fapl,
-                       MPI_Comm comm, int me) {
-    char creating[sizeof s->path + 16], folder[sizeof s->path];
-    snprintf(creating, sizeof creating, "%s.creating", s->path);
-    path_dirname(folder, sizeof folder, s->path);
-    if (me == 0) make_dirs(folder); /* a failure shows in H5Fcreate below */
-    MPI_Barrier(comm);
+/* An upper estimate of a new results file's size in bytes: its datasets at full size, the
+ * attributes (the job's JSON is the large one), and HDF5's own structures. */
+static double results_file_bytes(const Job *job, const Plan *plan) {
+    double P = job->n_prompts, N = plan->n_nodes, S = plan->n_positions, U = plan->n_units, T = plan->max_T;
+    int arrays = job->exact;
+    for (int e = 0; e < N_ESTIMATES; e++) arrays += job->estimates[e];
+    double data = 4.0 * P * N * S * arrays + P * (4.0 * (2 * T + 4) + 16) + U * (4 * 5 + 1 + 8 + 4 + 8 * N_ESTIMATES) +
+                  N * (32 * 2 + 12) + 4 * S;
+    return 1.1 * (data + 2.0 * (double)strlen(job->canonical)) + 1.0e6;
+}
+
+/* Writes the whole structure of a new results file, serially (rank 0 alone): every attribute,
+ * the small datasets, and the result datasets at full size with their fill values. Built under
+ * "<output>.creating" and renamed into place once it is complete and closed, so a job killed or
+ * out of disk space while creating it leaves no half-made results file behind. Serial because
+ * HDF5 1.10's MPI-IO driver cannot close a file after a failed write (it crashes in
+ * MPI_Finalize); the ranks then open the finished file in parallel, as a resume does. */
+static int write_structure(const char *path, const Job *job, const Plan *plan, const Model *m, uint64_t fingerprint) {
+    char creating[PATH_CAP + 16], folder[PATH_CAP], text[64];
+    snprintf(creating, sizeof creating, "%s.creating", path);
+    path_dirname(folder, sizeof folder, path);
+    make_dirs(folder); /* a failure shows in H5Fcreate below */
+    /* The whole file is allocated now (its datasets at full size), so room is checked first:
+     * HDF5 1.10 cannot close a file whose write failed without crashing at exit. */
+    struct statvfs fs;
+    double need = results_file_bytes(job, plan), have = 0;
+    if (statvfs(folder, &fs) == 0 && (have = (double)fs.f_bavail * (double)fs.f_frsize) < need)
+        return ps_fail(PS_EUSER, "%s: no space left: the results file needs about %.1f MB and its file system has %.1f MB free",
+                       path, need / 1e6, have / 1e6);
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18);
     hid_t f = H5Fcreate(creating, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-    if (f < 0) return ps_fail(PS_EUSER, "%s: cannot create the results file (is the folder there and writable?)", s->path);
-    s->file = f;
-    char text[64];
+    H5Pclose(fapl);
+    if (f < 0) return ps_fail(PS_EUSER, "%s: cannot create the results file (is the folder there and writable?)", path);
     h5_set_string_attr(f, "format", "patchsweep");
     int version = RESULTS_FORMAT_VERSION, zero = 0;
     h5_set_number_attr(f, "format_version", H5T_NATIVE_INT, &version);
@@ -145,18 +168,16 @@ static int create_file(Store *s, const Job *job, const Plan *plan, const Model *
     h5_set_string_attr(f, "job_fingerprint", text);
     h5_set_string_attr(f, "model_dir", job->model_dir);
     h5_set_string_attr(f, "model_assumed", m->cfg.assumed); /* what config.json left out */
-    char folder_of_file[PATH_CAP], relative[PATH_CAP]; /* so a moved pair of folders still finds it */
-    path_dirname(folder_of_file, sizeof folder_of_file, s->path);
-    if (path_relative(relative, sizeof relative, folder_of_file, job->model_dir) == 0)
+    char relative[PATH_CAP]; /* so a moved pair of folders still finds the model */
+    if (path_relative(relative, sizeof relative, folder, job->model_dir) == 0)
         h5_set_string_attr(f, "model_dir_relative", relative);
     time_t now = time(NULL);
     strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
     h5_set_string_attr(f, "created", text);
 
-    write_prompts(f, job, plan, me);
-    write_nodes(f, plan, me);
+    int failed = write_prompts(f, job, plan) | write_nodes(f, plan);
     hsize_t S = (hsize_t)plan->n_positions, P = (hsize_t)job->n_prompts, U = (hsize_t)plan->n_units;
-    write_small(f, "/positions", H5T_NATIVE_INT, 1, &S, plan->positions, me);
+    failed |= write_small(f, "/positions", H5T_NATIVE_INT, 1, &S, plan->positions);
     /* What each unit covers, so a reader can tell which cells a done flag vouches for. */
     int *kind = xmalloc(sizeof(int) * U), *prompt = xmalloc(sizeof(int) * U), *node0 = xmalloc(sizeof(int) * U),
         *nodes = xmalloc(sizeof(int) * U);
@@ -164,46 +185,41 @@ static int create_file(Store *s, const Job *job, const Plan *plan, const Model *
         const Unit *unit = &plan->units[u];
         kind[u] = unit->kind, prompt[u] = unit->prompt, node0[u] = unit->node0, nodes[u] = unit->n_nodes;
     }
-    write_small(f, "/progress/unit_kind", H5T_NATIVE_INT, 1, &U, kind, me);
-    write_small(f, "/progress/unit_prompt", H5T_NATIVE_INT, 1, &U, prompt, me);
-    write_small(f, "/progress/unit_node0", H5T_NATIVE_INT, 1, &U, node0, me);
-    write_small(f, "/progress/unit_nodes", H5T_NATIVE_INT, 1, &U, nodes, me);
+    failed |= write_small(f, "/progress/unit_kind", H5T_NATIVE_INT, 1, &U, kind);
+    failed |= write_small(f, "/progress/unit_prompt", H5T_NATIVE_INT, 1, &U, prompt);
+    failed |= write_small(f, "/progress/unit_node0", H5T_NATIVE_INT, 1, &U, node0);
+    failed |= write_small(f, "/progress/unit_nodes", H5T_NATIVE_INT, 1, &U, nodes);
     free(kind), free(prompt), free(node0), free(nodes);
 
-    float nanf_ = NAN;
-    double nand = NAN;
+    float nan_float = NAN;
+    double nan_double = NAN;
     uint8_t no = 0;
-    hsize_t dims[3] = {P, (hsize_t)plan->n_nodes, S};
-    s->exact = job->exact ? create_dataset(f, "/effects/exact", H5T_NATIVE_FLOAT, 3, dims, &nanf_) : H5I_INVALID_HID;
-    for (int e = 0; e < N_ESTIMATES; e++)
-        s->estimate[e] = job->estimates[e] ? create_dataset(f, dataset_names[e], H5T_NATIVE_FLOAT, 3, dims, &nanf_)
-                                           : H5I_INVALID_HID;
-    s->base = create_dataset(f, "/baseline/base", H5T_NATIVE_DOUBLE, 1, &P, &nand);
-    s->source = create_dataset(f, "/baseline/source", H5T_NATIVE_DOUBLE, 1, &P, &nand);
-    s->done = create_dataset(f, "/progress/done", H5T_NATIVE_UINT8, 1, &U, &no);
-    s->seconds = create_dataset(f, "/progress/seconds", H5T_NATIVE_DOUBLE, 1, &U, &nand);
     int no_rank = -1;
-    s->rank = create_dataset(f, "/progress/rank", H5T_NATIVE_INT, 1, &U, &no_rank);
-    hsize_t est_dims[2] = {U, N_ESTIMATES};
-    s->estimator_seconds = create_dataset(f, "/progress/estimator_seconds", H5T_NATIVE_DOUBLE, 2, est_dims, &nand);
-    /* Everything but raw results goes to disk now: from here on a kill loses nothing. If any of it
-     * did not (a full disk), the half-made file goes and nothing takes its name. */
-    int ok = s->base >= 0 && s->source >= 0 && s->done >= 0 && s->seconds >= 0 && s->rank >= 0 &&
-             s->estimator_seconds >= 0 && (!job->exact || s->exact >= 0);
-    for (int e = 0; e < N_ESTIMATES; e++) ok &= !job->estimates[e] || s->estimate[e] >= 0;
-    ok &= H5Fflush(f, H5F_SCOPE_GLOBAL) >= 0;
-    int all_ok;
-    MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, comm);
-    if (!all_ok) {
-        store_close(s);
-        MPI_Barrier(comm);
-        if (me == 0) remove(creating);
-        return write_failed(s->path, "creating the results file");
+    hsize_t dims[3] = {P, (hsize_t)plan->n_nodes, S}, est_dims[2] = {U, N_ESTIMATES};
+    struct { const char *name; hid_t type; int rank; const hsize_t *dims; const void *fill; int wanted; } sets[] = {
+        {"/effects/exact", H5T_NATIVE_FLOAT, 3, dims, &nan_float, job->exact},
+        {"/effects/atp", H5T_NATIVE_FLOAT, 3, dims, &nan_float, job->estimates[EST_ATP]},
+        {"/effects/atp_qk", H5T_NATIVE_FLOAT, 3, dims, &nan_float, job->estimates[EST_ATP_QK]},
+        {"/effects/atp_star", H5T_NATIVE_FLOAT, 3, dims, &nan_float, job->estimates[EST_ATP_STAR]},
+        {"/baseline/base", H5T_NATIVE_DOUBLE, 1, &P, &nan_double, 1},
+        {"/baseline/source", H5T_NATIVE_DOUBLE, 1, &P, &nan_double, 1},
+        {"/progress/done", H5T_NATIVE_UINT8, 1, &U, &no, 1},
+        {"/progress/seconds", H5T_NATIVE_DOUBLE, 1, &U, &nan_double, 1},
+        {"/progress/rank", H5T_NATIVE_INT, 1, &U, &no_rank, 1},
+        {"/progress/estimator_seconds", H5T_NATIVE_DOUBLE, 2, est_dims, &nan_double, 1},
+    };
+    for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++) {
+        if (!sets[i].wanted) continue;
+        hid_t d = create_dataset(f, sets[i].name, sets[i].type, sets[i].rank, sets[i].dims, sets[i].fill);
+        failed |= d < 0 || H5Dclose(d) < 0;
     }
-    MPI_Barrier(comm);
-    int renamed = me == 0 ? rename(creating, s->path) == 0 : 1;
-    MPI_Bcast(&renamed, 1, MPI_INT, 0, comm);
-    if (!renamed) return ps_fail(PS_EUSER, "%s: cannot rename %s into place", s->path, creating);
+    failed |= H5Fflush(f, H5F_SCOPE_GLOBAL) < 0;
+    failed |= H5Fclose(f) < 0;
+    if (failed) {
+        remove(creating);
+        return write_failed(path, "creating the results file");
+    }
+    if (rename(creating, path) != 0) return ps_fail(PS_EUSER, "%s: cannot rename %s into place (%s)", path, creating, strerror(errno));
     return PS_OK;
 }
 
@@ -321,12 +337,12 @@ int store_open(Store *s, const Job *job, const Plan *plan, const Model *m, uint6
     H5Pset_all_coll_metadata_ops(fapl, 1);
     H5Pset_coll_metadata_write(fapl, 1);
     *resumed = exists;
-    int rc;
-    if (exists) {
-        rc = reopen_file(s, job, fingerprint, fapl, comm, me);
-    } else {
-        rc = create_file(s, job, plan, m, fingerprint, fapl, comm, me);
+    int rc = PS_OK;
+    if (!exists) { /* rank 0 writes the structure; the error line, if any, is rank 0's */
+        rc = me == 0 ? write_structure(s->path, job, plan, m, fingerprint) : PS_OK;
+        MPI_Bcast(&rc, 1, MPI_INT, 0, comm);
     }
+    if (!rc) rc = reopen_file(s, job, fingerprint, fapl, comm, me);
     H5Pclose(fapl);
     return rc;
 }

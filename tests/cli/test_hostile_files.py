@@ -1,0 +1,170 @@
+"""Results files are input too, and disks fill up (the hardening issue): every case below must
+end in exit status 2 and exactly one line naming the problem, never a crash or a write out of
+bounds (the ASan build runs this too), and must leave the results file as it was.
+
+- a results file whose fingerprint matches but whose datasets were changed: run (resume), top
+  and bound each refuse it;
+- damaged files for top and bound: missing datasets, wrong shapes and types, values out of range;
+- an output folder on a file system too small for the file: refused before anything is written,
+  nothing left behind, and the same job runs elsewhere (a small tmpfs; skipped, saying so, when
+  it cannot be mounted);
+- an output path longer than Open MPI's lockedfile component can take (over 232 characters);
+- help: `patchsweep help`, `run --help` and friends print usage with status 0.
+Usage: test_hostile_files.py BINARY FIXTURES SHARED"""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import h5py
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mpi_util import user_error  # noqa: E402
+
+binary, fixtures = sys.argv[1], os.path.abspath(sys.argv[2])
+failures = []
+
+
+def digest(path):
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def expect_refusal(args, fragment, label, keep=None):
+    """A user error (one line, exit 2) that leaves `keep` (a path) unchanged."""
+    before = digest(keep) if keep else None
+    problem, _ = user_error([binary] + args, fragment, timeout=120)
+    if problem:
+        failures.append(f"{label}: {problem}")
+    if keep and digest(keep) != before:
+        failures.append(f"{label}: the file changed")
+
+
+def make_job(tmp, name, **changes):
+    job = json.load(open(os.path.join(fixtures, "jobs", "gpt2-pair-denoise.json")))
+    job["model"] = os.path.join(fixtures, "models", "gpt2-tiny")
+    job["estimates"] = ["atp", "atp_qk", "atp_star"]
+    job["output"] = os.path.join(tmp, name + ".h5")
+    job.update(changes)
+    path = os.path.join(tmp, name + ".json")
+    json.dump(job, open(path, "w"))
+    return path, job["output"]
+
+
+def run(job):
+    return subprocess.run([binary, "run", job, "--quiet"], capture_output=True, text=True, timeout=300)
+
+
+def rewrite(path, name, data=None, delete=False, attrs=None):
+    """Replaces (or deletes) dataset `name` of the file at path, keeping its attributes."""
+    with h5py.File(path, "r+") as f:
+        if name in f:
+            del f[name]
+        if not delete:
+            f.create_dataset(name, data=data)
+        for k, v in (attrs or {}).items():
+            f.attrs[k] = v
+
+
+with tempfile.TemporaryDirectory() as tmp:
+    job, good = make_job(tmp, "good")
+    p = run(job)
+    if p.returncode != 0:
+        failures.append(f"the good job failed: {p.stderr[-500:]}")
+    with h5py.File(good, "r") as f:
+        U, P = f["progress/done"].shape[0], f["prompts/length"].shape[0]
+        N, S = f["effects/exact"].shape[1:]
+
+    # Resuming into a file of the same job whose datasets were changed.
+    resume_cases = [
+        ("longer done", "progress/done", np.zeros(U + 5, np.uint8)),
+        ("shorter done", "progress/done", np.zeros(U - 1, np.uint8)),
+        ("longer seconds", "progress/seconds", np.zeros(U + 7)),
+        ("shorter seconds", "progress/seconds", np.zeros(3)),
+        ("exact of another shape", "effects/exact", np.zeros((P, N, S + 1), np.float32)),
+        ("done as floats", "progress/done", np.zeros(U)),
+        ("unit kinds of another length", "progress/unit_kind", np.zeros(U + 2, np.int32)),
+    ]
+    for label, name, data in resume_cases:
+        bad = os.path.join(tmp, "resume.h5")
+        shutil.copy(good, bad)
+        rewrite(bad, name, data)
+        rjob, _ = make_job(tmp, "resume", output=bad)
+        expect_refusal(["run", rjob], "does not have the shape this job writes", f"run: {label}", keep=bad)
+
+    # Damaged files for the readers.
+    exact = np.zeros((P, N, S), np.float32)
+    reader_cases = [
+        ("exact 1-D", "effects/exact", np.zeros(7, np.float32), None, "/effects/exact has 1 dimensions, expected 3"),
+        ("exact of another shape", "effects/exact", np.zeros((P, N + 1, S), np.float32), None, "/effects/exact has extent"),
+        ("baseline missing", "baseline/base", None, None, "/baseline/base is missing"),
+        ("positions missing", "positions", None, None, "/positions is missing"),
+        ("positions longer", "positions", np.zeros(S + 3, np.int32), None, "positions"),
+        ("position out of range", "positions", np.full(S, 999, np.int32), None, "/positions[0] is 999"),
+        ("names shorter", "nodes/name", np.array([b"L0.H0.z"] * (N - 1)), None, "has extent"),
+        ("names variable-length", "nodes/name", np.array(["x"] * N, dtype=h5py.string_dtype()), None,
+         "variable-length string"),
+        ("tokens missing", "prompts/base_tokens", None, None, "/prompts/base_tokens is missing"),
+        ("lengths out of range", "prompts/length", np.full(P, 10**6, np.int32), None, "/prompts/length[0] is 1000000"),
+        ("atp_star of another shape", "effects/atp_star", np.zeros((P, N), np.float32), None,
+         "/effects/atp_star has 2 dimensions"),
+        ("format attribute changed", "effects/exact", exact, {"format": "other"}, "not a patchsweep results file"),
+    ]
+    for label, name, data, attrs, fragment in reader_cases:
+        bad = os.path.join(tmp, "damaged.h5")
+        shutil.copy(good, bad)
+        rewrite(bad, name, data, delete=data is None, attrs=attrs)
+        expect_refusal(["top", bad], fragment, f"top: {label}", keep=bad)
+        bjob, _ = make_job(tmp, "damaged", output=bad)
+        expect_refusal(["bound", bjob, "--site", "z"], fragment, f"bound: {label}", keep=bad)
+
+    # A file system too small for the results file: refused up front, nothing left behind.
+    small = os.path.join(tmp, "small")
+    os.makedirs(small)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", small], capture_output=True).returncode == 0
+    if mounted:
+        try:
+            sjob, sout = make_job(tmp, "small", output=os.path.join(small, "out.h5"))
+            expect_refusal(["run", sjob], "no space left", "run on a full disk")
+            left = os.listdir(small)
+            if left:
+                failures.append(f"run on a full disk left {left} behind")
+            # bound on a results file with no room for /bound: refused, the sweep's file intact
+            shutil.copy(good, os.path.join(small, "good.h5"))
+            filler = os.path.join(small, "filler")
+            free = os.statvfs(small).f_bavail * os.statvfs(small).f_frsize
+            with open(filler, "wb") as f:
+                f.write(b"\0" * max(free - 4096, 0))
+            bjob, _ = make_job(tmp, "bound-full", output=os.path.join(small, "good.h5"))
+            expect_refusal(["bound", bjob, "--site", "z"], "no space left", "bound on a full disk",
+                           keep=os.path.join(small, "good.h5"))
+        finally:
+            subprocess.run(["umount", small])
+    else:
+        print("skipped the full-disk cases: a tmpfs cannot be mounted here (not root?)")
+
+    # An output path longer than Open MPI's lockedfile component takes.
+    deep = os.path.join(tmp, "d" * 120, "e" * 120)
+    os.makedirs(deep)
+    ljob, lout = make_job(deep, "long")
+    p = run(ljob)
+    if p.returncode != 0 or not os.path.exists(lout):
+        failures.append(f"an output path of {len(lout)} characters: exit {p.returncode}: {p.stderr[-300:]}")
+
+# Help prints usage with status 0.
+for args in (["help"], ["--help"], ["help", "bound"], ["run", "--help"], ["forward", "--help"], ["bound", "-h"],
+             ["top", "--help"], ["train", "--help"]):
+    p = subprocess.run([binary] + args, capture_output=True, text=True)
+    if p.returncode != 0 or "usage: patchsweep" not in p.stdout or p.stderr:
+        failures.append(f"patchsweep {' '.join(args)}: exit {p.returncode}, stdout {p.stdout[:80]!r}, stderr {p.stderr[:80]!r}")
+p = subprocess.run([binary, "help"], capture_output=True, text=True)
+if "--inclusion P" not in p.stdout:
+    failures.append("the top-level usage does not list bound's options")
+
+print(f"{len(resume_cases)} resume cases, {2 * len(reader_cases)} reader cases, {len(failures)} failures")
+for f in failures:
+    print("FAIL", f)
+sys.exit(1 if failures else 0)
