@@ -4,7 +4,7 @@
 # Usage: tools/deps.sh [extra-package ...]
 set -eu
 packages="build-essential cmake pkg-config libopenmpi-dev openmpi-bin libhdf5-openmpi-dev
-libopenblas-dev libsleef-dev libcjson-dev libcmocka-dev python3 python3-h5py python3-numpy
+libopenblas-dev libsleef-dev libcjson-dev libonig-dev libcmocka-dev unicode-data python3 python3-h5py python3-numpy
 python3-matplotlib python3-pytest python3-venv python3-setuptools python3-pip slurm-wlm munge $*"
 missing=""
 for p in $packages; do

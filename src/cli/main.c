@@ -16,6 +16,8 @@ static const char usage[] =
     "                                     after a run: bound the effects the estimate ranking missed\n"
     "  heads --model DIR [--run N]        induction and previous-token scores of each head\n"
     "  forward --model DIR --tokens 1,2,3 [--top K]   next-token prediction (checks a model loads)\n"
+    "  tokenize --model DIR [--no-special] TEXT         text -> token ids, with the folder's tokenizer.json\n"
+    "  tokenize --model DIR [--no-special] --decode 1,2,3   token ids -> text\n"
     "  train RECIPE.json                  train a small model on a task, write a model folder\n";
 
 int main(int argc, char **argv) {
@@ -35,6 +37,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "top") == 0) return cmd_top(argc - 1, argv + 1);
     if (strcmp(argv[1], "bound") == 0) return cmd_bound(argc - 1, argv + 1);
     if (strcmp(argv[1], "heads") == 0) return cmd_heads(argc - 1, argv + 1);
+    if (strcmp(argv[1], "tokenize") == 0) return cmd_tokenize(argc - 1, argv + 1);
     if (strcmp(argv[1], "--version") == 0) {
         printf("patchsweep %s\n", PATCHSWEEP_VERSION);
         return 0;
