@@ -2,7 +2,7 @@
  * "▁" in front, every space replaced by "▁"). A Sequence was flattened into steps at load. */
 #include "tokenizer_impl.h"
 
-void normalize_step(const NormStep *step, const char *s, size_t n, Buf *out, Scratch *sc) {
+static void normalize_step(const NormStep *step, const char *s, size_t n, Buf *out, Scratch *sc) {
     switch (step->kind) {
     case NORM_NFC:
         unicode_nfc(out, s, n);

@@ -4,7 +4,7 @@
  * empty pieces are dropped. Regexes run in Oniguruma, Hugging Face's engine, unchanged. */
 #include "tokenizer_impl.h"
 
-void piece_add(PieceList *l, const char *s, size_t n, int at_start) {
+static void piece_add(PieceList *l, const char *s, size_t n, int at_start) {
     if (l->n == l->cap) l->p = xrealloc(l->p, sizeof(Piece) * (size_t)(l->cap = l->cap ? 2 * l->cap : 64));
     l->p[l->n++] = (Piece){l->text.len, n, at_start};
     buf_add(&l->text, s, n);

@@ -199,54 +199,56 @@ static int merge_part(const Loader *L, const char *field, const char *s, size_t 
     return PS_OK;
 }
 
+/* The two halves of merge it: "a b" (exactly one space) or ["a", "b"]. */
+static int merge_halves(const Loader *L, const cJSON *it, const char *field, const char *half[2], size_t len[2]) {
+    if (cJSON_IsString(it)) {
+        const char *s = it->valuestring, *space = strchr(s, ' ');
+        if (!space || strchr(space + 1, ' '))
+            return fail_at(L, field, "\"%.100s\" is not two tokens separated by one space", s);
+        half[0] = s;
+        len[0] = (size_t)(space - s);
+        half[1] = space + 1;
+        len[1] = strlen(space + 1);
+        return PS_OK;
+    }
+    if (!cJSON_IsArray(it) || cJSON_GetArraySize(it) != 2 || !cJSON_IsString(it->child) || !cJSON_IsString(it->child->next))
+        return fail_at(L, field, "must be \"a b\" or [\"a\", \"b\"]");
+    for (int k = 0; k < 2; k++) {
+        half[k] = k ? it->child->next->valuestring : it->child->valuestring;
+        len[k] = strlen(half[k]);
+    }
+    return PS_OK;
+}
+
+/* Rank = place in the list ("#version" lines are comments). Both halves and the merged token
+ * must be in the vocabulary; the merged token drops the right half's continuing-subword prefix. */
 static int load_merges(const Loader *L, const cJSON *merges) {
     Tokenizer *t = L->t;
-    int count = cJSON_GetArraySize(merges);
-    t->merge_mask = table_size((size_t)count) - 1;
+    t->merge_mask = table_size((size_t)cJSON_GetArraySize(merges)) - 1;
     t->merges = xcalloc(t->merge_mask + 1, sizeof(MergeSlot));
     size_t prefix_len = strlen(t->subword_prefix);
     Buf joined = {0};
     int i = 0, rc = PS_OK;
     uint32_t rank = 0;
     for (const cJSON *it = merges->child; it && !rc; it = it->next, i++) {
+        if (cJSON_IsString(it) && strncmp(it->valuestring, "#version", 8) == 0) continue;
         char field[64];
         snprintf(field, sizeof field, "model.merges[%d]", i);
-        const char *a, *b;
-        size_t a_len, b_len;
-        if (cJSON_IsString(it)) {
-            /* "a b": exactly one space; "#version" lines are comments */
-            const char *s = it->valuestring, *space = strchr(s, ' ');
-            if (strncmp(s, "#version", 8) == 0) continue;
-            if (!space || strchr(space + 1, ' '))
-                rc = fail_at(L, field, "\"%.100s\" is not two tokens separated by one space", s);
-            a = s;
-            a_len = rc ? 0 : (size_t)(space - s);
-            b = rc ? s : space + 1;
-            b_len = rc ? 0 : strlen(b);
-        } else if (cJSON_IsArray(it) && cJSON_GetArraySize(it) == 2 && cJSON_IsString(it->child) &&
-                   cJSON_IsString(it->child->next)) {
-            a = it->child->valuestring;
-            b = it->child->next->valuestring;
-            a_len = strlen(a);
-            b_len = strlen(b);
-        } else {
-            rc = fail_at(L, field, "must be \"a b\" or [\"a\", \"b\"]");
-            break;
-        }
+        const char *half[2] = {"", ""};
+        size_t len[2] = {0, 0};
         int left, right, merged;
-        if (!rc) rc = merge_part(L, field, a, a_len, &left);
-        if (!rc) rc = merge_part(L, field, b, b_len, &right);
+        rc = merge_halves(L, it, field, half, len);
+        if (!rc) rc = merge_part(L, field, half[0], len[0], &left);
+        if (!rc) rc = merge_part(L, field, half[1], len[1], &right);
         if (rc) break;
-        /* The merged token drops the right part's continuing-subword prefix. */
-        size_t skip = prefix_len <= b_len && strncmp(b, t->subword_prefix, prefix_len) == 0 ? prefix_len : 0;
+        size_t skip = prefix_len <= len[1] && strncmp(half[1], t->subword_prefix, prefix_len) == 0 ? prefix_len : 0;
         joined.len = 0;
-        buf_add(&joined, a, a_len);
-        buf_add(&joined, b + skip, b_len - skip);
+        buf_add(&joined, half[0], len[0]);
+        buf_add(&joined, half[1] + skip, len[1] - skip);
         rc = merge_part(L, field, joined.p, joined.len, &merged);
         if (!rc) merge_insert(t, left, right, rank++, merged);
     }
     free(joined.p);
-    t->n_merges = (int)rank;
     return rc;
 }
 

@@ -162,7 +162,6 @@ struct Tokenizer {
     ModelKind model;
     MergeSlot *merges;
     size_t merge_mask;
-    int n_merges;
     int unk_id;            /* -1 when none */
     int fuse_unk, byte_fallback, ignore_merges;
     char *subword_prefix, *word_suffix; /* "" when unset */
@@ -205,7 +204,6 @@ typedef struct {
     Piece *p;
     int n, cap;
 } PieceList;
-void piece_add(PieceList *l, const char *s, size_t n, int at_start);
 
 typedef struct {
     int id, prev, next;
@@ -241,7 +239,6 @@ void scratch_free(Scratch *s);
 /* ---- the stages ---------------------------------------------------------------------------- */
 /* Appends the normalized text of s to out. */
 void normalize(const Tokenizer *t, const char *s, size_t n, Buf *out, Scratch *sc);
-void normalize_step(const NormStep *step, const char *s, size_t n, Buf *out, Scratch *sc);
 /* Pre-tokenizes s into sc->pieces (replacing what was there). */
 void pre_tokenize(const Tokenizer *t, const char *s, size_t n, int at_start, Scratch *sc);
 /* The model's ids for one pre-token, appended to out; PS_EUSER when a word-level model meets

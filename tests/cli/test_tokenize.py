@@ -59,6 +59,8 @@ CASES = [
     ("syntax error", SP, '{"model": ', "JSON syntax error"),
     ("empty file", SP, "", "JSON syntax error"),
     ("not an object", SP, "[1, 2]", "not a JSON object"),
+    ("vocab entry twice", SP, '{"model": {"type": "BPE", "vocab": {"a": 0, "a": 1}, "merges": []}}',
+     'model.vocab["a"]: appears twice'),
     ("no model", SP, setter(["model"], DELETE), "model: missing object"),
     ("unknown model type", SP, setter(["model", "type"], "Unigram"), 'model.type: "Unigram" is not supported'),
     ("model type missing", SP, setter(["model", "type"], DELETE), "model.type: missing"),
@@ -159,6 +161,12 @@ with tempfile.TemporaryDirectory() as tmp:
     expect_user_error(["tokenize", "--model", folder, "x"], 'bos_token: "<nope>" is not a token', "config bos", config)
     open(config, "w").write('{"bos_token": ')
     expect_user_error(["tokenize", "--model", folder, "x"], "JSON syntax error", "config syntax", config)
+
+    # a word-level model without an unknown token meets an unknown word (at encode time)
+    folder = os.path.join(tmp, "no_unk")
+    path = write_case(folder, fixture("split"), setter(["model", "unk_token"], DELETE))
+    expect_user_error(["tokenize", "--model", folder, "word"], '"word" is not in the vocabulary, and model.unk_token is not set',
+                      "unknown word", path)
 
     # bad text and options
     good = os.path.join(fixtures, "tokenizers", "sentencepiece")
