@@ -332,25 +332,35 @@ static void pattern_free(Pattern *p) {
     free(p->literal);
 }
 
+/* A Sequence: its list (under key) loaded step by step, flattened into the same array. */
+typedef int (*LoadStep)(const Loader *L, const cJSON *json, const char *field);
+
+static int load_sequence(const Loader *L, const cJSON *json, const char *field, const char *key, LoadStep load) {
+    char where[256], sub[256];
+    const cJSON *list = item(json, key);
+    sub_field(where, sizeof where, field, key, 0);
+    if (!cJSON_IsArray(list)) return fail_at(L, where, "missing array");
+    int i = 0, rc = PS_OK;
+    for (const cJSON *it = list->child; it && !rc; it = it->next, i++) {
+        sub_field(sub, sizeof sub, where, NULL, i);
+        rc = load(L, it, sub);
+    }
+    return rc;
+}
+
+static int unsupported(const Loader *L, const char *field, const char *type, const char *supported) {
+    char where[256];
+    sub_field(where, sizeof where, field, "type", 0);
+    return fail_at(L, where, "\"%s\" is not supported (%s are)", type, supported);
+}
+
 static int load_normalizer(const Loader *L, const cJSON *json, const char *field) {
     Tokenizer *t = L->t;
     const char *type;
     if (is_absent(json)) return PS_OK;
     int rc = get_type(L, json, field, &type);
     if (rc) return rc;
-    if (strcmp(type, "Sequence") == 0) {
-        const cJSON *list = item(json, "normalizers");
-        char where[256];
-        sub_field(where, sizeof where, field, "normalizers", 0);
-        if (!cJSON_IsArray(list)) return fail_at(L, where, "missing array");
-        int i = 0;
-        for (const cJSON *it = list->child; it && !rc; it = it->next, i++) {
-            char sub[256];
-            sub_field(sub, sizeof sub, where, NULL, i);
-            rc = load_normalizer(L, it, sub);
-        }
-        return rc;
-    }
+    if (strcmp(type, "Sequence") == 0) return load_sequence(L, json, field, "normalizers", load_normalizer);
     NormStep step = {0};
     const char *text = NULL;
     if (strcmp(type, "NFC") == 0) step.kind = NORM_NFC;
@@ -362,9 +372,7 @@ static int load_normalizer(const Loader *L, const cJSON *json, const char *field
         rc = get_string(L, json, field, "content", 1, &text);
         if (!rc) rc = load_pattern(L, json, field, &step.pattern);
     } else {
-        char where[256];
-        sub_field(where, sizeof where, field, "type", 0);
-        return fail_at(L, where, "\"%s\" is not supported (NFC, Prepend, Replace and Sequence are)", type);
+        return unsupported(L, field, type, "NFC, Prepend, Replace and Sequence");
     }
     step.text = text ? xstrdup(text) : NULL;
     t->norm = xrealloc(t->norm, sizeof(NormStep) * (size_t)(t->n_norm + 1));
@@ -416,19 +424,7 @@ static int load_pre_tokenizer(const Loader *L, const cJSON *json, const char *fi
     if (is_absent(json)) return PS_OK;
     int rc = get_type(L, json, field, &type);
     if (rc) return rc;
-    if (strcmp(type, "Sequence") == 0) {
-        const cJSON *list = item(json, "pretokenizers");
-        char where[256];
-        sub_field(where, sizeof where, field, "pretokenizers", 0);
-        if (!cJSON_IsArray(list)) return fail_at(L, where, "missing array");
-        int i = 0;
-        for (const cJSON *it = list->child; it && !rc; it = it->next, i++) {
-            char sub[256];
-            sub_field(sub, sizeof sub, where, NULL, i);
-            rc = load_pre_tokenizer(L, it, sub);
-        }
-        return rc;
-    }
+    if (strcmp(type, "Sequence") == 0) return load_sequence(L, json, field, "pretokenizers", load_pre_tokenizer);
     PreStep step = {0};
     if (strcmp(type, "ByteLevel") == 0) {
         step.kind = PRE_BYTE_LEVEL;
@@ -454,10 +450,7 @@ static int load_pre_tokenizer(const Loader *L, const cJSON *json, const char *fi
     } else if (strcmp(type, "WhitespaceSplit") == 0) {
         step.kind = PRE_WHITESPACE_SPLIT;
     } else {
-        char where[256];
-        sub_field(where, sizeof where, field, "type", 0);
-        return fail_at(L, where,
-                       "\"%s\" is not supported (ByteLevel, Split, Metaspace, WhitespaceSplit and Sequence are)", type);
+        return unsupported(L, field, type, "ByteLevel, Split, Metaspace, WhitespaceSplit and Sequence");
     }
     t->pre = xrealloc(t->pre, sizeof(PreStep) * (size_t)(t->n_pre + 1));
     t->pre[t->n_pre++] = step;
@@ -471,19 +464,7 @@ static int load_decoder(const Loader *L, const cJSON *json, const char *field) {
     int rc = get_type(L, json, field, &type);
     if (rc) return rc;
     t->has_decoder = 1;
-    if (strcmp(type, "Sequence") == 0) {
-        const cJSON *list = item(json, "decoders");
-        char where[256];
-        sub_field(where, sizeof where, field, "decoders", 0);
-        if (!cJSON_IsArray(list)) return fail_at(L, where, "missing array");
-        int i = 0;
-        for (const cJSON *it = list->child; it && !rc; it = it->next, i++) {
-            char sub[256];
-            sub_field(sub, sizeof sub, where, NULL, i);
-            rc = load_decoder(L, it, sub);
-        }
-        return rc;
-    }
+    if (strcmp(type, "Sequence") == 0) return load_sequence(L, json, field, "decoders", load_decoder);
     DecStep step = {0};
     const char *content = NULL;
     if (strcmp(type, "ByteLevel") == 0) step.kind = DEC_BYTE_LEVEL;
@@ -503,12 +484,7 @@ static int load_decoder(const Loader *L, const cJSON *json, const char *field) {
         if (!rc) rc = get_count(L, json, field, "start", &step.start);
         if (!rc) rc = get_count(L, json, field, "stop", &step.stop);
     } else {
-        char where[256];
-        sub_field(where, sizeof where, field, "type", 0);
-        return fail_at(L, where,
-                       "\"%s\" is not supported (ByteLevel, Metaspace, Replace, ByteFallback, Fuse, Strip and "
-                       "Sequence are)",
-                       type);
+        return unsupported(L, field, type, "ByteLevel, Metaspace, Replace, ByteFallback, Fuse, Strip and Sequence");
     }
     step.content = content ? xstrdup(content) : NULL;
     t->dec = xrealloc(t->dec, sizeof(DecStep) * (size_t)(t->n_dec + 1));
@@ -558,22 +534,8 @@ static int load_post_processor(const Loader *L, const cJSON *json, const char *f
     if (rc) return rc;
     if (strcmp(type, "ByteLevel") == 0) return PS_OK; /* moves offsets only; ids unchanged */
     if (strcmp(type, "TemplateProcessing") == 0) return load_template(L, json, field);
-    if (strcmp(type, "Sequence") == 0) {
-        const cJSON *list = item(json, "processors");
-        char where[256];
-        sub_field(where, sizeof where, field, "processors", 0);
-        if (!cJSON_IsArray(list)) return fail_at(L, where, "missing array");
-        int i = 0;
-        for (const cJSON *it = list->child; it && !rc; it = it->next, i++) {
-            char sub[256];
-            sub_field(sub, sizeof sub, where, NULL, i);
-            rc = load_post_processor(L, it, sub);
-        }
-        return rc;
-    }
-    char where[256];
-    sub_field(where, sizeof where, field, "type", 0);
-    return fail_at(L, where, "\"%s\" is not supported (ByteLevel, TemplateProcessing and Sequence are)", type);
+    if (strcmp(type, "Sequence") == 0) return load_sequence(L, json, field, "processors", load_post_processor);
+    return unsupported(L, field, type, "ByteLevel, TemplateProcessing and Sequence");
 }
 
 /* ---- added tokens ---------------------------------------------------------------------------- */
