@@ -160,19 +160,15 @@ static void split(const PreStep *step, const char *s, size_t n, int at_start, Sc
 
 static void metaspace(const PreStep *step, const char *s, size_t n, int at_start, Scratch *sc, PieceList *out) {
     size_t rep_len = strlen(step->replacement);
+    int starts_with = (n > 0 && s[0] == ' ') || (n >= rep_len && memcmp(s, step->replacement, rep_len) == 0);
+    int prepend = step->prepend_scheme == PREPEND_ALWAYS || (step->prepend_scheme == PREPEND_FIRST && at_start);
     Buf *text = &sc->tmp;
     text->len = 0;
     buf_add(text, "", 0);
+    if (prepend && !starts_with) buf_add(text, step->replacement, rep_len);
     for (size_t i = 0; i < n; i++) {
         if (s[i] == ' ') buf_add(text, step->replacement, rep_len);
         else buf_add(text, s + i, 1);
-    }
-    int starts_with = text->len >= rep_len && memcmp(text->p, step->replacement, rep_len) == 0;
-    if (!starts_with && (step->prepend_scheme == PREPEND_ALWAYS || (step->prepend_scheme == PREPEND_FIRST && at_start))) {
-        sc->norm[0].len = 0;
-        buf_add(&sc->norm[0], step->replacement, rep_len);
-        buf_add(&sc->norm[0], text->p, text->len);
-        text = &sc->norm[0];
     }
     if (!step->split) {
         piece_add(out, text->p, text->len, at_start);
