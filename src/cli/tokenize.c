@@ -17,6 +17,8 @@ static const char usage[] =
     "--decode prints the text of the ids. --no-special: encode without the special tokens the\n"
     "tokenizer's template adds (BOS, ...); decode without special tokens.\n";
 
+static const char see_help[] = "see patchsweep tokenize --help";
+
 static void print_encoding(const Tokenizer *t, const int *ids, int n) {
     for (int i = 0; i < n; i++) printf("%s%d", i ? "," : "", ids[i]);
     printf("\n");
@@ -39,10 +41,10 @@ int cmd_tokenize(int argc, char **argv) {
         else if (strcmp(argv[i], "--no-special") == 0) special = 0;
         else if (strcmp(argv[i], "--") == 0 && i + 2 == argc && !text) text = argv[++i];
         else if ((argv[i][0] != '-' || !argv[i][1]) && !text) text = argv[i];
-        else return report_error(ps_fail(PS_EUSER, "tokenize: unexpected argument \"%s\"; see patchsweep tokenize --help", argv[i]));
+        else return report_error(ps_fail(PS_EUSER, "tokenize: unexpected argument \"%s\"; %s", argv[i], see_help));
     }
     if (!dir || !(text || decode) || (text && decode))
-        return report_error(ps_fail(PS_EUSER, "tokenize: needs --model DIR and either TEXT or --decode IDS; see patchsweep tokenize --help"));
+        return report_error(ps_fail(PS_EUSER, "tokenize: needs --model DIR and either TEXT or --decode IDS; %s", see_help));
     char path[4096];
     path_join(path, sizeof path, dir, "tokenizer.json");
     if (!file_exists(path)) return report_error(ps_fail(PS_EUSER, "%s: no tokenizer.json in this folder", dir));

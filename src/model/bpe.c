@@ -68,8 +68,10 @@ static void merge_all(const Tokenizer *t, Scratch *sc, int n_symbols) {
 }
 
 static void add_symbol(Scratch *sc, int *n, int id, size_t len) {
-    if (*n == sc->symbols_cap)
-        sc->symbols = xrealloc(sc->symbols, sizeof(Symbol) * (size_t)(sc->symbols_cap = sc->symbols_cap ? 2 * sc->symbols_cap : 64));
+    if (*n == sc->symbols_cap) {
+        sc->symbols_cap = sc->symbols_cap ? 2 * sc->symbols_cap : 64;
+        sc->symbols = xrealloc(sc->symbols, sizeof(Symbol) * (size_t)sc->symbols_cap);
+    }
     sc->symbols[*n] = (Symbol){id, *n - 1, -1, len};
     if (*n > 0) sc->symbols[*n - 1].next = *n;
     (*n)++;

@@ -143,7 +143,8 @@ char *tokenizer_decode(const Tokenizer *t, const int *ids, int n, int skip_speci
     for (int i = 0; i < n; i++) {
         const char *s = token_string(t, ids[i]);
         int added = s ? added_token_of(t, ids[i]) : -1;
-        if (!s || (skip_special && added >= 0 && t->added[added].special)) continue; /* as Hugging Face: unknown ids are skipped */
+        /* as Hugging Face: ids that name nothing are skipped */
+        if (!s || (skip_special && added >= 0 && t->added[added].special)) continue;
         strings_add(&a, s, strlen(s));
     }
     OnigRegion *region = onig_region_new();

@@ -71,8 +71,8 @@ static int longest_at(const Tokenizer *t, const char *s, size_t n, size_t at, in
     int best = -1;
     for (int i = 0; i < t->n_added; i++) {
         const AddedToken *a = &t->added[i];
-        if (a->normalized != normalized || a->match_len == 0 || a->match_len > n - at || (best >= 0 && a->match_len <= t->added[best].match_len))
-            continue;
+        if (a->normalized != normalized || a->match_len == 0 || a->match_len > n - at) continue;
+        if (best >= 0 && a->match_len <= t->added[best].match_len) continue;
         if (memcmp(s + at, a->match, a->match_len) == 0) best = i;
     }
     return best;
@@ -149,7 +149,8 @@ static int encode_text(const Tokenizer *t, const char *s, size_t n, Scratch *sc,
 
 int tokenizer_encode(const Tokenizer *t, const char *text, int add_special_tokens, int **ids, int *n) {
     size_t len = strlen(text), valid = utf8_valid_length(text, len);
-    if (valid < len) return ps_fail(PS_EUSER, "text is not valid UTF-8 (byte %zu is 0x%02x)", valid, (unsigned char)text[valid]);
+    if (valid < len)
+        return ps_fail(PS_EUSER, "text is not valid UTF-8 (byte %zu is 0x%02x)", valid, (unsigned char)text[valid]);
     if (len > (size_t)1 << 30) return ps_fail(PS_EUSER, "text of %zu bytes is longer than 1 GiB", len);
     Scratch sc = {0};
     sc.region = onig_region_new();

@@ -506,7 +506,8 @@ static int load_template(const Loader *L, const cJSON *json, const char *field) 
         sub_field(sub, sizeof sub, where, NULL, i);
         const cJSON *special = item(it, "SpecialToken"), *sequence = item(it, "Sequence");
         const cJSON *id = special ? item(special, "id") : sequence ? item(sequence, "id") : NULL;
-        if (!cJSON_IsString(id)) return fail_at(L, sub, "must be {\"SpecialToken\": {\"id\": ...}} or {\"Sequence\": {\"id\": \"A\"}}");
+        if (!cJSON_IsString(id))
+            return fail_at(L, sub, "must be {\"SpecialToken\": {\"id\": ...}} or {\"Sequence\": {\"id\": \"A\"}}");
         if (sequence) {
             if (strcmp(id->valuestring, "A") != 0) return fail_at(L, sub, "a single template can only hold sequence A");
             sequences++;
@@ -517,10 +518,10 @@ static int load_template(const Loader *L, const cJSON *json, const char *field) 
         if (!cJSON_IsArray(ids))
             return fail_at(L, sub, "special token \"%s\" has no ids in %s.special_tokens", id->valuestring, field);
         for (const cJSON *v = ids->child; v; v = v->next) {
-            if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble >= t->n_ids || v->valuedouble != (int)v->valuedouble)
-                return fail_at(L, sub, "special token \"%s\": id %g is not a token", id->valuestring,
-                               cJSON_IsNumber(v) ? v->valuedouble : -1.0);
-            int_add(sequences ? &t->suffix : &t->prefix, (int)v->valuedouble);
+            double value = cJSON_IsNumber(v) ? v->valuedouble : -1;
+            if (value < 0 || value >= t->n_ids || value != (int)value)
+                return fail_at(L, sub, "special token \"%s\": id %g is not a token", id->valuestring, value);
+            int_add(sequences ? &t->suffix : &t->prefix, (int)value);
         }
     }
     if (sequences != 1) return fail_at(L, where, "must hold sequence A once");

@@ -104,7 +104,9 @@ typedef struct {
 } NormStep;
 
 typedef enum { PRE_BYTE_LEVEL, PRE_SPLIT, PRE_METASPACE, PRE_WHITESPACE_SPLIT } PreTokenizerKind;
-typedef enum { SPLIT_REMOVED, SPLIT_ISOLATED, SPLIT_MERGED_WITH_PREVIOUS, SPLIT_MERGED_WITH_NEXT, SPLIT_CONTIGUOUS } SplitBehavior;
+typedef enum {
+    SPLIT_REMOVED, SPLIT_ISOLATED, SPLIT_MERGED_WITH_PREVIOUS, SPLIT_MERGED_WITH_NEXT, SPLIT_CONTIGUOUS
+} SplitBehavior;
 typedef enum { PREPEND_ALWAYS, PREPEND_FIRST, PREPEND_NEVER } PrependScheme;
 typedef struct {
     PreTokenizerKind kind;

@@ -318,7 +318,8 @@ static void test_nfc_conformance(void **state) {
             got.len = 0;
             unicode_nfc(&got, col[c].p, col[c].len);
             const Buf *want = c < 3 ? &col[1] : &col[3];
-            if (got.len != want->len || memcmp(got.p, want->p, got.len) != 0) fail_msg("NFC of column %d of: %s", c + 1, line);
+            if (got.len != want->len || memcmp(got.p, want->p, got.len) != 0)
+                fail_msg("NFC of column %d of: %s", c + 1, line);
         }
         checked++;
     }
