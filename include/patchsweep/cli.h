@@ -9,6 +9,7 @@ int cmd_train(int argc, char **argv);
 int cmd_heads(int argc, char **argv);
 int cmd_top(int argc, char **argv);
 int cmd_bound(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 
 /* The subcommands (src/cli/commands.c): name, entry point, usage line, one-line summary. */
 typedef struct {
@@ -23,7 +24,7 @@ const Command *command_find(const char *name); /* NULL when unknown */
 const char *command_usage(const char *name);
 int is_help_flag(const char *arg); /* -h or --help */
 
-/* Parses "1,2,3" into tokens (caller frees); checks 0 <= id < vocab. */
-int parse_token_list(const char *text, int vocab, int **tokens, int *n);
+/* Parses "1,2,3" (the value of option) into tokens (caller frees); checks 0 <= id < vocab. */
+int parse_token_list(const char *option, const char *text, int vocab, int **tokens, int *n);
 
 #endif

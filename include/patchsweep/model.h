@@ -159,12 +159,31 @@ void model_free(Model *m);
 /* The configuration as JSON text (caller frees), for provenance. */
 char *model_config_json(const ModelConfig *cfg);
 
-/* Tokenizer: id -> display string, and whitespace-separated word lookup for word-level
- * vocabularies. */
+/* Tokenizer: a Hugging Face tokenizer.json (BPE or WordLevel model; docs/tokenizers.md lists the
+ * components supported), encoding and decoding as the Hugging Face tokenizers library does.
+ * tokenizer_load reads path, and the tokenizer_config.json beside it for bos_token if present;
+ * vocab is the model's vocabulary size (ids below it that the file does not name are allowed),
+ * or 0. A malformed or unsupported file: PS_EUSER with one line naming the file and the field. */
 int tokenizer_load(Tokenizer **out, const char *path, int vocab);
 void tokenizer_free(Tokenizer *t);
-const char *tokenizer_token(const Tokenizer *t, int id); /* NULL when unknown */
+/* The token's display form (byte-level tokens as their text, control characters escaped);
+ * NULL when id names nothing. */
+const char *tokenizer_token(const Tokenizer *t, int id);
 int tokenizer_find(const Tokenizer *t, const char *token); /* -1 when absent */
 int tokenizer_is_word_level(const Tokenizer *t);            /* text = tokens separated by whitespace */
+int tokenizer_size(const Tokenizer *t);                     /* ids are 0 .. size-1 */
+/* text (NUL-terminated UTF-8) into *ids (malloc'd, *n of them). Special tokens written in the
+ * text are recognised; add_special_tokens lets the file's template add its own (BOS, ...).
+ * Invalid UTF-8: PS_EUSER. */
+int tokenizer_encode(const Tokenizer *t, const char *text, int add_special_tokens, int **ids, int *n);
+/* ids back into text (malloc'd). Ids that name nothing are skipped, as Hugging Face does;
+ * skip_special leaves out special tokens. */
+char *tokenizer_decode(const Tokenizer *t, const int *ids, int n, int skip_special);
+/* The beginning-of-sequence token: the first token the template adds, else the bos_token of
+ * tokenizer_config.json; -1 when neither says. */
+int tokenizer_bos(const Tokenizer *t);
+/* 1 when encoding with add_special_tokens puts tokenizer_bos first (Llama-2, newer Llama-3
+ * files); 0 when it does not (GPT-2, Pythia: callers prepend it themselves if they want it). */
+int tokenizer_adds_bos(const Tokenizer *t);
 
 #endif

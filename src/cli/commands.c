@@ -17,6 +17,8 @@ const Command commands[] = {
      "induction and previous-token scores of each head, from attention patterns"},
     {"forward", cmd_forward, "patchsweep forward --model DIR --tokens ID,ID,... [--top K]",
      "next-token prediction: checks that a model folder loads"},
+    {"tokenize", cmd_tokenize, "patchsweep tokenize --model DIR [--no-special] TEXT | --decode ID,ID,...",
+     "text to token ids (and back) with the model folder's tokenizer.json"},
     {"train", cmd_train, "patchsweep train RECIPE.json", "train a small model on a task and write a model folder"},
 };
 const int n_commands = sizeof commands / sizeof commands[0];

@@ -24,7 +24,7 @@ int cmd_forward(int argc, char **argv) {
     int rc = model_load(&m, dir);
     if (rc) return report_error(rc);
     int *tokens = NULL, T = 0;
-    rc = parse_token_list(token_text, m.cfg.vocab, &tokens, &T);
+    rc = parse_token_list("--tokens", token_text, m.cfg.vocab, &tokens, &T);
     if (!rc && T > m.cfg.n_ctx)
         rc = ps_fail(PS_EUSER, "--tokens: %d token%s exceed the model's context of %d", T, plural_s(T), m.cfg.n_ctx);
     if (rc) {
