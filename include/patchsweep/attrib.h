@@ -11,6 +11,7 @@
 typedef struct {
     double *scores;                   /* [T, T] */
     double *row, *row_max, *rest_w, *rest_wg; /* [T] */
+    double *second_max, *rest2_w, *rest2_wg;  /* [T] */
     int *argmax;                      /* [T] */
 } QkScratch;
 void qk_scratch_init(QkScratch *s, int max_T);

@@ -54,6 +54,14 @@ static const LayerActs *grad_layer(const Attributor *a, int l, int drop) {
     return drop >= 0 && l <= drop ? &a->dropped.layer[l] : &a->grad.layer[l];
 }
 
+/* A node of one layer's attention or MLP whose window holds that layer alone: GradDrop at that
+ * layer cuts its only term. */
+static int inside_one_layer(const Job *job, const Node *n, int L) {
+    int first, last;
+    job_window(job, n->layer, L, &first, &last);
+    return first == last && n->site != SITE_RESID_PRE && n->site != SITE_RESID_MID && n->site != SITE_RESID_POST;
+}
+
 /* One node, every column: out[j] = estimate (plain AtP, or with the QK fix). */
 static void node_estimate(Attributor *a, const PromptRuns *r, int s, const Node *n, const Job *job, int qk, int drop,
                           const int *positions, int S, double *out) {
@@ -118,9 +126,17 @@ void attrib_estimates(Attributor *a, const Job *job, const Plan *plan, const Pro
                     for (int j = 0; j < S; j++) cell[j] += fabs(col[j]);
                 }
             }
-            /* One layer: there is no other layer to drop, so AtP* is |atp_qk| (the formula's 1/(L-1)
-             * is undefined and every node would sit inside the dropped layer). */
-            for (size_t i = 0; i < cells; i++) sum[EST_ATP_STAR][i] += L > 1 ? star[i] / (L - 1) : fabs(fixed[i]);
+            /* The mean over the dropped layers whose term can be non-zero: L - 1 for a node inside
+             * one layer's attention or MLP (dropping that layer cuts its only term, the paper's
+             * 1/(L-1)), L for the others (a residual-stream node keeps every term). One layer:
+             * there is no other layer to drop, so AtP* is |atp_qk|. */
+            for (int n = 0; n < N; n++) {
+                int terms = inside_one_layer(job, &plan->nodes[n], L) ? L - 1 : L;
+                for (int j = 0; j < S; j++) {
+                    size_t i = (size_t)n * S + j;
+                    sum[EST_ATP_STAR][i] += L > 1 ? star[i] / terms : fabs(fixed[i]);
+                }
+            }
         }
         double t4 = now_seconds();
         for (size_t i = 0; i < cells; i++) sum[EST_ATP][i] += plain[i], sum[EST_ATP_QK][i] += fixed[i];

@@ -14,7 +14,8 @@
  * rounding dominates by a tiny 1 - A_tj. Both factors come from the row's scores in double:
  * with l_tj = the logit of A_tj against the other keys, A_tj = sigmoid(l_tj) and
  * A'_tj = sigmoid(l_tj + Delta_tj), and sums over "the other keys" are formed without
- * subtracting the dominant key. O(T^2) per head. */
+ * subtracting the dominant key; when the dominant key itself is patched, its logit against the
+ * others is formed in log space (their weight may underflow to 0 against it). O(T^2) per head. */
 #include <math.h>
 #include <stdlib.h>
 #include "patchsweep/attrib.h"
@@ -67,6 +68,7 @@ void qk_fix_key(const LayerView *v, int g, const int *positions, int n_positions
      * w_s = e^(a_ts - max) and of w_s G_ts */
     QkScratch *room = v->scratch;
     double *scores = room->scores, *row_max = room->row_max, *rest_w = room->rest_w, *rest_wg = room->rest_wg;
+    double *second_max = room->second_max, *rest2_w = room->rest2_w, *rest2_wg = room->rest2_wg;
     int *argmax = room->argmax;
     const float *k_base = v->base->k_rot + (size_t)g * dh;
     for (int h = g * group; h < (g + 1) * group; h++) {
@@ -74,16 +76,21 @@ void qk_fix_key(const LayerView *v, int g, const int *positions, int n_positions
         for (int t = 0; t < T; t++) {
             const float *q = v->base->q_rot + (size_t)t * qd + (size_t)h * dh;
             double *a = scores + (size_t)t * T;
-            row_max[t] = -INFINITY, argmax[t] = 0, rest_w[t] = rest_wg[t] = 0.0;
+            row_max[t] = second_max[t] = -INFINITY, argmax[t] = 0;
+            rest_w[t] = rest_wg[t] = rest2_w[t] = rest2_wg[t] = 0.0;
             for (int s = 0; s <= t; s++) {
                 a[s] = dot(q, k_base + (size_t)s * kvd, dh) * scale;
                 if (a[s] > row_max[t]) row_max[t] = a[s], argmax[t] = s;
             }
             for (int s = 0; s <= t; s++)
+                if (s != argmax[t]) second_max[t] = fmax(second_max[t], a[s]);
+            /* the other keys' weight, against the max and (for when the max's own key is patched,
+             * where it may underflow to 0 against the max) against the second max */
+            for (int s = 0; s <= t; s++)
                 if (s != argmax[t]) {
-                    double w = det_exp(a[s] - row_max[t]);
-                    rest_w[t] += w;
-                    rest_wg[t] += w * G[(size_t)t * T + s];
+                    double w = det_exp(a[s] - row_max[t]), w2 = det_exp(a[s] - second_max[t]);
+                    rest_w[t] += w, rest_wg[t] += w * G[(size_t)t * T + s];
+                    rest2_w[t] += w2, rest2_wg[t] += w2 * G[(size_t)t * T + s];
                 }
         }
         for (int j = 0; j < n_positions; j++) {
@@ -102,16 +109,20 @@ void qk_fix_key(const LayerView *v, int g, const int *positions, int n_positions
             const float *k_old = k_base + (size_t)p * kvd;
             const float *k_new = v->src ? v->src->k_rot + (size_t)p * kvd + (size_t)g * dh : NULL;
             for (int t = p; t < T; t++) {
+                if (t == 0) continue; /* the row's only key: A' = A = 1 */
                 const float *q = v->base->q_rot + (size_t)t * qd + (size_t)h * dh;
                 double delta = ((k_new ? dot(q, k_new, dh) : 0.0) - dot(q, k_old, dh)) * scale;
-                double w_p = det_exp(scores[(size_t)t * T + p] - row_max[t]);
-                double G_max = G[(size_t)t * T + argmax[t]], G_p = G[(size_t)t * T + p];
-                /* the other keys' total weight and weighted G, never subtracting the max's term */
-                double others = p == argmax[t] ? rest_w[t] : 1.0 + rest_w[t] - w_p;
-                double others_g = p == argmax[t] ? rest_wg[t] : G_max + rest_wg[t] - w_p * G_p;
-                if (!(others > 0.0)) continue; /* the row's only key, or the rest underflows: A' = A */
-                double l = det_log(w_p) - det_log(others);
-                out[j] += (G_p - others_g / others) * sigmoid_change(l, delta);
+                double G_p = G[(size_t)t * T + p], l, mean_g;
+                if (p == argmax[t]) { /* in log space: the others may weigh nothing against the max */
+                    l = (row_max[t] - second_max[t]) - det_log(rest2_w[t]);
+                    mean_g = rest2_wg[t] / rest2_w[t];
+                } else { /* the others include the max (weight 1): never subtract its term */
+                    double gap = scores[(size_t)t * T + p] - row_max[t], w_p = det_exp(gap);
+                    double others = 1.0 + rest_w[t] - w_p;
+                    l = gap - det_log(others); /* log w_p is the gap itself, even where w_p underflows */
+                    mean_g = (G[(size_t)t * T + argmax[t]] + rest_wg[t] - w_p * G_p) / others;
+                }
+                out[j] += (G_p - mean_g) * sigmoid_change(l, delta);
             }
         }
     }
@@ -121,9 +132,11 @@ void qk_scratch_init(QkScratch *s, int max_T) {
     size_t T = (size_t)(max_T > 0 ? max_T : 1);
     s->scores = alloc_doubles(T * T);
     s->row = alloc_doubles(T), s->row_max = alloc_doubles(T), s->rest_w = alloc_doubles(T), s->rest_wg = alloc_doubles(T);
+    s->second_max = alloc_doubles(T), s->rest2_w = alloc_doubles(T), s->rest2_wg = alloc_doubles(T);
     s->argmax = xcalloc(T, sizeof(int));
 }
 
 void qk_scratch_free(QkScratch *s) {
     free(s->scores), free(s->row), free(s->row_max), free(s->rest_w), free(s->rest_wg), free(s->argmax);
+    free(s->second_max), free(s->rest2_w), free(s->rest2_wg);
 }

@@ -154,6 +154,21 @@ with tempfile.TemporaryDirectory() as tmp:
     if p.returncode != 0 or not os.path.exists(lout):
         failures.append(f"an output path of {len(lout)} characters: exit {p.returncode}: {p.stderr[-300:]}")
 
+# A header of 60,000 tensors naming one twice (a quadratic check took seconds on this; a 100 MB
+# header would take an hour), and a job listing 100,000 positions twice over: refused, at once.
+with tempfile.TemporaryDirectory() as tmp:
+    import struct
+    header = {f"t{i}": {"dtype": "F32", "shape": [1], "data_offsets": [4 * i, 4 * i + 4]} for i in range(60000)}
+    text = json.dumps(header)[:-1] + ', "t59999": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}'
+    folder = os.path.join(tmp, "many")
+    os.makedirs(folder)
+    shutil.copy(os.path.join(fixtures, "models", "llama-tiny", "config.json"), folder)
+    with open(os.path.join(folder, "model.safetensors"), "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text.encode() + b"\0" * 4 * 60000)
+    expect_refusal(["forward", "--model", folder, "--tokens", "1"], 'tensor "t59999" appears twice', "60,000 tensors")
+    pjob, _ = make_job(tmp, "positions", positions=list(range(100000)) + [5])
+    expect_refusal(["plan", pjob], "position 5 is listed twice", "100,001 positions")
+
 # Help prints usage with status 0.
 for args in (["help"], ["--help"], ["help", "bound"], ["run", "--help"], ["forward", "--help"], ["bound", "-h"],
              ["top", "--help"], ["train", "--help"]):

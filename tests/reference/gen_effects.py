@@ -101,6 +101,16 @@ def node_estimate(node, columns, T, dims, window, base, src, grad, qk):
     return np.array(out)
 
 
+COMPONENT_SITES = {"q", "k", "v", "z", "attn_out", "mlp_post", "mlp_out"}
+
+
+def inside_one_layer(node, window, L):
+    """A node of one layer's attention or MLP, its window holding that layer alone: dropping that
+    layer cuts its only term (GradDrop)."""
+    site, layer, _ = node
+    return site in COMPONENT_SITES and min(layer + window, L) - layer == 1
+
+
 def sample_estimates(W, cfg, dims, job, nodes, columns, T, tok, noise, src, metric_args, wanted):
     """Estimates of one base/source pair: dict estimator -> [N, S]."""
     window, L = job.get("window", 1), dims["L"]
@@ -124,7 +134,10 @@ def sample_estimates(W, cfg, dims, job, nodes, columns, T, tok, noise, src, metr
         for drop in range(L if L > 1 else 0):
             gd, _ = gradients(drop)
             star += np.abs(np.stack([node_estimate(n, columns, T, dims, window, base, src, gd, True) for n in nodes]))
-        out["atp_star"] = star / (L - 1) if L > 1 else np.abs(out["atp_qk"])  # one layer: nothing else to drop
+        # the mean over the dropped layers whose term can be non-zero: all L of them, except the
+        # node's own layer for a node inside one layer's attention or MLP (its writes are cut)
+        terms = np.array([[L - 1 if inside_one_layer(n, window, L) else L] for n in nodes])
+        out["atp_star"] = star / terms if L > 1 else np.abs(out["atp_qk"])  # one layer: nothing else to drop
     return out
 
 
