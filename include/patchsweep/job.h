@@ -72,6 +72,10 @@ void job_window(const Job *job, int layer, int n_layer, int *first, int *last);
  * model folder that is missing or broken is reported as the job's problem it is). */
 int job_model_failure(const Job *job, int rc);
 
+/* A warning about the job on this model, or NULL: AtP* asked of a model of two layers or fewer,
+ * where GradDrop leaves a layer-0 node whose only path runs through layer 1 with exactly 0. */
+const char *job_warning(const Job *job, const ModelConfig *cfg);
+
 int job_parse_file(Job *job, const char *path);
 int job_parse_text(Job *job, const char *text, const char *path); /* path names the job in errors */
 /* Checks the job against the model it will run on, and turns text prompts into token ids with

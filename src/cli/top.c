@@ -44,21 +44,24 @@ static int parse_options(int argc, char **argv, TopOptions *o) {
 /* What the table shows of each cell (node n, column s at n * S + s). */
 typedef struct {
     double *mean_abs, *mean;       /* over the prompts that have the cell; NaN where none */
-    int *estimator_rank[N_ESTIMATES]; /* 1 = largest mean |estimate|; NULL when the file has none */
+    int *prompts;                  /* how many prompts have the cell computed */
+    int *estimator_rank[N_ESTIMATES]; /* 1 = largest mean |estimate|, ties sharing a rank; NULL when absent */
 } CellTable;
 
-/* Mean over prompts of x (or |x|) per cell, NaN-skipping; NaN for cells outside the site. */
-static void cell_means(const Results *r, const float *x, int absolute, const char *site, double *out) {
+/* Mean over prompts of x (or |x|) per cell, NaN-skipping; NaN for cells outside the site. The
+ * number of prompts behind each mean goes to count (when not NULL). */
+static void cell_means(const Results *r, const float *x, int absolute, const char *site, double *out, int *count) {
     size_t cells = (size_t)r->N * r->S;
     for (size_t c = 0; c < cells; c++) {
         double sum = 0.0;
-        int count = 0;
+        int n = 0;
         for (int p = 0; p < r->P; p++) {
             float v = x[(size_t)p * cells + c];
-            if (!isnan(v)) sum += absolute ? fabs(v) : v, count++;
+            if (!isnan(v)) sum += absolute ? fabs(v) : v, n++;
         }
         int in_site = !site || strcmp(r->node_sites[c / (size_t)r->S], site) == 0;
-        out[c] = count && in_site ? sum / count : NAN;
+        out[c] = n && in_site ? sum / n : NAN;
+        if (count) count[c] = n;
     }
 }
 
@@ -69,41 +72,54 @@ static int *rank_cells(const double *key, size_t cells) {
     return order;
 }
 
+/* rank[c] = 1 + the number of cells with a strictly larger key: tied cells share a rank (the
+ * best their block reaches), so a block of ties at zero reads as one rank, not as an order. */
+static int *shared_ranks(const double *key, size_t cells) {
+    int *order = rank_cells(key, cells), *rank = xmalloc(sizeof(int) * cells);
+    for (size_t i = 0; i < cells; i++) {
+        int c = order[i];
+        rank[c] = i > 0 && key[c] == key[order[i - 1]] ? rank[order[i - 1]] : (int)i + 1;
+    }
+    free(order);
+    return rank;
+}
+
 static int aggregate(const Results *r, const float *exact, const char *site, CellTable *t) {
     size_t cells = (size_t)r->N * r->S;
     memset(t, 0, sizeof *t);
     t->mean_abs = xmalloc(sizeof(double) * cells);
     t->mean = xmalloc(sizeof(double) * cells);
-    cell_means(r, exact, 1, site, t->mean_abs);
-    cell_means(r, exact, 0, site, t->mean);
+    t->prompts = xmalloc(sizeof(int) * cells);
+    cell_means(r, exact, 1, site, t->mean_abs, t->prompts);
+    cell_means(r, exact, 0, site, t->mean, NULL);
     for (int e = 0; e < N_ESTIMATES; e++) {
         float *est;
         int rc = results_read_cells(r, estimator_names[e], &est);
         if (rc) return rc;
         if (!est) continue;
         double *key = xmalloc(sizeof(double) * cells);
-        cell_means(r, est, 1, site, key);
-        int *order = rank_cells(key, cells);
-        t->estimator_rank[e] = xmalloc(sizeof(int) * cells);
-        for (size_t i = 0; i < cells; i++) t->estimator_rank[e][order[i]] = (int)i + 1;
-        free(order), free(key), free(est);
+        cell_means(r, est, 1, site, key, NULL);
+        t->estimator_rank[e] = shared_ranks(key, cells);
+        free(key), free(est);
     }
     return PS_OK;
 }
 
 static void free_table(CellTable *t) {
-    free(t->mean_abs), free(t->mean);
+    free(t->mean_abs), free(t->mean), free(t->prompts);
     for (int e = 0; e < N_ESTIMATES; e++) free(t->estimator_rank[e]);
 }
 
-/* The token a column's position holds in prompt 0's base run, as the model's tokenizer spells
- * it when the model folder still has one. */
+/* The token a column's position holds in the first prompt long enough to have it (base run), as
+ * the model's tokenizer spells it when the model folder still has one. */
 static void token_label(const Results *r, const Tokenizer *tok, int pos, char *out, size_t cap) {
     if (pos < 0) {
         snprintf(out, cap, "(all)");
         return;
     }
-    int id = r->base_tokens[pos];
+    int p = 0;
+    while (p < r->P && r->length[p] <= pos) p++;
+    int id = r->base_tokens[(size_t)(p < r->P ? p : 0) * r->T + pos];
     const char *word = tokenizer_token(tok, id);
     if (word) snprintf(out, cap, "\"%.40s\"", word);
     else snprintf(out, cap, "%d", id);
@@ -128,34 +144,62 @@ static Tokenizer *load_tokenizer(const Results *r) {
     return tok;
 }
 
+/* The mean over the prompts that have it (a partial file has NaN baselines for the rest). */
+static double mean_finite(const double *x, int n, int *count) {
+    double sum = 0.0;
+    *count = 0;
+    for (int i = 0; i < n; i++)
+        if (!isnan(x[i])) sum += x[i], ++*count;
+    return *count ? sum / *count : NAN;
+}
+
+/* Rows of the table: the best cells with want_all = whether they must be present in every prompt. */
+static void print_rows(const Results *r, const CellTable *t, const Tokenizer *tok, const int *order, int k, int want_all) {
+    size_t cells = (size_t)r->N * r->S;
+    for (size_t i = 0, shown = 0; i < cells && (int)shown < k && !isnan(t->mean_abs[order[i]]); i++) {
+        int c = order[i], pos = r->positions[c % r->S];
+        if ((t->prompts[c] == r->P) != want_all) continue;
+        char token[64], pos_text[16];
+        token_label(r, tok, pos, token, sizeof token);
+        snprintf(pos_text, sizeof pos_text, pos < 0 ? "all" : "%d", pos);
+        printf("%4zu  %-14s %4s  %-14s %7d %12.4g %12.4g", ++shown, r->node_names[c / r->S], pos_text, token,
+               t->prompts[c], t->mean[c], t->mean_abs[c]);
+        for (int e = 0; e < N_ESTIMATES; e++)
+            if (t->estimator_rank[e]) printf(" %9d", t->estimator_rank[e][c]);
+        printf("\n");
+    }
+}
+
 static void print_table(const Results *r, const CellTable *t, const TopOptions *o) {
     size_t cells = (size_t)r->N * r->S;
-    double base = 0, source = 0;
-    for (int p = 0; p < r->P; p++) base += r->base[p] / r->P, source += r->source[p] / r->P;
+    int with_base, with_source;
+    double base = mean_finite(r->base, r->P, &with_base), source = mean_finite(r->source, r->P, &with_source);
     printf("%s: %d prompts x %d nodes x %d positions; corruption %s, direction %s, metric %s\n", r->path, r->P, r->N,
            r->S, r->corruption, r->direction, r->metric);
-    printf("baseline, mean over prompts: base %.4g, source %.4g (source - base %.4g)\n", base, source, source - base);
-    printf("top %d%s%s (node, position) cells by mean |exact effect| over prompts; tokens are prompt 0's base run's\n",
-           o->k, o->site ? " " : "", o->site ? o->site : "");
-    printf("%4s  %-14s %4s  %-14s %12s %12s", "rank", "node", "pos", "token", "mean effect", "mean |effect|");
+    if (with_base < r->P)
+        printf("a partial file: %d of %d prompts have results so far (rerun the job to finish it)\n", with_base, r->P);
+    printf("baseline, mean over those prompts: base %.4g", base);
+    if (with_source) printf(", source %.4g (source - base %.4g)\n", source, source - base);
+    else printf(", no source run (%s corruption)\n", r->corruption);
+    int partial_cells = 0;
+    for (size_t c = 0; c < cells; c++) partial_cells += !isnan(t->mean_abs[c]) && t->prompts[c] < r->P;
+    printf("top %d%s%s (node, position) cells by mean |exact effect| over the prompts that have them%s\n", o->k,
+           o->site ? " " : "", o->site ? o->site : "", partial_cells ? ", present in every prompt" : "");
+    printf("%4s  %-14s %4s  %-14s %7s %12s %12s", "rank", "node", "pos", "token", "prompts", "mean effect", "mean |effect|");
     int any_estimator = 0;
     for (int e = 0; e < N_ESTIMATES; e++)
         if (t->estimator_rank[e]) printf(" %9s", estimator_names[e]), any_estimator = 1;
     printf("\n");
     Tokenizer *tok = load_tokenizer(r);
     int *order = rank_cells(t->mean_abs, cells);
-    for (int i = 0; i < o->k && i < (int)cells && !isnan(t->mean_abs[order[i]]); i++) {
-        int c = order[i], pos = r->positions[c % r->S];
-        char token[64], pos_text[16];
-        token_label(r, tok, pos, token, sizeof token);
-        snprintf(pos_text, sizeof pos_text, pos < 0 ? "all" : "%d", pos);
-        printf("%4d  %-14s %4s  %-14s %12.4g %12.4g", i + 1, r->node_names[c / r->S], pos_text, token, t->mean[c],
-               t->mean_abs[c]);
-        for (int e = 0; e < N_ESTIMATES; e++)
-            if (t->estimator_rank[e]) printf(" %9d", t->estimator_rank[e][c]);
-        printf("\n");
+    print_rows(r, t, tok, order, o->k, 1);
+    if (partial_cells) { /* means over fewer prompts are not comparable with full ones: apart */
+        printf("\ncells present in only some prompts (past a shorter prompt's end, or not computed yet):\n");
+        print_rows(r, t, tok, order, o->k, 0);
     }
-    if (any_estimator) printf("(estimator columns: the cell's rank by that estimator's mean |estimate|)\n");
+    if (any_estimator)
+        printf("(estimator columns: the cell's rank by that estimator's mean |estimate| over all cells; tied cells "
+               "share a rank)\n");
     free(order);
     if (tok) tokenizer_free(tok);
 }
@@ -171,6 +215,11 @@ int cmd_top(int argc, char **argv) {
     rc = results_open(&r, o.path, 0);
     if (!rc) rc = results_read_cells(&r, "exact", &exact);
     if (!rc && !exact) rc = ps_fail(PS_EUSER, "%s: holds no exact effects (a job with \"exact\": false)", o.path);
+    if (!rc && o.site) { /* a site the file lacks is a mistake, not an empty table */
+        int found = 0;
+        for (int n = 0; n < r.N && !found; n++) found = strcmp(r.node_sites[n], o.site) == 0;
+        if (!found) rc = ps_fail(PS_EUSER, "%s: has no nodes of site %s", o.path, o.site);
+    }
     if (!rc) rc = aggregate(&r, exact, o.site, &table);
     if (!rc) print_table(&r, &table, &o);
     free_table(&table);

@@ -450,6 +450,13 @@ PromptRoles job_roles(const Job *job, int p) {
     return r;
 }
 
+const char *job_warning(const Job *job, const ModelConfig *cfg) {
+    if (job->estimates[EST_ATP_STAR] && cfg->n_layer <= 2)
+        return "atp_star on a model of two layers or fewer: GradDrop gives exactly 0 to a layer-0 node whose only path "
+               "runs through layer 1, whatever its effect; such cells tie (docs/methods.md)";
+    return NULL;
+}
+
 int job_model_failure(const Job *job, int rc) { return rc ? ps_fail_context(rc, "%s: \"model\"", job->path) : rc; }
 
 void job_window(const Job *job, int layer, int n_layer, int *first, int *last) {

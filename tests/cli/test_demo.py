@@ -85,6 +85,18 @@ with tempfile.TemporaryDirectory() as tmp:
     check(top.returncode == 0 and induction_best + ".z" in top.stdout and "atp_star" in top.stdout,
           f"patchsweep top: {top.returncode} {top.stdout} {top.stderr}")
     print(top.stdout)
+    # Estimator ranks in top are competition ranks: 1 + the cells with a strictly larger mean
+    # |estimate| (so AtP*'s block of exact zeros shares one rank instead of a sort order).
+    with h5py.File(job["output"], "r") as f:
+        star = np.nanmean(np.abs(f["effects/atp_star"][()]), axis=0).ravel()
+        positions = list(f["positions"][()])
+    for line in top.stdout.splitlines():
+        fields = line.split()
+        if len(fields) < 9 or not fields[0].isdigit():
+            continue
+        cell = names.index(fields[1]) * len(positions) + positions.index(int(fields[2]))
+        want = 1 + int(np.sum(star > star[cell]))
+        check(int(fields[-1]) == want, f"top: {fields[1]} at {fields[2]} has atp_star rank {fields[-1]}, expected {want}")
 
     # The bound on the heads the ranking left out, as the demo runs it, against the exact sweep.
     # Joint patches of heads are not additive here, so the bound may miss on some prompts

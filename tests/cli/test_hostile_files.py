@@ -121,6 +121,22 @@ with tempfile.TemporaryDirectory() as tmp:
         bjob, _ = make_job(tmp, "damaged", output=bad)
         expect_refusal(["bound", bjob, "--site", "z"], fragment, f"bound: {label}", keep=bad)
 
+    # top on a site the file lacks is an error, not an empty table; on a partial file it says so.
+    zjob, zout = make_job(tmp, "z-only", nodes=["z"], estimates=[])
+    if run(zjob).returncode == 0:
+        expect_refusal(["top", zout, "--site", "mlp_post"], "has no nodes of site mlp_post", "top: absent site", keep=zout)
+    else:
+        failures.append("the z-only job failed")
+    partial = os.path.join(tmp, "partial.h5")
+    shutil.copy(good, partial)
+    with h5py.File(partial, "r+") as f:
+        f["baseline/base"][1:] = np.nan
+        f["baseline/source"][1:] = np.nan
+        f["effects/exact"][1:] = np.nan
+    p = subprocess.run([binary, "top", partial, "-k", "3"], capture_output=True, text=True)
+    if p.returncode != 0 or f"1 of {P} prompts have results so far" not in p.stdout or "nan" in p.stdout.split("\n")[1]:
+        failures.append(f"top on a partial file: {p.returncode} {p.stdout[:300]!r}")
+
     # A file system too small for the results file: refused up front, nothing left behind.
     small = os.path.join(tmp, "small")
     os.makedirs(small)
