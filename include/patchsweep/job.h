@@ -25,7 +25,11 @@ typedef struct {
     int answer, wrong;    /* -1 when absent */
     /* Text forms ("clean_text", ...), turned into ids by job_check with the model's tokenizer. */
     char *clean_text, *corrupt_text, *answer_text, *wrong_text;
+    int *noise_positions, n_noise_positions; /* gaussian: this prompt's subject, or NULL for the job's */
 } Prompt;
+
+/* What the gaussian noise's standard deviation is measured on (times its scale). */
+typedef enum { NOISE_STD_VOCABULARY, NOISE_STD_SUBJECTS, NOISE_STD_CORPUS } NoiseStd;
 
 typedef struct {
     char path[4096];     /* the job file */
@@ -34,8 +38,11 @@ typedef struct {
     Prompt *prompts;
     int n_prompts;
     Corruption corruption;
-    double noise_scale;  /* gaussian: noise std = noise_scale x std(token embeddings) */
-    int *noise_positions, n_noise_positions;
+    double noise_scale;  /* gaussian: noise std = noise_scale x std of token embeddings, measured on: */
+    NoiseStd noise_std;
+    char noise_corpus[4096]; /* NOISE_STD_CORPUS: a file of subjects, one per line (ids or text) */
+    int *corpus_ids, n_corpus_ids; /* its tokens, read by job_check */
+    int *noise_positions, n_noise_positions; /* the job's, for prompts without their own */
     int noise_samples;
     uint64_t seed;       /* gaussian noise and resample permutation */
     Direction direction;
@@ -44,13 +51,23 @@ typedef struct {
     int n_sites;
     PositionMode positions;
     int *position_list, n_position_list;
-    int window;          /* layers patched together, starting at the node's layer */
+    int window;          /* layers patched together */
+    int window_center;   /* 0: the node's layer and the w - 1 above it; 1: centred on it, as ROME */
+    Site sever;          /* SITE_MLP_OUT or SITE_ATTN_OUT: held at the base run at the patched positions
+                          * of every layer (ROME's severed paths); N_SITES: none */
     int estimates[N_ESTIMATES]; /* which estimators to compute (1/0) */
     int exact;           /* run the exact sweep */
     char *canonical;     /* the job as normalised JSON (prompts inline as token ids, defaults filled in) */
     int had_text;        /* some prompts were given as text */
     int *resample_from;  /* resample: prompt p's source is prompt resample_from[p] (a seeded derangement) */
 } Job;
+
+/* The positions noised in prompt p's gaussian runs. */
+static inline const int *job_noise_positions(const Job *job, int p, int *n) {
+    const Prompt *pr = &job->prompts[p];
+    *n = pr->noise_positions ? pr->n_noise_positions : job->n_noise_positions;
+    return pr->noise_positions ? pr->noise_positions : job->noise_positions;
+}
 
 /* What the runs of prompt p read (docs/job.md, "Corruptions"): the base run is patched into,
  * the source run patched from. This is the one place that says which is which. */

@@ -37,10 +37,12 @@ typedef struct {
     const RunCache *src;   /* source activations; NULL patches in zeros */
 } Patch;
 
-/* A block hook that applies patches[b] to sequence b. */
+/* A block hook that applies patches[b] to sequence b, and frozen[b] too when frozen is not NULL
+ * (a severed path: a site held at the base run's values while patches[b] restores another). */
 typedef struct {
     const ModelConfig *cfg;
     const Patch *patches;
+    const Patch *frozen;
 } PatchHook;
 void patch_hook(void *ctx, Stage stage, int layer, LayerActs *a, const BlockRun *run);
 

@@ -44,8 +44,11 @@ int cmd_plan(int argc, char **argv) {
     printf(")\n");
     printf("positions  %d (%s)\n", plan.n_positions,
            job.positions == POS_ALL ? "all at once" : job.positions == POS_EACH ? "each" : "listed");
-    printf("corruption %s, direction %s, metric %s, window %d, noise samples %d\n", corruption_name(job.corruption),
-           direction_name(job.direction), metric_name(job.metric), job.window, job_samples(&job));
+    printf("corruption %s, direction %s, metric %s, window %d%s, noise samples %d\n", corruption_name(job.corruption),
+           direction_name(job.direction), metric_name(job.metric), job.window, job.window_center ? " (centred)" : "",
+           job_samples(&job));
+    if (job.sever != N_SITES)
+        printf("severed    %s held at the base run at the patched position in every layer\n", site_name(job.sever));
     printf("patches    %lld patched runs\n", st.patches);
     printf("units      %d (%d exact, %d estimate)\n", plan.n_units, exact_units, plan.n_units - exact_units);
     printf("FLOPs      %s (a full forward per patch would be %s; %.1fx less)\n", human(st.flops, a, sizeof a),

@@ -92,10 +92,15 @@ static int ids_or_text(const cJSON *obj, const char *where, const char *key, int
 
 static int parse_prompt(Prompt *p, const cJSON *obj, const char *where) {
     static const char *const keys[] = {"clean", "corrupt", "answer", "wrong", "clean_text", "corrupt_text", "answer_text",
-                                       "wrong_text"};
+                                       "wrong_text", "noise_positions"};
     p->answer = p->wrong = -1;
     if (!cJSON_IsObject(obj)) return ps_fail(PS_EUSER, "%s: a prompt must be an object", where);
-    int rc = check_keys(obj, where, keys, 8), n = 0;
+    int rc = check_keys(obj, where, keys, 9), n = 0;
+    const cJSON *noised = cJSON_GetObjectItemCaseSensitive(obj, "noise_positions");
+    if (!rc && noised) {
+        rc = int_array(noised, where, "noise_positions", &p->noise_positions, &p->n_noise_positions);
+        if (!rc && p->n_noise_positions == 0) rc = ps_fail(PS_EUSER, "%s: \"noise_positions\" is empty", where);
+    }
     if (!rc) rc = ids_or_text(obj, where, "clean", 1, &p->clean, &p->T, &p->clean_text);
     if (!rc && p->T == 0) rc = ps_fail(PS_EUSER, "%s: \"clean\" is empty", where);
     if (!rc) rc = ids_or_text(obj, where, "corrupt", 0, &p->corrupt, &n, &p->corrupt_text);
@@ -154,7 +159,29 @@ static int parse_prompts_file(Job *job, const char *path) {
     return rc;
 }
 
-static int parse_corruption(Job *job, const cJSON *c, const char *where) {
+/* gaussian.std: "vocabulary" (every token-embedding entry; the default), "subjects" (the
+ * embeddings of the tokens the job noises, over all its prompts: ROME's rule on the job's own
+ * subjects), or {"corpus": FILE} (the tokens of a file of subjects, one per line, as a JSON list
+ * of ids or as text for the model's tokenizer: ROME's rule on a corpus). */
+static int parse_noise_std(Job *job, const cJSON *body, const char *where, const char *dir) {
+    const cJSON *std = cJSON_GetObjectItemCaseSensitive(body, "std");
+    job->noise_std = NOISE_STD_VOCABULARY;
+    if (!std) return PS_OK;
+    if (cJSON_IsString(std) && strcmp(std->valuestring, "vocabulary") == 0) return PS_OK;
+    if (cJSON_IsString(std) && strcmp(std->valuestring, "subjects") == 0) {
+        job->noise_std = NOISE_STD_SUBJECTS;
+        return PS_OK;
+    }
+    const cJSON *corpus = cJSON_IsObject(std) && cJSON_GetArraySize(std) == 1 ? cJSON_GetObjectItemCaseSensitive(std, "corpus") : NULL;
+    if (!cJSON_IsString(corpus))
+        return ps_fail(PS_EUSER, "%s: \"std\" must be \"vocabulary\", \"subjects\" or {\"corpus\": FILE}", where);
+    job->noise_std = NOISE_STD_CORPUS;
+    if (path_join(job->noise_corpus, sizeof job->noise_corpus, dir, corpus->valuestring))
+        return ps_fail_context(PS_EUSER, "%s: std.corpus", where);
+    return PS_OK;
+}
+
+static int parse_corruption(Job *job, const cJSON *c, const char *where, const char *dir) {
     job->noise_scale = 3.0;
     job->noise_samples = 10;
     if (!c) return PS_OK; /* default: pair */
@@ -181,20 +208,21 @@ static int parse_corruption(Job *job, const cJSON *c, const char *where) {
         job->corruption = CORR_RESAMPLE;
         if ((rc = check_keys(body, inner, keys, 1)) || (rc = json_get_int(body, "seed", inner, 0, 0, JSON_SEED_MAX, &seed))) return rc;
     } else if (strcmp(body->string, "gaussian") == 0) {
-        static const char *const keys[] = {"scale", "positions", "samples", "seed"};
+        static const char *const keys[] = {"scale", "positions", "samples", "seed", "std"};
         job->corruption = CORR_GAUSSIAN;
         long samples = 10;
-        if ((rc = check_keys(body, inner, keys, 4)) || (rc = json_get_number(body, "scale", inner, 0, &job->noise_scale)) ||
+        if ((rc = check_keys(body, inner, keys, 5)) || (rc = json_get_number(body, "scale", inner, 0, &job->noise_scale)) ||
             (rc = json_get_int(body, "samples", inner, 0, 1, 10000, &samples)) ||
-            (rc = json_get_int(body, "seed", inner, 0, 0, JSON_SEED_MAX, &seed)))
+            (rc = json_get_int(body, "seed", inner, 0, 0, JSON_SEED_MAX, &seed)) || (rc = parse_noise_std(job, body, inner, dir)))
             return rc;
         if (!(job->noise_scale > 0) || !isfinite(job->noise_scale))
             return ps_fail(PS_EUSER, "%s: \"scale\" must be positive", inner);
         job->noise_samples = (int)samples;
         const cJSON *pos = cJSON_GetObjectItemCaseSensitive(body, "positions");
-        if (!pos) return ps_fail(PS_EUSER, "%s: missing key \"positions\" (the token positions to noise)", inner);
-        if ((rc = int_array(pos, inner, "positions", &job->noise_positions, &job->n_noise_positions))) return rc;
-        if (job->n_noise_positions == 0) return ps_fail(PS_EUSER, "%s: \"positions\" is empty", inner);
+        if (pos) { /* may be absent when every prompt names its own noise_positions (check_prompts) */
+            if ((rc = int_array(pos, inner, "positions", &job->noise_positions, &job->n_noise_positions))) return rc;
+            if (job->n_noise_positions == 0) return ps_fail(PS_EUSER, "%s: \"positions\" is empty", inner);
+        }
     } else {
         return ps_fail(PS_EUSER, "%s: corruption \"%s\" is not known (expected gaussian or resample)", where, body->string);
     }
@@ -296,10 +324,17 @@ static int check_prompts(const Job *job, const char *where) {
         if ((job->corruption == CORR_MEAN || job->corruption == CORR_RESAMPLE) && p->T != job->prompts[0].T)
             return ps_fail(PS_EUSER, "%s: prompts[%d] has %d token%s but prompts[0] has %d; %s corruption needs prompts of one length",
                            where, i, p->T, plural_s(p->T), job->prompts[0].T, corruption_names[job->corruption]);
-        for (int k = 0; k < job->n_noise_positions; k++)
-            if (job->noise_positions[k] >= p->T)
+        if (p->noise_positions && job->corruption != CORR_GAUSSIAN)
+            return ps_fail(PS_EUSER, "%s: prompts[%d]: \"noise_positions\" is used by gaussian corruption only", where, i);
+        int n_noised;
+        const int *noised = job_noise_positions(job, i, &n_noised);
+        if (job->corruption == CORR_GAUSSIAN && !noised)
+            return ps_fail(PS_EUSER, "%s: prompts[%d]: no positions to noise (give corruption.gaussian.positions, or "
+                                     "\"noise_positions\" in every prompt)", where, i);
+        for (int k = 0; k < n_noised; k++)
+            if (noised[k] >= p->T)
                 return ps_fail(PS_EUSER, "%s: prompts[%d] has %d token%s; gaussian noise position %d is past its end", where, i,
-                               p->T, plural_s(p->T), job->noise_positions[k]);
+                               p->T, plural_s(p->T), noised[k]);
     }
     if (job->corruption == CORR_RESAMPLE && job->n_prompts < 2)
         return ps_fail(PS_EUSER, "%s: resample corruption needs at least two prompts", where);
@@ -316,6 +351,7 @@ static cJSON *prompt_json(const Prompt *p) {
     if (p->corrupt) cJSON_AddItemToObject(o, "corrupt", cJSON_CreateIntArray(p->corrupt, p->T));
     if (p->answer >= 0) cJSON_AddNumberToObject(o, "answer", p->answer);
     if (p->wrong >= 0) cJSON_AddNumberToObject(o, "wrong", p->wrong);
+    if (p->noise_positions) cJSON_AddItemToObject(o, "noise_positions", cJSON_CreateIntArray(p->noise_positions, p->n_noise_positions));
     return o;
 }
 
@@ -327,9 +363,14 @@ static char *canonical_json(const Job *job) {
     if (job->corruption == CORR_GAUSSIAN) {
         cJSON *g = cJSON_CreateObject();
         cJSON_AddNumberToObject(g, "scale", job->noise_scale);
-        cJSON_AddItemToObject(g, "positions", cJSON_CreateIntArray(job->noise_positions, job->n_noise_positions));
+        if (job->noise_positions)
+            cJSON_AddItemToObject(g, "positions", cJSON_CreateIntArray(job->noise_positions, job->n_noise_positions));
         cJSON_AddNumberToObject(g, "samples", job->noise_samples);
         cJSON_AddNumberToObject(g, "seed", (double)job->seed);
+        if (job->noise_std == NOISE_STD_SUBJECTS) cJSON_AddStringToObject(g, "std", "subjects");
+        if (job->noise_std == NOISE_STD_CORPUS) /* the corpus is part of the experiment: its tokens, not its path */
+            cJSON_AddItemToObject(cJSON_AddObjectToObject(g, "std"), "corpus",
+                                  cJSON_CreateIntArray(job->corpus_ids, job->n_corpus_ids));
         cJSON_AddItemToObject(cJSON_AddObjectToObject(o, "corruption"), "gaussian", g);
     } else if (job->corruption == CORR_RESAMPLE) {
         cJSON *r = cJSON_CreateObject();
@@ -346,7 +387,14 @@ static char *canonical_json(const Job *job) {
         cJSON_AddItemToObject(o, "positions", cJSON_CreateIntArray(job->position_list, job->n_position_list));
     else
         cJSON_AddStringToObject(o, "positions", job->positions == POS_ALL ? "all" : "each");
-    cJSON_AddNumberToObject(o, "window", job->window);
+    if (job->window_center) { /* a plain number otherwise, so earlier jobs keep their fingerprint */
+        cJSON *w = cJSON_AddObjectToObject(o, "window");
+        cJSON_AddNumberToObject(w, "size", job->window);
+        cJSON_AddStringToObject(w, "align", "center");
+    } else {
+        cJSON_AddNumberToObject(o, "window", job->window);
+    }
+    if (job->sever != N_SITES) cJSON_AddStringToObject(o, "sever", job->sever == SITE_MLP_OUT ? "mlp" : "attn");
     cJSON *est = cJSON_AddArrayToObject(o, "estimates");
     for (int e = 0; e < N_ESTIMATES; e++)
         if (job->estimates[e]) cJSON_AddItemToArray(est, cJSON_CreateString(estimate_names[e]));
@@ -354,9 +402,56 @@ static char *canonical_json(const Job *job) {
     return json_take_text(o);
 }
 
+/* "window": w (the node's layer and the w - 1 above it), or {"size": w, "align": "start" | "center"}
+ * (centred as ROME: l - floor(w/2) .. l + ceil(w/2) - 1). Clipped to the model in job_window. */
+static int parse_window(Job *job, const cJSON *w, const char *where) {
+    long size = 1;
+    job->window = 1;
+    if (!w) return PS_OK;
+    if (cJSON_IsObject(w)) {
+        static const char *const keys[] = {"size", "align"};
+        char inner[4200];
+        snprintf(inner, sizeof inner, "%s: window", where);
+        const char *align = "start";
+        int rc = check_keys(w, inner, keys, 2);
+        if (!rc) rc = json_get_int(w, "size", inner, 1, 1, 1 << 20, &size);
+        if (!rc) rc = json_get_string(w, "align", inner, 0, &align);
+        if (rc) return rc;
+        if (strcmp(align, "center") != 0 && strcmp(align, "start") != 0)
+            return ps_fail(PS_EUSER, "%s: \"align\" must be \"start\" or \"center\", got \"%s\"", inner, align);
+        job->window_center = strcmp(align, "center") == 0;
+    } else {
+        cJSON *holder = cJSON_CreateObject(); /* a bare number: checked like every integer */
+        cJSON_AddItemReferenceToObject(holder, "window", (cJSON *)w);
+        int rc = json_get_int(holder, "window", where, 1, 1, 1 << 20, &size);
+        cJSON_Delete(holder);
+        if (rc) return rc;
+    }
+    job->window = (int)size;
+    return PS_OK;
+}
+
+/* "sever": "mlp" | "attn": while a residual-stream node is patched, the MLP (attention) outputs
+ * at the patched positions stay at the base run's values in every layer (ROME's severed paths). */
+static int parse_sever(Job *job, const cJSON *v, const char *where) {
+    job->sever = N_SITES;
+    if (!v) return PS_OK;
+    if (!cJSON_IsString(v) || (strcmp(v->valuestring, "mlp") != 0 && strcmp(v->valuestring, "attn") != 0))
+        return ps_fail(PS_EUSER, "%s: \"sever\" must be \"mlp\" or \"attn\"", where);
+    job->sever = strcmp(v->valuestring, "mlp") == 0 ? SITE_MLP_OUT : SITE_ATTN_OUT;
+    for (int i = 0; i < job->n_sites; i++)
+        if (job->sites[i] != SITE_RESID_PRE && job->sites[i] != SITE_RESID_MID && job->sites[i] != SITE_RESID_POST)
+            return ps_fail(PS_EUSER, "%s: \"sever\" restores residual-stream nodes only (resid_pre, resid_mid, resid_post), "
+                                     "not %s", where, site_name(job->sites[i]));
+    for (int e = 0; e < N_ESTIMATES; e++)
+        if (job->estimates[e])
+            return ps_fail(PS_EUSER, "%s: \"sever\" has no gradient estimates; remove \"estimates\"", where);
+    return PS_OK;
+}
+
 static int parse_root(Job *job, const cJSON *root, const char *where, const char *dir) {
-    static const char *const keys[] = {"model", "prompts", "prompts_file", "corruption", "direction", "metric",
-                                       "nodes", "positions", "window", "estimates", "exact", "output", "description"};
+    static const char *const keys[] = {"model", "prompts", "prompts_file", "corruption", "direction", "metric", "nodes",
+                                       "positions", "window", "sever", "estimates", "exact", "output", "description"};
     if (!cJSON_IsObject(root)) return ps_fail(PS_EUSER, "%s: a job must be a JSON object", where);
     int rc = check_keys(root, where, keys, (int)(sizeof keys / sizeof keys[0]));
     const char *model = NULL, *output = NULL, *description = NULL;
@@ -401,7 +496,7 @@ static int parse_root(Job *job, const cJSON *root, const char *where, const char
     }
     if (rc) return rc;
 
-    if ((rc = parse_corruption(job, cJSON_GetObjectItemCaseSensitive(root, "corruption"), where))) return rc;
+    if ((rc = parse_corruption(job, cJSON_GetObjectItemCaseSensitive(root, "corruption"), where, dir))) return rc;
     int dir_given = cJSON_GetObjectItemCaseSensitive(root, "direction") != NULL;
     int direction = DIR_DENOISE, metric = METRIC_LOGIT_DIFF;
     if ((rc = parse_name(root, "direction", where, direction_names, 2, &direction))) return rc;
@@ -417,10 +512,9 @@ static int parse_root(Job *job, const cJSON *root, const char *where, const char
     job->metric = (MetricKind)metric;
     if ((rc = parse_nodes(job, cJSON_GetObjectItemCaseSensitive(root, "nodes"), where))) return rc;
     if ((rc = parse_positions(job, cJSON_GetObjectItemCaseSensitive(root, "positions"), where))) return rc;
-    long window = 1;
-    if ((rc = json_get_int(root, "window", where, 0, 1, 1 << 20, &window))) return rc;
-    job->window = (int)window;
+    if ((rc = parse_window(job, cJSON_GetObjectItemCaseSensitive(root, "window"), where))) return rc;
     if ((rc = parse_estimates(job, cJSON_GetObjectItemCaseSensitive(root, "estimates"), where))) return rc;
+    if ((rc = parse_sever(job, cJSON_GetObjectItemCaseSensitive(root, "sever"), where))) return rc;
     job->exact = 1;
     if ((rc = json_get_bool(root, "exact", where, 0, &job->exact))) return rc;
     if (!job->exact && !job->estimates[EST_ATP] && !job->estimates[EST_ATP_QK] && !job->estimates[EST_ATP_STAR])
@@ -460,8 +554,10 @@ const char *job_warning(const Job *job, const ModelConfig *cfg) {
 int job_model_failure(const Job *job, int rc) { return rc ? ps_fail_context(rc, "%s: \"model\"", job->path) : rc; }
 
 void job_window(const Job *job, int layer, int n_layer, int *first, int *last) {
-    *first = layer;
-    *last = layer + job->window - 1 < n_layer - 1 ? layer + job->window - 1 : n_layer - 1;
+    int start = job->window_center ? layer - job->window / 2 : layer; /* ROME: l - w//2 .. l - w//2 + w - 1 */
+    int end = start + job->window - 1;
+    *first = start < 0 ? 0 : start;
+    *last = end > n_layer - 1 ? n_layer - 1 : end;
 }
 
 /* Which prompt each prompt resamples from: a permutation with no fixed point, drawn from its
@@ -555,10 +651,57 @@ static int resolve_texts(Job *job, const Model *m) {
     return PS_OK;
 }
 
+/* The gaussian noise's corpus of subjects, one per line: a JSON list of token ids, or text for
+ * the model's tokenizer (no special tokens). Its tokens become part of the job. */
+static int read_corpus(Job *job, const Model *m) {
+    char *text;
+    int rc = read_text_file(job->noise_corpus, &text, NULL), line = 0, cap = 256;
+    if (rc) return rc;
+    job->corpus_ids = xmalloc(sizeof(int) * (size_t)cap);
+    for (char *s = text, *next; s && *s && !rc; s = next) {
+        line++;
+        next = strchr(s, '\n');
+        if (next) *next++ = 0;
+        const char *c = s;
+        while (*c == ' ' || *c == '\t' || *c == '\r') c++;
+        if (!*c) continue;
+        char where[PATH_CAP + 32];
+        snprintf(where, sizeof where, "%s:%d", job->noise_corpus, line);
+        int *ids = NULL, n = 0;
+        if (*c == '[') {
+            cJSON *list = cJSON_Parse(c);
+            rc = list ? int_array(list, where, "subject", &ids, &n) : ps_fail(PS_EUSER, "%s: not a JSON list of token ids", where);
+            cJSON_Delete(list);
+        } else if (!m->tokenizer) {
+            rc = ps_fail(PS_EUSER, "%s: text needs the model folder's tokenizer.json; give token ids instead", where);
+        } else {
+            rc = tokenizer_encode(m->tokenizer, c, 0, &ids, &n);
+            if (rc) ps_fail_context(rc, "%s", where);
+        }
+        for (int i = 0; i < n && !rc; i++) {
+            if (ids[i] >= m->cfg.vocab)
+                rc = ps_fail(PS_EUSER, "%s: token %d is outside the vocabulary [0, %d)", where, ids[i], m->cfg.vocab);
+            if (job->n_corpus_ids == cap) job->corpus_ids = xrealloc(job->corpus_ids, sizeof(int) * (size_t)(cap *= 2));
+            job->corpus_ids[job->n_corpus_ids++] = ids[i];
+        }
+        free(ids);
+    }
+    free(text);
+    if (!rc && job->n_corpus_ids < 2)
+        rc = ps_fail(PS_EUSER, "%s: the corpus holds %d token%s; a standard deviation needs at least two", job->noise_corpus,
+                     job->n_corpus_ids, plural_s(job->n_corpus_ids));
+    return rc;
+}
+
 int job_check(Job *job, const Model *m) {
     const char *where = job->path;
     const ModelConfig *cfg = &m->cfg;
     int rc = resolve_texts(job, m);
+    if (!rc && job->noise_std == NOISE_STD_CORPUS) {
+        if ((rc = read_corpus(job, m))) return ps_fail_context(rc, "%s: corruption.gaussian.std.corpus", job->path);
+        free(job->canonical); /* the corpus's tokens are part of the experiment */
+        job->canonical = canonical_json(job);
+    }
     if (rc) return rc;
     for (int i = 0; i < job->n_prompts; i++) {
         const Prompt *p = &job->prompts[i];
@@ -591,11 +734,13 @@ void job_free(Job *job) {
     for (int i = 0; i < job->n_prompts; i++) {
         Prompt *p = &job->prompts[i];
         free(p->clean), free(p->corrupt), free(p->clean_text), free(p->corrupt_text), free(p->answer_text), free(p->wrong_text);
+        free(p->noise_positions);
     }
     free(job->prompts);
     free(job->noise_positions);
     free(job->position_list);
     free(job->canonical);
     free(job->resample_from);
+    free(job->corpus_ids);
     memset(job, 0, sizeof *job);
 }

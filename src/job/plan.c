@@ -100,8 +100,10 @@ void plan_build(Plan *pl, const Job *job, const ModelConfig *c) {
                    pl->nodes[k + len].site == first->site)
                 len++;
             double cost = 0.0;
+            int from, to; /* the forward pass resumes at the window's first layer */
+            job_window(job, first->layer, c->n_layer, &from, &to);
             for (int j = 0; j < pl->n_positions; j++)
-                if (pl->positions[j] < T) cost += patch_flops(c, T, first->layer, first->site, pl->positions[j]);
+                if (pl->positions[j] < T) cost += patch_flops(c, T, from, first->site, pl->positions[j]);
             if (pl->n_units == cap) pl->units = xrealloc(pl->units, sizeof(Unit) * (size_t)(cap *= 2));
             pl->units[pl->n_units++] = (Unit){UNIT_EXACT, p, k, len, cost * len * job_samples(job)};
             k += len;

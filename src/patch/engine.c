@@ -25,6 +25,7 @@ struct Engine {
     const RunCache **base_of;  /* [max_batch] base run of each sequence */
     double *base_metric_of;    /* [max_batch] its metric */
     Patch *patches;            /* [max_batch] */
+    Patch *frozen;             /* [max_batch]: the severed site, held at the base run (NULL: none) */
     double *metric;            /* [max_batch] */
     float *last_rows;          /* [max_batch, d] */
     RunCache full;             /* naive path: one full run */
@@ -47,6 +48,7 @@ Engine *engine_new(const Model *m, int max_T, int max_batch) {
     e->base_of = xcalloc((size_t)max_batch, sizeof(RunCache *));
     e->base_metric_of = xcalloc((size_t)max_batch, sizeof(double));
     e->patches = xcalloc((size_t)max_batch, sizeof(Patch));
+    e->frozen = xcalloc((size_t)max_batch, sizeof(Patch));
     e->metric = xcalloc((size_t)max_batch, sizeof(double));
     e->last_rows = alloc_floats((size_t)max_batch * m->cfg.d_model);
     return e;
@@ -65,6 +67,7 @@ void engine_free(Engine *e) {
     free(e->base_of);
     free(e->base_metric_of);
     free(e->patches);
+    free(e->frozen);
     free(e->metric);
     free(e->last_rows);
     if (e->full.block) run_cache_free(&e->full);
@@ -107,14 +110,14 @@ static void set_prefixes(Engine *e, int layer, int B) {
 
 /* metric[b] for the B patches in e->patches (same site, layer and position), bases in
  * e->base_of. */
-static void fast_metrics(Engine *e, const PromptRuns *r, int B) {
+static void fast_metrics(Engine *e, const PromptRuns *r, int B, int sever) {
     const Model *m = e->m;
     const ModelConfig *c = &m->cfg;
     int L = c->n_layer, T = r->T, d = c->d_model;
     const Patch *p = &e->patches[0];
     int kv_side = site_is_kv_side(p->site), pos = p->pos, l0 = p->layer;
     int r0 = pos < 0 ? 0 : pos;
-    PatchHook hook = {c, e->patches};
+    PatchHook hook = {c, e->patches, sever ? e->frozen : NULL};
 
     /* One row of a q-side site, before the last position, in the last layer: nothing the metric
      * reads depends on it, and the full forward would give the base metric bit for bit. */
@@ -164,8 +167,8 @@ static double full_metric(Engine *e, const PromptRuns *r, int sample, BlockHook 
     return value;
 }
 
-static void naive_metric(Engine *e, const PromptRuns *r, int b, int sample) {
-    PatchHook hook = {&e->m->cfg, &e->patches[b]};
+static void naive_metric(Engine *e, const PromptRuns *r, int b, int sample, int sever) {
+    PatchHook hook = {&e->m->cfg, &e->patches[b], sever ? &e->frozen[b] : NULL};
     e->metric[b] = full_metric(e, r, sample, patch_hook, &hook);
 }
 
@@ -227,15 +230,18 @@ static void effects(Engine *e, const Job *job, const PromptRuns *r, Site site, i
                     continue;
                 }
                 e->patches[B] = patch;
+                /* severed paths: the site held at the base run at the patched positions, every layer */
+                e->frozen[B] = (Patch){job->sever, 0, c->n_layer - 1, -1, pos, r->base[s]};
                 e->base_of[B] = r->base[s];
                 e->base_metric_of[B] = r->base_metric[s];
                 item[B++] = i;
             }
             if (B == 0) break;
+            int sever = job->sever != N_SITES;
             if (naive)
-                for (int b = 0; b < B; b++) naive_metric(e, r, b, item[b] % S);
+                for (int b = 0; b < B; b++) naive_metric(e, r, b, item[b] % S, sever);
             else
-                fast_metrics(e, r, B);
+                fast_metrics(e, r, B, sever);
             for (int b = 0; b < B; b++) sum[item[b] / S] += e->metric[b] - r->base_metric[item[b] % S];
             if (e->poll) e->poll(e->poll_ctx);
         }

@@ -7,28 +7,58 @@
 #include "patchsweep/core.h"
 #include "patchsweep/patch.h"
 
-static double embedding_std(const Model *m) {
-    size_t n = (size_t)m->cfg.vocab * m->cfg.d_model;
+/* The standard deviation of token-embedding entries (population, over every entry of the rows
+ * of the given tokens; all vocabulary rows when tokens is NULL), summed in double in a fixed
+ * order. */
+static double embedding_std(const Model *m, const int *tokens, size_t n_tokens) {
+    size_t d = (size_t)m->cfg.d_model, rows = tokens ? n_tokens : (size_t)m->cfg.vocab;
     double sum = 0.0, sq = 0.0;
-    for (size_t i = 0; i < n; i++) sum += m->w.wte[i];
-    double mean = sum / (double)n;
-    for (size_t i = 0; i < n; i++) sq += (m->w.wte[i] - mean) * (m->w.wte[i] - mean);
-    return sqrt(sq / (double)n);
+    for (size_t r = 0; r < rows; r++)
+        for (size_t i = 0; i < d; i++) sum += m->w.wte[(tokens ? (size_t)tokens[r] : r) * d + i];
+    double mean = sum / (double)(rows * d);
+    for (size_t r = 0; r < rows; r++)
+        for (size_t i = 0; i < d; i++) {
+            double x = m->w.wte[(tokens ? (size_t)tokens[r] : r) * d + i] - mean;
+            sq += x * x;
+        }
+    return sqrt(sq / (double)(rows * d));
+}
+
+/* The noise's standard deviation, on what the job says (docs/job.md, gaussian.std): every
+ * vocabulary entry, the job's own noised tokens over its prompts, or a corpus of subjects. */
+static double noise_std(const Model *m, const Job *job) {
+    if (job->noise_std == NOISE_STD_CORPUS) return embedding_std(m, job->corpus_ids, (size_t)job->n_corpus_ids);
+    if (job->noise_std == NOISE_STD_VOCABULARY) return embedding_std(m, NULL, 0);
+    size_t n = 0, cap = 64;
+    int *subjects = xmalloc(sizeof(int) * cap);
+    for (int p = 0; p < job->n_prompts; p++) {
+        int n_noised;
+        const int *noised = job_noise_positions(job, p, &n_noised);
+        for (int k = 0; k < n_noised; k++) {
+            if (n == cap) subjects = xrealloc(subjects, sizeof(int) * (cap *= 2));
+            subjects[n++] = job->prompts[p].clean[noised[k]];
+        }
+    }
+    double std = embedding_std(m, subjects, n);
+    free(subjects);
+    return std;
 }
 
 void gaussian_noise(const Job *job, int p, int s, int T, int d, double std, float *out) {
     memset(out, 0, sizeof(float) * (size_t)T * d);
     Rng rng;
     rng_seed(&rng, job->seed, (uint64_t)p, (uint64_t)s);
-    for (int k = 0; k < job->n_noise_positions; k++) {
-        int t = job->noise_positions[k];
+    int n_noised;
+    const int *noised = job_noise_positions(job, p, &n_noised);
+    for (int k = 0; k < n_noised; k++) {
+        int t = noised[k];
         for (int i = 0; i < d; i++) out[(size_t)t * d + i] = (float)(job->noise_scale * std * rng_normal(&rng));
     }
 }
 
 void job_runs_init(JobRuns *jr, const Model *m, const Job *job) {
     memset(jr, 0, sizeof *jr);
-    if (job->corruption == CORR_GAUSSIAN) jr->embed_std = embedding_std(m);
+    if (job->corruption == CORR_GAUSSIAN) jr->embed_std = noise_std(m, job);
     if (job->corruption != CORR_MEAN) return;
     /* Mean of every clean-run activation over the prompts (all of one length), summed in
      * double in prompt order so every rank gets the same bits. */

@@ -162,6 +162,8 @@ static int write_structure(const char *path, const Job *job, const Plan *plan, c
     h5_set_string_attr(f, "metric", metric_name(job->metric));
     h5_set_string_attr(f, "corruption", corruption_name(job->corruption));
     h5_set_number_attr(f, "window", H5T_NATIVE_INT, &job->window);
+    h5_set_string_attr(f, "window_align", job->window_center ? "center" : "start");
+    h5_set_string_attr(f, "sever", job->sever == N_SITES ? "none" : job->sever == SITE_MLP_OUT ? "mlp" : "attn");
     h5_set_number_attr(f, "complete", H5T_NATIVE_INT, &zero);
     h5_set_string_attr(f, "tool_version", "patchsweep " PATCHSWEEP_VERSION);
     snprintf(text, sizeof text, "%016llx", (unsigned long long)fingerprint);

@@ -46,6 +46,9 @@ def run_job(path, tmp):
     job = json.load(open(path))
     job["model"] = os.path.normpath(os.path.join(os.path.dirname(path), job["model"]))
     job["output"] = os.path.join(tmp, os.path.basename(path).replace(".json", ".h5"))
+    std = job.get("corruption", {}).get("gaussian", {}).get("std") if isinstance(job.get("corruption"), dict) else None
+    if isinstance(std, dict):  # a corpus file, relative to the job like the model
+        std["corpus"] = os.path.normpath(os.path.join(os.path.dirname(path), std["corpus"]))
     local = os.path.join(tmp, os.path.basename(path))
     json.dump(job, open(local, "w"))
     p = subprocess.run([binary, "run", local, "--quiet"], capture_output=True, text=True, timeout=300)
@@ -77,6 +80,11 @@ with tempfile.TemporaryDirectory() as tmp:
             check(json.loads(a["model_config"])["n_layer"] == dims["L"], f"{name}: model_config attr")
             for key in ("direction", "metric", "tool_version"):
                 check(key in a, f"{name}: attribute {key} missing")
+            window = job.get("window", 1)
+            align = window.get("align", "start") if isinstance(window, dict) else "start"
+            check(str(a["window_align"].decode() if isinstance(a["window_align"], bytes) else a["window_align"]) == align
+                  and str(a["sever"].decode() if isinstance(a["sever"], bytes) else a["sever"]) == job.get("sever", "none"),
+                  f"{name}: window_align / sever attributes")
             S = f["positions"].shape[0]
             names = [n.decode() for n in f["nodes/name"][:]]
             check(names == [node_name(*n) for n in nodes], f"{name}: node names {names[:4]}...")

@@ -72,7 +72,7 @@ CASES = [
     ("unknown_direction", variant(direction="sideways"), 'direction "sideways" is not known'),
     ("unknown_corruption", variant(corruption="shuffle"), 'corruption "shuffle" is not known'),
     ("corruption_bad_object", variant(corruption={"gaussian": {}, "zero": {}}), "an object with one key"),
-    ("gaussian_no_positions", variant(prompts=CLEAN_ONLY, corruption={"gaussian": {"scale": 3}}), 'missing key "positions"'),
+    ("gaussian_no_positions", variant(prompts=CLEAN_ONLY, corruption={"gaussian": {"scale": 3}}), "prompts[0]: no positions to noise"),
     ("gaussian_unknown_key", variant(prompts=CLEAN_ONLY, corruption={"gaussian": {"positions": [1], "sigma": 2}}), 'unknown key "sigma"'),
     ("gaussian_position_past_end", variant(prompts=CLEAN_ONLY, corruption={"gaussian": {"positions": [4]}}), "noise position 4 is past its end"),
     ("gaussian_bad_scale", variant(prompts=CLEAN_ONLY, corruption={"gaussian": {"positions": [1], "scale": -1}}), '"scale" must be positive'),
@@ -111,6 +111,34 @@ CASES = [
     ("answer_text_two_words", variant(model=IOI, prompts=[dict(IOI_PROMPT, answer_text="Mary John")]), '"answer_text" must be one word'),
     ("text_length_mismatch", variant(model=IOI, prompts=[dict(IOI_PROMPT, corrupt_text="when Mary and John went")]),
      '"corrupt" has 5 tokens but "clean" has 14'),
+    # causal tracing (ROME): centred windows, severed paths, per-prompt subjects, the noise's std
+    ("window_bad_align", variant(window={"size": 1, "align": "middle"}), '"align" must be "start" or "center"'),
+    ("window_object_unknown_key", variant(window={"size": 1, "width": 2}), 'window: unknown key "width"'),
+    ("window_object_no_size", variant(window={"align": "center"}), 'missing key "size"'),
+    ("sever_unknown", variant(nodes=["resid_pre"], sever="mlp_out"), '"sever" must be "mlp" or "attn"'),
+    ("sever_non_residual", variant(sever="mlp"), '"sever" restores residual-stream nodes only'),
+    ("sever_with_estimates", variant(nodes=["resid_pre"], sever="attn", estimates=["atp"]), '"sever" has no gradient estimates'),
+    ("gaussian_bad_std", variant(prompts=CLEAN_ONLY, corruption={"gaussian": {"positions": [1], "std": "subject"}}),
+     '"std" must be "vocabulary", "subjects" or {"corpus": FILE}'),
+    ("noise_positions_not_gaussian", variant(prompts=prompts_with(1, noise_positions=[1])),
+     'prompts[1]: "noise_positions" is used by gaussian corruption only'),
+    ("noise_positions_empty", variant(prompts=[dict(CLEAN_ONLY[0], noise_positions=[])], corruption={"gaussian": {}}),
+     '"noise_positions" is empty'),
+    ("noise_positions_past_end", variant(prompts=[CLEAN_ONLY[0], dict(CLEAN_ONLY[1], noise_positions=[0, 7])],
+                                         corruption={"gaussian": {"positions": [1]}}), "gaussian noise position 7 is past its end"),
+    ("noise_positions_missing", variant(prompts=[dict(CLEAN_ONLY[0], noise_positions=[1]), CLEAN_ONLY[1]], corruption={"gaussian": {}}),
+     "prompts[1]: no positions to noise"),
+    ("corpus_missing", variant(prompts=CLEAN_ONLY, corruption={"gaussian": {"positions": [1], "std": {"corpus": "no-such-corpus.txt"}}}),
+     "no-such-corpus.txt"),
+    ("corpus_token_out_of_range", variant(prompts=CLEAN_ONLY, corruption={"gaussian": {"positions": [1], "std": {"corpus": "corpus_big.txt"}}}),
+     "corpus_big.txt:2: token 99 is outside the vocabulary"),
+    ("corpus_text_without_tokenizer", variant(model="../models/llama-tiny", prompts=CLEAN_ONLY,
+                                              corruption={"gaussian": {"positions": [1], "std": {"corpus": "corpus_text.txt"}}}),
+     "corpus_text.txt:1: text needs the model folder's tokenizer.json"),
+    ("corpus_one_token", variant(prompts=CLEAN_ONLY, corruption={"gaussian": {"positions": [1], "std": {"corpus": "corpus_one.txt"}}}),
+     "the corpus holds 1 token; a standard deviation needs at least two"),
+    ("corpus_bad_line", variant(prompts=CLEAN_ONLY, corruption={"gaussian": {"positions": [1], "std": {"corpus": "corpus_bad.txt"}}}),
+     "corpus_bad.txt:1: not a JSON list of token ids"),
 ]
 
 
@@ -123,6 +151,10 @@ def main():
         f.write('{"clean": [1, 2], "clean": [3, 4], "corrupt": [1, 3], "answer": 1, "wrong": 2}\n')
     with open(os.path.join(OUT, "bad_line.jsonl"), "w") as f:
         f.write(json.dumps(GOOD["prompts"][0]) + "\n{clean: [1, 2]}\n")
+    for name, text in [("corpus_big.txt", "[3, 4]\n[5, 99]\n"), ("corpus_text.txt", "Paris\n"), ("corpus_one.txt", "\n[3]\n\n"),
+                       ("corpus_bad.txt", "[3, 4\n")]:
+        with open(os.path.join(OUT, name), "w") as f:
+            f.write(text)
     expected = {}
     for name, job, fragment in CASES:
         with open(os.path.join(OUT, name + ".json"), "w") as f:

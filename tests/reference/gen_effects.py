@@ -57,6 +57,16 @@ def pattern_change(A, G, scores):
     return float(((torch.softmax(scores, 0) - A) * G).sum())
 
 
+def window_layers(job, layer, L):
+    """The layers a node of `layer` patches together (docs/job.md, "window"): the node's layer
+    and the size - 1 above it, or, with "align": "center", layer - size // 2 onward (ROME's
+    causal-tracing window); clipped to the model."""
+    window = job.get("window", 1)
+    size, align = (window, "start") if isinstance(window, int) else (window["size"], window.get("align", "start"))
+    start = layer - size // 2 if align == "center" else layer
+    return range(max(start, 0), min(start + size, L))
+
+
 def node_estimate(node, columns, T, dims, window, base, src, grad, qk):
     """AtP (qk=False) or AtP with the QK fix for one node at every column; grad maps activation
     names to dL/d(activation) (the pattern gradient lower-triangular)."""
@@ -69,7 +79,7 @@ def node_estimate(node, columns, T, dims, window, base, src, grad, qk):
             continue
         rows = range(T) if pos < 0 else [pos]
         total = 0.0
-        for l in range(layer, min(layer + window, dims["L"])):
+        for l in window:
             name = f"L{l}.{site}"
             A, G = base[f"L{l}.pattern"], grad[f"L{l}.pattern"]
             qb, kb = base[f"L{l}.q_rot"], base[f"L{l}.k_rot"]
@@ -104,16 +114,19 @@ def node_estimate(node, columns, T, dims, window, base, src, grad, qk):
 COMPONENT_SITES = {"q", "k", "v", "z", "attn_out", "mlp_post", "mlp_out"}
 
 
-def inside_one_layer(node, window, L):
+def inside_one_layer(node, job, L):
     """A node of one layer's attention or MLP, its window holding that layer alone: dropping that
     layer cuts its only term (GradDrop)."""
     site, layer, _ = node
-    return site in COMPONENT_SITES and min(layer + window, L) - layer == 1
+    return site in COMPONENT_SITES and len(window_layers(job, layer, L)) == 1
 
 
 def sample_estimates(W, cfg, dims, job, nodes, columns, T, tok, noise, src, metric_args, wanted):
     """Estimates of one base/source pair: dict estimator -> [N, S]."""
-    window, L = job.get("window", 1), dims["L"]
+    L = dims["L"]
+
+    def estimate(node, grad, qk):
+        return node_estimate(node, columns, T, dims, window_layers(job, node[1], L), base, src, grad, qk)
 
     def gradients(drop):
         grads, acts = ref.activation_grads(W, cfg, tok, *metric_args, noise=noise, drop=drop)
@@ -126,17 +139,17 @@ def sample_estimates(W, cfg, dims, job, nodes, columns, T, tok, noise, src, metr
     g, base = gradients(-1)
     out = {}
     if "atp" in wanted:
-        out["atp"] = np.stack([node_estimate(n, columns, T, dims, window, base, src, g, False) for n in nodes])
+        out["atp"] = np.stack([estimate(n, g, False) for n in nodes])
     if "atp_qk" in wanted or "atp_star" in wanted:
-        out["atp_qk"] = np.stack([node_estimate(n, columns, T, dims, window, base, src, g, True) for n in nodes])
+        out["atp_qk"] = np.stack([estimate(n, g, True) for n in nodes])
     if "atp_star" in wanted:
         star = np.zeros((len(nodes), len(columns)))
         for drop in range(L if L > 1 else 0):
             gd, _ = gradients(drop)
-            star += np.abs(np.stack([node_estimate(n, columns, T, dims, window, base, src, gd, True) for n in nodes]))
+            star += np.abs(np.stack([estimate(n, gd, True) for n in nodes]))
         # the mean over the dropped layers whose term can be non-zero: all L of them, except the
         # node's own layer for a node inside one layer's attention or MLP (its writes are cut)
-        terms = np.array([[L - 1 if inside_one_layer(n, window, L) else L] for n in nodes])
+        terms = np.array([[L - 1 if inside_one_layer(n, job, L) else L] for n in nodes])
         out["atp_star"] = star / terms if L > 1 else np.abs(out["atp_qk"])  # one layer: nothing else to drop
     return out
 
@@ -152,7 +165,7 @@ class JobReference:
         self.W, self.cfg = ref.load_model(folder)
         dims = self.dims = config_dims(self.cfg)
         prompts = self.prompts = job["prompts"]
-        P, self.window = len(prompts), job.get("window", 1)
+        P = len(prompts)
         corruption = job.get("corruption", "pair")
         kind = self.kind = corruption if isinstance(corruption, str) else next(iter(corruption))
         self.params = {} if isinstance(corruption, str) else corruption[kind]
@@ -162,8 +175,8 @@ class JobReference:
         max_T = max(len(p["clean"]) for p in prompts)
         self.columns = [-1] if positions == "all" else list(range(max_T)) if positions == "each" else positions
         self.nodes = nodes_of(job, dims)
-        wte = self.W[dims["wte"]].to(torch.float32).double()
-        self.embed_std = float(wte.std(unbiased=False))
+        self.sever = {None: None, "mlp": "mlp_out", "attn": "attn_out"}[job.get("sever")]
+        self.noise_std = self.noise_std_of(path) if kind == "gaussian" else None
         self.mean_acts = None
         if kind == "mean":
             runs = [self.run(p["clean"])[1] for p in prompts]
@@ -173,14 +186,33 @@ class JobReference:
     def run(self, tokens, noise=None, patch=ref._identity):
         return ref.forward(self.W, self.cfg, tokens, noise, patch)
 
+    def noised_positions(self, p):
+        """Prompt p's own "noise_positions", else the job's gaussian "positions"."""
+        return self.prompts[p].get("noise_positions", self.params.get("positions"))
+
+    def noise_std_of(self, path):
+        """The population std of token-embedding entries over the rows docs/job.md names for
+        gaussian.std: the whole vocabulary, the job's noised tokens (every prompt, every noised
+        position, repeats counted), or the tokens of a corpus file (a JSON list of ids a line)."""
+        wte = self.W[self.dims["wte"]].to(torch.float32).double()
+        std = self.params.get("std", "vocabulary")
+        if std == "vocabulary":
+            rows = list(range(wte.shape[0]))
+        elif std == "subjects":
+            rows = [pr["clean"][t] for p, pr in enumerate(self.prompts) for t in self.noised_positions(p)]
+        else:
+            lines = open(os.path.join(os.path.dirname(path), std["corpus"])).read().splitlines()
+            rows = [t for line in lines if line.strip() for t in json.loads(line)]
+        return float(wte[rows].std(unbiased=False))
+
     def noise_for(self, p, s, T):
-        """Noise sample s of prompt p: scale * std(wte) * N(0, 1), drawn position by position,
+        """Noise sample s of prompt p: scale * std * N(0, 1), drawn position by position,
         dimension by dimension, rounded to float32 as patchsweep adds it."""
         rng = SplitMix64(self.params.get("seed", 0), p, s)
         noise = torch.zeros(T, self.dims["d"], dtype=torch.float64)
-        for t in self.params["positions"]:
+        for t in self.noised_positions(p):
             for i in range(self.dims["d"]):
-                noise[t, i] = float(np.float32(self.params.get("scale", 3.0) * self.embed_std * rng.normal()))
+                noise[t, i] = float(np.float32(self.params.get("scale", 3.0) * self.noise_std * rng.normal()))
         return noise
 
     def prompt(self, p):
@@ -229,15 +261,22 @@ class JobReference:
     def effect(self, runs, cells):
         """Mean over noise samples of metric(patched) - metric(base), with every cell
         (site, layer, index, position; position -1 = all) patched at once: one node alone is
-        an exact effect, several are a joint patch. Each node is patched over its window."""
+        an exact effect, several are a joint patch. Each node is patched over its window. With
+        "sever", the severed site (every layer, the patched positions) keeps the base run's values
+        (ROME's severed paths)."""
         L, total = self.dims["L"], 0.0
         for (tok, noise, acts), base_metric in zip(runs["samples"], runs["base_metrics"]):
-            def patch(name, x, acts=acts):
+            base_acts = self.run(tok, noise)[1] if self.sever else None
+
+            def patch(name, x, acts=acts, base_acts=base_acts):
                 l, s = name.split(".", 1)
                 for site, layer, index, pos in cells:
-                    if s != site or not layer <= int(l[1:]) < min(layer + self.window, L):
-                        continue
                     rows = slice(None) if pos < 0 else slice(pos, pos + 1)
+                    if s == self.sever:
+                        x = x.clone()
+                        x[rows] = base_acts[name][rows]
+                    if s != site or int(l[1:]) not in window_layers(self.job, layer, L):
+                        continue
                     cols = column_slice(site, index, self.dims)
                     x = x.clone()
                     x[rows, cols] = 0.0 if acts is None else acts[name][rows, cols]

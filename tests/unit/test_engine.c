@@ -23,11 +23,13 @@ static const char *prompts_gpt2_clean =
     " {\"clean\": [7,1,22,9,60,4,13,3,33,2], \"answer\": 22, \"wrong\": 50},"
     " {\"clean\": [8,8,3,19,6,21,13,30,3,2], \"answer\": 3, \"wrong\": 13}]";
 
+/* Every site unless extra names the nodes. */
 static void make_job(Job *job, const char *model, const char *prompts, const char *extra) {
     char text[8192];
-    snprintf(text, sizeof text, "{\"model\": \"%s\", \"prompts\": %s, \"nodes\": [\"resid_pre\", \"attn_out\", "
-             "\"mlp_out\", \"resid_mid\", \"resid_post\", \"z\", \"q\", \"k\", \"v\", \"mlp_post\"]%s%s}",
-             model, prompts, extra[0] ? ", " : "", extra);
+    const char *every = "\"nodes\": [\"resid_pre\", \"attn_out\", \"mlp_out\", \"resid_mid\", \"resid_post\", \"z\", "
+                        "\"q\", \"k\", \"v\", \"mlp_post\"], ";
+    snprintf(text, sizeof text, "{\"model\": \"%s\", \"prompts\": %s, %s%s}", model, prompts,
+             strstr(extra, "\"nodes\"") ? "" : every, extra);
     if (job_parse_text(job, text, fixture("job.json"))) fail_msg("job: %s", ps_error());
 }
 
@@ -61,10 +63,11 @@ static double compare_paths(const Model *m, const Job *job, int positions_all, c
                 }
                 /* A joint patch of one node is that node's patch (the bound command's joint
                  * forward pass against the sweep's), for the first two nodes. */
-                int last = l + job->window - 1 < c->n_layer - 1 ? l + job->window - 1 : c->n_layer - 1;
-                for (int i = 0; i < 2 * n_pos && i < n * n_pos; i++) {
+                int first, last;
+                job_window(job, l, c->n_layer, &first, &last);
+                for (int i = 0; i < 2 * n_pos && i < n * n_pos && job->sever == N_SITES; i++) {
                     if (positions[i % n_pos] >= r.T) continue;
-                    Patch one = {s, l, last, site_has_index(s) ? i / n_pos : -1, positions[i % n_pos], NULL};
+                    Patch one = {s, first, last, site_has_index(s) ? i / n_pos : -1, positions[i % n_pos], NULL};
                     float joint = (float)engine_joint_effect(e, &r, &one, 1);
                     if (memcmp(&joint, &naive[i], sizeof(float)) != 0)
                         fail_msg("%s {%s} prompt %d L%d.%s node %d pos %d: joint patch of one node %.9g, its effect %.9g",
@@ -102,6 +105,14 @@ static void run_variants(const char *model_rel, const char *pair_prompts, const 
         {clean_prompts, "\"corruption\": \"zero\", \"metric\": \"logprob\"", 0},
         {clean_prompts, "\"corruption\": {\"resample\": {\"seed\": 3}}", 0},
         {clean_prompts, "\"corruption\": \"resample\", \"positions\": \"all\"", 1},
+        /* causal tracing: a centred window, severed paths */
+        {pair_prompts, "\"window\": {\"size\": 2, \"align\": \"center\"}", 0},
+        {pair_prompts, "\"nodes\": [\"resid_pre\", \"resid_mid\", \"resid_post\"], \"sever\": \"mlp\"", 0},
+        {pair_prompts, "\"nodes\": [\"resid_pre\", \"resid_post\"], \"sever\": \"attn\", \"direction\": \"noise\", "
+                       "\"window\": {\"size\": 2, \"align\": \"center\"}", 0},
+        {pair_prompts, "\"nodes\": [\"resid_mid\"], \"sever\": \"mlp\", \"positions\": \"all\"", 1},
+        {clean_prompts, "\"nodes\": [\"resid_pre\", \"resid_mid\"], \"sever\": \"attn\", "
+                        "\"corruption\": {\"gaussian\": {\"positions\": [1, 2], \"samples\": 3, \"std\": \"subjects\"}}", 0},
     };
     for (size_t v = 0; v < sizeof variants / sizeof variants[0]; v++) {
         Job job;
