@@ -19,11 +19,13 @@ def normalized(results, way="ratio_of_means"):
     way = "per_prompt"      -> [P, N, S], each prompt divided by its own gap
           "mean_of_ratios"  -> [N, S], the mean over prompts of the per-prompt ratios
           "ratio_of_means"  -> [N, S], mean effect / mean gap (the IOI paper's convention)
+    Both means of a cell run over the same prompts: those where the cell has a value (a prompt
+    shorter than the column's position, or a unit not computed yet, counts in neither).
     Undefined (ValueError) for mean and zero corruption, which have no source run."""
-    gap = results.source - results.base
+    gap = results.gap
     if np.isnan(gap).all():
         raise ValueError("no source run (mean or zero corruption): normalised effects are undefined")
-    exact = results.exact
+    exact = results.effects("exact")
     if way == "per_prompt":
         with np.errstate(divide="ignore", invalid="ignore"):
             return exact / gap[:, None, None]
@@ -32,8 +34,17 @@ def normalized(results, way="ratio_of_means"):
         if way == "mean_of_ratios":
             return np.nanmean(exact / gap[:, None, None], axis=0)
         if way == "ratio_of_means":
-            return np.nanmean(exact, axis=0) / np.nanmean(gap)
+            return _ratio_of_means(exact, gap)
     raise ValueError(f"unknown way {way!r}")
+
+
+def _ratio_of_means(values, gap):
+    """Per cell, mean of the values over the prompts that have one, divided by the mean gap over
+    those same prompts (a mean gap over every prompt would mix in prompts without the cell)."""
+    has = np.isfinite(values) & np.isfinite(gap)[:, None, None]
+    summed = np.where(has, values, 0.0).sum(axis=0, dtype=np.float64)
+    gaps = np.where(has, gap[:, None, None], 0.0).sum(axis=0)
+    return np.where(has.any(axis=0), summed / gaps, np.nan)
 
 
 def _aggregate(values, how):

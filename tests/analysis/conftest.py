@@ -48,9 +48,11 @@ def unfinished_file(real_file, tmp_path_factory):
     return path
 
 
-def write_synthetic(path, exact, estimates, sites=None, base=None, source=None):
+def write_synthetic(path, exact, estimates, sites=None, base=None, source=None, lengths=None):
     """A results file laid out as docs/results.md says, with given effects [P, N, S]: one layer,
-    one position column per position, one exact unit per (prompt, node)."""
+    one position column per position, one exact unit per (prompt, node). Prompts are S tokens
+    long unless `lengths` says otherwise (the caller writes NaN past a prompt's end, as the
+    binary does)."""
     P, N, S = exact.shape
     sites = sites or ["resid_pre"] * N
     base = np.zeros(P) if base is None else base
@@ -75,7 +77,7 @@ def write_synthetic(path, exact, estimates, sites=None, base=None, source=None):
         f["positions"] = np.arange(S, dtype=np.int32)
         f["prompts/base_tokens"] = np.zeros((P, S), dtype=np.int32)
         f["prompts/source_tokens"] = np.zeros((P, S), dtype=np.int32)
-        f["prompts/length"] = np.full(P, S, dtype=np.int32)
+        f["prompts/length"] = np.full(P, S, dtype=np.int32) if lengths is None else np.asarray(lengths, dtype=np.int32)
         f["prompts/answer"] = np.ones(P, dtype=np.int32)
         f["prompts/wrong"] = np.full(P, 2, dtype=np.int32)
         f["baseline/base"], f["baseline/source"] = base, source
