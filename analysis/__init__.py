@@ -9,11 +9,12 @@
 Command line: python3 -m analysis report RESULTS.h5 -o DIR
 """
 from .results import Results, load
-from .metrics import (bound_check, cell_importance, estimator_score, false_negatives, normalized, random_order_cost,
-                      recall_within_budget, verification_cost)
+from .metrics import (bound_check, cell_importance, estimator_ranks, estimator_score, false_negatives, normalized,
+                      random_order_cost, recall_within_budget, true_ranks, verification_cost, zero_ties)
 
-__all__ = ["Results", "load", "normalized", "cell_importance", "estimator_score", "verification_cost",
-           "random_order_cost", "recall_within_budget", "false_negatives", "bound_check", "report"]
+__all__ = ["Results", "load", "normalized", "cell_importance", "estimator_score", "estimator_ranks", "true_ranks",
+           "verification_cost", "random_order_cost", "recall_within_budget", "false_negatives", "zero_ties",
+           "bound_check", "report"]
 
 
 def report(path, out_dir, **kwargs):

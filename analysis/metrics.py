@@ -6,6 +6,15 @@ effect over prompts, either |mean| ("abs_mean", the |E[I]| of Kramar et al.) or 
 ("mean_abs", E|I|). An estimator scores a cell the same way from its estimates (AtP* values are
 already magnitudes). Verifying cells in the estimator's order, one exact patch each, the cost to
 find the true top k is the position of the last of them in that order (Kramar et al. 2024, 1.6).
+
+Ties. An estimator's ties are common (AtP* is exactly 0 on every cell whose only path GradDrop
+cuts), and it says nothing about the order inside a tie block. Every rank by an estimator here
+(cost, recall, false negatives, the report's tables and figure labels) gives a tied cell the
+*last* rank of its block: the worst case for the estimator, where a block is found only after
+all of it is verified. (A verifier that knew nothing more would pick an order inside the block at
+random; the worst case is the bound that holds whichever order it picks, and it never credits an
+estimator with the cells' index order.) True importances rank with ties sharing the first rank
+(1, 2, 2, 4), and a true top k that ties at its k-th value is completed by any of the tied cells.
 """
 import warnings
 
@@ -69,24 +78,58 @@ def estimator_score(results, estimator, how="mean_abs"):
     return _aggregate(values, "mean_abs" if estimator == "atp_star" else how)
 
 
-def _order(score):
-    """Cell indices (flattened) from the highest score down; NaN last."""
-    flat = np.where(np.isnan(score.ravel()), -np.inf, score.ravel())
-    return np.argsort(-flat, kind="stable")
+def _among(importance):
+    """The cells one can verify: those with an exact value."""
+    return np.isfinite(importance)
+
+
+def tied_last_ranks(score, among):
+    """Rank of every cell of `among` in the score's order, 1 = highest score, ties sharing the
+    last rank of their block: a cell's rank is how many cells score at least as high as it. A
+    cell without a score (NaN) ranks with the lowest, as one block at the end. 0 outside
+    `among`. Why the last: the estimator gives no order inside a tie block, so a cell there is
+    found for certain only once the whole block is verified (the worst case for the estimator;
+    a sort's order inside the block would credit it with what is only the cells' index order)."""
+    flat = np.where(np.isnan(score), -np.inf, score)[among]
+    ranks = np.zeros(score.shape, dtype=int)
+    ranks[among] = flat.size - np.searchsorted(np.sort(flat), flat, side="left")
+    return ranks
+
+
+def tied_first_ranks(importance):
+    """Competition ranks of the true importance, 1 = most important: 1 + how many cells are more
+    important, so tied cells share the first rank of their block (1, 2, 2, 4). 0 where NaN."""
+    among = _among(importance)
+    flat = importance[among]
+    ranks = np.zeros(importance.shape, dtype=int)
+    ranks[among] = 1 + flat.size - np.searchsorted(np.sort(flat), flat, side="right")
+    return ranks
+
+
+def _true_top(importance, k):
+    """The true top k when importances may tie at the k-th value: the cells strictly above it
+    (all needed), the cells equal to it, and how many of those complete the k (any will do)."""
+    among = _among(importance)
+    values = np.sort(importance[among])[::-1]
+    if k >= values.size:
+        return among, np.zeros_like(among), 0
+    kth = values[k - 1]
+    above, tied = among & (importance > kth), among & (importance == kth)
+    return above, tied, k - int(above.sum())
 
 
 def verification_cost(importance, score, ks):
-    """For each k: how many cells one verifies, in the score's order, before all of the true top k
-    are verified (the position of the last of them; >= k, = k for a perfect ranking)."""
-    valid = ~np.isnan(importance.ravel())
-    true_order = _order(importance)
-    position = np.empty(importance.size, dtype=int)
-    position[_order(np.where(np.isnan(importance), np.nan, score))] = np.arange(1, importance.size + 1)
+    """For each k: how many cells one verifies, in the score's order, before the true top k are
+    all verified (>= k, = k for a perfect ranking). Ties in the score count as found only at the
+    end of their block (tied_last_ranks); where the true importance ties at the k-th value, any
+    of the tied cells completes the top k."""
+    ranks = tied_last_ranks(score, _among(importance))
     costs = []
     for k in ks:
-        top = true_order[:k]
-        top = top[valid[top]]
-        costs.append(int(position[top].max()) if len(top) else 0)
+        above, tied, need = _true_top(importance, k)
+        last_above = int(ranks[above].max()) if above.any() else 0
+        last_tied = int(np.sort(ranks[tied])[need - 1]) if need > 0 else 0
+        costs.append(max(last_above, last_tied))
     return np.array(costs)
 
 
@@ -98,36 +141,78 @@ def random_order_cost(n_cells, ks):
 
 
 def recall_within_budget(importance, score, k, budgets):
-    """Fraction of the true top k among the score's top b cells, for each budget b."""
-    true_top = set(_order(importance)[:k].tolist())
-    by_score = _order(np.where(np.isnan(importance), np.nan, score))
-    return np.array([len(true_top & set(by_score[:b].tolist())) / k for b in budgets])
+    """Fraction of the true top k among the cells verified within a budget of b cells in the
+    score's order, for each b. A tie block counts only once all of it fits in the budget
+    (tied_last_ranks: the estimator cannot say which of its cells to take first)."""
+    ranks = tied_last_ranks(score, _among(importance))
+    above, tied, need = _true_top(importance, k)
+    size = int(above.sum()) + need
+    found = [int((above & (ranks <= b)).sum()) + min(int((tied & (ranks <= b)).sum()), need) for b in budgets]
+    return np.array(found) / max(size, 1)
+
+
+def true_ranks(results, how="mean_abs"):
+    """Rank of every cell by its exact importance, [N, S] (tied_first_ranks; 0 where NaN)."""
+    return tied_first_ranks(cell_importance(results, how))
+
+
+def estimator_ranks(results, estimator, how="mean_abs"):
+    """Rank of every cell by an estimator, [N, S], ties sharing the last rank of their block
+    (tied_last_ranks), among the cells with an exact value (estimates-only files: with an
+    estimate). 0 elsewhere."""
+    score = estimator_score(results, estimator, how)
+    among = _among(cell_importance(results, how)) if results.exact is not None else np.isfinite(score)
+    return tied_last_ranks(score, among)
 
 
 def false_negatives(results, estimator, k=20, budget=None, how="mean_abs", limit=15):
-    """The estimator's worst misses: cells of the true top k that it ranks below `budget`
-    (default 5k), largest first. Returns dicts with node, position, exact (signed mean),
-    importance, true_rank, estimator_rank, estimate (mean)."""
+    """The estimator's worst misses: cells of the true top k (true rank <= k, so every cell tied
+    at the k-th value) that it ranks below `budget` (default 5k; ranks as in estimator_ranks,
+    a tie block at its last rank), most important first. Returns dicts with node, position,
+    exact (signed mean), importance, true_rank, estimator_rank, estimate (mean)."""
     importance = cell_importance(results, how)
-    score = estimator_score(results, estimator, how)
+    true_rank, est_rank = tied_first_ranks(importance), estimator_ranks(results, estimator, how)
     budget = budget or 5 * k
     S = importance.shape[1]
-    true_order = _order(importance)
-    est_rank = np.empty(importance.size, dtype=int)
-    est_rank[_order(np.where(np.isnan(importance), np.nan, score))] = np.arange(1, importance.size + 1)
+    mean_exact, mean_est = _mean(results.exact), _mean(results.estimates[estimator])
+    missed = np.flatnonzero(((true_rank >= 1) & (true_rank <= k) & (est_rank > budget)).ravel())
+    missed = missed[np.argsort(true_rank.ravel()[missed], kind="stable")]
+    rows = []
+    for cell in missed[:limit]:
+        n, s = divmod(int(cell), S)
+        rows.append({"node": results.node_names[n], "position": int(results.positions[s]),
+                     "true_rank": int(true_rank[n, s]), "estimator_rank": int(est_rank[n, s]),
+                     "exact": float(mean_exact[n, s]), "importance": float(importance[n, s]),
+                     "estimate": float(mean_est[n, s])})
+    return rows
+
+
+def _mean(values):
+    """Mean over prompts, ignoring NaN; all-NaN cells stay NaN without a warning."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=RuntimeWarning)
-        mean_exact = np.nanmean(results.exact, axis=0).ravel()
-        mean_est = np.nanmean(results.estimates[estimator], axis=0).ravel()
-    rows = []
-    for rank, cell in enumerate(true_order[:k], start=1):
-        if np.isnan(importance.ravel()[cell]) or est_rank[cell] <= budget:
-            continue
-        n, s = divmod(int(cell), S)
-        rows.append({"node": results.node_names[n], "position": int(results.positions[s]), "true_rank": rank,
-                     "estimator_rank": int(est_rank[cell]), "exact": float(mean_exact[cell]),
-                     "importance": float(importance.ravel()[cell]), "estimate": float(mean_est[cell])})
-    return rows[:limit]
+        return np.nanmean(values, axis=0)
+
+
+# An estimator that scores this fraction (or more) of the cells with a nonzero exact effect
+# exactly 0 gets a warning in the report: one tie block that large makes its ranking blind there.
+ZERO_TIES_WARN = 0.01
+
+
+def zero_ties(results, estimator, how="mean_abs"):
+    """How often an estimator says exactly 0 where the exact effect is not: AtP* does on every
+    node whose only path to the output GradDrop cuts. Returns counts of cells: zero (scored 0),
+    exact_not_zero, zero_where_exact_is_not; largest_exact (the largest importance among those,
+    0 when none); warn (the last is at least ZERO_TIES_WARN of exact_not_zero)."""
+    importance = cell_importance(results, how)
+    among = _among(importance)
+    zero = among & (estimator_score(results, estimator, how) == 0)
+    nonzero = among & (importance != 0)
+    both = zero & nonzero
+    n_both, n_nonzero = int(both.sum()), int(nonzero.sum())
+    return {"zero": int(zero.sum()), "exact_not_zero": n_nonzero, "zero_where_exact_is_not": n_both,
+            "largest_exact": float(importance[both].max()) if n_both else 0.0,
+            "warn": n_both > 0 and n_both >= ZERO_TIES_WARN * n_nonzero}
 
 
 def bound_check(results):

@@ -63,3 +63,45 @@ def test_normalized_undefined_without_source(tmp_path):
         assert "no source run" in str(e)
     else:
         raise AssertionError("normalised effects without a source run must be refused")
+
+
+# ties: "atp_star" scores three cells exactly 0, among them the most important one (node 0)
+ZEROS = np.array([0.0, 5.0, 0.0, 0.0, 2.0, 1.0]).reshape(1, 6, 1)
+
+
+def with_zero_ties(tmp_path):
+    return analysis.load(write_synthetic(str(tmp_path / "z.h5"), EXACT, {"atp_star": ZEROS}))
+
+
+def test_tied_cells_share_the_last_rank_of_their_block(tmp_path):
+    """The three zeros (nodes 0, 2, 3) fill positions 4 to 6 of atp_star's order; none of them is
+    found before all three are verified, so each ranks 6 — not 4, 5, 6 by node index."""
+    r = with_zero_ties(tmp_path)
+    assert analysis.estimator_ranks(r, "atp_star").ravel().tolist() == [6, 1, 6, 6, 2, 3]
+    importance, score = analysis.cell_importance(r), analysis.estimator_score(r, "atp_star")
+    # the true top 1 is node 0, inside the zero block: 6 patches, never 4
+    assert list(analysis.verification_cost(importance, score, [1, 2, 3, 4, 6])) == [6, 6, 6, 6, 6]
+    np.testing.assert_allclose(analysis.recall_within_budget(importance, score, 2, [1, 4, 5, 6]), [0.5, 0.5, 0.5, 1.0])
+    misses = analysis.false_negatives(r, "atp_star", k=1, budget=4)
+    assert [(m["node"], m["estimator_rank"]) for m in misses] == [("L0.resid_pre0", 6)]
+
+
+def test_tied_true_effects_any_of_them_completes_the_top_k(tmp_path):
+    """Importance 3, 2, 2, 1: the true top 2 is node 0 and either of nodes 1 and 2. The score
+    ranks node 0 first and node 2 second, so the top 2 costs 2 patches (not 4, as it would if the
+    sort had picked node 1 for the top 2); both tied cells share true rank 2."""
+    exact = np.array([3.0, 2.0, 2.0, 1.0]).reshape(1, 4, 1)
+    score = np.array([4.0, 1.0, 3.0, 2.0]).reshape(1, 4, 1)
+    r = analysis.load(write_synthetic(str(tmp_path / "t.h5"), exact, {"atp": score}))
+    importance = analysis.cell_importance(r)
+    assert list(analysis.verification_cost(importance, analysis.estimator_score(r, "atp"), [1, 2, 3, 4])) == [1, 2, 4, 4]
+    np.testing.assert_allclose(analysis.recall_within_budget(importance, analysis.estimator_score(r, "atp"), 2, [1, 2, 3]),
+                               [0.5, 1.0, 1.0])
+    assert analysis.true_ranks(r).ravel().tolist() == [1, 2, 2, 4]
+
+
+def test_zero_ties_counted(tmp_path):
+    r = with_zero_ties(tmp_path)
+    ties = analysis.zero_ties(r, "atp_star")
+    assert ties["zero"] == 3 and ties["zero_where_exact_is_not"] == 3 and ties["exact_not_zero"] == 6
+    assert ties["largest_exact"] == 6.0
