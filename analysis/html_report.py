@@ -44,16 +44,42 @@ class Page:
         self.figures.append(name + ".png")
         self.parts.append(f"<img src='{name}.png' alt='{html.escape(caption)}'><p class='note'>{caption}</p>")
 
+    def write(self, title):
+        index = os.path.join(self.out_dir, "index.html")
+        with open(index, "w") as f:
+            f.write(f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{STYLE}</style></head><body>")
+            f.write("\n".join(self.parts))
+            f.write("</body></html>\n")
+        return index
+
 
 def build_report(path, out_dir, k=20):
+    """Writes out_dir/index.html and its figures; returns the index path. k: size of the top tables."""
     r = load(path)
     os.makedirs(out_dir, exist_ok=True)
     page = Page(out_dir)
+    title = html.escape(r.job.get("description") or os.path.basename(path))
+    _header(page, r, path, title)
+    if r.exact is not None:
+        _summary(page, r, k)
+    _baselines(page, r)
+    if r.exact is not None:
+        _largest_effects(page, r, k)
+    _layers_section(page, r)
+    _heads_section(page, r)
+    if "mlp_post" in r.sites and r.exact is not None:
+        _neurons_section(page, r, k)
+    if r.estimates and r.exact is not None:
+        _estimates_against_exact(page, r, k)
+    if r.bound is not None:
+        _bound_section(page, r)
+    _provenance(page, r, path)
+    return page.write(title)
+
+
+def _header(page, r, path, title):
     P, N, S = r.shape
-    job = r.job
-    unit = figures.effect_unit(r)
     done = float(r.computed[r.computed | ~r.computed].mean()) if r.computed.size else 0.0
-    title = html.escape(job.get("description") or os.path.basename(path))
     page.text(f"<h1>patchsweep report: {title}</h1>")
     page.text(f"<p><b>{html.escape(path)}</b>: {P} prompts × {N} nodes × {S} positions; corruption "
               f"<b>{html.escape(str(r.attrs.get('corruption')))}</b>, direction <b>{html.escape(str(r.attrs.get('direction')))}</b>, "
@@ -65,25 +91,28 @@ def build_report(path, out_dir, k=20):
               f"{'corrupted' if r.attrs.get('direction') == 'denoise' else 'clean'} prompt. Red: the patch raises the metric; "
               "blue: it lowers it.</p>")
 
-    if r.exact is not None:
-        page.text("<h2>Summary</h2>")
-        labels = r.position_labels()
-        top = figures.top_cells(r, 5)
-        mean = figures.mean_over_prompts(r.exact)
-        page.text("<p>Largest effects (mean over prompts): " + ", ".join(
-            f"<b>{html.escape(r.node_names[n])}</b> at {html.escape(labels[s])} ({_fmt(float(mean[n, s]), 3)})" for n, s in top)
-            + ".</p>")
-        if r.estimates:
-            importance = metrics.cell_importance(r)
-            n_cells = int(np.isfinite(importance).sum())
-            kk = min(10, n_cells)
-            rows = [[e, int(metrics.verification_cost(importance, metrics.estimator_score(r, e), [kk])[0]),
-                     len(metrics.false_negatives(r, e, k=k, limit=k))] for e in r.estimates]
-            rows += [["oracle", kk, 0], ["random order (expected)", int(round(metrics.random_order_cost(n_cells, [kk])[0])), ""]]
-            page.text(f"<p>To find the true top {kk} of {n_cells} cells by verifying in an estimator's order, one exact "
-                      f"patch per cell, it takes:</p>")
-            page.text(_table(["order", f"patches to find the true top {kk}", f"false negatives in the true top {k}"], rows))
 
+def _summary(page, r, k):
+    page.text("<h2>Summary</h2>")
+    labels = r.position_labels()
+    top = figures.top_cells(r, 5)
+    mean = figures.mean_over_prompts(r.exact)
+    page.text("<p>Largest effects (mean over prompts): " + ", ".join(
+        f"<b>{html.escape(r.node_names[n])}</b> at {html.escape(labels[s])} ({_fmt(float(mean[n, s]), 3)})" for n, s in top)
+        + ".</p>")
+    if r.estimates:
+        importance = metrics.cell_importance(r)
+        n_cells = int(np.isfinite(importance).sum())
+        kk = min(10, n_cells)
+        rows = [[e, int(metrics.verification_cost(importance, metrics.estimator_score(r, e), [kk])[0]),
+                 len(metrics.false_negatives(r, e, k=k, limit=k))] for e in r.estimates]
+        rows += [["oracle", kk, 0], ["random order (expected)", int(round(metrics.random_order_cost(n_cells, [kk])[0])), ""]]
+        page.text(f"<p>To find the true top {kk} of {n_cells} cells by verifying in an estimator's order, one exact "
+                  f"patch per cell, it takes:</p>")
+        page.text(_table(["order", f"patches to find the true top {kk}", f"false negatives in the true top {k}"], rows))
+
+
+def _baselines(page, r):
     gap = r.source - r.base
     page.text("<h2>Baselines</h2>")
     page.text(_table(["", "mean", "min", "max"],
@@ -101,26 +130,32 @@ def build_report(path, out_dir, k=20):
                          [[f"{r.node_names[n]} @ position {r.positions[s]}", _fmt(ratio_of_means[n, s], 3), _fmt(mean_of_ratios[n, s], 3)]
                           for n, s in cells]))
 
-    if r.exact is not None:
-        page.text("<h2>Largest effects</h2>")
-        importance = metrics.cell_importance(r)
-        mean = figures.mean_over_prompts(r.exact)
-        ranks = {e: _ranks(metrics.estimator_score(r, e)) for e in r.estimates}
-        rows = []
-        labels = r.position_labels()
-        for rank, (n, s) in enumerate(figures.top_cells(r, k), start=1):
-            rows.append([rank, r.node_names[n], labels[s], _fmt(float(mean[n, s])), _fmt(float(importance[n, s]))] +
-                        [ranks[e][n, s] for e in r.estimates])
-        page.text(_table(["rank", "node", "position: token", f"mean effect ({unit})", f"mean |effect| ({unit})"] +
-                         [f"rank by {e}" for e in r.estimates], rows, left=3))
-        page.figure(figures.prompt_spread(r), "spread", "Per-prompt spread of the largest cells: a box is the middle "
-                    "half of the prompts, whiskers the rest; a large mean with a wide box is not a uniform effect.")
 
+def _largest_effects(page, r, k):
+    unit = figures.effect_unit(r)
+    page.text("<h2>Largest effects</h2>")
+    importance = metrics.cell_importance(r)
+    mean = figures.mean_over_prompts(r.exact)
+    ranks = {e: _ranks(metrics.estimator_score(r, e)) for e in r.estimates}
+    rows = []
+    labels = r.position_labels()
+    for rank, (n, s) in enumerate(figures.top_cells(r, k), start=1):
+        rows.append([rank, r.node_names[n], labels[s], _fmt(float(mean[n, s])), _fmt(float(importance[n, s]))] +
+                    [ranks[e][n, s] for e in r.estimates])
+    page.text(_table(["rank", "node", "position: token", f"mean effect ({unit})", f"mean |effect| ({unit})"] +
+                     [f"rank by {e}" for e in r.estimates], rows, left=3))
+    page.figure(figures.prompt_spread(r), "spread", "Per-prompt spread of the largest cells: a box is the middle "
+                "half of the prompts, whiskers the rest; a large mean with a wide box is not a uniform effect.")
+
+
+def _layers_section(page, r):
     page.text("<h2>Residual stream, attention and MLP outputs</h2>")
     page.figure(figures.layer_sites(r), "layers", "Mean effect of patching a whole layer's residual stream, attention "
                 "output or MLP output at one position. Where the stream carries the information that matters shows "
                 "as a path from the corrupted positions to the last one.")
 
+
+def _heads_section(page, r):
     head_sites = [s for s in figures.HEAD_SITES if s in r.sites]
     if head_sites:
         page.text("<h2>Attention heads</h2>")
@@ -130,78 +165,88 @@ def build_report(path, out_dir, k=20):
         for site in head_sites:
             page.figure(figures.heads_by_position(r, site), f"heads_{site}", f"{site}: each head at each position.")
 
-    if "mlp_post" in r.sites and r.exact is not None:
-        page.text("<h2>MLP neurons</h2>")
-        nodes = r.nodes("mlp_post")
-        importance = metrics.cell_importance(r)
-        sub = importance[nodes]
-        flat = np.where(np.isnan(sub.ravel()), -np.inf, sub.ravel())
-        rows = []
-        mean = figures.mean_over_prompts(r.exact)
-        for c in np.argsort(-flat)[:k]:
-            i, s = divmod(int(c), S)
-            n = nodes[i]
-            rows.append([r.node_names[n], r.position_labels()[s], _fmt(float(mean[n, s])), _fmt(float(importance[n, s]))])
-        page.text(_table(["neuron", "position: token", f"mean effect ({unit})", f"mean |effect| ({unit})"], rows, left=2))
-        page.figure(figures.neuron_distribution(r), "neurons", "Per layer, the distribution over neurons of each "
-                    "neuron's largest |mean effect|: most neurons do little, a few carry the effect.")
 
-    if r.estimates and r.exact is not None:
-        page.text("<h2>Gradient estimates against the exact effects</h2>")
-        page.text("<p class='note'>AtP is the first-order estimate (a_source − a_base)·∂metric/∂a; AtP+QK fix recomputes "
-                  "the attention softmax exactly for queries and keys; AtP* adds GradDrop and is a magnitude. The cheap "
-                  "estimates are meant to rank nodes for verification: what they rank low but is large is what they "
-                  "miss. Two known ways to miss: a saturated attention softmax hides a query or key's effect from AtP "
-                  "(the QK fix recovers it); and AtP* averages gradients with one layer's writes cut, so a node whose "
-                  "only route to the output runs through one later layer keeps little of its estimate (in a two-layer "
-                  "model, every layer-0 node feeding layer 1's attention). Misses are named in red.</p>")
-        for e in r.estimates:
-            page.figure(figures.estimate_scatter(r, e), f"scatter_{e}", f"{e} against the exact effect per cell, "
-                        "with the correlation per site; points far from the diagonal are mis-estimated.")
-            misses = metrics.false_negatives(r, e, k=k)
-            if misses:
-                page.text(f"<p><b>{e}: worst false negatives</b> — cells of the true top {k} that {e} ranks below "
-                          f"{5 * k}:</p>")
-                page.text(_table(["node", "position", "true rank", f"rank by {e}", f"mean exact ({unit})", f"mean {e}"],
-                                 [[m["node"], m["position"], m["true_rank"], m["estimator_rank"], _fmt(m["exact"]), _fmt(m["estimate"])]
-                                  for m in misses]))
-            else:
-                page.text(f"<p><b>{e}</b> ranks every cell of the true top {k} within its top {5 * k}.</p>")
-        page.text("<h2>What verifying in an estimator's order costs</h2>")
-        page.figure(figures.verification_curve(r), "verification", "Verifying cells one exact patch at a time in "
-                    "each estimator's order: how many patches until all of the true top k are found. The oracle needs "
-                    "k; a random order about k(M+1)/(k+1) of M cells. Right: the same in seconds, the estimator's own "
-                    "compute time plus the verification patches, from the file's timing records.")
-        page.figure(figures.recall_curve(r), "recall", "Recall of the true top k within a budget of b cells taken "
-                    "in the estimator's order.")
+def _neurons_section(page, r, k):
+    S = r.shape[2]
+    unit = figures.effect_unit(r)
+    page.text("<h2>MLP neurons</h2>")
+    nodes = r.nodes("mlp_post")
+    importance = metrics.cell_importance(r)
+    sub = importance[nodes]
+    flat = np.where(np.isnan(sub.ravel()), -np.inf, sub.ravel())
+    rows = []
+    mean = figures.mean_over_prompts(r.exact)
+    for c in np.argsort(-flat)[:k]:
+        i, s = divmod(int(c), S)
+        n = nodes[i]
+        rows.append([r.node_names[n], r.position_labels()[s], _fmt(float(mean[n, s])), _fmt(float(importance[n, s]))])
+    page.text(_table(["neuron", "position: token", f"mean effect ({unit})", f"mean |effect| ({unit})"], rows, left=2))
+    page.figure(figures.neuron_distribution(r), "neurons", "Per layer, the distribution over neurons of each "
+                "neuron's largest |mean effect|: most neurons do little, a few carry the effect.")
 
-    if r.bound is not None:
-        b = r.bound
-        page.text("<h2>Bounding what verifying the top missed</h2>")
-        page.text(f"<p class='note'>Written by <code>patchsweep bound</code>: for each prompt the {html.escape(str(b.get('site')))} "
-                  f"cells were ranked by {html.escape(str(b.get('ranked_by')))}, the top {b.get('n_verified')} taken as verified, "
-                  f"and the rest patched jointly in {b.get('subsets')} random subsets (each cell in with probability "
-                  f"{b.get('inclusion')}). A cell's effect is estimated as the mean subset effect with it minus without "
-                  f"it; theta, the largest upper confidence bound, bounds every unverified cell's |effect| at once with "
-                  f"confidence {b.get('confidence')} <i>if patch effects add up</i>. Where they interact (a circuit "
-                  "whose parts need each other), the bound can fail; the exact sweep shows where it did. "
-                  f"{b.get('forward_passes')} forward passes, {_fmt(float(b.get('seconds', float('nan'))))} s.</p>")
-        check = metrics.bound_check(r)
-        if "theta_sign" in b:
-            page.text(f"<p class='note'>A second, cheaper bound makes a different assumption (the other cells' joint "
-                      f"effect is as likely positive as negative): no unverified cell's |effect| exceeds the largest "
-                      f"|subset effect| (theta_sign), except with probability at most {_fmt(float(b.get('delta_sign', float('nan'))), 2)}.</p>")
-        if check is not None:
-            sign = "theta_sign" in check
-            rows = [[p, _fmt(float(check["theta"][p])), _fmt(float(check["missed"][p])), "yes" if check["held"][p] else "no"]
-                    + ([_fmt(float(check["theta_sign"][p])), "yes" if check["held_sign"][p] else "no"] if sign else [])
-                    for p in range(len(check["theta"]))]
-            page.text(_table(["prompt", f"theta ({unit})", f"largest missed |exact| ({unit})", "held"]
-                             + ([f"theta_sign ({unit})", "held"] if sign else []), rows[:40]))
-        page.figure(figures.bound_figure(r), "bound", "Left: per prompt, the bound against the largest exact "
-                    "|effect| the verified top left out; above the diagonal it held. Right: each unverified cell's own "
-                    "upper confidence bound against its |exact effect|.")
 
+def _estimates_against_exact(page, r, k):
+    unit = figures.effect_unit(r)
+    page.text("<h2>Gradient estimates against the exact effects</h2>")
+    page.text("<p class='note'>AtP is the first-order estimate (a_source − a_base)·∂metric/∂a; AtP+QK fix recomputes "
+              "the attention softmax exactly for queries and keys; AtP* adds GradDrop and is a magnitude. The cheap "
+              "estimates are meant to rank nodes for verification: what they rank low but is large is what they "
+              "miss. Two known ways to miss: a saturated attention softmax hides a query or key's effect from AtP "
+              "(the QK fix recovers it); and AtP* averages gradients with one layer's writes cut, so a node whose "
+              "only route to the output runs through one later layer keeps little of its estimate (in a two-layer "
+              "model, every layer-0 node feeding layer 1's attention). Misses are named in red.</p>")
+    for e in r.estimates:
+        page.figure(figures.estimate_scatter(r, e), f"scatter_{e}", f"{e} against the exact effect per cell, "
+                    "with the correlation per site; points far from the diagonal are mis-estimated.")
+        misses = metrics.false_negatives(r, e, k=k)
+        if misses:
+            page.text(f"<p><b>{e}: worst false negatives</b> — cells of the true top {k} that {e} ranks below "
+                      f"{5 * k}:</p>")
+            page.text(_table(["node", "position", "true rank", f"rank by {e}", f"mean exact ({unit})", f"mean {e}"],
+                             [[m["node"], m["position"], m["true_rank"], m["estimator_rank"], _fmt(m["exact"]), _fmt(m["estimate"])]
+                              for m in misses]))
+        else:
+            page.text(f"<p><b>{e}</b> ranks every cell of the true top {k} within its top {5 * k}.</p>")
+    page.text("<h2>What verifying in an estimator's order costs</h2>")
+    page.figure(figures.verification_curve(r), "verification", "Verifying cells one exact patch at a time in "
+                "each estimator's order: how many patches until all of the true top k are found. The oracle needs "
+                "k; a random order about k(M+1)/(k+1) of M cells. Right: the same in seconds, the estimator's own "
+                "compute time plus the verification patches, from the file's timing records.")
+    page.figure(figures.recall_curve(r), "recall", "Recall of the true top k within a budget of b cells taken "
+                "in the estimator's order.")
+
+
+def _bound_section(page, r):
+    unit = figures.effect_unit(r)
+    b = r.bound
+    page.text("<h2>Bounding what verifying the top missed</h2>")
+    page.text(f"<p class='note'>Written by <code>patchsweep bound</code>: for each prompt the {html.escape(str(b.get('site')))} "
+              f"cells were ranked by {html.escape(str(b.get('ranked_by')))}, the top {b.get('n_verified')} taken as verified, "
+              f"and the rest patched jointly in {b.get('subsets')} random subsets (each cell in with probability "
+              f"{b.get('inclusion')}). A cell's effect is estimated as the mean subset effect with it minus without "
+              f"it; theta, the largest upper confidence bound, bounds every unverified cell's |effect| at once with "
+              f"confidence {b.get('confidence')} <i>if patch effects add up</i>. Where they interact (a circuit "
+              "whose parts need each other), the bound can fail; the exact sweep shows where it did. "
+              f"{b.get('forward_passes')} forward passes, {_fmt(float(b.get('seconds', float('nan'))))} s.</p>")
+    check = metrics.bound_check(r)
+    if "theta_sign" in b:
+        page.text(f"<p class='note'>A second, cheaper bound makes a different assumption (the other cells' joint "
+                  f"effect is as likely positive as negative): no unverified cell's |effect| exceeds the largest "
+                  f"|subset effect| (theta_sign), except with probability at most {_fmt(float(b.get('delta_sign', float('nan'))), 2)}.</p>")
+    if check is not None:
+        sign = "theta_sign" in check
+        rows = [[p, _fmt(float(check["theta"][p])), _fmt(float(check["missed"][p])), "yes" if check["held"][p] else "no"]
+                + ([_fmt(float(check["theta_sign"][p])), "yes" if check["held_sign"][p] else "no"] if sign else [])
+                for p in range(len(check["theta"]))]
+        page.text(_table(["prompt", f"theta ({unit})", f"largest missed |exact| ({unit})", "held"]
+                         + ([f"theta_sign ({unit})", "held"] if sign else []), rows[:40]))
+    page.figure(figures.bound_figure(r), "bound", "Left: per prompt, the bound against the largest exact "
+                "|effect| the verified top left out; above the diagonal it held. Right: each unverified cell's own "
+                "upper confidence bound against its |exact effect|.")
+
+
+def _provenance(page, r, path):
+    job = r.job
     page.text("<h2>Provenance</h2>")
     attrs = r.attrs
     rows = [["results file", path], ["complete", "yes" if r.complete else "no"], ["tool", attrs.get("tool_version")],
@@ -213,13 +258,6 @@ def build_report(path, out_dir, k=20):
     page.text("<details><summary>model configuration</summary><pre>" + html.escape(json.dumps(r.model_config, indent=1)) + "</pre></details>")
     shown = dict(job, prompts=f"{len(job.get('prompts', []))} prompts (in the file's job attribute)")
     page.text("<details><summary>job</summary><pre>" + html.escape(json.dumps(shown, indent=1)) + "</pre></details>")
-
-    index = os.path.join(out_dir, "index.html")
-    with open(index, "w") as f:
-        f.write(f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{STYLE}</style></head><body>")
-        f.write("\n".join(page.parts))
-        f.write("</body></html>\n")
-    return index
 
 
 def _ranks(score):
