@@ -14,7 +14,12 @@ STYLE = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em aut
 h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
 table{border-collapse:collapse;font-size:.9em;margin:.5em 0}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}
 th{background:#f4f4f4}td.l,th.l{text-align:left}img{max-width:100%;border:1px solid #eee;margin:.5em 0}
-.note{color:#555;font-size:.95em}pre{background:#f7f7f7;padding:.6em;overflow:auto;font-size:.8em}"""
+.note{color:#555;font-size:.95em}.warn{background:#fff4d6;border-left:4px solid #e0a800;padding:.4em .8em}pre{background:#f7f7f7;padding:.6em;overflow:auto;font-size:.8em}"""
+
+
+TIES = ("Ranks by an estimator give tied cells the last rank of their block (1, 3, 3 for scores 5, 2, 2): "
+        "the estimator cannot order them, so a tie block is found for certain only once all of it is verified, "
+        "the worst case for the estimator. True ranks give tied cells the first (1, 2, 2).")
 
 
 def _table(headers, rows, left=1):
@@ -110,6 +115,23 @@ def _summary(page, r, k):
         page.text(f"<p>To find the true top {kk} of {n_cells} cells by verifying in an estimator's order, one exact "
                   f"patch per cell, it takes:</p>")
         page.text(_table(["order", f"patches to find the true top {kk}", f"false negatives in the true top {k}"], rows))
+        _zero_tie_warnings(page, r)
+
+
+def _zero_tie_warnings(page, r):
+    """A visible warning for each estimator that says exactly 0 on many cells whose exact effect
+    is not: one tie block that large leaves its ranking blind there."""
+    for e in r.estimates:
+        ties = metrics.zero_ties(r, e)
+        if ties["warn"]:
+            page.text(f"<p class='warn'><b>Warning: {e} is exactly 0 on {ties['zero_where_exact_is_not']} cells whose "
+                      f"exact effect is not 0</b> ({100 * ties['zero_where_exact_is_not'] / ties['exact_not_zero']:.0f}% of "
+                      f"the {ties['exact_not_zero']} such cells; the largest mean |exact effect| among them is "
+                      f"{_fmt(ties['largest_exact'], 3)}). Its {ties['zero']} zeros tie, so it cannot say which of them to "
+                      "verify first: every rank, cost and recall here counts the block as found only once all of it "
+                      "is verified." + (" AtP* gives 0 wherever GradDrop cuts a node's only path to the output "
+                      "(in a two-layer model, a layer-0 node at a position before the last, whose only route to the "
+                      "output is layer 1's attention)." if e == "atp_star" else "") + "</p>")
 
 
 def _baselines(page, r):
@@ -136,14 +158,17 @@ def _largest_effects(page, r, k):
     page.text("<h2>Largest effects</h2>")
     importance = metrics.cell_importance(r)
     mean = figures.mean_over_prompts(r.exact)
-    ranks = {e: _ranks(metrics.estimator_score(r, e)) for e in r.estimates}
+    true_ranks = metrics.true_ranks(r)
+    ranks = {e: metrics.estimator_ranks(r, e) for e in r.estimates}
     rows = []
     labels = r.position_labels()
-    for rank, (n, s) in enumerate(figures.top_cells(r, k), start=1):
-        rows.append([rank, r.node_names[n], labels[s], _fmt(float(mean[n, s])), _fmt(float(importance[n, s]))] +
+    for n, s in figures.top_cells(r, k):
+        rows.append([true_ranks[n, s], r.node_names[n], labels[s], _fmt(float(mean[n, s])), _fmt(float(importance[n, s]))] +
                     [ranks[e][n, s] for e in r.estimates])
     page.text(_table(["rank", "node", "position: token", f"mean effect ({unit})", f"mean |effect| ({unit})"] +
                      [f"rank by {e}" for e in r.estimates], rows, left=3))
+    if r.estimates:
+        page.text(f"<p class='note'>{TIES}</p>")
     page.figure(figures.prompt_spread(r), "spread", "Per-prompt spread of the largest cells: a box is the middle "
                 "half of the prompts, whiskers the rest; a large mean with a wide box is not a uniform effect.")
 
@@ -208,6 +233,7 @@ def _estimates_against_exact(page, r, k):
         else:
             page.text(f"<p><b>{e}</b> ranks every cell of the true top {k} within its top {5 * k}.</p>")
     page.text("<h2>What verifying in an estimator's order costs</h2>")
+    page.text(f"<p class='note'>{TIES}</p>")
     page.figure(figures.verification_curve(r), "verification", "Verifying cells one exact patch at a time in "
                 "each estimator's order: how many patches until all of the true top k are found. The oracle needs "
                 "k; a random order about k(M+1)/(k+1) of M cells. Right: the same in seconds, the estimator's own "
@@ -258,10 +284,3 @@ def _provenance(page, r, path):
     page.text("<details><summary>model configuration</summary><pre>" + html.escape(json.dumps(r.model_config, indent=1)) + "</pre></details>")
     shown = dict(job, prompts=f"{len(job.get('prompts', []))} prompts (in the file's job attribute)")
     page.text("<details><summary>job</summary><pre>" + html.escape(json.dumps(shown, indent=1)) + "</pre></details>")
-
-
-def _ranks(score):
-    flat = np.where(np.isnan(score.ravel()), -np.inf, score.ravel())
-    ranks = np.empty(flat.size, dtype=int)
-    ranks[np.argsort(-flat, kind="stable")] = np.arange(1, flat.size + 1)
-    return ranks.reshape(score.shape)

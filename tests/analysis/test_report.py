@@ -73,3 +73,24 @@ def test_command_line(real_file, tmp_path):
     p = subprocess.run([sys.executable, "-m", "analysis", "report", str(bad), "-o", str(tmp_path / "x")],
                        capture_output=True, text=True, env=env)
     assert p.returncode == 2 and p.stderr.startswith("analysis: ") and len(p.stderr.strip().splitlines()) == 1
+
+
+def table_row(text, first_cells):
+    """The cells of the first table row whose leading cells are `first_cells`."""
+    for row in re.findall(r"<tr>(.*?)</tr>", text):
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
+        if cells[:len(first_cells)] == first_cells:
+            return cells
+    raise AssertionError(f"no row starting {first_cells}")
+
+
+def test_report_ranks_ties_together_and_warns_of_zero_ties(tmp_path):
+    """AtP* exactly 0 on nodes 0, 2 and 3 (node 0 the most important): in the largest-effects
+    table each of them ranks 6 by atp_star, the end of the tie block, and a warning says so."""
+    from test_metrics import EXACT, ZEROS
+    path = write_synthetic(str(tmp_path / "z.h5"), EXACT, {"atp_star": ZEROS})
+    text = open(analysis.report(path, str(tmp_path / "z"))).read()
+    assert table_row(text, ["1", "L0.resid_pre0"])[-1] == "6"
+    assert table_row(text, ["3", "L0.resid_pre2"])[-1] == "6"
+    assert table_row(text, ["2", "L0.resid_pre1"])[-1] == "1"
+    assert "class='warn'" in text and "atp_star is exactly 0 on 3 cells whose exact effect is not 0" in text
