@@ -26,6 +26,11 @@ def effect_unit(r):
     return f"Δ {r.metric}"
 
 
+def what_of(of):
+    """How a figure names the values it shows: the exact effect, or an estimator's estimate of it."""
+    return "effect" if of == "exact" else f"{of} estimate" + (" (a magnitude)" if of == "atp_star" else "")
+
+
 def _diverging(ax, data, fig, label):
     """A heatmap centred on 0 (blue negative, red positive) with a labelled colour bar."""
     finite = data[np.isfinite(data)]
@@ -44,20 +49,25 @@ def _position_axis(ax, r):
     ax.set_xlabel("position: token (prompt 0's base run)")
 
 
-def layer_sites(r):
-    """Residual stream, attention output, MLP output: layer x position heatmaps of the mean effect."""
+def _has(r, of):
+    return (r.exact if of == "exact" else r.estimates.get(of)) is not None
+
+
+def layer_sites(r, of="exact"):
+    """Residual stream, attention output, MLP output: layer x position heatmaps of the mean effect
+    (of="exact") or of an estimator's mean estimate."""
     sites = [s for s in LAYER_SITES if s in r.sites]
-    if not sites or r.exact is None:
+    if not sites or not _has(r, of):
         return None
     L = int(r.model_config["n_layer"])
-    mean = mean_over_prompts(r.exact)
+    mean = mean_over_prompts(r.effects(of))
     fig, axes = plt.subplots(len(sites), 1, figsize=(max(6, 0.45 * len(r.positions) + 3), 1.2 + 0.45 * L * len(sites) + 1.2 * len(sites)),
                              squeeze=False)
     for ax, site in zip(axes[:, 0], sites):
         nodes = r.nodes(site)
         grid = mean[nodes][np.argsort(r.node_layers[nodes])]
-        _diverging(ax, grid, fig, f"mean effect ({effect_unit(r)})")
-        ax.set_title(f"{site}: mean effect of patching each layer at each position ({len(r.lengths)} prompts)")
+        _diverging(ax, grid, fig, f"mean {what_of(of)} ({effect_unit(r)})")
+        ax.set_title(f"{site}: mean {what_of(of)} of patching each layer at each position ({len(r.lengths)} prompts)")
         ax.set_ylabel("layer")
         ax.set_yticks(range(L))
         _position_axis(ax, r)
@@ -65,19 +75,20 @@ def layer_sites(r):
     return fig
 
 
-def heads_summed(r):
-    """Attention heads: layer x head heatmaps of the mean effect summed over positions, per site."""
+def heads_summed(r, of="exact"):
+    """Attention heads: layer x head heatmaps of the mean effect (or estimate) summed over
+    positions, per site."""
     sites = [s for s in HEAD_SITES if s in r.sites]
-    if not sites or r.exact is None:
+    if not sites or not _has(r, of):
         return None
-    summed = np.nansum(mean_over_prompts(r.exact), axis=1)  # [node]
+    summed = np.nansum(mean_over_prompts(r.effects(of)), axis=1)  # [node]
     fig, axes = plt.subplots(1, len(sites), figsize=(3.6 * len(sites) + 1, 3.4), squeeze=False)
     for ax, site in zip(axes[0], sites):
         nodes = r.nodes(site)
         L, H = int(r.node_layers[nodes].max()) + 1, int(r.node_heads[nodes].max()) + 1
         grid = np.full((L, H), np.nan)
         grid[r.node_layers[nodes], r.node_heads[nodes]] = summed[nodes]
-        _diverging(ax, grid, fig, f"summed mean effect ({effect_unit(r)})")
+        _diverging(ax, grid, fig, f"summed mean {what_of(of)} ({effect_unit(r)})")
         ax.set_title(f"{site}: summed over positions")
         ax.set_xlabel("key/value head" if site in ("k", "v") else "head")
         ax.set_ylabel("layer")
@@ -87,16 +98,17 @@ def heads_summed(r):
     return fig
 
 
-def heads_by_position(r, site, max_positions=24):
-    """One site's heads at each position: a (layer, head) x position heatmap of the mean effect."""
-    if site not in r.sites or r.exact is None:
+def heads_by_position(r, site, of="exact"):
+    """One site's heads at each position: a (layer, head) x position heatmap of the mean effect
+    (or estimate)."""
+    if site not in r.sites or not _has(r, of):
         return None
     nodes = r.nodes(site)
     order = nodes[np.lexsort((r.node_heads[nodes], r.node_layers[nodes]))]
-    mean = mean_over_prompts(r.exact)[order]
+    mean = mean_over_prompts(r.effects(of))[order]
     fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(r.positions) + 3), 1.5 + 0.28 * len(order)))
-    _diverging(ax, mean, fig, f"mean effect ({effect_unit(r)})")
-    ax.set_title(f"{site}: mean effect of each head at each position")
+    _diverging(ax, mean, fig, f"mean {what_of(of)} ({effect_unit(r)})")
+    ax.set_title(f"{site}: mean {what_of(of)} of each head at each position")
     ax.set_yticks(range(len(order)))
     ax.set_yticklabels([r.node_names[i] for i in order], fontsize=7)
     ax.set_ylabel("layer.head")
@@ -126,12 +138,14 @@ def neuron_distribution(r):
     return fig
 
 
-def top_cells(r, k=12):
-    """The k cells with the largest mean |effect|: (node index, position column) pairs."""
-    importance = metrics.cell_importance(r)
+def top_cells(r, k=12, of="exact"):
+    """The k cells with the largest mean |effect| (or an estimator's score): (node index,
+    position column) pairs. Ties at the k-th place are cut in cell order: this picks what to show;
+    the ranks shown beside it share ties (metrics.true_ranks, estimator_ranks)."""
+    importance = metrics.cell_importance(r) if of == "exact" else metrics.estimator_score(r, of)
     flat = np.where(np.isnan(importance.ravel()), -np.inf, importance.ravel())
     S = importance.shape[1]
-    return [divmod(int(c), S) for c in np.argsort(-flat)[:k] if np.isfinite(flat[c])]
+    return [divmod(int(c), S) for c in np.argsort(-flat, kind="stable")[:k] if np.isfinite(flat[c])]
 
 
 def prompt_spread(r, k=12):
@@ -186,6 +200,38 @@ def estimate_scatter(r, estimator):
         ax.set_xlabel(f"{'|exact|' if unsigned else 'exact'} effect ({effect_unit(r)})")
         ax.set_ylabel(f"{estimator} ({effect_unit(r)})")
     fig.suptitle(f"{estimator} against the exact effect, per (node, position) cell, means over prompts")
+    fig.tight_layout()
+    return fig
+
+
+def estimator_pairs(r):
+    """Every pair of estimators the file holds, in file order."""
+    names = list(r.estimates)
+    return [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+
+
+def estimators_against_each_other(r):
+    """Each pair of estimators, one point per cell (each one's score: mean |estimate| over prompts,
+    AtP*'s mean), log scales with 0 drawn at the axis's floor so exact zeros show; the rank
+    correlation in the title. For files with or without exact effects."""
+    pairs = estimator_pairs(r)
+    if not pairs:
+        return None
+    fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 4), squeeze=False)
+    for ax, (a, b) in zip(axes[0], pairs):
+        x, y = metrics.estimator_score(r, a).ravel(), metrics.estimator_score(r, b).ravel()
+        ok = np.isfinite(x) & np.isfinite(y)
+        x, y = x[ok], y[ok]
+        positive = np.concatenate([x[x > 0], y[y > 0]])
+        floor = float(positive.min()) / 10 if positive.size else 1e-12
+        ax.scatter(np.maximum(x, floor), np.maximum(y, floor), s=5, alpha=0.5)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        agreement = metrics.estimator_agreement(r, a, b)
+        ax.set_title(f"{a} vs {b}: Spearman {agreement['spearman']:.3f}", fontsize=10)
+        ax.set_xlabel(f"mean |{a}| ({effect_unit(r)}; 0 drawn at {floor:.1g})")
+        ax.set_ylabel(f"mean |{b}| ({effect_unit(r)})")
+    fig.suptitle("Estimators against each other, per (node, position) cell")
     fig.tight_layout()
     return fig
 

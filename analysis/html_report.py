@@ -67,6 +67,8 @@ def build_report(path, out_dir, k=20):
     _header(page, r, path, title)
     if r.exact is not None:
         _summary(page, r, k)
+    elif r.estimates:
+        _estimates_summary(page, r, k)
     _baselines(page, r)
     if r.exact is not None:
         _largest_effects(page, r, k)
@@ -76,6 +78,8 @@ def build_report(path, out_dir, k=20):
         _neurons_section(page, r, k)
     if r.estimates and r.exact is not None:
         _estimates_against_exact(page, r, k)
+    if len(r.estimates) > 1:
+        _estimators_against_each_other(page, r, k)
     if r.bound is not None:
         _bound_section(page, r)
     _provenance(page, r, path)
@@ -89,12 +93,48 @@ def _header(page, r, path, title):
     page.text(f"<p><b>{html.escape(path)}</b>: {P} prompts × {N} nodes × {S} positions; corruption "
               f"<b>{html.escape(str(r.attrs.get('corruption')))}</b>, direction <b>{html.escape(str(r.attrs.get('direction')))}</b>, "
               f"metric <b>{html.escape(r.metric)}</b>. {'Complete.' if r.complete else f'<b>Incomplete</b>: {100 * done:.1f}% of the cells are computed so far.'}</p>")
+    if r.exact is None:
+        _estimates_only_note(page, r)
+        return
     page.text("<p class='note'>Every number is an <b>exact</b> activation-patching effect: metric(patched run) − "
               "metric(base run), the patch replacing one node's activation (a layer's residual stream, attention or MLP "
               "output, one head's query/key/value/output, or one MLP neuron) at one position with its activation from "
               f"the source run. In the <i>{html.escape(str(r.attrs.get('direction')))}</i> direction the base run is the "
               f"{'corrupted' if r.attrs.get('direction') == 'denoise' else 'clean'} prompt. Red: the patch raises the metric; "
               "blue: it lowers it.</p>")
+
+
+def _estimates_only_note(page, r):
+    page.text("<p class='warn'><b>This file holds estimates only</b> (the job said <code>\"exact\": false</code>): "
+              "no number in this report is an exact activation-patching effect. The estimators "
+              f"({html.escape(', '.join(r.estimates))}) are gradient approximations of metric(patched run) − "
+              "metric(base run) for each node and position, cheap enough to rank every cell; they can miss large "
+              "effects (a saturated attention softmax, GradDrop cutting a node's only path), which only exact "
+              "patches of the cells they rank high — or a rerun with exact effects — can check. Without exact "
+              "effects there are no false negatives to count; the estimators are compared with each other "
+              "instead.</p>")
+
+
+def _lead_estimator(r):
+    """The estimator the estimates-only tables rank by: AtP+QK when present (signed, and it keeps
+    queries and keys that saturated softmaxes hide from AtP), else AtP, else AtP*."""
+    return next(e for e in ("atp_qk", "atp", "atp_star") if e in r.estimates)
+
+
+def _estimates_summary(page, r, k):
+    """A file without exact effects: its largest cells by the lead estimator, every estimator's
+    rank of them beside."""
+    unit = figures.effect_unit(r)
+    lead = _lead_estimator(r)
+    means = {e: figures.mean_over_prompts(r.effects(e)) for e in r.estimates}
+    ranks = {e: metrics.estimator_ranks(r, e) for e in r.estimates}
+    labels = r.position_labels()
+    rows = [[ranks[lead][n, s], r.node_names[n], labels[s]] + [_fmt(float(means[e][n, s])) for e in r.estimates]
+            + [ranks[e][n, s] for e in r.estimates if e != lead] for n, s in figures.top_cells(r, k, of=lead)]
+    page.text(f"<h2>Largest estimates</h2><p>The {k} cells {lead} scores highest (mean |{lead}| over prompts):</p>")
+    page.text(_table(["rank", "node", "position: token"] + [f"mean {e} ({unit})" for e in r.estimates]
+                     + [f"rank by {e}" for e in r.estimates if e != lead], rows, left=3))
+    page.text(f"<p class='note'>{TIES}</p>")
 
 
 def _summary(page, r, k):
@@ -173,22 +213,36 @@ def _largest_effects(page, r, k):
                 "half of the prompts, whiskers the rest; a large mean with a wide box is not a uniform effect.")
 
 
+def _shown(r):
+    """What the heatmaps show: the exact effects, or, in a file of estimates only, each estimator
+    (file name suffix, label)."""
+    if r.exact is not None:
+        return [("exact", "", "effect")]
+    return [(e, f"_{e}", f"{e} estimate") for e in r.estimates]
+
+
 def _layers_section(page, r):
     page.text("<h2>Residual stream, attention and MLP outputs</h2>")
-    page.figure(figures.layer_sites(r), "layers", "Mean effect of patching a whole layer's residual stream, attention "
-                "output or MLP output at one position. Where the stream carries the information that matters shows "
-                "as a path from the corrupted positions to the last one.")
+    for of, suffix, what in _shown(r):
+        page.figure(figures.layer_sites(r, of), "layers" + suffix, f"Mean {what} of patching a whole layer's residual "
+                    "stream, attention output or MLP output at one position. Where the stream carries the information "
+                    "that matters shows as a path from the corrupted positions to the last one.")
 
 
 def _heads_section(page, r):
     head_sites = [s for s in figures.HEAD_SITES if s in r.sites]
-    if head_sites:
-        page.text("<h2>Attention heads</h2>")
-        page.figure(figures.heads_summed(r), "heads", "Each head's mean effect summed over positions, for its "
-                    "output (z), query (q), key (k) and value (v). k and v are per key/value head under grouped-query "
-                    "attention.")
-        for site in head_sites:
-            page.figure(figures.heads_by_position(r, site), f"heads_{site}", f"{site}: each head at each position.")
+    if not head_sites:
+        return
+    page.text("<h2>Attention heads</h2>")
+    for of, suffix, what in _shown(r):
+        page.figure(figures.heads_summed(r, of), "heads" + suffix, f"Each head's mean {what} summed over positions, "
+                    "for its output (z), query (q), key (k) and value (v). k and v are per key/value head under "
+                    "grouped-query attention.")
+    of = "exact" if r.exact is not None else _lead_estimator(r)  # one estimator is enough per position
+    suffix = "" if of == "exact" else f"_{of}"
+    for site in head_sites:
+        page.figure(figures.heads_by_position(r, site, of), f"heads_{site}{suffix}", f"{site}: each head at each "
+                    "position" + ("." if of == "exact" else f" ({of} estimate)."))
 
 
 def _neurons_section(page, r, k):
@@ -240,6 +294,54 @@ def _estimates_against_exact(page, r, k):
                 "compute time plus the verification patches, from the file's timing records.")
     page.figure(figures.recall_curve(r), "recall", "Recall of the true top k within a budget of b cells taken "
                 "in the estimator's order.")
+
+
+def _estimators_against_each_other(page, r, k):
+    """How alike the estimators rank the cells; in a file of estimates only, also where one ranks
+    high what another ranks low, and a warning for one estimator's zeros where another is not 0."""
+    page.text("<h2>Estimators against each other</h2>")
+    agreements = {(a, b): metrics.estimator_agreement(r, a, b, k=k) for a, b in figures.estimator_pairs(r)}
+    rows = [[a, b, g["cells"], _fmt(g["spearman"], 3), _fmt(g["top_k_a_in_b"], 3), _fmt(g["top_k_b_in_a"], 3),
+             g["zero_a_not_b"], g["zero_b_not_a"]] for (a, b), g in agreements.items()]
+    page.text(_table(["a", "b", "cells", "Spearman rank correlation", f"a's top {k} within b's top {k}",
+                      f"b's top {k} within a's top {k}", "0 by a, not by b", "0 by b, not by a"], rows, left=2))
+    if r.exact is None:
+        for (a, b), agree in agreements.items():
+            _zero_where_other_is_not(page, a, b, agree)
+    page.text("<p class='note'>Each estimator scores a cell by its mean |estimate| over prompts (AtP* by its mean). The "
+              "rank correlation gives tied cells their average rank; the top-k overlaps count a tie block only once "
+              "all of it fits (see the ranks' note above).</p>")
+    page.figure(figures.estimators_against_each_other(r), "estimators", "Each pair of estimators, one point per "
+                "cell; a cell one of them scores exactly 0 sits on the axis's floor.")
+    if r.exact is None:
+        lead = _lead_estimator(r)
+        for e in r.estimates:
+            if e != lead:
+                _disagreements(page, r, e, lead, k)
+
+
+def _zero_where_other_is_not(page, a, b, agree):
+    """Without exact effects, the nearest thing to the zero-tie warning: one estimator exactly 0
+    on many cells another estimator scores."""
+    for zero, other, count in ((a, b, agree["zero_a_not_b"]), (b, a, agree["zero_b_not_a"])):
+        if count and count >= metrics.ZERO_TIES_WARN * agree["cells"]:
+            page.text(f"<p class='warn'><b>Warning: {zero} is exactly 0 on {count} of {agree['cells']} cells where "
+                      f"{other} is not</b>: those zeros tie, and {zero} cannot say which of them to verify first "
+                      "(ranks count the block as found only once all of it is verified).</p>")
+
+
+def _disagreements(page, r, estimator, reference, k):
+    unit = figures.effect_unit(r)
+    rows = metrics.estimator_disagreements(r, estimator, reference, k=k)
+    if not rows:
+        page.text(f"<p><b>{estimator}</b> ranks every cell of {reference}'s top {k} within its top {5 * k}.</p>")
+        return
+    page.text(f"<p><b>{estimator} against {reference}</b>: cells of {reference}'s top {k} that {estimator} ranks "
+              f"below {5 * k} (without exact effects, nothing says which of the two is right):</p>")
+    page.text(_table(["node", "position", f"rank by {reference}", f"rank by {estimator}", f"mean {reference} ({unit})",
+                      f"mean {estimator} ({unit})"],
+                     [[m["node"], m["position"], m["reference_rank"], m["estimator_rank"], _fmt(m["reference"]),
+                       _fmt(m["estimate"])] for m in rows]))
 
 
 def _bound_section(page, r):

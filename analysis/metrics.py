@@ -68,13 +68,14 @@ def _aggregate(values, how):
 
 
 def cell_importance(results, how="mean_abs"):
-    """True importance of every cell, [N, S] (NaN where never computed)."""
-    return _aggregate(results.exact, how)
+    """True importance of every cell, [N, S] (NaN where never computed). ValueError for a file
+    of estimates only."""
+    return _aggregate(results.effects("exact"), how)
 
 
 def estimator_score(results, estimator, how="mean_abs"):
     """An estimator's score of every cell, [N, S] (for atp_star, its mean: already unsigned)."""
-    values = results.estimates[estimator]
+    values = results.effects(estimator)
     return _aggregate(values, "mean_abs" if estimator == "atp_star" else how)
 
 
@@ -169,22 +170,76 @@ def false_negatives(results, estimator, k=20, budget=None, how="mean_abs", limit
     """The estimator's worst misses: cells of the true top k (true rank <= k, so every cell tied
     at the k-th value) that it ranks below `budget` (default 5k; ranks as in estimator_ranks,
     a tie block at its last rank), most important first. Returns dicts with node, position,
-    exact (signed mean), importance, true_rank, estimator_rank, estimate (mean)."""
+    exact (signed mean), importance, true_rank, estimator_rank, estimate (mean). Needs exact
+    effects: for a file of estimates only, compare estimators with each other
+    (estimator_agreement, estimator_disagreements)."""
+    if results.exact is None:
+        raise ValueError(f"{results.path}: false negatives need exact effects, and this file holds estimates only "
+                         "(\"exact\": false); compare estimators with each other instead "
+                         "(analysis.estimator_agreement, analysis.estimator_disagreements)")
     importance = cell_importance(results, how)
     true_rank, est_rank = tied_first_ranks(importance), estimator_ranks(results, estimator, how)
-    budget = budget or 5 * k
-    S = importance.shape[1]
     mean_exact, mean_est = _mean(results.exact), _mean(results.estimates[estimator])
-    missed = np.flatnonzero(((true_rank >= 1) & (true_rank <= k) & (est_rank > budget)).ravel())
-    missed = missed[np.argsort(true_rank.ravel()[missed], kind="stable")]
     rows = []
-    for cell in missed[:limit]:
-        n, s = divmod(int(cell), S)
+    for n, s in _misses(true_rank, est_rank, k, budget or 5 * k)[:limit]:
         rows.append({"node": results.node_names[n], "position": int(results.positions[s]),
                      "true_rank": int(true_rank[n, s]), "estimator_rank": int(est_rank[n, s]),
                      "exact": float(mean_exact[n, s]), "importance": float(importance[n, s]),
                      "estimate": float(mean_est[n, s])})
     return rows
+
+
+def _misses(reference_rank, rank, k, budget):
+    """(node, column) of the cells the reference ranks within k and `rank` puts beyond budget,
+    in the reference's order."""
+    missed = np.flatnonzero(((reference_rank >= 1) & (reference_rank <= k) & (rank > budget)).ravel())
+    missed = missed[np.argsort(reference_rank.ravel()[missed], kind="stable")]
+    return [divmod(int(c), reference_rank.shape[1]) for c in missed]
+
+
+def _scores_of_both(results, a, b, how):
+    """Two estimators' scores, NaN wherever either lacks one, so both rank the same cells."""
+    sa, sb = estimator_score(results, a, how), estimator_score(results, b, how)
+    both = np.isfinite(sa) & np.isfinite(sb)
+    return np.where(both, sa, np.nan), np.where(both, sb, np.nan), both
+
+
+def _average_ranks(values):
+    """Ranks 1..n from the highest, tied values sharing the mean of their positions (Spearman's
+    correction for ties: any order inside a tie block would move rho)."""
+    _, inverse, counts = np.unique(-values, return_inverse=True, return_counts=True)
+    first = np.cumsum(counts) - counts + 1
+    return (first + (counts - 1) / 2.0)[inverse]
+
+
+def estimator_agreement(results, a, b, k=20, how="mean_abs"):
+    """How far two estimators rank the cells alike, with or without exact effects. Over the cells
+    both score: spearman (rank correlation, ties at their average rank), top_k_a_in_b (the
+    fraction of a's top k within b's first k, ties as in recall_within_budget) and top_k_b_in_a,
+    zero_a_not_b / zero_b_not_a (cells one scores exactly 0 and the other does not: AtP* against
+    AtP+QK shows where GradDrop removed a node's only path), cells."""
+    sa, sb, both = _scores_of_both(results, a, b, how)
+    x, y = sa[both], sb[both]
+    spearman = float(np.corrcoef(_average_ranks(x), _average_ranks(y))[0, 1]) \
+        if x.size > 1 and np.ptp(x) > 0 and np.ptp(y) > 0 else float("nan")
+    return {"cells": int(both.sum()), "spearman": spearman,
+            "top_k_a_in_b": float(recall_within_budget(sa, sb, k, [k])[0]),
+            "top_k_b_in_a": float(recall_within_budget(sb, sa, k, [k])[0]),
+            "zero_a_not_b": int(((x == 0) & (y != 0)).sum()), "zero_b_not_a": int(((y == 0) & (x != 0)).sum())}
+
+
+def estimator_disagreements(results, estimator, reference, k=20, budget=None, how="mean_abs", limit=15):
+    """false_negatives with another estimator in place of the exact effects: cells of the
+    reference's top k (its rank <= k, ties sharing the first) that `estimator` ranks below
+    `budget` (default 5k; ties at the end of their block). Dicts with node, position,
+    reference_rank, estimator_rank, reference and estimate (signed means over prompts)."""
+    ref, est, both = _scores_of_both(results, reference, estimator, how)
+    ref_rank, est_rank = tied_first_ranks(ref), tied_last_ranks(est, both)
+    mean_ref, mean_est = _mean(results.effects(reference)), _mean(results.effects(estimator))
+    return [{"node": results.node_names[n], "position": int(results.positions[s]),
+             "reference_rank": int(ref_rank[n, s]), "estimator_rank": int(est_rank[n, s]),
+             "reference": float(mean_ref[n, s]), "estimate": float(mean_est[n, s])}
+            for n, s in _misses(ref_rank, est_rank, k, budget or 5 * k)[:limit]]
 
 
 def _mean(values):

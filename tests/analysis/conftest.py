@@ -32,6 +32,12 @@ def real_file(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def estimates_only_file(tmp_path_factory):
+    """A finished file of a job with "exact": false: AtP, AtP+QK and AtP*, no /effects/exact."""
+    return run_job(str(tmp_path_factory.mktemp("estimates")), "llama-window-estimates")
+
+
+@pytest.fixture(scope="session")
 def unfinished_file(real_file, tmp_path_factory):
     """The same file as a killed run leaves it: every other unit not done, its cells NaN."""
     path = os.path.join(str(tmp_path_factory.mktemp("unfinished")), "unfinished.h5")

@@ -1,5 +1,6 @@
 """Verification cost, recall and false negatives on synthetic files whose answers are known."""
 import numpy as np
+import pytest
 
 import analysis
 from conftest import write_synthetic
@@ -105,3 +106,36 @@ def test_zero_ties_counted(tmp_path):
     ties = analysis.zero_ties(r, "atp_star")
     assert ties["zero"] == 3 and ties["zero_where_exact_is_not"] == 3 and ties["exact_not_zero"] == 6
     assert ties["largest_exact"] == 6.0
+
+
+def test_estimates_only_false_negatives_refused_clearly(estimates_only_file):
+    r = analysis.load(estimates_only_file)
+    assert r.exact is None and set(r.estimates) == {"atp", "atp_qk", "atp_star"}
+    with pytest.raises(ValueError, match="false negatives need exact effects"):
+        analysis.false_negatives(r, "atp_star")
+    for call in (analysis.cell_importance, analysis.normalized):
+        with pytest.raises(ValueError, match="holds no exact effects"):
+            call(r)
+
+
+def test_estimator_agreement_known(tmp_path):
+    """Two estimators on six cells. a: 6 5 4 3 2 1; b: 1 6 5 4 0 0 (node 0 last but one block).
+    a's top 2 (nodes 0, 1) within b's top 2 (nodes 1, 2): half of it; b's top 2 within a's: half.
+    Spearman's rho is the correlation of the ranks, b's tied zeros sharing the average rank 5.5
+    (the usual correction for ties; an order between them would change rho). b is 0 on two cells
+    where a is not, a on none where b is not."""
+    a = np.array([6.0, 5.0, 4.0, 3.0, 2.0, 1.0]).reshape(1, 6, 1)
+    b = np.array([1.0, 6.0, 5.0, 4.0, 0.0, 0.0]).reshape(1, 6, 1)
+    r = analysis.load(write_synthetic(str(tmp_path / "ab.h5"), a, {"atp": a, "atp_qk": b}))
+    agree = analysis.estimator_agreement(r, "atp", "atp_qk", k=2)
+    rank_a = np.array([1, 2, 3, 4, 5, 6.0])
+    rank_b = np.array([4, 1, 2, 3, 5.5, 5.5])
+    assert agree["cells"] == 6
+    np.testing.assert_allclose(agree["spearman"], np.corrcoef(rank_a, rank_b)[0, 1])
+    assert agree["top_k_a_in_b"] == 0.5 and agree["top_k_b_in_a"] == 0.5
+    assert agree["zero_a_not_b"] == 0 and agree["zero_b_not_a"] == 2
+    # node 0, a's first, is b's 4th: below a budget of 3; b's tied zeros rank 6 (the block's end)
+    missed = analysis.estimator_disagreements(r, "atp_qk", "atp", k=2, budget=3)
+    assert [(d["node"], d["reference_rank"], d["estimator_rank"]) for d in missed] == [("L0.resid_pre0", 1, 4)]
+    missed = analysis.estimator_disagreements(r, "atp_qk", "atp", k=5, budget=4)
+    assert [(d["node"], d["estimator_rank"]) for d in missed] == [("L0.resid_pre4", 6)]

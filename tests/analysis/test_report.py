@@ -9,6 +9,7 @@ import numpy as np
 
 import analysis
 from analysis import figures
+from analysis.figures import plt  # pyplot with the package's backend (Agg)
 from conftest import ROOT, write_synthetic
 
 EXPECTED = ["layers", "heads", "heads_z", "heads_q", "heads_k", "heads_v", "neurons", "spread", "scatter_atp",
@@ -40,6 +41,7 @@ def test_every_figure_is_labelled(real_file):
     for name, fig in made.items():
         assert fig is not None, f"{name} was not drawn"
         axes_are_labelled(fig, name)
+        plt.close(fig)
 
 
 def test_report_contains_every_figure(real_file, tmp_path):
@@ -94,3 +96,21 @@ def test_report_ranks_ties_together_and_warns_of_zero_ties(tmp_path):
     assert table_row(text, ["3", "L0.resid_pre2"])[-1] == "6"
     assert table_row(text, ["2", "L0.resid_pre1"])[-1] == "1"
     assert "class='warn'" in text and "atp_star is exactly 0 on 3 cells whose exact effect is not 0" in text
+
+
+def test_report_on_estimates_only(estimates_only_file, tmp_path):
+    """No /effects/exact: the report says so plainly, draws each estimator and compares them."""
+    text = open(analysis.report(estimates_only_file, str(tmp_path / "e"))).read()
+    assert "This file holds estimates only" in text and "Every number is an <b>exact</b>" not in text
+    for name in ("layers_atp", "layers_atp_qk", "layers_atp_star", "heads_atp", "heads_atp_star", "heads_z_atp_qk",
+                 "estimators"):
+        assert f"src='{name}.png'" in text, f"{name} missing from the report"
+        assert os.path.getsize(tmp_path / "e" / f"{name}.png") > 5000
+    assert "Largest estimates" in text and "Estimators against each other" in text and "Spearman" in text
+    r = analysis.load(estimates_only_file)
+    made = {f"layers {of}": figures.layer_sites(r, of) for of in r.estimates}
+    made.update({f"heads {of}": figures.heads_summed(r, of) for of in r.estimates})
+    made["estimators"] = figures.estimators_against_each_other(r)
+    for name, fig in made.items():
+        axes_are_labelled(fig, name)
+        plt.close(fig)
