@@ -90,9 +90,12 @@ def _header(page, r, path, title):
     P, N, S = r.shape
     done = float(r.computed[r.computed | ~r.computed].mean()) if r.computed.size else 0.0
     page.text(f"<h1>patchsweep report: {title}</h1>")
-    page.text(f"<p><b>{html.escape(path)}</b>: {P} prompts × {N} nodes × {S} positions; corruption "
-              f"<b>{html.escape(str(r.attrs.get('corruption')))}</b>, direction <b>{html.escape(str(r.attrs.get('direction')))}</b>, "
-              f"metric <b>{html.escape(r.metric)}</b>. {'Complete.' if r.complete else f'<b>Incomplete</b>: {100 * done:.1f}% of the cells are computed so far.'}</p>")
+    window = r.attrs.get("window", 1)
+    page.text(f"<p><b>{html.escape(path)}</b>: {P} prompts × {N} nodes × {S} positions; metric "
+              f"<b>{html.escape(r.metric)}</b>, corruption <b>{html.escape(_corruption(r))}</b>, direction "
+              f"<b>{html.escape(str(r.attrs.get('direction')))}</b>, window <b>{window}</b> "
+              f"({'one layer per node' if window == 1 else f'each node patches {window} consecutive layers together'}). "
+              f"{'Complete.' if r.complete else f'<b>Incomplete</b>: {100 * done:.1f}% of the cells are computed so far.'}</p>")
     if r.exact is None:
         _estimates_only_note(page, r)
         return
@@ -102,6 +105,14 @@ def _header(page, r, path, title):
               f"the source run. In the <i>{html.escape(str(r.attrs.get('direction')))}</i> direction the base run is the "
               f"{'corrupted' if r.attrs.get('direction') == 'denoise' else 'clean'} prompt. Red: the patch raises the metric; "
               "blue: it lowers it.</p>")
+
+
+def _corruption(r):
+    """The corruption with its settings from the job (gaussian positions and scale, resample seed)."""
+    name, spec = str(r.attrs.get("corruption")), r.job.get("corruption")
+    if not isinstance(spec, dict) or not isinstance(spec.get(name), dict):
+        return name
+    return name + " (" + ", ".join(f"{key} {value}" for key, value in spec[name].items()) + ")"
 
 
 def _estimates_only_note(page, r):

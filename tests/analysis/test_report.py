@@ -114,3 +114,15 @@ def test_report_on_estimates_only(estimates_only_file, tmp_path):
     for name, fig in made.items():
         axes_are_labelled(fig, name)
         plt.close(fig)
+
+
+def header_of(text):
+    """The report's first paragraph after the title, tags removed."""
+    return re.sub(r"<[^>]+>", "", re.search(r"</h1>\s*<p>(.*?)</p>", text, re.S).group(1))
+
+
+def test_report_header_names_window_metric_corruption_direction(estimates_only_file, tmp_path):
+    text = open(analysis.report(estimates_only_file, str(tmp_path / "h"))).read()
+    header = header_of(text)
+    for part in ("window 2", "metric logit_diff", "corruption pair", "direction denoise"):
+        assert part in header, f"{part!r} not in the header: {header}"
