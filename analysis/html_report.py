@@ -29,6 +29,15 @@ def _table(headers, rows, left=1):
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _stats(values):
+    """[mean, min, max] over the finite values, formatted; NaN when there are none (a source run
+    that does not exist), computed without numpy's empty-slice warnings."""
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        return ["NaN"] * 3
+    return [_fmt(float(finite.mean())), _fmt(float(finite.min())), _fmt(float(finite.max()))]
+
+
 def _fmt(x, digits=4):
     return "NaN" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.{digits}g}"
 
@@ -186,13 +195,16 @@ def _zero_tie_warnings(page, r):
 
 
 def _baselines(page, r):
-    gap = r.source - r.base
+    gap = r.gap
     page.text("<h2>Baselines</h2>")
     page.text(_table(["", "mean", "min", "max"],
-                     [[f"metric of the base run ({r.metric})", _fmt(np.nanmean(r.base)), _fmt(np.nanmin(r.base)), _fmt(np.nanmax(r.base))],
-                      [f"metric of the source run ({r.metric})", _fmt(np.nanmean(r.source)), _fmt(np.nanmin(r.source)) if not np.isnan(r.source).all() else "NaN", _fmt(np.nanmax(r.source)) if not np.isnan(r.source).all() else "NaN"],
-                      ["source − base (the whole gap a patch could close)", _fmt(np.nanmean(gap)) if not np.isnan(gap).all() else "NaN", "", ""]]))
-    if not np.isnan(gap).all() and r.exact is not None:
+                     [[f"metric of the base run ({r.metric})"] + _stats(r.base),
+                      [f"metric of the source run ({r.metric})"] + _stats(r.source),
+                      ["source − base (the whole gap a patch could close)", _stats(gap)[0], "", ""]]))
+    if np.isnan(gap).all():
+        page.text("<p class='note'>No source run (mean or zero corruption: the patch writes mean or zero "
+                  "activations): its metric and the gap are undefined, and so are normalised effects.</p>")
+    elif r.exact is not None:
         ratio_of_means = metrics.normalized(r, "ratio_of_means")
         mean_of_ratios = metrics.normalized(r, "mean_of_ratios")
         cells = figures.top_cells(r, 5)

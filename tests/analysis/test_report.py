@@ -6,11 +6,12 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import analysis
 from analysis import figures
 from analysis.figures import plt  # pyplot with the package's backend (Agg)
-from conftest import ROOT, write_synthetic
+from conftest import ROOT, run_job, write_synthetic
 
 EXPECTED = ["layers", "heads", "heads_z", "heads_q", "heads_k", "heads_v", "neurons", "spread", "scatter_atp",
             "scatter_atp_qk", "scatter_atp_star", "verification", "recall"]
@@ -126,3 +127,15 @@ def test_report_header_names_window_metric_corruption_direction(estimates_only_f
     header = header_of(text)
     for part in ("window 2", "metric logit_diff", "corruption pair", "direction denoise"):
         assert part in header, f"{part!r} not in the header: {header}"
+
+
+@pytest.mark.parametrize("job", ["gpt2-mean", "llama-zero", "gpt2-gaussian", "llama-window-estimates", "gpt2-pair-denoise"])
+def test_report_prints_no_runtime_warnings(job, tmp_path):
+    """Mean and zero corruption have no source run (its baseline is NaN): every mean, min and
+    ratio over it must be skipped, not left to warn. Run as a user would, with RuntimeWarnings
+    turned into errors."""
+    path = run_job(str(tmp_path), job)
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    p = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", "analysis", "report", path,
+                        "-o", str(tmp_path / "report")], capture_output=True, text=True, env=env)
+    assert p.returncode == 0 and "Warning" not in p.stderr, p.stderr[-2000:]
