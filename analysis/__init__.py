@@ -11,11 +11,11 @@ Command line: python3 -m analysis report RESULTS.h5 -o DIR
 from .results import Results, load
 from .metrics import (bound_check, cell_importance, estimator_agreement, estimator_disagreements, estimator_ranks,
                       estimator_score, false_negatives, normalized, random_order_cost, recall_within_budget, true_ranks,
-                      verification_cost, zero_ties)
+                      trivial_cells, verification_cost, zero_ties)
 
 __all__ = ["Results", "load", "normalized", "cell_importance", "estimator_score", "estimator_ranks", "true_ranks",
            "verification_cost", "random_order_cost", "recall_within_budget", "false_negatives", "zero_ties",
-           "estimator_agreement", "estimator_disagreements",
+           "estimator_agreement", "estimator_disagreements", "trivial_cells",
            "bound_check", "report"]
 
 

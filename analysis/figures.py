@@ -138,21 +138,25 @@ def neuron_distribution(r):
     return fig
 
 
-def top_cells(r, k=12, of="exact"):
+def top_cells(r, k=12, of="exact", hide=None):
     """The k cells with the largest mean |effect| (or an estimator's score): (node index,
-    position column) pairs. Ties at the k-th place are cut in cell order: this picks what to show;
-    the ranks shown beside it share ties (metrics.true_ranks, estimator_ranks)."""
+    position column) pairs, leaving out the cells `hide` ([N, S] bool) marks. Ties at the k-th
+    place are cut in cell order: this picks what to show; the ranks shown beside it share ties
+    (metrics.true_ranks, estimator_ranks)."""
     importance = metrics.cell_importance(r) if of == "exact" else metrics.estimator_score(r, of)
+    if hide is not None:
+        importance = np.where(hide, np.nan, importance)
     flat = np.where(np.isnan(importance.ravel()), -np.inf, importance.ravel())
     S = importance.shape[1]
     return [divmod(int(c), S) for c in np.argsort(-flat, kind="stable")[:k] if np.isfinite(flat[c])]
 
 
-def prompt_spread(r, k=12):
-    """Per-prompt effects of the top cells: box plots, so a mean that hides a wild spread shows."""
+def prompt_spread(r, k=12, hide=None):
+    """Per-prompt effects of the top cells (top_cells: without those `hide` marks): box plots, so
+    a mean that hides a wild spread shows."""
     if r.exact is None:
         return None
-    cells = top_cells(r, k)
+    cells = top_cells(r, k, hide=hide)
     labels = [f"{r.node_names[n]} @{r.positions[s]}" for n, s in cells]
     data = [r.exact[:, n, s][np.isfinite(r.exact[:, n, s])] for n, s in cells]
     fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(cells) + 2), 4))

@@ -67,20 +67,40 @@ class Page:
         return index
 
 
-def build_report(path, out_dir, k=20):
-    """Writes out_dir/index.html and its figures; returns the index path. k: size of the top tables."""
+class Top:
+    """What the top tables show: k cells, leaving out the trivial ones when asked (hidden is then
+    the [N, S] mask of metrics.trivial_cells over any prompt, else None)."""
+
+    def __init__(self, r, k, hide_trivial):
+        self.k = k
+        self.trivial = metrics.trivial_cells(r).any(axis=0)
+        self.hidden = self.trivial if hide_trivial else None
+
+    def cells(self, r, k=None, of="exact"):
+        return figures.top_cells(r, k or self.k, of=of, hide=self.hidden)
+
+    def label(self, r, n, s, labels):
+        """'position: token', with a dagger on a trivial cell."""
+        return labels[s] + (" †" if self.trivial[n, s] else "")
+
+
+def build_report(path, out_dir, k=20, hide_trivial=False):
+    """Writes out_dir/index.html and its figures; returns the index path. k: size of the top
+    tables; hide_trivial: leave trivial residual-stream cells out of them (metrics.trivial_cells:
+    a residual-stream site at a position where the base and source inputs differ)."""
     r = load(path)
     os.makedirs(out_dir, exist_ok=True)
     page = Page(out_dir)
+    top = Top(r, k, hide_trivial)
     title = html.escape(r.job.get("description") or os.path.basename(path))
     _header(page, r, path, title)
     if r.exact is not None:
-        _summary(page, r, k)
+        _summary(page, r, top)
     elif r.estimates:
-        _estimates_summary(page, r, k)
-    _baselines(page, r)
+        _estimates_summary(page, r, top)
+    _baselines(page, r, top)
     if r.exact is not None:
-        _largest_effects(page, r, k)
+        _largest_effects(page, r, top)
     _layers_section(page, r)
     _heads_section(page, r)
     if "mlp_post" in r.sites and r.exact is not None:
@@ -141,7 +161,7 @@ def _lead_estimator(r):
     return next(e for e in ("atp_qk", "atp", "atp_star") if e in r.estimates)
 
 
-def _estimates_summary(page, r, k):
+def _estimates_summary(page, r, top):
     """A file without exact effects: its largest cells by the lead estimator, every estimator's
     rank of them beside."""
     unit = figures.effect_unit(r)
@@ -149,22 +169,23 @@ def _estimates_summary(page, r, k):
     means = {e: figures.mean_over_prompts(r.effects(e)) for e in r.estimates}
     ranks = {e: metrics.estimator_ranks(r, e) for e in r.estimates}
     labels = r.position_labels()
-    rows = [[ranks[lead][n, s], r.node_names[n], labels[s]] + [_fmt(float(means[e][n, s])) for e in r.estimates]
-            + [ranks[e][n, s] for e in r.estimates if e != lead] for n, s in figures.top_cells(r, k, of=lead)]
-    page.text(f"<h2>Largest estimates</h2><p>The {k} cells {lead} scores highest (mean |{lead}| over prompts):</p>")
+    cells = top.cells(r, of=lead)
+    rows = [[ranks[lead][n, s], r.node_names[n], top.label(r, n, s, labels)] + [_fmt(float(means[e][n, s])) for e in r.estimates]
+            + [ranks[e][n, s] for e in r.estimates if e != lead] for n, s in cells]
+    page.text(f"<h2>Largest estimates</h2><p>The {len(cells)} cells {lead} scores highest (mean |{lead}| over prompts):</p>")
     page.text(_table(["rank", "node", "position: token"] + [f"mean {e} ({unit})" for e in r.estimates]
                      + [f"rank by {e}" for e in r.estimates if e != lead], rows, left=3))
-    page.text(f"<p class='note'>{TIES}</p>")
+    page.text(f"<p class='note'>{TIES} {_trivial_note(r, top, cells)}</p>")
 
 
-def _summary(page, r, k):
+def _summary(page, r, top):
+    k = top.k
     page.text("<h2>Summary</h2>")
     labels = r.position_labels()
-    top = figures.top_cells(r, 5)
     mean = figures.mean_over_prompts(r.exact)
-    page.text("<p>Largest effects (mean over prompts): " + ", ".join(
-        f"<b>{html.escape(r.node_names[n])}</b> at {html.escape(labels[s])} ({_fmt(float(mean[n, s]), 3)})" for n, s in top)
-        + ".</p>")
+    page.text("<p>Largest effects (mean over prompts" + (", trivial cells hidden" if top.hidden is not None else "")
+              + "): " + ", ".join(f"<b>{html.escape(r.node_names[n])}</b> at {html.escape(top.label(r, n, s, labels))} "
+                                  f"({_fmt(float(mean[n, s]), 3)})" for n, s in top.cells(r, 5)) + ".</p>")
     if r.estimates:
         importance = metrics.cell_importance(r)
         n_cells = int(np.isfinite(importance).sum())
@@ -194,7 +215,7 @@ def _zero_tie_warnings(page, r):
                       "output is layer 1's attention)." if e == "atp_star" else "") + "</p>")
 
 
-def _baselines(page, r):
+def _baselines(page, r, top):
     gap = r.gap
     page.text("<h2>Baselines</h2>")
     page.text(_table(["", "mean", "min", "max"],
@@ -207,7 +228,7 @@ def _baselines(page, r):
     elif r.exact is not None:
         ratio_of_means = metrics.normalized(r, "ratio_of_means")
         mean_of_ratios = metrics.normalized(r, "mean_of_ratios")
-        cells = figures.top_cells(r, 5)
+        cells = top.cells(r, 5)
         page.text("<p class='note'>Normalised effects divide by that gap (1 = the patch alone closes it), as the "
                   "literature does it both ways: the ratio of means (mean effect / mean gap) and the mean of per-prompt "
                   "ratios, which differ when prompts' gaps differ.</p>")
@@ -216,7 +237,7 @@ def _baselines(page, r):
                           for n, s in cells]))
 
 
-def _largest_effects(page, r, k):
+def _largest_effects(page, r, top):
     unit = figures.effect_unit(r)
     page.text("<h2>Largest effects</h2>")
     importance = metrics.cell_importance(r)
@@ -225,14 +246,14 @@ def _largest_effects(page, r, k):
     ranks = {e: metrics.estimator_ranks(r, e) for e in r.estimates}
     rows = []
     labels = r.position_labels()
-    for n, s in figures.top_cells(r, k):
-        rows.append([true_ranks[n, s], r.node_names[n], labels[s], _fmt(float(mean[n, s])), _fmt(float(importance[n, s]))] +
-                    [ranks[e][n, s] for e in r.estimates])
+    cells = top.cells(r)
+    for n, s in cells:
+        rows.append([true_ranks[n, s], r.node_names[n], top.label(r, n, s, labels), _fmt(float(mean[n, s])),
+                     _fmt(float(importance[n, s]))] + [ranks[e][n, s] for e in r.estimates])
     page.text(_table(["rank", "node", "position: token", f"mean effect ({unit})", f"mean |effect| ({unit})"] +
                      [f"rank by {e}" for e in r.estimates], rows, left=3))
-    if r.estimates:
-        page.text(f"<p class='note'>{TIES}</p>")
-    page.figure(figures.prompt_spread(r), "spread", "Per-prompt spread of the largest cells: a box is the middle "
+    page.text(f"<p class='note'>{TIES if r.estimates else ''} {_trivial_note(r, top, cells)}</p>")
+    page.figure(figures.prompt_spread(r, hide=top.hidden), "spread", "Per-prompt spread of the largest cells: a box is the middle "
                 "half of the prompts, whiskers the rest; a large mean with a wide box is not a uniform effect.")
 
 
@@ -242,6 +263,20 @@ def _shown(r):
     if r.exact is not None:
         return [("exact", "", "effect")]
     return [(e, f"_{e}", f"{e} estimate") for e in r.estimates]
+
+
+def _trivial_note(r, top, cells):
+    """What "trivial" means, and how many of the table's cells are trivial or were hidden."""
+    definition = ("A cell is <i>trivial</i> (†) when its node is a residual-stream site (resid_pre, resid_mid, "
+                  "resid_post) and it patches a position where the base and source inputs differ (their tokens; for "
+                  "gaussian corruption the noised positions; the 'all' column when any position differs), for at "
+                  "least one prompt: the patch writes the corruption itself back, so its effect is expected, not "
+                  "found (at layer 0 with one position corrupted it is the whole gap).")
+    if top.hidden is not None:
+        return f"{definition} {int(top.hidden.sum())} trivial cells hidden from this table (hide_trivial)."
+    shown = sum(bool(top.trivial[n, s]) for n, s in cells)
+    return definition + (f" {shown} of these {len(cells)} are; hide them with <code>--hide-trivial</code> "
+                         "(<code>hide_trivial=True</code>)." if shown else "")
 
 
 def _layers_section(page, r):

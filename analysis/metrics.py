@@ -56,6 +56,39 @@ def _ratio_of_means(values, gap):
     return np.where(has.any(axis=0), summed / gaps, np.nan)
 
 
+RESIDUAL_SITES = ("resid_pre", "resid_mid", "resid_post")
+
+
+def corrupted_positions(results):
+    """bool [P, T]: the positions where the source run's input differs from the base run's,
+    within each prompt. pair and resample: where the tokens differ; gaussian: the positions the
+    job adds noise at; mean and zero: none (their source is not a run on other inputs)."""
+    P, T = results.base_tokens.shape
+    inside = np.arange(T)[None, :] < results.lengths[:, None]
+    corruption = results.attrs.get("corruption")
+    if corruption in ("mean", "zero"):
+        return np.zeros((P, T), dtype=bool)
+    if corruption == "gaussian":
+        noised = np.zeros(T, dtype=bool)
+        listed = [t for t in results.job["corruption"]["gaussian"].get("positions", []) if 0 <= t < T]
+        noised[listed] = True
+        return inside & noised[None, :]
+    return inside & (results.base_tokens != results.source_tokens)
+
+
+def trivial_cells(results):
+    """bool [P, N, S]: the cells whose effect is the corruption itself rather than something a
+    component computes. A cell is trivial for a prompt when its node is a residual-stream site
+    (resid_pre, resid_mid, resid_post) and its column patches a position where that prompt's
+    base and source inputs differ (corrupted_positions; the "all" column when any does): the
+    patch writes (what has become of) the source's input there. At layer 0, with one position
+    corrupted, such a patch turns the base run into the source run: the whole gap."""
+    differs = corrupted_positions(results)
+    columns = np.stack([differs.any(axis=1) if pos < 0 else differs[:, pos] for pos in results.positions], axis=1)
+    residual = np.array([site in RESIDUAL_SITES for site in results.node_sites])
+    return residual[None, :, None] & columns[:, None, :]
+
+
 def _aggregate(values, how):
     """Over prompts (axis 0), ignoring NaN; all-NaN cells stay NaN without a warning."""
     with warnings.catch_warnings():

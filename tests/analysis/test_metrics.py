@@ -139,3 +139,16 @@ def test_estimator_agreement_known(tmp_path):
     assert [(d["node"], d["reference_rank"], d["estimator_rank"]) for d in missed] == [("L0.resid_pre0", 1, 4)]
     missed = analysis.estimator_disagreements(r, "atp_qk", "atp", k=5, budget=4)
     assert [(d["node"], d["estimator_rank"]) for d in missed] == [("L0.resid_pre4", 6)]
+
+
+def test_trivial_cells_known(tmp_path):
+    """Nodes resid_pre, attn_out, resid_post; prompt 0's source token differs at position 1,
+    prompt 1's at position 2. Trivial: the two residual-stream nodes at those positions, per
+    prompt; attention output never."""
+    exact = np.zeros((2, 3, 3))
+    source = np.array([[0, 5, 0], [0, 0, 7]])
+    r = analysis.load(write_synthetic(str(tmp_path / "t.h5"), exact, {}, sites=["resid_pre", "attn_out", "resid_post"],
+                                      source_tokens=source))
+    trivial = analysis.trivial_cells(r)
+    assert trivial.shape == r.shape
+    assert np.argwhere(trivial).tolist() == [[0, 0, 1], [0, 2, 1], [1, 0, 2], [1, 2, 2]]

@@ -139,3 +139,37 @@ def test_report_prints_no_runtime_warnings(job, tmp_path):
     p = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", "analysis", "report", path,
                         "-o", str(tmp_path / "report")], capture_output=True, text=True, env=env)
     assert p.returncode == 0 and "Warning" not in p.stderr, p.stderr[-2000:]
+
+
+def section(text, title):
+    """The report's text from the heading `title` to the next heading."""
+    start = text.index(f"<h2>{title}")
+    end = text.find("<h2>", start + 4)
+    return text[start:end if end > 0 else len(text)]
+
+
+def trivial_file(tmp_path):
+    """Nodes resid_pre, attn_out, resid_post; both prompts' source token differs at position 1.
+    The residual-stream cells there carry the largest effects (10, 9); attn_out's are 3 and 2."""
+    exact = np.zeros((2, 3, 3))
+    exact[:, 0, 1], exact[:, 2, 1], exact[:, 1, 2], exact[:, 1, 1] = 10.0, 9.0, 3.0, 2.0
+    exact[:, 0, 2] = 0.5
+    return write_synthetic(str(tmp_path / "trivial.h5"), exact, {}, sites=["resid_pre", "attn_out", "resid_post"],
+                           source_tokens=np.array([[0, 5, 0], [0, 6, 0]]))
+
+
+def test_report_hides_trivial_cells_on_request(tmp_path):
+    path = trivial_file(tmp_path)
+    shown = section(open(analysis.report(path, str(tmp_path / "shown"))).read(), "Largest effects")
+    assert table_row(shown, ["1", "L0.resid_pre0"]) and table_row(shown, ["3", "L0.attn_out1"])
+    assert "trivial" in shown
+    text = open(analysis.report(path, str(tmp_path / "hidden"), hide_trivial=True)).read()
+    hidden = section(text, "Largest effects")
+    assert "L0.resid_pre0</td><td class='l'>1" not in hidden and "L0.resid_post2</td><td class='l'>1" not in hidden
+    assert table_row(hidden, ["3", "L0.attn_out1"]) and table_row(hidden, ["5", "L0.resid_pre0", "2"])
+    assert "where the base and source inputs differ" in text and "2 trivial cells hidden" in text
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    p = subprocess.run([sys.executable, "-m", "analysis", "report", path, "-o", str(tmp_path / "cli"), "--hide-trivial"],
+                       capture_output=True, text=True, env=env)
+    assert p.returncode == 0, p.stderr
+    assert "2 trivial cells hidden" in open(tmp_path / "cli" / "index.html").read()
