@@ -38,7 +38,7 @@ def _diverging(ax, data, fig, label):
     span = span or 1.0
     image = ax.imshow(data, cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -span, span), aspect="auto", interpolation="nearest")
     bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.02)
-    bar.set_label(label)
+    bar.set_label(label, fontsize=8 if "\n" in label else None)
     return image
 
 
@@ -49,25 +49,47 @@ def _position_axis(ax, r):
     ax.set_xlabel("position: token (prompt 0's base run)")
 
 
-def _has(r, of):
-    return (r.exact if of == "exact" else r.estimates.get(of)) is not None
+def _has(r, of, normalized=False):
+    """Whether the file has the values: the effects named, and for normalised ones a source run."""
+    if (r.exact if of == "exact" else r.estimates.get(of)) is None:
+        return False
+    return not normalized or (of == "exact" and not np.isnan(r.gap).all())
 
 
-def layer_sites(r, of="exact"):
+def cell_values(r, of="exact", normalized=False):
+    """[N, S]: what a heatmap shows, the mean over prompts of the exact effect (or of an
+    estimator's estimate); normalized: of each prompt's effect divided by its own gap
+    (source − base), the mean of ratios, so that every prompt weighs alike."""
+    return mean_over_prompts(metrics.normalized(r, "per_prompt") if normalized else r.effects(of))
+
+
+def value_label(r, of="exact", normalized=False):
+    """A colour bar's label, with its unit."""
+    if normalized:
+        return "mean normalised effect\n((patched − base)/(source − base)\nper prompt, then averaged)"  # 3 lines: fits a bar
+    return f"mean {what_of(of)} ({effect_unit(r)})"
+
+
+def _what(of, normalized):
+    return "normalised effect (per prompt, then averaged)" if normalized else what_of(of)
+
+
+def layer_sites(r, of="exact", normalized=False):
     """Residual stream, attention output, MLP output: layer x position heatmaps of the mean effect
-    (of="exact") or of an estimator's mean estimate."""
+    (of="exact") or of an estimator's mean estimate; normalized: cell_values'."""
     sites = [s for s in LAYER_SITES if s in r.sites]
-    if not sites or not _has(r, of):
+    if not sites or not _has(r, of, normalized):
         return None
     L = int(r.model_config["n_layer"])
-    mean = mean_over_prompts(r.effects(of))
+    mean = cell_values(r, of, normalized)
     fig, axes = plt.subplots(len(sites), 1, figsize=(max(6, 0.45 * len(r.positions) + 3), 1.2 + 0.45 * L * len(sites) + 1.2 * len(sites)),
                              squeeze=False)
     for ax, site in zip(axes[:, 0], sites):
         nodes = r.nodes(site)
         grid = mean[nodes][np.argsort(r.node_layers[nodes])]
-        _diverging(ax, grid, fig, f"mean {what_of(of)} ({effect_unit(r)})")
-        ax.set_title(f"{site}: mean {what_of(of)} of patching each layer at each position ({len(r.lengths)} prompts)")
+        _diverging(ax, grid, fig, value_label(r, of, normalized))
+        ax.set_title(f"{site}: mean {_what(of, normalized)} of patching each layer at each position ({len(r.lengths)} prompts)",
+                     fontsize=10)
         ax.set_ylabel("layer")
         ax.set_yticks(range(L))
         _position_axis(ax, r)
@@ -75,21 +97,21 @@ def layer_sites(r, of="exact"):
     return fig
 
 
-def heads_summed(r, of="exact"):
-    """Attention heads: layer x head heatmaps of the mean effect (or estimate) summed over
-    positions, per site."""
+def heads_summed(r, of="exact", normalized=False):
+    """Attention heads: layer x head heatmaps of the mean effect (or estimate, or normalised
+    effect) summed over positions, per site."""
     sites = [s for s in HEAD_SITES if s in r.sites]
-    if not sites or not _has(r, of):
+    if not sites or not _has(r, of, normalized):
         return None
-    summed = np.nansum(mean_over_prompts(r.effects(of)), axis=1)  # [node]
+    summed = np.nansum(cell_values(r, of, normalized), axis=1)  # [node]
     fig, axes = plt.subplots(1, len(sites), figsize=(3.6 * len(sites) + 1, 3.4), squeeze=False)
     for ax, site in zip(axes[0], sites):
         nodes = r.nodes(site)
         L, H = int(r.node_layers[nodes].max()) + 1, int(r.node_heads[nodes].max()) + 1
         grid = np.full((L, H), np.nan)
         grid[r.node_layers[nodes], r.node_heads[nodes]] = summed[nodes]
-        _diverging(ax, grid, fig, f"summed mean {what_of(of)} ({effect_unit(r)})")
-        ax.set_title(f"{site}: summed over positions")
+        _diverging(ax, grid, fig, "summed " + value_label(r, of, normalized))
+        ax.set_title(f"{site}: summed over positions" + (", normalised" if normalized else ""))
         ax.set_xlabel("key/value head" if site in ("k", "v") else "head")
         ax.set_ylabel("layer")
         ax.set_xticks(range(H))
@@ -98,17 +120,17 @@ def heads_summed(r, of="exact"):
     return fig
 
 
-def heads_by_position(r, site, of="exact"):
+def heads_by_position(r, site, of="exact", normalized=False):
     """One site's heads at each position: a (layer, head) x position heatmap of the mean effect
-    (or estimate)."""
-    if site not in r.sites or not _has(r, of):
+    (or estimate, or normalised effect)."""
+    if site not in r.sites or not _has(r, of, normalized):
         return None
     nodes = r.nodes(site)
     order = nodes[np.lexsort((r.node_heads[nodes], r.node_layers[nodes]))]
-    mean = mean_over_prompts(r.effects(of))[order]
+    mean = cell_values(r, of, normalized)[order]
     fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(r.positions) + 3), 1.5 + 0.28 * len(order)))
-    _diverging(ax, mean, fig, f"mean {what_of(of)} ({effect_unit(r)})")
-    ax.set_title(f"{site}: mean {what_of(of)} of each head at each position")
+    _diverging(ax, mean, fig, value_label(r, of, normalized))
+    ax.set_title(f"{site}: mean {_what(of, normalized)} of each head at each position", fontsize=10)
     ax.set_yticks(range(len(order)))
     ax.set_yticklabels([r.node_names[i] for i in order], fontsize=7)
     ax.set_ylabel("layer.head")

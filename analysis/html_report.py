@@ -14,7 +14,7 @@ STYLE = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em aut
 h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
 table{border-collapse:collapse;font-size:.9em;margin:.5em 0}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}
 th{background:#f4f4f4}td.l,th.l{text-align:left}img{max-width:100%;border:1px solid #eee;margin:.5em 0}
-.note{color:#555;font-size:.95em}.warn{background:#fff4d6;border-left:4px solid #e0a800;padding:.4em .8em}pre{background:#f7f7f7;padding:.6em;overflow:auto;font-size:.8em}"""
+.note{color:#555;font-size:.95em}.row{display:flex;gap:1em;align-items:flex-start}.row figure{flex:1;margin:0}.warn{background:#fff4d6;border-left:4px solid #e0a800;padding:.4em .8em}pre{background:#f7f7f7;padding:.6em;overflow:auto;font-size:.8em}"""
 
 
 TIES = ("Ranks by an estimator give tied cells the last rank of their block (1, 3, 3 for scores 5, 2, 2): "
@@ -49,14 +49,31 @@ class Page:
     def text(self, markup):
         self.parts.append(markup)
 
+    def _save(self, fig, name):
+        fig.savefig(os.path.join(self.out_dir, name + ".png"), dpi=110)
+        plt.close(fig)
+        self.figures.append(name + ".png")
+
     def figure(self, fig, name, caption):
         if fig is None:
             return
-        path = os.path.join(self.out_dir, name + ".png")
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        self.figures.append(name + ".png")
+        self._save(fig, name)
         self.parts.append(f"<img src='{name}.png' alt='{html.escape(caption)}'><p class='note'>{caption}</p>")
+
+    def side_by_side(self, items):
+        """Figures in one row, each with its caption: [(fig, name, caption)]; a missing figure is
+        left out, and one alone is an ordinary figure."""
+        items = [(fig, name, caption) for fig, name, caption in items if fig is not None]
+        if len(items) < 2:
+            for item in items:
+                self.figure(*item)
+            return
+        cells = []
+        for fig, name, caption in items:
+            self._save(fig, name)
+            cells.append(f"<figure><img src='{name}.png' alt='{html.escape(caption)}'><figcaption class='note'>"
+                         f"{caption}</figcaption></figure>")
+        self.parts.append("<div class='row'>" + "".join(cells) + "</div>")
 
     def write(self, title):
         index = os.path.join(self.out_dir, "index.html")
@@ -257,14 +274,6 @@ def _largest_effects(page, r, top):
                 "half of the prompts, whiskers the rest; a large mean with a wide box is not a uniform effect.")
 
 
-def _shown(r):
-    """What the heatmaps show: the exact effects, or, in a file of estimates only, each estimator
-    (file name suffix, label)."""
-    if r.exact is not None:
-        return [("exact", "", "effect")]
-    return [(e, f"_{e}", f"{e} estimate") for e in r.estimates]
-
-
 def _trivial_note(r, top, cells):
     """What "trivial" means, and how many of the table's cells are trivial or were hidden."""
     definition = ("A cell is <i>trivial</i> (†) when its node is a residual-stream site (resid_pre, resid_mid, "
@@ -279,12 +288,32 @@ def _trivial_note(r, top, cells):
                          "(<code>hide_trivial=True</code>)." if shown else "")
 
 
+NORMALISED = ("Right: the same, normalised: each prompt's effect divided by its own gap (source − base), then "
+              "averaged over prompts (1 = the patch alone moves the metric all the way to the source run's).")
+
+
+def _with_normalised(page, r, draw, name, caption):
+    """The raw heatmap of the exact effects and, beside it, the normalised one; a file of
+    estimates only gets the raw heatmap of each estimator instead."""
+    if r.exact is None:
+        for of in r.estimates:
+            page.figure(draw(of=of), f"{name}_{of}", caption.replace("effect", f"{of} estimate", 1))
+        return
+    page.side_by_side([(draw(), name, caption), (draw(normalized=True), f"{name}_normalized", NORMALISED)])
+
+
+def _no_normalised_note(page, r):
+    if r.exact is not None and np.isnan(r.gap).all():
+        page.text("<p class='note'>No normalised heatmaps: without a source run (mean or zero corruption) there is "
+                  "no gap to divide by, and normalised effects are undefined.</p>")
+
+
 def _layers_section(page, r):
     page.text("<h2>Residual stream, attention and MLP outputs</h2>")
-    for of, suffix, what in _shown(r):
-        page.figure(figures.layer_sites(r, of), "layers" + suffix, f"Mean {what} of patching a whole layer's residual "
-                    "stream, attention output or MLP output at one position. Where the stream carries the information "
-                    "that matters shows as a path from the corrupted positions to the last one.")
+    _no_normalised_note(page, r)
+    _with_normalised(page, r, lambda **view: figures.layer_sites(r, **view), "layers", "Mean effect of patching a "
+                     "whole layer's residual stream, attention output or MLP output at one position. Where the stream "
+                     "carries the information that matters shows as a path from the corrupted positions to the last one.")
 
 
 def _heads_section(page, r):
@@ -292,15 +321,17 @@ def _heads_section(page, r):
     if not head_sites:
         return
     page.text("<h2>Attention heads</h2>")
-    for of, suffix, what in _shown(r):
-        page.figure(figures.heads_summed(r, of), "heads" + suffix, f"Each head's mean {what} summed over positions, "
-                    "for its output (z), query (q), key (k) and value (v). k and v are per key/value head under "
-                    "grouped-query attention.")
-    of = "exact" if r.exact is not None else _lead_estimator(r)  # one estimator is enough per position
-    suffix = "" if of == "exact" else f"_{of}"
+    _with_normalised(page, r, lambda **view: figures.heads_summed(r, **view), "heads", "Each head's mean effect "
+                     "summed over positions, for its output (z), query (q), key (k) and value (v). k and v are per "
+                     "key/value head under grouped-query attention.")
     for site in head_sites:
-        page.figure(figures.heads_by_position(r, site, of), f"heads_{site}{suffix}", f"{site}: each head at each "
-                    "position" + ("." if of == "exact" else f" ({of} estimate)."))
+        if r.exact is not None:
+            _with_normalised(page, r, lambda **view: figures.heads_by_position(r, site, **view), f"heads_{site}",
+                             f"{site}: each head's mean effect at each position.")
+        else:  # one estimator is enough per position
+            lead = _lead_estimator(r)
+            page.figure(figures.heads_by_position(r, site, lead), f"heads_{site}_{lead}",
+                        f"{site}: each head at each position ({lead} estimate).")
 
 
 def _neurons_section(page, r, k):

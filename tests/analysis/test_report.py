@@ -173,3 +173,26 @@ def test_report_hides_trivial_cells_on_request(tmp_path):
                        capture_output=True, text=True, env=env)
     assert p.returncode == 0, p.stderr
     assert "2 trivial cells hidden" in open(tmp_path / "cli" / "index.html").read()
+
+
+def test_normalised_heatmaps_beside_the_raw_ones(real_file, tmp_path):
+    """(patched − base)/(source − base) per prompt, then averaged: the mean of ratios, labelled so."""
+    r = analysis.load(real_file)
+    np.testing.assert_allclose(figures.cell_values(r, normalized=True), analysis.normalized(r, "mean_of_ratios"))
+    for name, fig in (("layers", figures.layer_sites(r, normalized=True)), ("heads", figures.heads_summed(r, normalized=True)),
+                      ("heads_z", figures.heads_by_position(r, "z", normalized=True))):
+        axes_are_labelled(fig, f"{name} normalised")
+        bars = [ax.get_ylabel() for ax in fig.axes if ax.get_label() == "<colorbar>"]
+        assert bars and all("(source − base)" in b and "per prompt, then averaged" in b for b in bars), bars
+        plt.close(fig)
+    text = open(analysis.report(real_file, str(tmp_path / "n"))).read()
+    for name in ("layers", "heads", "heads_z"):
+        assert re.search(rf"<div class='row'><figure><img src='{name}.png'.*?</figure><figure><img src='{name}_normalized.png'",
+                         text, re.S), f"{name}: no normalised heatmap beside the raw one"
+
+
+def test_no_normalised_heatmaps_without_a_source_run(tmp_path):
+    path = run_job(str(tmp_path), "gpt2-mean")
+    text = open(analysis.report(path, str(tmp_path / "m"))).read()
+    assert "_normalized.png" not in text and "normalised effects are undefined" in text
+    assert figures.layer_sites(analysis.load(path), normalized=True) is None
