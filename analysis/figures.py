@@ -42,11 +42,30 @@ def _diverging(ax, data, fig, label):
     return image
 
 
-def _position_axis(ax, r):
-    labels = r.position_labels()
+def _position_axis(ax, r, prompt=None):
+    """Position columns labelled with prompt 0's tokens (means over prompts), or with the given
+    prompt's own, where a source token that differs follows an arrow."""
+    labels = r.position_labels() if prompt is None else prompt_position_labels(r, prompt)
     ax.set_xticks(range(len(labels)))
     ax.set_xticklabels(labels, rotation=90, fontsize=7)
-    ax.set_xlabel("position: token (prompt 0's base run)")
+    ax.set_xlabel("position: token (prompt 0's base run)" if prompt is None else
+                  f"position: token of prompt {prompt} (base → source where they differ)")
+
+
+def prompt_position_labels(r, prompt):
+    """'position: base token', or 'position: base→source' where the source run's token differs
+    (a corrupted position of a pair or resample job), 'position: token +noise' at a gaussian
+    job's noised positions; the bare position past the prompt's end."""
+    labels = r.position_labels(prompt)
+    differs = metrics.corrupted_positions(r)[prompt]
+    for s, pos in enumerate(r.positions):
+        if not (0 <= pos < r.lengths[prompt] and differs[pos]):
+            continue
+        if r.source_tokens[prompt, pos] == r.base_tokens[prompt, pos]:
+            labels[s] += " +noise"  # gaussian: the same token, noised in one of the runs
+        else:
+            labels[s] += "→" + (r.source_token_strings[prompt][pos] if r.source_token_strings else str(r.source_tokens[prompt, pos]))
+    return labels
 
 
 def _has(r, of, normalized=False):
@@ -56,43 +75,50 @@ def _has(r, of, normalized=False):
     return not normalized or (of == "exact" and not np.isnan(r.gap).all())
 
 
-def cell_values(r, of="exact", normalized=False):
+def cell_values(r, of="exact", normalized=False, prompt=None):
     """[N, S]: what a heatmap shows, the mean over prompts of the exact effect (or of an
     estimator's estimate); normalized: of each prompt's effect divided by its own gap
-    (source − base), the mean of ratios, so that every prompt weighs alike."""
-    return mean_over_prompts(metrics.normalized(r, "per_prompt") if normalized else r.effects(of))
+    (source − base), the mean of ratios, so that every prompt weighs alike. prompt: that
+    prompt's values instead of the mean."""
+    values = metrics.normalized(r, "per_prompt") if normalized else r.effects(of)
+    return mean_over_prompts(values) if prompt is None else values[prompt]
 
 
-def value_label(r, of="exact", normalized=False):
+def value_label(r, of="exact", normalized=False, prompt=None):
     """A colour bar's label, with its unit."""
-    if normalized:
+    if normalized and prompt is None:
         return "mean normalised effect\n((patched − base)/(source − base)\nper prompt, then averaged)"  # 3 lines: fits a bar
-    return f"mean {what_of(of)} ({effect_unit(r)})"
+    if normalized:
+        return "normalised effect\n((patched − base)/(source − base))"
+    return f"{'mean ' if prompt is None else ''}{what_of(of)} ({effect_unit(r)})"
 
 
-def _what(of, normalized):
-    return "normalised effect (per prompt, then averaged)" if normalized else what_of(of)
+def _what(of, normalized, prompt=None):
+    if prompt is not None:
+        return ("normalised " if normalized else "") + what_of(of) + f" on prompt {prompt}"
+    return "mean normalised effect (per prompt, then averaged)" if normalized else "mean " + what_of(of)
 
 
-def layer_sites(r, of="exact", normalized=False):
+def layer_sites(r, of="exact", normalized=False, prompt=None):
     """Residual stream, attention output, MLP output: layer x position heatmaps of the mean effect
-    (of="exact") or of an estimator's mean estimate; normalized: cell_values'."""
+    (of="exact") or of an estimator's mean estimate; normalized, prompt: as in cell_values (one
+    prompt's values, on that prompt's tokens)."""
     sites = [s for s in LAYER_SITES if s in r.sites]
     if not sites or not _has(r, of, normalized):
         return None
     L = int(r.model_config["n_layer"])
-    mean = cell_values(r, of, normalized)
+    mean = cell_values(r, of, normalized, prompt)
     fig, axes = plt.subplots(len(sites), 1, figsize=(max(6, 0.45 * len(r.positions) + 3), 1.2 + 0.45 * L * len(sites) + 1.2 * len(sites)),
                              squeeze=False)
     for ax, site in zip(axes[:, 0], sites):
         nodes = r.nodes(site)
         grid = mean[nodes][np.argsort(r.node_layers[nodes])]
-        _diverging(ax, grid, fig, value_label(r, of, normalized))
-        ax.set_title(f"{site}: mean {_what(of, normalized)} of patching each layer at each position ({len(r.lengths)} prompts)",
-                     fontsize=10)
+        _diverging(ax, grid, fig, value_label(r, of, normalized, prompt))
+        over = f" ({len(r.lengths)} prompts)" if prompt is None else ""
+        ax.set_title(f"{site}: {_what(of, normalized, prompt)} of patching each layer at each position{over}", fontsize=10)
         ax.set_ylabel("layer")
         ax.set_yticks(range(L))
-        _position_axis(ax, r)
+        _position_axis(ax, r, prompt)
     fig.tight_layout()
     return fig
 
@@ -120,21 +146,21 @@ def heads_summed(r, of="exact", normalized=False):
     return fig
 
 
-def heads_by_position(r, site, of="exact", normalized=False):
+def heads_by_position(r, site, of="exact", normalized=False, prompt=None):
     """One site's heads at each position: a (layer, head) x position heatmap of the mean effect
-    (or estimate, or normalised effect)."""
+    (or estimate, or normalised effect; or one prompt's)."""
     if site not in r.sites or not _has(r, of, normalized):
         return None
     nodes = r.nodes(site)
     order = nodes[np.lexsort((r.node_heads[nodes], r.node_layers[nodes]))]
-    mean = cell_values(r, of, normalized)[order]
+    mean = cell_values(r, of, normalized, prompt)[order]
     fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(r.positions) + 3), 1.5 + 0.28 * len(order)))
-    _diverging(ax, mean, fig, value_label(r, of, normalized))
-    ax.set_title(f"{site}: mean {_what(of, normalized)} of each head at each position", fontsize=10)
+    _diverging(ax, mean, fig, value_label(r, of, normalized, prompt))
+    ax.set_title(f"{site}: {_what(of, normalized, prompt)} of each head at each position", fontsize=10)
     ax.set_yticks(range(len(order)))
     ax.set_yticklabels([r.node_names[i] for i in order], fontsize=7)
     ax.set_ylabel("layer.head")
-    _position_axis(ax, r)
+    _position_axis(ax, r, prompt)
     fig.tight_layout()
     return fig
 

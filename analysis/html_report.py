@@ -101,10 +101,11 @@ class Top:
         return labels[s] + (" †" if self.trivial[n, s] else "")
 
 
-def build_report(path, out_dir, k=20, hide_trivial=False):
+def build_report(path, out_dir, k=20, hide_trivial=False, prompts=3):
     """Writes out_dir/index.html and its figures; returns the index path. k: size of the top
     tables; hide_trivial: leave trivial residual-stream cells out of them (metrics.trivial_cells:
-    a residual-stream site at a position where the base and source inputs differ)."""
+    a residual-stream site at a position where the base and source inputs differ); prompts: how
+    many prompts, from the first, get a section of their own."""
     r = load(path)
     os.makedirs(out_dir, exist_ok=True)
     page = Page(out_dir)
@@ -128,6 +129,8 @@ def build_report(path, out_dir, k=20, hide_trivial=False):
         _estimators_against_each_other(page, r, k)
     if r.bound is not None:
         _bound_section(page, r)
+    if prompts > 0 and (r.exact is not None or r.estimates):
+        _prompt_by_prompt(page, r, top, prompts)
     _provenance(page, r, path)
     return page.write(title)
 
@@ -460,6 +463,59 @@ def _bound_section(page, r):
     page.figure(figures.bound_figure(r), "bound", "Left: per prompt, the bound against the largest exact "
                 "|effect| the verified top left out; above the diagonal it held. Right: each unverified cell's own "
                 "upper confidence bound against its |exact effect|.")
+
+
+def _prompt_by_prompt(page, r, top, count):
+    """The first prompts one by one: tokens, baselines, largest cells, and a heatmap on the
+    prompt's own tokens (the means above can hide what single prompts do)."""
+    P = r.shape[0]
+    count = min(count, P)
+    of = "exact" if r.exact is not None else _lead_estimator(r)
+    page.text("<h2>Prompt by prompt</h2>")
+    page.text(f"<p class='note'>The first {count} of {P} prompts, each on its own tokens: a mean over prompts can "
+              f"hide what single prompts do. Positions where the source run's input differs read base→source. "
+              f"{'Exact effects' if of == 'exact' else f'{of} estimates (this file holds no exact effects)'}.</p>")
+    trivial = metrics.trivial_cells(r)
+    for p in range(count):
+        _one_prompt(page, r, p, of, trivial[p] if top.hidden is not None else None, top.k)
+
+
+def _prompt_text(r, p):
+    """The prompt's tokens as text, corrupted positions in bold as base→source."""
+    differs = metrics.corrupted_positions(r)[p]
+    base = r.token_strings[p] if r.token_strings else [str(t) for t in r.base_tokens[p]]
+    source = r.source_token_strings[p] if r.source_token_strings else [str(t) for t in r.source_tokens[p]]
+    words = []
+    for t in range(int(r.lengths[p])):
+        word = html.escape(base[t])
+        if differs[t]:
+            word = f"<b>{word}→{html.escape(source[t])}</b>" if r.source_tokens[p, t] != r.base_tokens[p, t] else f"<b>{word}+noise</b>"
+        words.append(word)
+    return "⟨" + "⟩⟨".join(words) + "⟩"
+
+
+def _one_prompt(page, r, p, of, hidden, k):
+    unit = figures.effect_unit(r)
+    values = r.effects(of)[p]
+    page.text(f"<h3>Prompt {p}</h3><p>{_prompt_text(r, p)}</p>")
+    source = (f"of the source run {_fmt(float(r.source[p]))}, gap {_fmt(float(r.gap[p]))}" if np.isfinite(r.source[p])
+              else "no source run")
+    page.text(f"<p class='note'>{int(r.lengths[p])} tokens; metric of the base run {_fmt(float(r.base[p]))}, {source}.</p>")
+    magnitude = np.abs(values) if hidden is None else np.where(hidden, np.nan, np.abs(values))
+    flat = np.where(np.isnan(magnitude.ravel()), -np.inf, magnitude.ravel())
+    cells = [divmod(int(c), values.shape[1]) for c in np.argsort(-flat, kind="stable")[:min(k, 8)] if np.isfinite(flat[c])]
+    labels = figures.prompt_position_labels(r, p)
+    gap = r.gap[p]
+    rows = [[r.node_names[n], labels[s], _fmt(float(values[n, s]))] +
+            ([_fmt(float(values[n, s] / gap)) if gap else "NaN"] if of == "exact" and np.isfinite(gap) else [])
+            for n, s in cells]
+    page.text(_table(["node", "position: token", f"{'effect' if of == 'exact' else of} ({unit})"] +
+                     (["normalised (effect / gap)"] if of == "exact" and np.isfinite(gap) else []), rows, left=2))
+    fig = figures.layer_sites(r, of, prompt=p)
+    if fig is None:
+        site = next((s for s in figures.HEAD_SITES if s in r.sites), None)
+        fig = figures.heads_by_position(r, site, of, prompt=p) if site else None
+    page.figure(fig, f"prompt{p}_layers", f"Prompt {p} alone, on its own tokens.")
 
 
 def _provenance(page, r, path):

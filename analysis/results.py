@@ -40,6 +40,14 @@ def _token_names(model_dir, vocab):
     return names
 
 
+def _strings(names, tokens):
+    """[P][T] display strings of token ids ("" for -1 pads, the id itself where the vocabulary has
+    no name), or None without a tokenizer."""
+    if names is None:
+        return None
+    return [[names[t] if t >= 0 and names[t] is not None else ("" if t < 0 else str(t)) for t in row] for row in tokens]
+
+
 class Results:
     """Everything in one results file. Arrays are numpy; effects are [prompt, node, position].
 
@@ -49,6 +57,7 @@ class Results:
     positions         int [S] (-1: all positions at once)
     base_tokens, source_tokens: int [P, T] (-1 pads); lengths, answer, wrong: int [P]
     token_strings     [P][T] display strings of the base tokens (None without a tokenizer)
+    source_token_strings: the same for the source tokens ("" where there are none: mean, zero)
     base, source      float64 [P]: metric of the unpatched base and source runs; gap = source − base
     effects(name)     the [P, N, S] values of "exact" or an estimator, ValueError when absent
     computed          bool [P, N, S]: cells whose work unit is done and position within the prompt
@@ -102,9 +111,8 @@ class Results:
         valid = (self.positions[None, :] < self.lengths[:, None])
         self.computed &= valid[:, None, :]
         names = _token_names(self.attrs.get("model_dir"), int(self.model_config.get("vocab", 0)))
-        self.token_strings = None if names is None else [
-            [names[t] if t >= 0 and names[t] is not None else ("" if t < 0 else str(t)) for t in row]
-            for row in self.base_tokens]
+        self.token_strings = _strings(names, self.base_tokens)
+        self.source_token_strings = _strings(names, self.source_tokens)
 
     def _read_effects(self, f):
         """Every read of /effects and /baseline is here, so a later metric axis changes one place."""

@@ -45,12 +45,18 @@ def test_every_figure_is_labelled(real_file):
         plt.close(fig)
 
 
-def test_report_contains_every_figure(real_file, tmp_path):
-    index = analysis.report(real_file, str(tmp_path / "report"))
-    text = open(index).read()
+@pytest.fixture(scope="module")
+def real_report(real_file, tmp_path_factory):
+    """The report of the real file, built once (two prompts drilled down): its folder and text."""
+    folder = tmp_path_factory.mktemp("report")
+    return folder, open(analysis.report(real_file, str(folder), prompts=2)).read()
+
+
+def test_report_contains_every_figure(real_report):
+    folder, text = real_report
     for name in EXPECTED:
         assert f"src='{name}.png'" in text, f"{name} missing from the report"
-        assert os.path.getsize(tmp_path / "report" / f"{name}.png") > 5000
+        assert os.path.getsize(folder / f"{name}.png") > 5000
     for section in ("Baselines", "Largest effects", "Attention heads", "MLP neurons", "worst false negatives",
                     "What verifying in an estimator", "Provenance"):
         assert section in text, f"section {section!r} missing"
@@ -68,9 +74,9 @@ def test_report_on_unfinished_and_synthetic_files(unfinished_file, tmp_path):
 
 def test_command_line(real_file, tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT)
-    p = subprocess.run([sys.executable, "-m", "analysis", "report", real_file, "-o", str(tmp_path / "cli")],
-                       capture_output=True, text=True, env=env)
-    assert p.returncode == 0 and p.stdout.strip().endswith("index.html")
+    p = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", "analysis", "report", real_file,
+                        "-o", str(tmp_path / "cli")], capture_output=True, text=True, env=env)
+    assert p.returncode == 0 and p.stdout.strip().endswith("index.html"), p.stderr[-2000:]
     bad = tmp_path / "bad.h5"
     bad.write_bytes(b"not hdf5")
     p = subprocess.run([sys.executable, "-m", "analysis", "report", str(bad), "-o", str(tmp_path / "x")],
@@ -129,11 +135,11 @@ def test_report_header_names_window_metric_corruption_direction(estimates_only_f
         assert part in header, f"{part!r} not in the header: {header}"
 
 
-@pytest.mark.parametrize("job", ["gpt2-mean", "llama-zero", "gpt2-gaussian", "llama-window-estimates", "gpt2-pair-denoise"])
+@pytest.mark.parametrize("job", ["gpt2-mean", "llama-zero", "gpt2-gaussian", "llama-window-estimates"])
 def test_report_prints_no_runtime_warnings(job, tmp_path):
     """Mean and zero corruption have no source run (its baseline is NaN): every mean, min and
     ratio over it must be skipped, not left to warn. Run as a user would, with RuntimeWarnings
-    turned into errors."""
+    turned into errors (test_command_line does the same on the pair job)."""
     path = run_job(str(tmp_path), job)
     env = dict(os.environ, PYTHONPATH=ROOT)
     p = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", "analysis", "report", path,
@@ -175,7 +181,7 @@ def test_report_hides_trivial_cells_on_request(tmp_path):
     assert "2 trivial cells hidden" in open(tmp_path / "cli" / "index.html").read()
 
 
-def test_normalised_heatmaps_beside_the_raw_ones(real_file, tmp_path):
+def test_normalised_heatmaps_beside_the_raw_ones(real_file, real_report):
     """(patched − base)/(source − base) per prompt, then averaged: the mean of ratios, labelled so."""
     r = analysis.load(real_file)
     np.testing.assert_allclose(figures.cell_values(r, normalized=True), analysis.normalized(r, "mean_of_ratios"))
@@ -185,7 +191,7 @@ def test_normalised_heatmaps_beside_the_raw_ones(real_file, tmp_path):
         bars = [ax.get_ylabel() for ax in fig.axes if ax.get_label() == "<colorbar>"]
         assert bars and all("(source − base)" in b and "per prompt, then averaged" in b for b in bars), bars
         plt.close(fig)
-    text = open(analysis.report(real_file, str(tmp_path / "n"))).read()
+    text = real_report[1]
     for name in ("layers", "heads", "heads_z"):
         assert re.search(rf"<div class='row'><figure><img src='{name}.png'.*?</figure><figure><img src='{name}_normalized.png'",
                          text, re.S), f"{name}: no normalised heatmap beside the raw one"
@@ -196,3 +202,27 @@ def test_no_normalised_heatmaps_without_a_source_run(tmp_path):
     text = open(analysis.report(path, str(tmp_path / "m"))).read()
     assert "_normalized.png" not in text and "normalised effects are undefined" in text
     assert figures.layer_sites(analysis.load(path), normalized=True) is None
+
+
+def test_per_prompt_drill_down(real_file, real_report, tmp_path):
+    """One section per prompt for the first few, each with that prompt's own tokens on the axis:
+    prompt 1 is 8 tokens long and its source differs at position 2 (base token → source token)."""
+    r = analysis.load(real_file)
+    fig = figures.layer_sites(r, prompt=1)
+    axes_are_labelled(fig, "layers, prompt 1")
+    ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    base, source = r.token_strings[1], r.source_token_strings[1]
+    assert ticks[0] == f"0: {base[0]}" and ticks[2] == f"2: {base[2]}→{source[2]}" and ticks[8] == "8"
+    assert "prompt 1" in fig.axes[0].get_xlabel()
+    plt.close(fig)
+    drill = section(real_report[1], "Prompt by prompt")
+    for p in (0, 1):
+        assert f"<h3>Prompt {p}" in drill and f"src='prompt{p}_layers.png'" in drill
+    assert "<h3>Prompt 2" not in drill and "first 2 of 3 prompts" in drill
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    small = trivial_file(tmp_path)
+    p = subprocess.run([sys.executable, "-m", "analysis", "report", small, "-o", str(tmp_path / "cli"), "--prompts", "1"],
+                       capture_output=True, text=True, env=env)
+    assert p.returncode == 0, p.stderr
+    drill = section(open(tmp_path / "cli" / "index.html").read(), "Prompt by prompt")
+    assert "<h3>Prompt 0" in drill and "<h3>Prompt 1" not in drill
