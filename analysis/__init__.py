@@ -6,7 +6,7 @@
     r.node_names[:4], r.positions, r.token_strings[0]
     analysis.report("results/induction.h5", "results/induction-report")   # index.html + PNGs
 
-Command line: python3 -m analysis report RESULTS.h5 -o DIR
+Command line: python3 -m analysis report RESULTS.h5 -o DIR [-k 20] [--hide-trivial] [--prompts 3]
 """
 from .results import Results, load
 from .metrics import (bound_check, cell_importance, estimator_agreement, estimator_disagreements, estimator_ranks,
