@@ -14,7 +14,9 @@ STYLE = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em aut
 h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
 table{border-collapse:collapse;font-size:.9em;margin:.5em 0}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}
 th{background:#f4f4f4}td.l,th.l{text-align:left}img{max-width:100%;border:1px solid #eee;margin:.5em 0}
-.note{color:#555;font-size:.95em}.row{display:flex;gap:1em;align-items:flex-start}.row figure{flex:1;margin:0}.warn{background:#fff4d6;border-left:4px solid #e0a800;padding:.4em .8em}pre{background:#f7f7f7;padding:.6em;overflow:auto;font-size:.8em}"""
+.note{color:#555;font-size:.95em}pre{background:#f7f7f7;padding:.6em;overflow:auto;font-size:.8em}
+.row{display:flex;gap:1em;align-items:flex-start}.row figure{flex:1;margin:0}
+.warn{background:#fff4d6;border-left:4px solid #e0a800;padding:.4em .8em}"""
 
 
 TIES = ("Ranks by an estimator give tied cells the last rank of their block (1, 3, 3 for scores 5, 2, 2): "
@@ -96,7 +98,7 @@ class Top:
     def cells(self, r, k=None, of="exact"):
         return figures.top_cells(r, k or self.k, of=of, hide=self.hidden)
 
-    def label(self, r, n, s, labels):
+    def label(self, n, s, labels):
         """'position: token', with a dagger on a trivial cell."""
         return labels[s] + (" †" if self.trivial[n, s] else "")
 
@@ -190,12 +192,12 @@ def _estimates_summary(page, r, top):
     ranks = {e: metrics.estimator_ranks(r, e) for e in r.estimates}
     labels = r.position_labels()
     cells = top.cells(r, of=lead)
-    rows = [[ranks[lead][n, s], r.node_names[n], top.label(r, n, s, labels)] + [_fmt(float(means[e][n, s])) for e in r.estimates]
+    rows = [[ranks[lead][n, s], r.node_names[n], top.label(n, s, labels)] + [_fmt(float(means[e][n, s])) for e in r.estimates]
             + [ranks[e][n, s] for e in r.estimates if e != lead] for n, s in cells]
     page.text(f"<h2>Largest estimates</h2><p>The {len(cells)} cells {lead} scores highest (mean |{lead}| over prompts):</p>")
     page.text(_table(["rank", "node", "position: token"] + [f"mean {e} ({unit})" for e in r.estimates]
                      + [f"rank by {e}" for e in r.estimates if e != lead], rows, left=3))
-    page.text(f"<p class='note'>{TIES} {_trivial_note(r, top, cells)}</p>")
+    page.text(f"<p class='note'>{TIES} {_trivial_note(top, cells)}</p>")
 
 
 def _summary(page, r, top):
@@ -204,7 +206,7 @@ def _summary(page, r, top):
     labels = r.position_labels()
     mean = figures.mean_over_prompts(r.exact)
     page.text("<p>Largest effects (mean over prompts" + (", trivial cells hidden" if top.hidden is not None else "")
-              + "): " + ", ".join(f"<b>{html.escape(r.node_names[n])}</b> at {html.escape(top.label(r, n, s, labels))} "
+              + "): " + ", ".join(f"<b>{html.escape(r.node_names[n])}</b> at {html.escape(top.label(n, s, labels))} "
                                   f"({_fmt(float(mean[n, s]), 3)})" for n, s in top.cells(r, 5)) + ".</p>")
     if r.estimates:
         importance = metrics.cell_importance(r)
@@ -268,20 +270,21 @@ def _largest_effects(page, r, top):
     labels = r.position_labels()
     cells = top.cells(r)
     for n, s in cells:
-        rows.append([true_ranks[n, s], r.node_names[n], top.label(r, n, s, labels), _fmt(float(mean[n, s])),
+        rows.append([true_ranks[n, s], r.node_names[n], top.label(n, s, labels), _fmt(float(mean[n, s])),
                      _fmt(float(importance[n, s]))] + [ranks[e][n, s] for e in r.estimates])
     page.text(_table(["rank", "node", "position: token", f"mean effect ({unit})", f"mean |effect| ({unit})"] +
                      [f"rank by {e}" for e in r.estimates], rows, left=3))
-    page.text(f"<p class='note'>{TIES if r.estimates else ''} {_trivial_note(r, top, cells)}</p>")
+    page.text(f"<p class='note'>{TIES if r.estimates else ''} {_trivial_note(top, cells)}</p>")
     page.figure(figures.prompt_spread(r, hide=top.hidden), "spread", "Per-prompt spread of the largest cells: a box is the middle "
                 "half of the prompts, whiskers the rest; a large mean with a wide box is not a uniform effect.")
 
 
-def _trivial_note(r, top, cells):
+def _trivial_note(top, cells):
     """What "trivial" means, and how many of the table's cells are trivial or were hidden."""
     definition = ("A cell is <i>trivial</i> (†) when its node is a residual-stream site (resid_pre, resid_mid, "
                   "resid_post) and it patches a position where the base and source inputs differ (their tokens; for "
-                  "gaussian corruption the noised positions; the 'all' column when any position differs), for at "
+                  "gaussian corruption the noised positions; none for mean and zero; the 'all' column when any "
+                  "position differs), for at "
                   "least one prompt: the patch writes the corruption itself back, so its effect is expected, not "
                   "found (at layer 0 with one position corrupted it is the whole gap).")
     if top.hidden is not None:
