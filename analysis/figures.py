@@ -28,7 +28,7 @@ def effect_unit(r):
 
 def what_of(of):
     """How a figure names the values it shows: the exact effect, or an estimator's estimate of it."""
-    return "effect" if of == "exact" else f"{of} estimate" + (" (a magnitude)" if of == "atp_star" else "")
+    return "effect" if of == "exact" else f"{of} estimate"
 
 
 def _diverging(ax, data, fig, label):
@@ -90,7 +90,10 @@ def value_label(r, of="exact", normalized=False, prompt=None):
         return "mean normalised effect\n((patched − base)/(source − base)\nper prompt, then averaged)"  # 3 lines: fits a bar
     if normalized:
         return "normalised effect\n((patched − base)/(source − base))"
-    return f"{'mean ' if prompt is None else ''}{what_of(of)} ({effect_unit(r)})"
+    if of == "exact":
+        return f"{'mean ' if prompt is None else ''}effect ({effect_unit(r)})"
+    magnitude = ", a magnitude" if of == "atp_star" else ""
+    return f"{'mean ' if prompt is None else ''}{of} estimate\n({effect_unit(r)}{magnitude})"  # 2 lines: fits a bar
 
 
 def _what(of, normalized, prompt=None):
@@ -115,7 +118,7 @@ def layer_sites(r, of="exact", normalized=False, prompt=None):
         grid = mean[nodes][np.argsort(r.node_layers[nodes])]
         _diverging(ax, grid, fig, value_label(r, of, normalized, prompt))
         over = f" ({len(r.lengths)} prompts)" if prompt is None else ""
-        ax.set_title(f"{site}: {_what(of, normalized, prompt)} of patching each layer at each position{over}", fontsize=10)
+        ax.set_title(f"{site}: {_what(of, normalized, prompt)} per layer and position{over}", fontsize=9)
         ax.set_ylabel("layer")
         ax.set_yticks(range(L))
         _position_axis(ax, r, prompt)
@@ -156,7 +159,7 @@ def heads_by_position(r, site, of="exact", normalized=False, prompt=None):
     mean = cell_values(r, of, normalized, prompt)[order]
     fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(r.positions) + 3), 1.5 + 0.28 * len(order)))
     _diverging(ax, mean, fig, value_label(r, of, normalized, prompt))
-    ax.set_title(f"{site}: {_what(of, normalized, prompt)} of each head at each position", fontsize=10)
+    ax.set_title(f"{site}: {_what(of, normalized, prompt)} per head and position", fontsize=9)
     ax.set_yticks(range(len(order)))
     ax.set_yticklabels([r.node_names[i] for i in order], fontsize=7)
     ax.set_ylabel("layer.head")
