@@ -26,6 +26,11 @@ def effect_unit(r):
     return f"Δ {r.metric}"
 
 
+def what_of(of):
+    """How a figure names the values it shows: the exact effect, or an estimator's estimate of it."""
+    return "effect" if of == "exact" else f"{of} estimate"
+
+
 def _diverging(ax, data, fig, label):
     """A heatmap centred on 0 (blue negative, red positive) with a labelled colour bar."""
     finite = data[np.isfinite(data)]
@@ -33,52 +38,109 @@ def _diverging(ax, data, fig, label):
     span = span or 1.0
     image = ax.imshow(data, cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -span, span), aspect="auto", interpolation="nearest")
     bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.02)
-    bar.set_label(label)
+    bar.set_label(label, fontsize=8 if "\n" in label else None)
     return image
 
 
-def _position_axis(ax, r):
-    labels = r.position_labels()
+def _position_axis(ax, r, prompt=None):
+    """Position columns labelled with prompt 0's tokens (means over prompts), or with the given
+    prompt's own, where a source token that differs follows an arrow."""
+    labels = r.position_labels() if prompt is None else prompt_position_labels(r, prompt)
     ax.set_xticks(range(len(labels)))
     ax.set_xticklabels(labels, rotation=90, fontsize=7)
-    ax.set_xlabel("position: token (prompt 0's base run)")
+    ax.set_xlabel("position: token (prompt 0's base run)" if prompt is None else
+                  f"position: token of prompt {prompt} (base → source where they differ)")
 
 
-def layer_sites(r):
-    """Residual stream, attention output, MLP output: layer x position heatmaps of the mean effect."""
+def prompt_position_labels(r, prompt):
+    """'position: base token', or 'position: base→source' where the source run's token differs
+    (a corrupted position of a pair or resample job), 'position: token +noise' at a gaussian
+    job's noised positions; the bare position past the prompt's end."""
+    labels = r.position_labels(prompt)
+    differs = metrics.corrupted_positions(r)[prompt]
+    for s, pos in enumerate(r.positions):
+        if not (0 <= pos < r.lengths[prompt] and differs[pos]):
+            continue
+        if r.source_tokens[prompt, pos] == r.base_tokens[prompt, pos]:
+            labels[s] += " +noise"  # gaussian: the same token, noised in one of the runs
+        else:
+            labels[s] += "→" + (r.source_token_strings[prompt][pos] if r.source_token_strings else str(r.source_tokens[prompt, pos]))
+    return labels
+
+
+def _has(r, of, normalized=False):
+    """Whether the file has the values: the effects named, and for normalised ones a source run."""
+    if (r.exact if of == "exact" else r.estimates.get(of)) is None:
+        return False
+    return not normalized or (of == "exact" and not np.isnan(r.gap).all())
+
+
+def cell_values(r, of="exact", normalized=False, prompt=None):
+    """[N, S]: what a heatmap shows, the mean over prompts of the exact effect (or of an
+    estimator's estimate); normalized: of each prompt's effect divided by its own gap
+    (source − base), the mean of ratios, so that every prompt weighs alike. prompt: that
+    prompt's values instead of the mean."""
+    values = metrics.normalized(r, "per_prompt") if normalized else r.effects(of)
+    return mean_over_prompts(values) if prompt is None else values[prompt]
+
+
+def value_label(r, of="exact", normalized=False, prompt=None):
+    """A colour bar's label, with its unit."""
+    if normalized and prompt is None:
+        return "mean normalised effect\n((patched − base)/(source − base)\nper prompt, then averaged)"  # 3 lines: fits a bar
+    if normalized:
+        return "normalised effect\n((patched − base)/(source − base))"
+    if of == "exact":
+        return f"{'mean ' if prompt is None else ''}effect ({effect_unit(r)})"
+    magnitude = ", a magnitude" if of == "atp_star" else ""
+    return f"{'mean ' if prompt is None else ''}{of} estimate\n({effect_unit(r)}{magnitude})"  # 2 lines: fits a bar
+
+
+def _what(of, normalized, prompt=None):
+    if prompt is not None:
+        return ("normalised " if normalized else "") + what_of(of) + f" on prompt {prompt}"
+    return "mean normalised effect (per prompt, then averaged)" if normalized else "mean " + what_of(of)
+
+
+def layer_sites(r, of="exact", normalized=False, prompt=None):
+    """Residual stream, attention output, MLP output: layer x position heatmaps of the mean effect
+    (of="exact") or of an estimator's mean estimate; normalized, prompt: as in cell_values (one
+    prompt's values, on that prompt's tokens)."""
     sites = [s for s in LAYER_SITES if s in r.sites]
-    if not sites or r.exact is None:
+    if not sites or not _has(r, of, normalized):
         return None
     L = int(r.model_config["n_layer"])
-    mean = mean_over_prompts(r.exact)
+    mean = cell_values(r, of, normalized, prompt)
     fig, axes = plt.subplots(len(sites), 1, figsize=(max(6, 0.45 * len(r.positions) + 3), 1.2 + 0.45 * L * len(sites) + 1.2 * len(sites)),
                              squeeze=False)
     for ax, site in zip(axes[:, 0], sites):
         nodes = r.nodes(site)
         grid = mean[nodes][np.argsort(r.node_layers[nodes])]
-        _diverging(ax, grid, fig, f"mean effect ({effect_unit(r)})")
-        ax.set_title(f"{site}: mean effect of patching each layer at each position ({len(r.lengths)} prompts)")
+        _diverging(ax, grid, fig, value_label(r, of, normalized, prompt))
+        over = f" ({len(r.lengths)} prompts)" if prompt is None else ""
+        ax.set_title(f"{site}: {_what(of, normalized, prompt)} per layer and position{over}", fontsize=9)
         ax.set_ylabel("layer")
         ax.set_yticks(range(L))
-        _position_axis(ax, r)
+        _position_axis(ax, r, prompt)
     fig.tight_layout()
     return fig
 
 
-def heads_summed(r):
-    """Attention heads: layer x head heatmaps of the mean effect summed over positions, per site."""
+def heads_summed(r, of="exact", normalized=False):
+    """Attention heads: layer x head heatmaps of the mean effect (or estimate, or normalised
+    effect) summed over positions, per site."""
     sites = [s for s in HEAD_SITES if s in r.sites]
-    if not sites or r.exact is None:
+    if not sites or not _has(r, of, normalized):
         return None
-    summed = np.nansum(mean_over_prompts(r.exact), axis=1)  # [node]
+    summed = np.nansum(cell_values(r, of, normalized), axis=1)  # [node]
     fig, axes = plt.subplots(1, len(sites), figsize=(3.6 * len(sites) + 1, 3.4), squeeze=False)
     for ax, site in zip(axes[0], sites):
         nodes = r.nodes(site)
         L, H = int(r.node_layers[nodes].max()) + 1, int(r.node_heads[nodes].max()) + 1
         grid = np.full((L, H), np.nan)
         grid[r.node_layers[nodes], r.node_heads[nodes]] = summed[nodes]
-        _diverging(ax, grid, fig, f"summed mean effect ({effect_unit(r)})")
-        ax.set_title(f"{site}: summed over positions")
+        _diverging(ax, grid, fig, "summed " + value_label(r, of, normalized))
+        ax.set_title(f"{site}: summed over positions" + (", normalised" if normalized else ""))
         ax.set_xlabel("key/value head" if site in ("k", "v") else "head")
         ax.set_ylabel("layer")
         ax.set_xticks(range(H))
@@ -87,20 +149,21 @@ def heads_summed(r):
     return fig
 
 
-def heads_by_position(r, site, max_positions=24):
-    """One site's heads at each position: a (layer, head) x position heatmap of the mean effect."""
-    if site not in r.sites or r.exact is None:
+def heads_by_position(r, site, of="exact", normalized=False, prompt=None):
+    """One site's heads at each position: a (layer, head) x position heatmap of the mean effect
+    (or estimate, or normalised effect; or one prompt's)."""
+    if site not in r.sites or not _has(r, of, normalized):
         return None
     nodes = r.nodes(site)
     order = nodes[np.lexsort((r.node_heads[nodes], r.node_layers[nodes]))]
-    mean = mean_over_prompts(r.exact)[order]
+    mean = cell_values(r, of, normalized, prompt)[order]
     fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(r.positions) + 3), 1.5 + 0.28 * len(order)))
-    _diverging(ax, mean, fig, f"mean effect ({effect_unit(r)})")
-    ax.set_title(f"{site}: mean effect of each head at each position")
+    _diverging(ax, mean, fig, value_label(r, of, normalized, prompt))
+    ax.set_title(f"{site}: {_what(of, normalized, prompt)} per head and position", fontsize=9)
     ax.set_yticks(range(len(order)))
     ax.set_yticklabels([r.node_names[i] for i in order], fontsize=7)
     ax.set_ylabel("layer.head")
-    _position_axis(ax, r)
+    _position_axis(ax, r, prompt)
     fig.tight_layout()
     return fig
 
@@ -126,19 +189,25 @@ def neuron_distribution(r):
     return fig
 
 
-def top_cells(r, k=12):
-    """The k cells with the largest mean |effect|: (node index, position column) pairs."""
-    importance = metrics.cell_importance(r)
+def top_cells(r, k=12, of="exact", hide=None):
+    """The k cells with the largest mean |effect| (or an estimator's score): (node index,
+    position column) pairs, leaving out the cells `hide` ([N, S] bool) marks. Ties at the k-th
+    place are cut in cell order: this picks what to show; the ranks shown beside it share ties
+    (metrics.true_ranks, estimator_ranks)."""
+    importance = metrics.cell_importance(r) if of == "exact" else metrics.estimator_score(r, of)
+    if hide is not None:
+        importance = np.where(hide, np.nan, importance)
     flat = np.where(np.isnan(importance.ravel()), -np.inf, importance.ravel())
     S = importance.shape[1]
-    return [divmod(int(c), S) for c in np.argsort(-flat)[:k] if np.isfinite(flat[c])]
+    return [divmod(int(c), S) for c in np.argsort(-flat, kind="stable")[:k] if np.isfinite(flat[c])]
 
 
-def prompt_spread(r, k=12):
-    """Per-prompt effects of the top cells: box plots, so a mean that hides a wild spread shows."""
+def prompt_spread(r, k=12, hide=None):
+    """Per-prompt effects of the top cells (top_cells: without those `hide` marks): box plots, so
+    a mean that hides a wild spread shows."""
     if r.exact is None:
         return None
-    cells = top_cells(r, k)
+    cells = top_cells(r, k, hide=hide)
     labels = [f"{r.node_names[n]} @{r.positions[s]}" for n, s in cells]
     data = [r.exact[:, n, s][np.isfinite(r.exact[:, n, s])] for n, s in cells]
     fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(cells) + 2), 4))
@@ -186,6 +255,38 @@ def estimate_scatter(r, estimator):
         ax.set_xlabel(f"{'|exact|' if unsigned else 'exact'} effect ({effect_unit(r)})")
         ax.set_ylabel(f"{estimator} ({effect_unit(r)})")
     fig.suptitle(f"{estimator} against the exact effect, per (node, position) cell, means over prompts")
+    fig.tight_layout()
+    return fig
+
+
+def estimator_pairs(r):
+    """Every pair of estimators the file holds, in file order."""
+    names = list(r.estimates)
+    return [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+
+
+def estimators_against_each_other(r):
+    """Each pair of estimators, one point per cell (each one's score: mean |estimate| over prompts,
+    AtP*'s mean), log scales with 0 drawn at the axis's floor so exact zeros show; the rank
+    correlation in the title. For files with or without exact effects."""
+    pairs = estimator_pairs(r)
+    if not pairs:
+        return None
+    fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 4), squeeze=False)
+    for ax, (a, b) in zip(axes[0], pairs):
+        x, y = metrics.estimator_score(r, a).ravel(), metrics.estimator_score(r, b).ravel()
+        ok = np.isfinite(x) & np.isfinite(y)
+        x, y = x[ok], y[ok]
+        positive = np.concatenate([x[x > 0], y[y > 0]])
+        floor = float(positive.min()) / 10 if positive.size else 1e-12
+        ax.scatter(np.maximum(x, floor), np.maximum(y, floor), s=5, alpha=0.5)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        agreement = metrics.estimator_agreement(r, a, b)
+        ax.set_title(f"{a} vs {b}: Spearman {agreement['spearman']:.3f}", fontsize=10)
+        ax.set_xlabel(f"mean |{a}| ({effect_unit(r)}; 0 drawn at {floor:.1g})")
+        ax.set_ylabel(f"mean |{b}| ({effect_unit(r)})")
+    fig.suptitle("Estimators against each other, per (node, position) cell")
     fig.tight_layout()
     return fig
 

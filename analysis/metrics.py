@@ -6,6 +6,15 @@ effect over prompts, either |mean| ("abs_mean", the |E[I]| of Kramar et al.) or 
 ("mean_abs", E|I|). An estimator scores a cell the same way from its estimates (AtP* values are
 already magnitudes). Verifying cells in the estimator's order, one exact patch each, the cost to
 find the true top k is the position of the last of them in that order (Kramar et al. 2024, 1.6).
+
+Ties. An estimator's ties are common (AtP* is exactly 0 on every cell whose only path GradDrop
+cuts), and it says nothing about the order inside a tie block. Every rank by an estimator here
+(cost, recall, false negatives, the report's tables and figure labels) gives a tied cell the
+*last* rank of its block: the worst case for the estimator, where a block is found only after
+all of it is verified. (A verifier that knew nothing more would pick an order inside the block at
+random; the worst case is the bound that holds whichever order it picks, and it never credits an
+estimator with the cells' index order.) True importances rank with ties sharing the first rank
+(1, 2, 2, 4), and a true top k that ties at its k-th value is completed by any of the tied cells.
 """
 import warnings
 
@@ -19,11 +28,13 @@ def normalized(results, way="ratio_of_means"):
     way = "per_prompt"      -> [P, N, S], each prompt divided by its own gap
           "mean_of_ratios"  -> [N, S], the mean over prompts of the per-prompt ratios
           "ratio_of_means"  -> [N, S], mean effect / mean gap (the IOI paper's convention)
+    Both means of a cell run over the same prompts: those where the cell has a value (a prompt
+    shorter than the column's position, or a unit not computed yet, counts in neither).
     Undefined (ValueError) for mean and zero corruption, which have no source run."""
-    gap = results.source - results.base
+    gap = results.gap
     if np.isnan(gap).all():
         raise ValueError("no source run (mean or zero corruption): normalised effects are undefined")
-    exact = results.exact
+    exact = results.effects("exact")
     if way == "per_prompt":
         with np.errstate(divide="ignore", invalid="ignore"):
             return exact / gap[:, None, None]
@@ -32,8 +43,50 @@ def normalized(results, way="ratio_of_means"):
         if way == "mean_of_ratios":
             return np.nanmean(exact / gap[:, None, None], axis=0)
         if way == "ratio_of_means":
-            return np.nanmean(exact, axis=0) / np.nanmean(gap)
+            return _ratio_of_means(exact, gap)
     raise ValueError(f"unknown way {way!r}")
+
+
+def _ratio_of_means(values, gap):
+    """Per cell, mean of the values over the prompts that have one, divided by the mean gap over
+    those same prompts (a mean gap over every prompt would mix in prompts without the cell)."""
+    has = np.isfinite(values) & np.isfinite(gap)[:, None, None]
+    summed = np.where(has, values, 0.0).sum(axis=0, dtype=np.float64)
+    gaps = np.where(has, gap[:, None, None], 0.0).sum(axis=0)
+    return np.where(has.any(axis=0), summed / gaps, np.nan)
+
+
+RESIDUAL_SITES = ("resid_pre", "resid_mid", "resid_post")
+
+
+def corrupted_positions(results):
+    """bool [P, T]: the positions where the source run's input differs from the base run's,
+    within each prompt. pair and resample: where the tokens differ; gaussian: the positions the
+    job adds noise at; mean and zero: none (their source is not a run on other inputs)."""
+    P, T = results.base_tokens.shape
+    inside = np.arange(T)[None, :] < results.lengths[:, None]
+    corruption = results.attrs.get("corruption")
+    if corruption in ("mean", "zero"):
+        return np.zeros((P, T), dtype=bool)
+    if corruption == "gaussian":
+        noised = np.zeros(T, dtype=bool)
+        listed = [t for t in results.job["corruption"]["gaussian"].get("positions", []) if 0 <= t < T]
+        noised[listed] = True
+        return inside & noised[None, :]
+    return inside & (results.base_tokens != results.source_tokens)
+
+
+def trivial_cells(results):
+    """bool [P, N, S]: the cells whose effect is the corruption itself rather than something a
+    component computes. A cell is trivial for a prompt when its node is a residual-stream site
+    (resid_pre, resid_mid, resid_post) and its column patches a position where that prompt's
+    base and source inputs differ (corrupted_positions; the "all" column when any does): the
+    patch writes (what has become of) the source's input there. At layer 0, with one position
+    corrupted, such a patch turns the base run into the source run: the whole gap."""
+    differs = corrupted_positions(results)
+    columns = np.stack([differs.any(axis=1) if pos < 0 else differs[:, pos] for pos in results.positions], axis=1)
+    residual = np.array([site in RESIDUAL_SITES for site in results.node_sites])
+    return residual[None, :, None] & columns[:, None, :]
 
 
 def _aggregate(values, how):
@@ -48,34 +101,69 @@ def _aggregate(values, how):
 
 
 def cell_importance(results, how="mean_abs"):
-    """True importance of every cell, [N, S] (NaN where never computed)."""
-    return _aggregate(results.exact, how)
+    """True importance of every cell, [N, S] (NaN where never computed). ValueError for a file
+    of estimates only."""
+    return _aggregate(results.effects("exact"), how)
 
 
 def estimator_score(results, estimator, how="mean_abs"):
     """An estimator's score of every cell, [N, S] (for atp_star, its mean: already unsigned)."""
-    values = results.estimates[estimator]
+    values = results.effects(estimator)
     return _aggregate(values, "mean_abs" if estimator == "atp_star" else how)
 
 
-def _order(score):
-    """Cell indices (flattened) from the highest score down; NaN last."""
-    flat = np.where(np.isnan(score.ravel()), -np.inf, score.ravel())
-    return np.argsort(-flat, kind="stable")
+def _among(importance):
+    """The cells one can verify: those with an exact value."""
+    return np.isfinite(importance)
+
+
+def tied_last_ranks(score, among):
+    """Rank of every cell of `among` in the score's order, 1 = highest score, ties sharing the
+    last rank of their block: a cell's rank is how many cells score at least as high as it. A
+    cell without a score (NaN) ranks with the lowest, as one block at the end. 0 outside
+    `among`. Why the last: the estimator gives no order inside a tie block, so a cell there is
+    found for certain only once the whole block is verified (the worst case for the estimator;
+    a sort's order inside the block would credit it with what is only the cells' index order)."""
+    flat = np.where(np.isnan(score), -np.inf, score)[among]
+    ranks = np.zeros(score.shape, dtype=int)
+    ranks[among] = flat.size - np.searchsorted(np.sort(flat), flat, side="left")
+    return ranks
+
+
+def tied_first_ranks(importance):
+    """Competition ranks of the true importance, 1 = most important: 1 + how many cells are more
+    important, so tied cells share the first rank of their block (1, 2, 2, 4). 0 where NaN."""
+    among = _among(importance)
+    flat = importance[among]
+    ranks = np.zeros(importance.shape, dtype=int)
+    ranks[among] = 1 + flat.size - np.searchsorted(np.sort(flat), flat, side="right")
+    return ranks
+
+
+def _true_top(importance, k):
+    """The true top k when importances may tie at the k-th value: the cells strictly above it
+    (all needed), the cells equal to it, and how many of those complete the k (any will do)."""
+    among = _among(importance)
+    values = np.sort(importance[among])[::-1]
+    if k >= values.size:
+        return among, np.zeros_like(among), 0
+    kth = values[k - 1]
+    above, tied = among & (importance > kth), among & (importance == kth)
+    return above, tied, k - int(above.sum())
 
 
 def verification_cost(importance, score, ks):
-    """For each k: how many cells one verifies, in the score's order, before all of the true top k
-    are verified (the position of the last of them; >= k, = k for a perfect ranking)."""
-    valid = ~np.isnan(importance.ravel())
-    true_order = _order(importance)
-    position = np.empty(importance.size, dtype=int)
-    position[_order(np.where(np.isnan(importance), np.nan, score))] = np.arange(1, importance.size + 1)
+    """For each k: how many cells one verifies, in the score's order, before the true top k are
+    all verified (>= k, = k for a perfect ranking). Ties in the score count as found only at the
+    end of their block (tied_last_ranks); where the true importance ties at the k-th value, any
+    of the tied cells completes the top k."""
+    ranks = tied_last_ranks(score, _among(importance))
     costs = []
     for k in ks:
-        top = true_order[:k]
-        top = top[valid[top]]
-        costs.append(int(position[top].max()) if len(top) else 0)
+        above, tied, need = _true_top(importance, k)
+        last_above = int(ranks[above].max()) if above.any() else 0
+        last_tied = int(np.sort(ranks[tied])[need - 1]) if need > 0 else 0
+        costs.append(max(last_above, last_tied))
     return np.array(costs)
 
 
@@ -87,36 +175,132 @@ def random_order_cost(n_cells, ks):
 
 
 def recall_within_budget(importance, score, k, budgets):
-    """Fraction of the true top k among the score's top b cells, for each budget b."""
-    true_top = set(_order(importance)[:k].tolist())
-    by_score = _order(np.where(np.isnan(importance), np.nan, score))
-    return np.array([len(true_top & set(by_score[:b].tolist())) / k for b in budgets])
+    """Fraction of the true top k among the cells verified within a budget of b cells in the
+    score's order, for each b. A tie block counts only once all of it fits in the budget
+    (tied_last_ranks: the estimator cannot say which of its cells to take first)."""
+    ranks = tied_last_ranks(score, _among(importance))
+    above, tied, need = _true_top(importance, k)
+    size = int(above.sum()) + need
+    found = [int((above & (ranks <= b)).sum()) + min(int((tied & (ranks <= b)).sum()), need) for b in budgets]
+    return np.array(found) / max(size, 1)
+
+
+def true_ranks(results, how="mean_abs"):
+    """Rank of every cell by its exact importance, [N, S] (tied_first_ranks; 0 where NaN)."""
+    return tied_first_ranks(cell_importance(results, how))
+
+
+def estimator_ranks(results, estimator, how="mean_abs"):
+    """Rank of every cell by an estimator, [N, S], ties sharing the last rank of their block
+    (tied_last_ranks), among the cells with an exact value (estimates-only files: with an
+    estimate). 0 elsewhere."""
+    score = estimator_score(results, estimator, how)
+    among = _among(cell_importance(results, how)) if results.exact is not None else np.isfinite(score)
+    return tied_last_ranks(score, among)
 
 
 def false_negatives(results, estimator, k=20, budget=None, how="mean_abs", limit=15):
-    """The estimator's worst misses: cells of the true top k that it ranks below `budget`
-    (default 5k), largest first. Returns dicts with node, position, exact (signed mean),
-    importance, true_rank, estimator_rank, estimate (mean)."""
+    """The estimator's worst misses: cells of the true top k (true rank <= k, so every cell tied
+    at the k-th value) that it ranks below `budget` (default 5k; ranks as in estimator_ranks,
+    a tie block at its last rank), most important first. Returns dicts with node, position,
+    exact (signed mean), importance, true_rank, estimator_rank, estimate (mean). Needs exact
+    effects: for a file of estimates only, compare estimators with each other
+    (estimator_agreement, estimator_disagreements)."""
+    if results.exact is None:
+        raise ValueError(f"{results.path}: false negatives need exact effects, and this file holds estimates only "
+                         "(\"exact\": false); compare estimators with each other instead "
+                         "(analysis.estimator_agreement, analysis.estimator_disagreements)")
     importance = cell_importance(results, how)
-    score = estimator_score(results, estimator, how)
-    budget = budget or 5 * k
-    S = importance.shape[1]
-    true_order = _order(importance)
-    est_rank = np.empty(importance.size, dtype=int)
-    est_rank[_order(np.where(np.isnan(importance), np.nan, score))] = np.arange(1, importance.size + 1)
+    true_rank, est_rank = tied_first_ranks(importance), estimator_ranks(results, estimator, how)
+    mean_exact, mean_est = _mean(results.exact), _mean(results.estimates[estimator])
+    rows = []
+    for n, s in _misses(true_rank, est_rank, k, budget or 5 * k)[:limit]:
+        rows.append({"node": results.node_names[n], "position": int(results.positions[s]),
+                     "true_rank": int(true_rank[n, s]), "estimator_rank": int(est_rank[n, s]),
+                     "exact": float(mean_exact[n, s]), "importance": float(importance[n, s]),
+                     "estimate": float(mean_est[n, s])})
+    return rows
+
+
+def _misses(reference_rank, rank, k, budget):
+    """(node, column) of the cells the reference ranks within k and `rank` puts beyond budget,
+    in the reference's order."""
+    missed = np.flatnonzero(((reference_rank >= 1) & (reference_rank <= k) & (rank > budget)).ravel())
+    missed = missed[np.argsort(reference_rank.ravel()[missed], kind="stable")]
+    return [divmod(int(c), reference_rank.shape[1]) for c in missed]
+
+
+def _scores_of_both(results, a, b, how):
+    """Two estimators' scores, NaN wherever either lacks one, so both rank the same cells."""
+    sa, sb = estimator_score(results, a, how), estimator_score(results, b, how)
+    both = np.isfinite(sa) & np.isfinite(sb)
+    return np.where(both, sa, np.nan), np.where(both, sb, np.nan), both
+
+
+def _average_ranks(values):
+    """Ranks 1..n from the highest, tied values sharing the mean of their positions (Spearman's
+    correction for ties: any order inside a tie block would move rho)."""
+    _, inverse, counts = np.unique(-values, return_inverse=True, return_counts=True)
+    first = np.cumsum(counts) - counts + 1
+    return (first + (counts - 1) / 2.0)[inverse]
+
+
+def estimator_agreement(results, a, b, k=20, how="mean_abs"):
+    """How far two estimators rank the cells alike, with or without exact effects. Over the cells
+    both score: spearman (rank correlation, ties at their average rank), top_k_a_in_b (the
+    fraction of a's top k within b's first k, ties as in recall_within_budget) and top_k_b_in_a,
+    zero_a_not_b / zero_b_not_a (cells one scores exactly 0 and the other does not: AtP* against
+    AtP+QK shows where GradDrop removed a node's only path), cells."""
+    sa, sb, both = _scores_of_both(results, a, b, how)
+    x, y = sa[both], sb[both]
+    spearman = float(np.corrcoef(_average_ranks(x), _average_ranks(y))[0, 1]) \
+        if x.size > 1 and np.ptp(x) > 0 and np.ptp(y) > 0 else float("nan")
+    return {"cells": int(both.sum()), "spearman": spearman,
+            "top_k_a_in_b": float(recall_within_budget(sa, sb, k, [k])[0]),
+            "top_k_b_in_a": float(recall_within_budget(sb, sa, k, [k])[0]),
+            "zero_a_not_b": int(((x == 0) & (y != 0)).sum()), "zero_b_not_a": int(((y == 0) & (x != 0)).sum())}
+
+
+def estimator_disagreements(results, estimator, reference, k=20, budget=None, how="mean_abs", limit=15):
+    """false_negatives with another estimator in place of the exact effects: cells of the
+    reference's top k (its rank <= k, ties sharing the first) that `estimator` ranks below
+    `budget` (default 5k; ties at the end of their block). Dicts with node, position,
+    reference_rank, estimator_rank, reference and estimate (signed means over prompts)."""
+    ref, est, both = _scores_of_both(results, reference, estimator, how)
+    ref_rank, est_rank = tied_first_ranks(ref), tied_last_ranks(est, both)
+    mean_ref, mean_est = _mean(results.effects(reference)), _mean(results.effects(estimator))
+    return [{"node": results.node_names[n], "position": int(results.positions[s]),
+             "reference_rank": int(ref_rank[n, s]), "estimator_rank": int(est_rank[n, s]),
+             "reference": float(mean_ref[n, s]), "estimate": float(mean_est[n, s])}
+            for n, s in _misses(ref_rank, est_rank, k, budget or 5 * k)[:limit]]
+
+
+def _mean(values):
+    """Mean over prompts, ignoring NaN; all-NaN cells stay NaN without a warning."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=RuntimeWarning)
-        mean_exact = np.nanmean(results.exact, axis=0).ravel()
-        mean_est = np.nanmean(results.estimates[estimator], axis=0).ravel()
-    rows = []
-    for rank, cell in enumerate(true_order[:k], start=1):
-        if np.isnan(importance.ravel()[cell]) or est_rank[cell] <= budget:
-            continue
-        n, s = divmod(int(cell), S)
-        rows.append({"node": results.node_names[n], "position": int(results.positions[s]), "true_rank": rank,
-                     "estimator_rank": int(est_rank[cell]), "exact": float(mean_exact[cell]),
-                     "importance": float(importance.ravel()[cell]), "estimate": float(mean_est[cell])})
-    return rows[:limit]
+        return np.nanmean(values, axis=0)
+
+
+# An estimator that scores this fraction (or more) of the cells with a nonzero exact effect
+# exactly 0 gets a warning in the report: one tie block that large makes its ranking blind there.
+ZERO_TIES_WARN = 0.01
+
+
+def zero_ties(results, estimator, how="mean_abs"):
+    """How often an estimator says exactly 0 where the exact effect is not: AtP* does on every
+    node whose only path to the output GradDrop cuts. Returns counts of cells: zero (scored 0),
+    exact_not_zero, zero_where_exact_is_not; largest_exact (the largest importance among those,
+    0 when none); warn (the last is at least ZERO_TIES_WARN of exact_not_zero)."""
+    importance = cell_importance(results, how)
+    among = _among(importance)
+    zero = among & (estimator_score(results, estimator, how) == 0)
+    nonzero = among & (importance != 0)
+    both = zero & nonzero
+    n_both, n_nonzero = int(both.sum()), int(nonzero.sum())
+    return {"zero": int(zero.sum()), "exact_not_zero": n_nonzero, "zero_where_exact_is_not": n_both,
+            "largest_exact": float(importance[both].max()) if n_both else 0.0,
+            "warn": n_both > 0 and n_both >= ZERO_TIES_WARN * n_nonzero}
 
 
 def bound_check(results):

@@ -6,6 +6,7 @@ import h5py
 import numpy as np
 
 ESTIMATORS = ("atp", "atp_qk", "atp_star")
+EFFECTS = ("exact",) + ESTIMATORS  # the datasets of /effects, each [P, N, S]
 
 
 def _text(value):
@@ -39,6 +40,14 @@ def _token_names(model_dir, vocab):
     return names
 
 
+def _strings(names, tokens):
+    """[P][T] display strings of token ids ("" for -1 pads, the id itself where the vocabulary has
+    no name), or None without a tokenizer."""
+    if names is None:
+        return None
+    return [[names[t] if t >= 0 and names[t] is not None else ("" if t < 0 else str(t)) for t in row] for row in tokens]
+
+
 class Results:
     """Everything in one results file. Arrays are numpy; effects are [prompt, node, position].
 
@@ -48,7 +57,9 @@ class Results:
     positions         int [S] (-1: all positions at once)
     base_tokens, source_tokens: int [P, T] (-1 pads); lengths, answer, wrong: int [P]
     token_strings     [P][T] display strings of the base tokens (None without a tokenizer)
-    base, source      float64 [P]: metric of the unpatched base and source runs
+    source_token_strings: the same for the source tokens ("" where there are none: mean, zero)
+    base, source      float64 [P]: metric of the unpatched base and source runs; gap = source − base
+    effects(name)     the [P, N, S] values of "exact" or an estimator, ValueError when absent
     computed          bool [P, N, S]: cells whose work unit is done and position within the prompt
     job, model_config dicts; attrs: every root attribute
     """
@@ -62,8 +73,7 @@ class Results:
                 raise ValueError(f"{path}: not a patchsweep results file")
             self.job = json.loads(self.attrs["job"])
             self.model_config = json.loads(self.attrs["model_config"])
-            self.exact = f["effects/exact"][()] if "effects/exact" in f else None
-            self.estimates = {e: f[f"effects/{e}"][()] for e in ESTIMATORS if f"effects/{e}" in f}
+            self._read_effects(f)
             self.node_names = [_text(n) for n in f["nodes/name"][()]]
             self.node_sites = [_text(n) for n in f["nodes/site"][()]]
             self.node_layers = f["nodes/layer"][()]
@@ -75,8 +85,6 @@ class Results:
             self.lengths = f["prompts/length"][()]
             self.answer = f["prompts/answer"][()]
             self.wrong = f["prompts/wrong"][()]
-            self.base = f["baseline/base"][()]
-            self.source = f["baseline/source"][()]
             self.done = f["progress/done"][()].astype(bool)
             self.unit_kind = f["progress/unit_kind"][()]
             self.unit_prompt = f["progress/unit_prompt"][()]
@@ -103,9 +111,32 @@ class Results:
         valid = (self.positions[None, :] < self.lengths[:, None])
         self.computed &= valid[:, None, :]
         names = _token_names(self.attrs.get("model_dir"), int(self.model_config.get("vocab", 0)))
-        self.token_strings = None if names is None else [
-            [names[t] if t >= 0 and names[t] is not None else ("" if t < 0 else str(t)) for t in row]
-            for row in self.base_tokens]
+        self.token_strings = _strings(names, self.base_tokens)
+        self.source_token_strings = _strings(names, self.source_tokens)
+
+    def _read_effects(self, f):
+        """Every read of /effects and /baseline is here, so a later metric axis changes one place."""
+        self.exact = f["effects/exact"][()] if "effects/exact" in f else None
+        self.estimates = {e: f[f"effects/{e}"][()] for e in ESTIMATORS if f"effects/{e}" in f}
+        self.base = f["baseline/base"][()]
+        self.source = f["baseline/source"][()]
+
+    # -- effects ------------------------------------------------------------------------------
+    def effects(self, name="exact"):
+        """The [P, N, S] values of one of EFFECTS: "exact" or an estimator the file holds.
+        ValueError, naming what the file does hold, when it is absent."""
+        values = self.exact if name == "exact" else self.estimates.get(name)
+        if values is not None:
+            return values
+        held = (["exact"] if self.exact is not None else []) + list(self.estimates)
+        why = " (an estimates-only job: \"exact\": false)" if name == "exact" else ""
+        raise ValueError(f"{self.path} holds no {name} effects{why}; it holds: {', '.join(held) or 'none'}")
+
+    @property
+    def gap(self):
+        """source − base per prompt [P]: the whole change a patch could make (NaN for mean and
+        zero corruption, which have no source run)."""
+        return self.source - self.base
 
     # -- selections ---------------------------------------------------------------------------
     @property

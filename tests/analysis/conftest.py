@@ -32,6 +32,12 @@ def real_file(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def estimates_only_file(tmp_path_factory):
+    """A finished file of a job with "exact": false: AtP, AtP+QK and AtP*, no /effects/exact."""
+    return run_job(str(tmp_path_factory.mktemp("estimates")), "llama-window-estimates")
+
+
+@pytest.fixture(scope="session")
 def unfinished_file(real_file, tmp_path_factory):
     """The same file as a killed run leaves it: every other unit not done, its cells NaN."""
     path = os.path.join(str(tmp_path_factory.mktemp("unfinished")), "unfinished.h5")
@@ -48,9 +54,11 @@ def unfinished_file(real_file, tmp_path_factory):
     return path
 
 
-def write_synthetic(path, exact, estimates, sites=None, base=None, source=None):
+def write_synthetic(path, exact, estimates, sites=None, base=None, source=None, lengths=None, source_tokens=None):
     """A results file laid out as docs/results.md says, with given effects [P, N, S]: one layer,
-    one position column per position, one exact unit per (prompt, node)."""
+    one position column per position, one exact unit per (prompt, node). Prompts are S tokens
+    long unless `lengths` says otherwise (the caller writes NaN past a prompt's end, as the
+    binary does). Base tokens are 0; source tokens too unless `source_tokens` [P, S] says."""
     P, N, S = exact.shape
     sites = sites or ["resid_pre"] * N
     base = np.zeros(P) if base is None else base
@@ -74,8 +82,9 @@ def write_synthetic(path, exact, estimates, sites=None, base=None, source=None):
         f["nodes/neuron"] = np.full(N, -1, dtype=np.int32)
         f["positions"] = np.arange(S, dtype=np.int32)
         f["prompts/base_tokens"] = np.zeros((P, S), dtype=np.int32)
-        f["prompts/source_tokens"] = np.zeros((P, S), dtype=np.int32)
-        f["prompts/length"] = np.full(P, S, dtype=np.int32)
+        f["prompts/source_tokens"] = np.zeros((P, S), dtype=np.int32) if source_tokens is None \
+            else np.asarray(source_tokens, dtype=np.int32)
+        f["prompts/length"] = np.full(P, S, dtype=np.int32) if lengths is None else np.asarray(lengths, dtype=np.int32)
         f["prompts/answer"] = np.ones(P, dtype=np.int32)
         f["prompts/wrong"] = np.full(P, 2, dtype=np.int32)
         f["baseline/base"], f["baseline/source"] = base, source

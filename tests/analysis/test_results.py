@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import analysis
+from conftest import write_synthetic
 
 
 def test_load_real_file(real_file):
@@ -32,9 +33,36 @@ def test_normalized_views(real_file):
     per_prompt = analysis.normalized(r, "per_prompt")
     np.testing.assert_allclose(per_prompt[2, 5, 3], r.exact[2, 5, 3] / gap[2], rtol=1e-6)
     np.testing.assert_allclose(analysis.normalized(r, "mean_of_ratios"), np.nanmean(per_prompt, axis=0), rtol=1e-6)
-    np.testing.assert_allclose(analysis.normalized(r, "ratio_of_means"), np.nanmean(r.exact, axis=0) / gap.mean(), rtol=1e-5)
+    # prompt 1 has 8 tokens: column 8's ratio of means is over prompts 0 and 2 alone, gaps included
+    ratio_of_means = analysis.normalized(r, "ratio_of_means")
+    for n in (0, 5, 100):
+        np.testing.assert_allclose(ratio_of_means[n, 8], np.mean(r.exact[[0, 2], n, 8]) / np.mean(gap[[0, 2]]), rtol=1e-5)
+        np.testing.assert_allclose(ratio_of_means[n, 3], np.mean(r.exact[:, n, 3]) / np.mean(gap), rtol=1e-5)
     with pytest.raises(ValueError):
         analysis.normalized(r, "sideways")
+
+
+def test_normalized_known_prompts_of_different_lengths(tmp_path):
+    """Three prompts, the second one token shorter (its column 2 is NaN, as past a prompt's end),
+    gaps 2, 10, 6; node 1's prompt 0 not computed. Written out by hand:
+      node 0, column 1: mean effect (1 + 5 + 3)/3 = 3 over mean gap (2 + 10 + 6)/3 = 6 -> 0.5
+      node 0, column 2: prompts 0 and 2 only: (2 + 3)/2 = 2.5 over (2 + 6)/2 = 4 -> 0.625
+                        (not 2.5 / 6: the short prompt's gap has no cell there)
+      node 1, column 0: prompts 1 and 2: (1 + 3)/2 = 2 over (10 + 6)/2 = 8 -> 0.25
+      node 1, column 2: prompt 2 alone: 3 / 6 -> 0.5
+    and the mean of per-prompt ratios, node 0 column 2: (2/2 + 3/6)/2 = 0.75."""
+    nan = np.nan
+    exact = np.array([[[0.0, 1.0, 2.0], [nan, nan, nan]],
+                      [[0.0, 5.0, nan], [1.0, 2.0, nan]],
+                      [[0.0, 3.0, 3.0], [3.0, 3.0, 3.0]]])
+    path = write_synthetic(str(tmp_path / "lengths.h5"), exact, {}, base=np.array([1.0, 0.0, 2.0]),
+                           source=np.array([3.0, 10.0, 8.0]), lengths=[3, 2, 3])
+    r = analysis.load(path)
+    ratio_of_means = analysis.normalized(r, "ratio_of_means")
+    np.testing.assert_allclose(ratio_of_means[0], [0.0, 0.5, 0.625])
+    np.testing.assert_allclose(ratio_of_means[1], [0.25, 0.3125, 0.5])  # column 1: (2 + 3)/2 over 8
+    np.testing.assert_allclose(analysis.normalized(r, "mean_of_ratios")[0], [0.0, 0.5, 0.75])
+    assert np.isnan(analysis.normalized(r, "per_prompt")[1, 0, 2])
 
 
 def test_unfinished_file(unfinished_file, real_file):
