@@ -16,10 +16,17 @@ from .metrics import (bound_check, cell_importance, estimator_agreement, estimat
 __all__ = ["Results", "load", "normalized", "cell_importance", "estimator_score", "estimator_ranks", "true_ranks",
            "verification_cost", "random_order_cost", "recall_within_budget", "false_negatives", "zero_ties",
            "estimator_agreement", "estimator_disagreements", "trivial_cells",
-           "bound_check", "report"]
+           "bound_check", "report", "trace_report"]
 
 
 def report(path, out_dir, **kwargs):
     """Builds out_dir/index.html and its figures from a results file; returns the index path."""
     from .html_report import build_report
     return build_report(path, out_dir, **kwargs)
+
+
+def trace_report(paths, out_dir, prompts=3):
+    """Builds out_dir/index.html with ROME's causal-tracing figures from one or more results files
+    of gaussian-noise jobs (analysis/causal_trace.py); returns the index path."""
+    from .html_report import build_trace_report
+    return build_trace_report(paths, out_dir, prompts=prompts)

@@ -7,7 +7,7 @@ import os
 import matplotlib.pyplot as plt
 import numpy as np
 
-from . import figures, metrics
+from . import causal_trace, figures, metrics
 from .results import load
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
@@ -121,6 +121,8 @@ def build_report(path, out_dir, k=20, hide_trivial=False, prompts=3):
     _baselines(page, r, top)
     if r.exact is not None:
         _largest_effects(page, r, top)
+    if causal_trace.traceable(r):
+        causal_trace_section(page, [r], prompts)
     _layers_section(page, r)
     _heads_section(page, r)
     if "mlp_post" in r.sites and r.exact is not None:
@@ -134,6 +136,27 @@ def build_report(path, out_dir, k=20, hide_trivial=False, prompts=3):
     if prompts > 0 and (r.exact is not None or r.estimates):
         _prompt_by_prompt(page, r, top, prompts)
     _provenance(page, r, path)
+    return page.write(title)
+
+
+def build_trace_report(paths, out_dir, prompts=3):
+    """index.html with the causal-tracing figures of several files of one experiment (e.g. the
+    hidden-state, MLP/attention and severed jobs of jobs/causal_trace/); returns its path."""
+    results = [load(path) for path in paths]
+    for r in results:
+        if not causal_trace.traceable(r):
+            raise ValueError(f"{r.path}: not a causal-tracing file (gaussian noise, exact effects, positions one by one, "
+                             f"a hidden-state, mlp_out or attn_out site)")
+    os.makedirs(out_dir, exist_ok=True)
+    page = Page(out_dir)
+    title = "Causal tracing"
+    page.text(f"<h1>{title}</h1>")
+    rows = [[os.path.basename(r.path), ", ".join(causal_trace.traced_sites(r)), r.attrs.get("window"),
+             r.attrs.get("window_align"), r.attrs.get("sever"), r.metric, len(r.lengths),
+             _fmt(float(np.nanmean(r.base))), _fmt(float(np.nanmean(r.source)))] for r in results]
+    page.text(_table(["file", "sites", "window", "align", "severed", "metric", "prompts", "mean base (noised)",
+                      "mean source (clean)"], rows, left=2))
+    causal_trace_section(page, results, prompts)
     return page.write(title)
 
 
@@ -312,6 +335,22 @@ def _no_normalised_note(page, r):
     if r.exact is not None and np.isnan(r.gap).all():
         page.text("<p class='note'>No normalised heatmaps: without a source run (mean or zero corruption) there is "
                   "no gap to divide by, and normalised effects are undefined.</p>")
+
+
+def causal_trace_section(page, results, prompts=1):
+    """ROME's figures (analysis/causal_trace.py) from one or more gaussian-noise files."""
+    page.text("<h2>Causal tracing</h2><p class='note'>As ROME (Meng et al. 2022) reports it: the effect of restoring one "
+              "clean state in the noised run, averaged over prompts by the position's role relative to the noised subject "
+              "(a role spanning several positions is first averaged within each prompt; the number beside a role is how "
+              "many prompts have it). Positions before the subject are left out. Blue cells are negative effects.</p>")
+    page.figure(causal_trace.figure(results), "causal_trace", "Restoring the hidden state, the MLP output or the "
+                "attention output at one layer (or a window of layers) and one position, by the token's role.")
+    page.figure(causal_trace.severed_figure(results), "causal_trace_severed", "The hidden state restored at the last "
+                "subject token as is, and with every MLP or attention output at that position held at the noised run "
+                "(ROME's Figure 2): what the severed bars lose is carried by those sublayers.")
+    first = next((r for r in results if r.attrs.get("sever", "none") == "none"), results[0])
+    for p in range(min(prompts, len(first.lengths))):
+        page.figure(causal_trace.prompt_figure(first, p), f"causal_trace_prompt{p}", f"Prompt {p} on its own tokens.")
 
 
 def _layers_section(page, r):

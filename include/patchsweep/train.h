@@ -8,11 +8,13 @@
 #include "patchsweep/core.h"
 #include "patchsweep/model.h"
 
-/* One training sequence: tokens and, per position, the token to predict next (-1: no loss). */
+/* One training sequence: tokens and, per position, the token to predict next (-1: no loss);
+ * for fact recall, where its subject sits (subject_len 0: the task has none). */
 typedef struct {
     int T;
     int tokens[256];
     int targets[256];
+    int subject, subject_len;
 } Example;
 
 /* A task: its vocabulary (word-level, token 0 is "<bos>") and a generator of examples. */
@@ -52,5 +54,8 @@ void head_scores(const Model *m, int n_seq, int run, uint64_t seed, double *indu
 /* Accuracy of the next-token argmax on the task's target positions (or, with last_only, on the
  * last position alone), over n fresh examples. */
 double task_accuracy(const Model *m, const Task *task, int n, uint64_t seed, int last_only);
+/* Up to n distinct examples of a task with subjects that the model answers right (ROME's "known
+ * facts"), as JSONL prompts for a causal-tracing job (clean_text, answer_text, noise_positions). */
+int task_write_known(const Model *m, const Task *task, int n, uint64_t seed, const char *path);
 
 #endif

@@ -45,7 +45,7 @@ static int parse_options(int argc, char **argv, TopOptions *o) {
 typedef struct {
     double *mean_abs, *mean;       /* over the prompts that have the cell; NaN where none */
     int *prompts;                  /* how many prompts have the cell computed */
-    int *estimator_rank[N_ESTIMATES]; /* 1 = largest mean |estimate|, ties sharing a rank; NULL when absent */
+    int *estimator_rank[N_ESTIMATES]; /* 1 = largest mean |estimate|, ties at their block's last rank; NULL when absent */
 } CellTable;
 
 /* Mean over prompts of x (or |x|) per cell, NaN-skipping; NaN for cells outside the site. The
@@ -72,13 +72,15 @@ static int *rank_cells(const double *key, size_t cells) {
     return order;
 }
 
-/* rank[c] = 1 + the number of cells with a strictly larger key: tied cells share a rank (the
- * best their block reaches), so a block of ties at zero reads as one rank, not as an order. */
-static int *shared_ranks(const double *key, size_t cells) {
+/* An estimator's rank of each cell: the number of cells with a key at least as large, so a block
+ * of tied cells all get the block's last rank. The estimator cannot order them; verifying in its
+ * order is sure to reach all of them only there (the analysis package's convention too). A block
+ * of ties at zero reads as one rank at the bottom, not as an order. */
+static int *estimator_ranks(const double *key, size_t cells) {
     int *order = rank_cells(key, cells), *rank = xmalloc(sizeof(int) * cells);
-    for (size_t i = 0; i < cells; i++) {
+    for (size_t i = cells; i-- > 0;) {
         int c = order[i];
-        rank[c] = i > 0 && key[c] == key[order[i - 1]] ? rank[order[i - 1]] : (int)i + 1;
+        rank[c] = i + 1 < cells && key[c] == key[order[i + 1]] ? rank[order[i + 1]] : (int)i + 1;
     }
     free(order);
     return rank;
@@ -99,7 +101,7 @@ static int aggregate(const Results *r, const float *exact, const char *site, Cel
         if (!est) continue;
         double *key = xmalloc(sizeof(double) * cells);
         cell_means(r, est, 1, site, key, NULL);
-        t->estimator_rank[e] = shared_ranks(key, cells);
+        t->estimator_rank[e] = estimator_ranks(key, cells);
         free(key), free(est);
     }
     return PS_OK;
@@ -156,13 +158,17 @@ static double mean_finite(const double *x, int n, int *count) {
 /* Rows of the table: the best cells with want_all = whether they must be present in every prompt. */
 static void print_rows(const Results *r, const CellTable *t, const Tokenizer *tok, const int *order, int k, int want_all) {
     size_t cells = (size_t)r->N * r->S;
+    int rank = 0, previous = -1; /* the table's own rank: tied rows share the first (1, 2, 2, 4) */
     for (size_t i = 0, shown = 0; i < cells && (int)shown < k && !isnan(t->mean_abs[order[i]]); i++) {
         int c = order[i], pos = r->positions[c % r->S];
         if ((t->prompts[c] == r->P) != want_all) continue;
+        shown++;
+        if (previous < 0 || t->mean_abs[c] != t->mean_abs[previous]) rank = (int)shown;
+        previous = c;
         char token[64], pos_text[16];
         token_label(r, tok, pos, token, sizeof token);
         snprintf(pos_text, sizeof pos_text, pos < 0 ? "all" : "%d", pos);
-        printf("%4zu  %-14s %4s  %-14s %7d %12.4g %12.4g", ++shown, r->node_names[c / r->S], pos_text, token,
+        printf("%4d  %-14s %4s  %-14s %7d %12.4g %12.4g", rank, r->node_names[c / r->S], pos_text, token,
                t->prompts[c], t->mean[c], t->mean_abs[c]);
         for (int e = 0; e < N_ESTIMATES; e++)
             if (t->estimator_rank[e]) printf(" %9d", t->estimator_rank[e][c]);
@@ -198,8 +204,8 @@ static void print_table(const Results *r, const CellTable *t, const TopOptions *
         print_rows(r, t, tok, order, o->k, 0);
     }
     if (any_estimator)
-        printf("(estimator columns: the cell's rank by that estimator's mean |estimate| over all cells; tied cells "
-               "share a rank)\n");
+        printf("(estimator columns: the cell's rank by that estimator's mean |estimate| over all cells; cells it "
+               "ties all get the tie block's last rank, where verifying in its order is sure to reach them)\n");
     free(order);
     if (tok) tokenizer_free(tok);
 }

@@ -45,6 +45,23 @@ static int write_model_card(const Model *m, const Recipe *r, double seconds) {
                    "of A. The filler is there so that a previous-token head pays for itself, as it does in natural text: "
                    "on random words alone training found circuits without one, which solve the task as well but are not "
                    "the textbook induction circuit this model is meant to show.\n\n");
+    if (strcmp(r->task->name, "facts") == 0) {
+        fprintf(f, "The task: fact recall, as ROME's causal tracing studies it. 144 people (12 first names x 12 "
+                   "surnames), four relations (`lives in`, `plays the`, `speaks`, `works as a`), each (person, relation) "
+                   "with a fixed object out of six: 576 facts to memorise. A sequence is `<bos>`, a prefix (none, "
+                   "`indeed`, `everyone knows that`, `I heard that`), the person and the relation; the object is the only "
+                   "target.\n\n`known_facts.jsonl`: 40 distinct prompts the model answers right (ROME's \"known facts\"), "
+                   "each with its subject's positions as `noise_positions`, ready for a causal-tracing job "
+                   "(`jobs/causal_trace/`).\n\n");
+        char known[4200];
+        int rc = path_join(known, sizeof known, r->output, "known_facts.jsonl");
+        if (!rc) rc = task_write_known(m, r->task, 40, 3, known);
+        if (rc) {
+            fclose(f);
+            free(ind), free(prev);
+            return rc;
+        }
+    }
     fprintf(f, "## Heads, from attention patterns alone\n\nOn 64 sequences `<bos> A A` (A: 10 distinct random "
                "words), the **induction score** is the mean attention from each position of the second copy to the "
                "word after that word's first occurrence; the **previous-token score** the mean attention from each "

@@ -1,6 +1,7 @@
 /* What a trained model does, read off its attention patterns and its predictions (no patching):
- * induction and previous-token scores per head, and task accuracy. */
+ * induction and previous-token scores per head, task accuracy, and the facts it knows. */
 #include <stdlib.h>
+#include <string.h>
 #include "patchsweep/train.h"
 #include "patchsweep/transformer.h"
 
@@ -59,4 +60,42 @@ double task_accuracy(const Model *m, const Task *task, int n, uint64_t seed, int
         run_cache_free(&acts);
     }
     return total ? (double)right / total : 0.0;
+}
+
+/* ROME's "known facts": up to n distinct examples of a task with subjects whose answer the model
+ * gets right (argmax at the last position), as JSONL prompts for a causal-tracing job: the text,
+ * the answer, and the subject's positions as noise_positions. */
+int task_write_known(const Model *m, const Task *task, int n, uint64_t seed, const char *path) {
+    FILE *f = fopen(path, "w");
+    if (!f) return ps_fail(PS_EUSER, "%s: cannot write", path);
+    Rng rng;
+    rng_seed(&rng, seed, 0x6b6e6f77, 0);
+    int V = m->cfg.vocab, written = 0;
+    Example *kept = xcalloc((size_t)n, sizeof(Example));
+    for (int tries = 0; written < n && tries < 100 * n; tries++) {
+        Example *ex = &kept[written];
+        task->sample(&rng, ex);
+        int seen = 0;
+        for (int k = 0; k < written && !seen; k++)
+            seen = kept[k].T == ex->T && memcmp(kept[k].tokens, ex->tokens, sizeof(int) * (size_t)ex->T) == 0;
+        if (seen || ex->subject_len == 0) continue;
+        RunCache acts;
+        run_cache_init(&acts, &m->cfg, ex->T, 1);
+        run_forward(m, ex->tokens, ex->T, NULL, &acts, NULL, NULL);
+        const float *row = acts.logits + (size_t)(ex->T - 1) * V;
+        int best = 0;
+        for (int v = 1; v < V; v++)
+            if (row[v] > row[best]) best = v;
+        run_cache_free(&acts);
+        if (best != ex->targets[ex->T - 1]) continue;
+        fprintf(f, "{\"clean_text\": \"");
+        for (int t = 0; t < ex->T; t++) fprintf(f, "%s%s", t ? " " : "", task->words[ex->tokens[t]]);
+        fprintf(f, "\", \"answer_text\": \"%s\", \"noise_positions\": [", task->words[best]);
+        for (int i = 0; i < ex->subject_len; i++) fprintf(f, "%s%d", i ? ", " : "", ex->subject + i);
+        fprintf(f, "]}\n");
+        written++;
+    }
+    free(kept);
+    if (fclose(f)) return ps_fail(PS_EUSER, "%s: write error", path);
+    return written == n ? PS_OK : ps_fail(PS_EUSER, "%s: the model knows only %d of the %d facts asked for", path, written, n);
 }

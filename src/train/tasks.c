@@ -54,7 +54,7 @@ static void induction_sample(Rng *rng, Example *ex) {
     for (int i = 2; i < filler; i++, T++) ex->tokens[T] = filler_next(ex->tokens[T - 2]);
     for (int copy = 0; copy < 2; copy++)
         for (int i = 0; i < n; i++) ex->tokens[T++] = run[i];
-    ex->T = T;
+    ex->T = T, ex->subject = ex->subject_len = 0;
     for (int t = 0; t < T; t++) ex->targets[t] = -1;
     for (int t = 2; t + 1 < 1 + filler; t++) ex->targets[t] = ex->tokens[t + 1]; /* = p(the word before t) */
     for (int i = 0; i + 1 < n; i++) ex->targets[T - n + i] = run[i + 1];
@@ -106,7 +106,7 @@ static void ioi_fill(Example *ex, int template, int a, int b, int subject_first)
         ex->tokens[T++] = strcmp(w, "A") == 0 ? a : strcmp(w, "B") == 0 ? b : strcmp(w, "S") == 0 ? (subject_first ? a : b)
                                                                                                    : ioi_word(w);
     }
-    ex->T = T;
+    ex->T = T, ex->subject = ex->subject_len = 0;
     for (int t = 0; t < T; t++) ex->targets[t] = -1;
     ex->targets[T - 1] = subject_first ? b : a; /* the indirect object: the name said once */
 }
@@ -136,10 +136,60 @@ static void ioi_heldout_sample(Rng *rng, Example *ex) {
     ioi_fill(ex, template, a, b, uniform_int(rng, 0, 1));
 }
 
+/* facts: fact recall, the task ROME's causal tracing studies (Meng et al. 2022). A subject is a
+ * first name and a surname (12 x 12 = 144 people); each has, for each of four relations, an
+ * object drawn once from that relation's six (a fixed table, so the model must memorise 576
+ * facts). "<bos> [prefix] Ada Baker plays the" -> piano. The prefix (none, or one of three) moves
+ * the subject, so a job's prompts have subjects at different positions. Only the object is a
+ * target: nothing else in the sequence can be predicted. */
+enum { FACT_NAMES = 12, FACT_RELATIONS = 4, FACT_OBJECTS = 6, FACT_PREFIXES = 4 };
+static const char *const fact_words[] = {
+    "<bos>", "Ada", "Ben", "Cora", "Dov", "Eli", "Fay", "Gus", "Hal", "Ivy", "Jon", "Kim", "Lev",
+    "Abbot", "Baker", "Carver", "Dalton", "Ellis", "Fisher", "Garner", "Hollis", "Irving", "Jensen", "Keller", "Lowell",
+    "lives", "in", "plays", "the", "speaks", "works", "as", "a",
+    "Paris", "Rome", "Oslo", "Cairo", "Lima", "Tokyo",
+    "piano", "violin", "drums", "flute", "guitar", "cello",
+    "French", "Italian", "Norwegian", "Arabic", "Spanish", "Japanese",
+    "doctor", "farmer", "pilot", "chef", "nurse", "lawyer",
+    "indeed", "everyone", "knows", "that", "I", "heard",
+};
+enum { FACT_VOCAB = sizeof fact_words / sizeof fact_words[0], FACT_FIRST = 1, FACT_SURNAME = 13, FACT_OBJECT = 33 };
+static const char *const fact_relations[FACT_RELATIONS][4] = {
+    {"lives", "in"}, {"plays", "the"}, {"speaks"}, {"works", "as", "a"}};
+static const char *const fact_prefixes[FACT_PREFIXES][4] = {{NULL}, {"indeed"}, {"everyone", "knows", "that"}, {"I", "heard", "that"}};
+
+static int fact_word(const char *w) {
+    for (int i = 0; i < FACT_VOCAB; i++)
+        if (strcmp(fact_words[i], w) == 0) return i;
+    return 0;
+}
+
+/* The object of (person, relation): the fixed table, drawn from its own stream. */
+static int fact_object(int person, int relation) {
+    Rng r;
+    rng_seed(&r, 0x66616374, (uint64_t)person, (uint64_t)relation);
+    return FACT_OBJECT + relation * FACT_OBJECTS + (int)(rng_uniform(&r) * FACT_OBJECTS);
+}
+
+static void facts_sample(Rng *rng, Example *ex) {
+    int person = uniform_int(rng, 0, FACT_NAMES * FACT_NAMES - 1), relation = uniform_int(rng, 0, FACT_RELATIONS - 1);
+    int prefix = uniform_int(rng, 0, FACT_PREFIXES - 1), T = 0;
+    ex->tokens[T++] = 0;
+    for (int i = 0; i < 4 && fact_prefixes[prefix][i]; i++) ex->tokens[T++] = fact_word(fact_prefixes[prefix][i]);
+    ex->subject = T, ex->subject_len = 2;
+    ex->tokens[T++] = FACT_FIRST + person / FACT_NAMES;
+    ex->tokens[T++] = FACT_SURNAME + person % FACT_NAMES;
+    for (int i = 0; i < 4 && fact_relations[relation][i]; i++) ex->tokens[T++] = fact_word(fact_relations[relation][i]);
+    ex->T = T;
+    for (int t = 0; t < T; t++) ex->targets[t] = -1;
+    ex->targets[T - 1] = fact_object(person, relation);
+}
+
 static const Task tasks[] = {
     {"induction", 64, words, induction_sample},
     {"ioi", IOI_VOCAB, ioi_words, ioi_sample},
     {"ioi-heldout", IOI_VOCAB, ioi_words, ioi_heldout_sample},
+    {"facts", FACT_VOCAB, fact_words, facts_sample},
 };
 
 const Task *task_find(const char *name) {
