@@ -1,21 +1,22 @@
 """Reading and picturing patchsweep results files.
 
     import analysis
-    r = analysis.load("results/induction.h5")
+    r = analysis.load("results/induction.h5")      # metric="kl": another of the job's metrics
     r.exact                 # [prompt, node, position], NaN where not computed
+    r.metrics, r.metric     # the file's metrics and the one read; r.for_metric("prob") for another
     r.node_names[:4], r.positions, r.token_strings[0]
     analysis.report("results/induction.h5", "results/induction-report")   # index.html + PNGs
 
-Command line: python3 -m analysis report RESULTS.h5 -o DIR [-k 20] [--hide-trivial] [--prompts 3]
+Command line: python3 -m analysis report RESULTS.h5 -o DIR [-k 20] [--metric M] [--hide-trivial] [--prompts 3]
 """
 from .results import Results, load
 from .metrics import (bound_check, cell_importance, estimator_agreement, estimator_disagreements, estimator_ranks,
-                      estimator_score, false_negatives, normalized, random_order_cost, recall_within_budget, true_ranks,
+                      estimator_score, false_negatives, metric_agreement, normalized, random_order_cost, recall_within_budget, true_ranks,
                       trivial_cells, verification_cost, zero_ties)
 
 __all__ = ["Results", "load", "normalized", "cell_importance", "estimator_score", "estimator_ranks", "true_ranks",
            "verification_cost", "random_order_cost", "recall_within_budget", "false_negatives", "zero_ties",
-           "estimator_agreement", "estimator_disagreements", "trivial_cells",
+           "estimator_agreement", "estimator_disagreements", "metric_agreement", "trivial_cells",
            "bound_check", "report", "trace_report"]
 
 

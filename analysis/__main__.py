@@ -1,4 +1,4 @@
-"""python3 -m analysis report RESULTS.h5 -o DIR [-k 20] [--hide-trivial] [--prompts 3]
+"""python3 -m analysis report RESULTS.h5 -o DIR [-k 20] [--metric M] [--hide-trivial] [--prompts 3]
 python3 -m analysis trace RESULTS.h5 [RESULTS.h5 ...] -o DIR [--prompts 3]"""
 import argparse
 import sys
@@ -13,6 +13,7 @@ def main(argv=None):
     rep.add_argument("results", help="a patchsweep results file (.h5), finished or not")
     rep.add_argument("-o", "--output", required=True, help="folder to write index.html and the figures into")
     rep.add_argument("-k", type=int, default=20, help="size of the top-k tables (default 20)")
+    rep.add_argument("--metric", help="which of the file's metrics to read (default the job's first)")
     rep.add_argument("--hide-trivial", action="store_true",
                      help="leave out of the top tables the residual-stream cells at positions where the base and "
                           "source inputs differ (their effect is the corruption itself)")
@@ -33,7 +34,7 @@ def main(argv=None):
         return 0
     try:
         index = report(args.results, args.output, k=args.k, hide_trivial=args.hide_trivial,
-                       prompts=args.prompts)
+                       prompts=args.prompts, metric=args.metric)
     except (OSError, ValueError, KeyError) as e:
         print(f"analysis: {args.results}: {e}", file=sys.stderr)
         return 2

@@ -103,12 +103,13 @@ class Top:
         return labels[s] + (" †" if self.trivial[n, s] else "")
 
 
-def build_report(path, out_dir, k=20, hide_trivial=False, prompts=3):
+def build_report(path, out_dir, k=20, hide_trivial=False, prompts=3, metric=None):
     """Writes out_dir/index.html and its figures; returns the index path. k: size of the top
     tables; hide_trivial: leave trivial residual-stream cells out of them (metrics.trivial_cells:
     a residual-stream site at a position where the base and source inputs differ); prompts: how
-    many prompts, from the first, get a section of their own."""
-    r = load(path)
+    many prompts, from the first, get a section of their own; metric: which of the file's metrics
+    the report reads (default the job's first)."""
+    r = load(path, metric)
     os.makedirs(out_dir, exist_ok=True)
     page = Page(out_dir)
     top = Top(r, k, hide_trivial)
@@ -121,6 +122,8 @@ def build_report(path, out_dir, k=20, hide_trivial=False, prompts=3):
     _baselines(page, r, top)
     if r.exact is not None:
         _largest_effects(page, r, top)
+    if len(r.metrics) > 1:
+        _metrics_section(page, r, k)
     if causal_trace.traceable(r):
         causal_trace_section(page, [r], prompts)
     _layers_section(page, r)
@@ -280,6 +283,33 @@ def _baselines(page, r, top):
         page.text(_table(["cell", "ratio of means", "mean of ratios"],
                          [[f"{r.node_names[n]} @ position {r.positions[s]}", _fmt(ratio_of_means[n, s], 3), _fmt(mean_of_ratios[n, s], 3)]
                           for n, s in cells]))
+
+
+def _metrics_section(page, r, k):
+    """The job's metrics side by side: each one's baselines and largest cells, and how far its
+    ranking of the cells agrees with the metric this report reads."""
+    page.text("<h2>Metrics compared</h2>")
+    page.text(f"<p>The job read every patched run as {len(r.metrics)} metrics; this report reads "
+              f"<b>{html.escape(r.metric)}</b> (<code>--metric</code> picks another). Below, each metric's mean "
+              f"baselines, its five largest cells by mean |effect| over prompts, and the agreement of its ranking of "
+              f"the cells with {html.escape(r.metric)}'s: Spearman's rho and the fraction of {html.escape(r.metric)}'s "
+              f"true top {k} within the other's first {k}.</p>")
+    rows = []
+    for m in r.metrics:
+        other = r.for_metric(m)
+        row = [m, _fmt(float(np.nanmean(other.base))), _fmt(float(np.nanmean(other.source)))]
+        if r.exact is None:
+            rows.append(row + ["", "", ""])
+            continue
+        importance = metrics.cell_importance(other)
+        order = np.argsort(-np.where(np.isfinite(importance), importance, -np.inf), axis=None, kind="stable")[:5]
+        cells = [np.unravel_index(i, importance.shape) for i in order]
+        row.append(", ".join(f"{r.node_names[n]}@{r.positions[s]}" for n, s in cells))
+        agree = metrics.metric_agreement(r, r.metric, m, k=k)
+        row += [_fmt(agree["spearman"], 3), _fmt(agree["top_k_a_in_b"], 3)]
+        rows.append(row)
+    page.text(_table(["metric", "mean base", "mean source", "largest cells (node@position)", f"rho with {r.metric}",
+                      f"{r.metric}'s top {k} in its first {k}"], rows))
 
 
 def _largest_effects(page, r, top):

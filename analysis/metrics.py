@@ -261,6 +261,24 @@ def estimator_agreement(results, a, b, k=20, how="mean_abs"):
             "zero_a_not_b": int(((x == 0) & (y != 0)).sum()), "zero_b_not_a": int(((y == 0) & (x != 0)).sum())}
 
 
+def metric_agreement(results, a, b, k=20, how="mean_abs"):
+    """How far two of the file's metrics (results.metrics) rank the cells by exact importance
+    alike: spearman (ties at their average rank) and top_k_a_in_b / top_k_b_in_a (the fraction
+    of one metric's true top k within the other's first k) over the cells both have, as
+    estimator_agreement does for two estimators. Does a circuit found with logit difference
+    hold up under KL?"""
+    ia = cell_importance(results.for_metric(a), how)
+    ib = cell_importance(results.for_metric(b), how)
+    both = np.isfinite(ia) & np.isfinite(ib)
+    x, y = ia[both], ib[both]
+    spearman = float(np.corrcoef(_average_ranks(x), _average_ranks(y))[0, 1]) \
+        if x.size > 1 and np.ptp(x) > 0 and np.ptp(y) > 0 else float("nan")
+    ia, ib = np.where(both, ia, np.nan), np.where(both, ib, np.nan)
+    return {"cells": int(both.sum()), "spearman": spearman,
+            "top_k_a_in_b": float(recall_within_budget(ia, ib, k, [k])[0]),
+            "top_k_b_in_a": float(recall_within_budget(ib, ia, k, [k])[0])}
+
+
 def estimator_disagreements(results, estimator, reference, k=20, budget=None, how="mean_abs", limit=15):
     """false_negatives with another estimator in place of the exact effects: cells of the
     reference's top k (its rank <= k, ties sharing the first) that `estimator` ranks below

@@ -1,4 +1,5 @@
 """load(): a results file (docs/results.md) as labelled numpy arrays."""
+import copy
 import json
 import os
 
@@ -6,7 +7,7 @@ import h5py
 import numpy as np
 
 ESTIMATORS = ("atp", "atp_qk", "atp_star")
-EFFECTS = ("exact",) + ESTIMATORS  # the datasets of /effects, each [P, N, S]
+EFFECTS = ("exact",) + ESTIMATORS  # the datasets of /effects, each [P, N, S, M]
 
 
 def _text(value):
@@ -49,8 +50,12 @@ def _strings(names, tokens):
 
 
 class Results:
-    """Everything in one results file. Arrays are numpy; effects are [prompt, node, position].
+    """Everything in one results file, read as one of its metrics. Arrays are numpy; effects are
+    [prompt, node, position] of the selected metric.
 
+    metrics           the file's metrics, in the job's order (format 2 has a metric axis)
+    metric            the selected one (load(path, metric=...); default the first)
+    for_metric(name)  the same file read as another of its metrics (no second read of the file)
     exact             float32 [P, N, S] (None for an estimates-only job); NaN = not computed
     estimates         {"atp": ..., "atp_qk": ..., "atp_star": ...}: the ones the file holds
     node_names, node_sites: lists of str; node_layers, node_heads, node_neurons: int arrays
@@ -64,7 +69,7 @@ class Results:
     job, model_config dicts; attrs: every root attribute
     """
 
-    def __init__(self, path):
+    def __init__(self, path, metric=None):
         self.path = path
         with h5py.File(path, "r") as f:
             self.attrs = {k: (_text(v) if isinstance(v, (bytes, str)) else v.item() if hasattr(v, "item") else v)
@@ -73,7 +78,7 @@ class Results:
                 raise ValueError(f"{path}: not a patchsweep results file")
             self.job = json.loads(self.attrs["job"])
             self.model_config = json.loads(self.attrs["model_config"])
-            self._read_effects(f)
+            self._read_effects(f, metric)
             self.node_names = [_text(n) for n in f["nodes/name"][()]]
             self.node_sites = [_text(n) for n in f["nodes/site"][()]]
             self.node_layers = f["nodes/layer"][()]
@@ -114,12 +119,37 @@ class Results:
         self.token_strings = _strings(names, self.base_tokens)
         self.source_token_strings = _strings(names, self.source_tokens)
 
-    def _read_effects(self, f):
-        """Every read of /effects and /baseline is here, so a later metric axis changes one place."""
-        self.exact = f["effects/exact"][()] if "effects/exact" in f else None
-        self.estimates = {e: f[f"effects/{e}"][()] for e in ESTIMATORS if f"effects/{e}" in f}
-        self.base = f["baseline/base"][()]
-        self.source = f["baseline/source"][()]
+    def _read_effects(self, f, metric):
+        """Every read of /effects and /baseline: all metrics are kept ([..., M]) and one is selected.
+        A format-1 file (no metric axis; its metric in the attribute only) reads as M = 1."""
+        version = int(self.attrs.get("format_version", 1))
+        if version == 1:
+            self.metrics = [self.attrs.get("metric", "")]
+            axis = (lambda a: a[..., None])
+        else:
+            self.metrics = [_text(m) for m in f["metrics"][()]]
+            axis = (lambda a: a)
+        self._all = {e: axis(f[f"effects/{e}"][()]) for e in EFFECTS if f"effects/{e}" in f}
+        self._all["base"], self._all["source"] = axis(f["baseline/base"][()]), axis(f["baseline/source"][()])
+        self._select(metric)
+
+    def _select(self, metric):
+        if metric is None:
+            metric = self.metrics[0]
+        if metric not in self.metrics:
+            raise ValueError(f"{self.path} holds no metric {metric!r}; it holds: {', '.join(self.metrics)}")
+        k = self.metrics.index(metric)
+        self.metric = metric
+        self.exact = self._all["exact"][..., k] if "exact" in self._all else None
+        self.estimates = {e: self._all[e][..., k] for e in ESTIMATORS if e in self._all}
+        self.base, self.source = self._all["base"][..., k], self._all["source"][..., k]
+
+    def for_metric(self, metric):
+        """This file read as another of its metrics: a copy sharing every array but the
+        selected metric's views."""
+        other = copy.copy(self)
+        other._select(metric)
+        return other
 
     # -- effects ------------------------------------------------------------------------------
     def effects(self, name="exact"):
@@ -142,10 +172,6 @@ class Results:
     @property
     def complete(self):
         return bool(self.attrs.get("complete", 0))
-
-    @property
-    def metric(self):
-        return self.attrs.get("metric", "")
 
     def nodes(self, site=None, layer=None):
         """Indices of the nodes of a site (and layer)."""
@@ -180,7 +206,8 @@ class Results:
         return seconds / (cells * samples) if cells else float("nan")
 
 
-def load(path):
+def load(path, metric=None):
     """Loads a results file, finished or not (a running or killed sweep: not-yet-computed cells
-    are NaN and `computed` says which are)."""
-    return Results(path)
+    are NaN and `computed` says which are), read as `metric` (one of r.metrics; default the
+    job's first). r.for_metric(name) gives the others."""
+    return Results(path, metric)

@@ -36,10 +36,10 @@ int main(int argc, char **argv) {
     for (int i = 0; i < reps; i++) run_forward(&m, job.prompts[0].clean, T, NULL, &run, NULL, NULL);
     double forward = (now_seconds() - t0) / reps;
     t0 = now_seconds();
-    for (int i = 0; i < reps; i++) metric_backward(&m, &r, 0, &grads, &w);
+    for (int i = 0; i < reps; i++) metric_backward(&m, &r, 0, 0, &grads, &w);
     double backward = (now_seconds() - t0) / reps;
 
-    size_t cells = (size_t)plan.n_nodes * plan.n_positions;
+    size_t cells = (size_t)plan.n_nodes * plan.n_positions * job.n_metrics;
     float *out[N_ESTIMATES] = {alloc_floats(cells), alloc_floats(cells), alloc_floats(cells)};
     double seconds[N_ESTIMATES];
     Attributor *a = attrib_new(&m, T);

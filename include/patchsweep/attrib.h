@@ -36,14 +36,15 @@ double qk_fix_query(const LayerView *v, int head, int pos);
  * pos; O(T^2) per head through the closed form for one changed logit per row. */
 void qk_fix_key(const LayerView *v, int kv_head, const int *positions, int n_positions, double *out);
 
-/* The metric's gradient at the base run of noise sample s, every layer. */
-void metric_backward(const Model *m, const PromptRuns *r, int s, RunCache *grads, MetricWork *w);
+/* The gradient of the job's metric number `metric` at the base run of noise sample s, every layer. */
+void metric_backward(const Model *m, const PromptRuns *r, int s, int metric, RunCache *grads, MetricWork *w);
 
 typedef struct Attributor Attributor;
 Attributor *attrib_new(const Model *m, int max_T);
 void attrib_free(Attributor *a);
-/* Estimates of prompt r for every node of the plan at every position column: out[e][n*S + j]
- * for each estimator e the job asks for (out[e] NULL for the others; NaN past the prompt's end).
+/* Estimates of prompt r for every node of the plan at every position column and metric:
+ * out[e][(n*S + j)*M + k] for each estimator e the job asks for (out[e] NULL for the others; NaN
+ * past the prompt's end); each metric has its own backward passes.
  * seconds[e] is each estimator's compute time, cumulative: atp_qk includes atp's backward and
  * dot products, atp_star includes atp_qk's. */
 void attrib_estimates(Attributor *a, const Job *job, const Plan *plan, const PromptRuns *r, float *out[N_ESTIMATES],

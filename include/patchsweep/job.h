@@ -10,7 +10,7 @@
 
 typedef enum { CORR_PAIR, CORR_GAUSSIAN, CORR_MEAN, CORR_ZERO, CORR_RESAMPLE } Corruption;
 typedef enum { DIR_DENOISE, DIR_NOISE } Direction;
-typedef enum { METRIC_LOGIT_DIFF, METRIC_LOGPROB, METRIC_PROB, METRIC_KL } MetricKind;
+typedef enum { METRIC_LOGIT_DIFF, METRIC_LOGPROB, METRIC_PROB, METRIC_KL, N_METRICS } MetricKind;
 typedef enum { EST_ATP, EST_ATP_QK, EST_ATP_STAR, N_ESTIMATES } Estimate;
 typedef enum { POS_EACH, POS_ALL, POS_LIST } PositionMode;
 
@@ -46,7 +46,8 @@ typedef struct {
     int noise_samples;
     uint64_t seed;       /* gaussian noise and resample permutation */
     Direction direction;
-    MetricKind metric;
+    MetricKind metrics[N_METRICS]; /* what each patched run is read as, in the job's order: the metric */
+    int n_metrics;                 /* axis of every result (docs/results.md) */
     Site sites[N_SITES];
     int n_sites;
     PositionMode positions;

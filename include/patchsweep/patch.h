@@ -9,7 +9,8 @@
 
 /* ---- metrics: read at the last position ------------------------------------------------ */
 typedef struct {
-    MetricKind kind;
+    const MetricKind *kinds;      /* the job's metrics, in order */
+    int n_kinds;
     int answer, wrong;
     const double *clean_logprobs; /* [V], the clean run's log-probabilities (kl only) */
 } MetricSpec;
@@ -19,11 +20,12 @@ typedef struct {
     int cap;
 } MetricWork;
 
-/* out[i] = metric of the model whose final residual (before the final norm) at the last
- * position is resid[i] ([n, d]). */
+/* out[i * n_kinds + k] = metric k of the model whose final residual (before the final norm) at
+ * the last position is resid[i] ([n, d]). Each metric's value is the same, bit for bit, whatever
+ * the other metrics read alongside it. */
 void metric_rows(const Model *m, const MetricSpec *spec, const float *resid, int n, double *out, MetricWork *w);
-/* dL/d(final residual row) for L = the metric read off resid_row ([d]); out is overwritten. */
-void metric_grad(const Model *m, const MetricSpec *spec, const float *resid_row, float *out, MetricWork *w);
+/* dL/d(final residual row) for L = the metric spec->kinds[which] read off resid_row ([d]); out is overwritten. */
+void metric_grad(const Model *m, const MetricSpec *spec, int which, const float *resid_row, float *out, MetricWork *w);
 /* log-softmax of the logits of one final residual row, in double ([V]). */
 void final_logprobs(const Model *m, const float *resid_row, double *out, MetricWork *w);
 void metric_work_free(MetricWork *w);
@@ -61,7 +63,8 @@ typedef struct {
     const float **base_noise;       /* [n_samples]: embedding noise of each base run (or NULL) */
     const RunCache **base;          /* [n_samples] */
     const RunCache **source;        /* [n_samples]; NULL entries patch zeros */
-    double *base_metric, *source_metric; /* [n_samples]; source is NaN where there is no source run */
+    int n_metrics;
+    double *base_metric, *source_metric; /* [n_samples, n_metrics]; source is NaN where there is no source run */
     double *clean_logprobs;         /* [V] */
     MetricSpec spec;
     /* owned storage */
@@ -96,8 +99,8 @@ void engine_free(Engine *e);
 void engine_set_poll(Engine *e, void (*poll)(void *ctx), void *ctx);
 
 /* Effects of patching nodes (site, layer, index = index0..index0+n-1) of one prompt at the
- * given positions: out[k * n_positions + j] = mean over noise samples of
- * metric(patched) - metric(base), NaN where the position is past the prompt. */
+ * given positions: out[(k * n_positions + j) * n_metrics + i] = mean over noise samples of
+ * metric i (patched) - metric i (base), NaN where the position is past the prompt. */
 void engine_effects(Engine *e, const Job *job, const PromptRuns *r, Site site, int layer, int index0, int n,
                     const int *positions, int n_positions, float *out);
 /* Same values, one full forward pass per patch. */
@@ -106,7 +109,8 @@ void engine_effects_naive(Engine *e, const Job *job, const PromptRuns *r, Site s
 
 /* Effect of patching every node of a set at once (nodes at one site, so none contains another):
  * the mean over noise samples of metric(patched) - metric(base), one full forward pass per
- * sample. patches[i].src is ignored: each sample patches in its own source run. */
-double engine_joint_effect(Engine *e, const PromptRuns *r, Patch *patches, int n);
+ * sample, for the job's metric number `metric`. patches[i].src is ignored: each sample patches
+ * in its own source run. */
+double engine_joint_effect(Engine *e, const PromptRuns *r, Patch *patches, int n, int metric);
 
 #endif

@@ -10,21 +10,24 @@
 typedef struct {
     char path[4096];
     hid_t file;
-    int P, N, S, T;           /* prompts, nodes, position columns, longest prompt */
+    int P, N, S, T, M;        /* prompts, nodes, position columns, longest prompt, metrics */
+    char **metrics;           /* [M] */
+    int metric;               /* the metric read: results_read_cells and base/source are its values */
     char **node_names;        /* [N] */
     char **node_sites;        /* [N] */
     int *positions;           /* [S]: a position, or -1 for "all positions at once" */
     int *base_tokens;         /* [P, T], -1 past a prompt's end */
     int *length;              /* [P] */
-    double *base, *source;    /* [P] baselines */
-    char *metric, *direction, *corruption, *model_dir, *model_config, *job_fingerprint; /* attributes */
+    double *base, *source;    /* [P] baselines of the metric read */
+    char *direction, *corruption, *model_dir, *model_config, *job_fingerprint; /* attributes */
 } Results;
 
-/* Opens and checks path (for writing too when writable, to add /bound). PS_EUSER with one line
- * when it is missing, unreadable, not a patchsweep results file, or damaged. */
-int results_open(Results *r, const char *path, int writable);
-/* /effects/<name> ([P, N, S] floats, malloc'd) into *out; *out = NULL and PS_OK when the file
- * has no such dataset, PS_EUSER when it has one of another shape or type. */
+/* Opens and checks path (for writing too when writable, to add /bound), to read the metric named
+ * `metric` (NULL: the file's first). PS_EUSER with one line when it is missing, unreadable, not a
+ * patchsweep results file of this format, damaged, or without that metric. */
+int results_open(Results *r, const char *path, int writable, const char *metric);
+/* /effects/<name> of the metric read ([P, N, S] floats, malloc'd) into *out; *out = NULL and
+ * PS_OK when the file has no such dataset, PS_EUSER when it has one of another shape or type. */
 int results_read_cells(const Results *r, const char *name, float **out);
 void results_close(Results *r);
 

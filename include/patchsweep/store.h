@@ -10,7 +10,8 @@
 #include "patchsweep/bound.h"
 #include "patchsweep/plan.h"
 
-#define RESULTS_FORMAT_VERSION 1
+/* 2: every result has a metric axis (effects [P, N, S, M], baselines [P, M], /metrics). */
+#define RESULTS_FORMAT_VERSION 2
 
 typedef struct {
     hid_t file;
@@ -19,7 +20,7 @@ typedef struct {
     hid_t base, source;            /* baseline/base, baseline/source */
     hid_t done, seconds, rank;     /* progress/done, progress/seconds, progress/rank */
     hid_t estimator_seconds;       /* progress/estimator_seconds [U, N_ESTIMATES] */
-    int n_prompts, n_nodes, n_positions, n_units;
+    int n_prompts, n_nodes, n_positions, n_units, n_metrics;
     char path[4096];
 } Store;
 
@@ -30,10 +31,11 @@ int store_open(Store *s, const Job *job, const Plan *plan, const Model *m, uint6
 /* Reads /progress/done into done[n_units] (independent). */
 int store_read_done(Store *s, uint8_t *done);
 /* Writes one finished unit: values[0] = exact effects, values[1 + e] = estimator e (NULL where
- * not computed), each [n_nodes, n_positions]; the prompt's baselines; its compute time, each
- * estimator's time (NULL for exact units) and rank; then its done flag. Independent. */
-int store_write_unit(Store *s, const Plan *plan, int unit, const float *values[1 + N_ESTIMATES], double base_metric,
-                     double source_metric, double seconds, const double estimator_seconds[N_ESTIMATES], int rank);
+ * not computed), each [n_nodes, n_positions, n_metrics]; the prompt's baselines ([n_metrics]);
+ * its compute time, each estimator's time (NULL for exact units) and rank; then its done flag.
+ * Independent. */
+int store_write_unit(Store *s, const Plan *plan, int unit, const float *values[1 + N_ESTIMATES], const double *base_metric,
+                     const double *source_metric, double seconds, const double estimator_seconds[N_ESTIMATES], int rank);
 /* Marks the file complete (or not), records the rank count and this run's seconds spent on
  * base/source runs, and the compute seconds of the exact sweep and each estimator summed over
  * every unit done so far (so they add up across resumed runs); collective. */
@@ -57,6 +59,8 @@ void bound_file_close(BoundFile *bf);
 /* Sets a scalar attribute, replacing one of the same name. */
 void h5_set_string_attr(hid_t obj, const char *name, const char *value);
 void h5_set_number_attr(hid_t obj, const char *name, hid_t type, const void *value);
+/* The value of a scalar integer attribute, or missing when it is absent or unreadable. */
+int h5_int_attr(hid_t obj, const char *name, int missing);
 /* The value of a fixed-length string attribute (malloc'd), or NULL. */
 char *h5_string_attr(hid_t obj, const char *name);
 /* A whole numeric dataset converted to type (malloc'd), its shape in dims and *rank; NULL when

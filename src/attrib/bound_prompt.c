@@ -97,7 +97,7 @@ void bound_prompt(BoundWork *w, int p, const float *estimates, PromptBound *out)
             job_window(w->job, node->layer, w->m->cfg.n_layer, &first, &last);
             w->patches[n++] = (Patch){node->site, first, last, node->index, plan->positions[c % S], NULL};
         }
-        out->subset_effect[k] = U ? engine_joint_effect(w->engine, &runs, w->patches, n) : 0.0;
+        out->subset_effect[k] = U ? engine_joint_effect(w->engine, &runs, w->patches, n, 0) : 0.0;
     }
     int samples = runs.n_samples;
     prompt_runs_free(&runs);

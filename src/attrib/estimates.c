@@ -84,8 +84,10 @@ static void node_estimate(Attributor *a, const PromptRuns *r, int s, const Node 
     }
 }
 
-void attrib_estimates(Attributor *a, const Job *job, const Plan *plan, const PromptRuns *r, float *out[N_ESTIMATES],
-                      double seconds[N_ESTIMATES]) {
+/* The estimates for the job's metric number k, into out[e][(n*S + j)*M + k]; adds each
+ * estimator's time to seconds. */
+static void metric_estimates(Attributor *a, const Job *job, const Plan *plan, const PromptRuns *r, int k,
+                             float *out[N_ESTIMATES], double seconds[N_ESTIMATES]) {
     const ModelConfig *c = &a->m->cfg;
     int N = plan->n_nodes, S = plan->n_positions, L = c->n_layer, samples = r->n_samples;
     int want_qk = out[EST_ATP_QK] || out[EST_ATP_STAR], want_star = out[EST_ATP_STAR] != NULL;
@@ -97,7 +99,7 @@ void attrib_estimates(Attributor *a, const Job *job, const Plan *plan, const Pro
     resize(a, r->T);
     for (int s = 0; s < samples; s++) {
         double t0 = now_seconds();
-        metric_backward(a->m, r, s, &a->grad, &a->work);
+        metric_backward(a->m, r, s, k, &a->grad, &a->work);
         double t1 = now_seconds();
         for (int n = 0; n < N; n++) node_estimate(a, r, s, &plan->nodes[n], job, 0, -1, plan->positions, S, plain + (size_t)n * S);
         double t2 = now_seconds();
@@ -142,13 +144,20 @@ void attrib_estimates(Attributor *a, const Job *job, const Plan *plan, const Pro
         for (size_t i = 0; i < cells; i++) sum[EST_ATP][i] += plain[i], sum[EST_ATP_QK][i] += fixed[i];
         t_backward += t1 - t0, t_atp += t2 - t1, t_fix += t3 - t2, t_drop += t4 - t3;
     }
+    int M = r->n_metrics;
     for (int e = 0; e < N_ESTIMATES; e++) {
         if (out[e])
-            for (size_t i = 0; i < cells; i++) out[e][i] = (float)(sum[e][i] / samples);
+            for (size_t i = 0; i < cells; i++) out[e][i * M + k] = (float)(sum[e][i] / samples);
         free(sum[e]);
     }
-    seconds[EST_ATP] = t_backward + t_atp;
-    seconds[EST_ATP_QK] = seconds[EST_ATP] + t_fix;
-    seconds[EST_ATP_STAR] = seconds[EST_ATP_QK] + t_drop;
+    seconds[EST_ATP] += t_backward + t_atp;
+    seconds[EST_ATP_QK] += t_backward + t_atp + t_fix;
+    seconds[EST_ATP_STAR] += t_backward + t_atp + t_fix + t_drop;
     free(plain), free(fixed), free(star), free(col);
+}
+
+void attrib_estimates(Attributor *a, const Job *job, const Plan *plan, const PromptRuns *r, float *out[N_ESTIMATES],
+                      double seconds[N_ESTIMATES]) {
+    for (int e = 0; e < N_ESTIMATES; e++) seconds[e] = 0.0;
+    for (int k = 0; k < r->n_metrics; k++) metric_estimates(a, job, plan, r, k, out, seconds);
 }

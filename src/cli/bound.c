@@ -119,7 +119,7 @@ static int choose(const Job *job, const BoundOptions *o, Site *site, Estimate *b
 static int open_results(const Job *job, const Model *m, Results *r) {
     if (!file_exists(job->output))
         return ps_fail(PS_EUSER, "bound: %s does not exist; run the job first (patchsweep run %s)", job->output, job->path);
-    int rc = results_open(r, job->output, 1);
+    int rc = results_open(r, job->output, 1, NULL); /* the job's first metric */
     if (rc) return rc;
     char want[32];
     snprintf(want, sizeof want, "%016llx", (unsigned long long)job_fingerprint(job, m->fingerprint));

@@ -44,9 +44,12 @@ int cmd_plan(int argc, char **argv) {
     printf(")\n");
     printf("positions  %d (%s)\n", plan.n_positions,
            job.positions == POS_ALL ? "all at once" : job.positions == POS_EACH ? "each" : "listed");
-    printf("corruption %s, direction %s, metric %s, window %d%s, noise samples %d\n", corruption_name(job.corruption),
-           direction_name(job.direction), metric_name(job.metric), job.window, job.window_center ? " (centred)" : "",
-           job_samples(&job));
+    char metrics[64] = "";
+    for (int k = 0; k < job.n_metrics; k++)
+        snprintf(metrics + strlen(metrics), sizeof metrics - strlen(metrics), "%s%s", k ? ", " : "", metric_name(job.metrics[k]));
+    printf("corruption %s, direction %s, metric%s %s, window %d%s, noise samples %d\n", corruption_name(job.corruption),
+           direction_name(job.direction), job.n_metrics > 1 ? "s" : "", metrics, job.window,
+           job.window_center ? " (centred)" : "", job_samples(&job));
     if (job.sever != N_SITES)
         printf("severed    %s held at the base run at the patched position in every layer\n", site_name(job.sever));
     printf("patches    %lld patched runs\n", st.patches);

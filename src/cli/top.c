@@ -16,12 +16,12 @@
 static const char *const estimator_names[N_ESTIMATES] = {"atp", "atp_qk", "atp_star"};
 
 typedef struct {
-    const char *path, *site;
+    const char *path, *site, *metric;
     int k;
 } TopOptions;
 
 static int parse_options(int argc, char **argv, TopOptions *o) {
-    *o = (TopOptions){NULL, NULL, 20};
+    *o = (TopOptions){NULL, NULL, NULL, 20};
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-k") == 0 && i + 1 < argc) {
             char *end;
@@ -32,6 +32,8 @@ static int parse_options(int argc, char **argv, TopOptions *o) {
             Site s;
             o->site = argv[++i];
             if (site_from_name(o->site, &s)) return ps_fail(PS_EUSER, "top: --site \"%s\" is not a site", o->site);
+        } else if (strcmp(argv[i], "--metric") == 0 && i + 1 < argc) {
+            o->metric = argv[++i];
         } else if (argv[i][0] != '-' && !o->path) {
             o->path = argv[i];
         } else {
@@ -181,7 +183,7 @@ static void print_table(const Results *r, const CellTable *t, const TopOptions *
     int with_base, with_source;
     double base = mean_finite(r->base, r->P, &with_base), source = mean_finite(r->source, r->P, &with_source);
     printf("%s: %d prompts x %d nodes x %d positions; corruption %s, direction %s, metric %s\n", r->path, r->P, r->N,
-           r->S, r->corruption, r->direction, r->metric);
+           r->S, r->corruption, r->direction, r->metrics[r->metric]);
     if (with_base < r->P)
         printf("a partial file: %d of %d prompts have results so far (rerun the job to finish it)\n", with_base, r->P);
     printf("baseline, mean over those prompts: base %.4g", base);
@@ -218,7 +220,7 @@ int cmd_top(int argc, char **argv) {
     float *exact = NULL;
     int rc = parse_options(argc, argv, &o);
     if (rc) return report_error(rc);
-    rc = results_open(&r, o.path, 0);
+    rc = results_open(&r, o.path, 0, o.metric);
     if (!rc) rc = results_read_cells(&r, "exact", &exact);
     if (!rc && !exact) rc = ps_fail(PS_EUSER, "%s: holds no exact effects (a job with \"exact\": false)", o.path);
     if (!rc && o.site) { /* a site the file lacks is a mistake, not an empty table */

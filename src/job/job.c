@@ -305,6 +305,28 @@ static int parse_estimates(Job *job, const cJSON *est, const char *where) {
     return PS_OK;
 }
 
+/* "metric": a name, or a list of distinct names (every patched run is read as each; the results
+ * gain a metric axis in this order). Default logit_diff. */
+static int parse_metrics(Job *job, const cJSON *v, const char *where) {
+    job->metrics[0] = METRIC_LOGIT_DIFF;
+    job->n_metrics = 1;
+    if (!v) return PS_OK;
+    if (!cJSON_IsString(v) && !(cJSON_IsArray(v) && cJSON_GetArraySize(v) > 0))
+        return ps_fail(PS_EUSER, "%s: \"metric\" must be a metric name or a non-empty list of them (%s)", where,
+                       name_list(metric_names, N_METRICS));
+    job->n_metrics = 0;
+    for (const cJSON *it = cJSON_IsString(v) ? v : v->child; it; it = cJSON_IsString(v) ? NULL : it->next) {
+        int k = cJSON_IsString(it) ? lookup_name(metric_names, N_METRICS, it->valuestring) : -1;
+        if (k < 0)
+            return ps_fail(PS_EUSER, "%s: metric \"%s\" is not known (expected one of: %s)", where,
+                           cJSON_IsString(it) ? it->valuestring : "?", name_list(metric_names, N_METRICS));
+        for (int j = 0; j < job->n_metrics; j++)
+            if (job->metrics[j] == (MetricKind)k) return ps_fail(PS_EUSER, "%s: metric \"%s\" is listed twice", where, metric_names[k]);
+        job->metrics[job->n_metrics++] = (MetricKind)k;
+    }
+    return PS_OK;
+}
+
 /* Rules that need only the job itself. */
 static int check_prompts(const Job *job, const char *where) {
     if (job->n_prompts == 0) return ps_fail(PS_EUSER, "%s: no prompts", where);
@@ -317,10 +339,13 @@ static int check_prompts(const Job *job, const char *where) {
         if (job->corruption != CORR_PAIR && (p->corrupt || p->corrupt_text))
             return ps_fail(PS_EUSER, "%s: prompts[%d]: \"corrupt\" is not used by %s corruption; remove it", where, i,
                            corruption_names[job->corruption]);
-        if ((job->metric == METRIC_LOGIT_DIFF || job->metric == METRIC_LOGPROB || job->metric == METRIC_PROB) && p->answer < 0)
-            return ps_fail(PS_EUSER, "%s: prompts[%d]: missing \"answer\" (needed by metric %s)", where, i, metric_names[job->metric]);
-        if (job->metric == METRIC_LOGIT_DIFF && p->wrong < 0)
-            return ps_fail(PS_EUSER, "%s: prompts[%d]: missing \"wrong\" (needed by metric logit_diff)", where, i);
+        for (int k = 0; k < job->n_metrics; k++) {
+            MetricKind metric = job->metrics[k];
+            if (metric != METRIC_KL && p->answer < 0)
+                return ps_fail(PS_EUSER, "%s: prompts[%d]: missing \"answer\" (needed by metric %s)", where, i, metric_names[metric]);
+            if (metric == METRIC_LOGIT_DIFF && p->wrong < 0)
+                return ps_fail(PS_EUSER, "%s: prompts[%d]: missing \"wrong\" (needed by metric logit_diff)", where, i);
+        }
         if ((job->corruption == CORR_MEAN || job->corruption == CORR_RESAMPLE) && p->T != job->prompts[0].T)
             return ps_fail(PS_EUSER, "%s: prompts[%d] has %d token%s but prompts[0] has %d; %s corruption needs prompts of one length",
                            where, i, p->T, plural_s(p->T), job->prompts[0].T, corruption_names[job->corruption]);
@@ -380,7 +405,12 @@ static char *canonical_json(const Job *job) {
         cJSON_AddStringToObject(o, "corruption", corruption_names[job->corruption]);
     }
     cJSON_AddStringToObject(o, "direction", direction_names[job->direction]);
-    cJSON_AddStringToObject(o, "metric", metric_names[job->metric]);
+    if (job->n_metrics == 1) { /* a plain name, so single-metric jobs keep their fingerprint */
+        cJSON_AddStringToObject(o, "metric", metric_names[job->metrics[0]]);
+    } else {
+        cJSON *metrics = cJSON_AddArrayToObject(o, "metric");
+        for (int k = 0; k < job->n_metrics; k++) cJSON_AddItemToArray(metrics, cJSON_CreateString(metric_names[job->metrics[k]]));
+    }
     cJSON *nodes = cJSON_AddArrayToObject(o, "nodes");
     for (int i = 0; i < job->n_sites; i++) cJSON_AddItemToArray(nodes, cJSON_CreateString(site_name(job->sites[i])));
     if (job->positions == POS_LIST)
@@ -498,7 +528,7 @@ static int parse_root(Job *job, const cJSON *root, const char *where, const char
 
     if ((rc = parse_corruption(job, cJSON_GetObjectItemCaseSensitive(root, "corruption"), where, dir))) return rc;
     int dir_given = cJSON_GetObjectItemCaseSensitive(root, "direction") != NULL;
-    int direction = DIR_DENOISE, metric = METRIC_LOGIT_DIFF;
+    int direction = DIR_DENOISE;
     if ((rc = parse_name(root, "direction", where, direction_names, 2, &direction))) return rc;
     /* Mean, zero and resample ablate the clean run: that is noising by definition. */
     if (job->corruption == CORR_MEAN || job->corruption == CORR_ZERO || job->corruption == CORR_RESAMPLE) {
@@ -508,8 +538,7 @@ static int parse_root(Job *job, const cJSON *root, const char *where, const char
         direction = DIR_NOISE;
     }
     job->direction = (Direction)direction;
-    if ((rc = parse_name(root, "metric", where, metric_names, 4, &metric))) return rc;
-    job->metric = (MetricKind)metric;
+    if ((rc = parse_metrics(job, cJSON_GetObjectItemCaseSensitive(root, "metric"), where))) return rc;
     if ((rc = parse_nodes(job, cJSON_GetObjectItemCaseSensitive(root, "nodes"), where))) return rc;
     if ((rc = parse_positions(job, cJSON_GetObjectItemCaseSensitive(root, "positions"), where))) return rc;
     if ((rc = parse_window(job, cJSON_GetObjectItemCaseSensitive(root, "window"), where))) return rc;

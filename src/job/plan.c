@@ -110,8 +110,8 @@ void plan_build(Plan *pl, const Job *job, const ModelConfig *c) {
         }
         if (est) {
             if (pl->n_units == cap) pl->units = xrealloc(pl->units, sizeof(Unit) * (size_t)(cap *= 2));
-            /* one backward ~ two forwards; GradDrop adds about L/2 backward passes */
-            double passes = 3.0 + (job->estimates[EST_ATP_STAR] ? c->n_layer : 0);
+            /* one forward, then per metric one backward (~ two forwards) and GradDrop's about L/2 more */
+            double passes = 1.0 + job->n_metrics * (2.0 + (job->estimates[EST_ATP_STAR] ? c->n_layer : 0));
             pl->units[pl->n_units++] = (Unit){UNIT_ESTIMATE, p, 0, pl->n_nodes, passes * forward_flops(c, T) * job_samples(job)};
         }
     }

@@ -23,10 +23,10 @@ struct Engine {
     float *acts_block;
     const float **k_prefix, **v_prefix;
     const RunCache **base_of;  /* [max_batch] base run of each sequence */
-    double *base_metric_of;    /* [max_batch] its metric */
+    const double **base_metric_of; /* [max_batch] its metrics */
     Patch *patches;            /* [max_batch] */
     Patch *frozen;             /* [max_batch]: the severed site, held at the base run (NULL: none) */
-    double *metric;            /* [max_batch] */
+    double *metric;            /* [max_batch, n_metrics] (room for N_METRICS) */
     float *last_rows;          /* [max_batch, d] */
     RunCache full;             /* naive path: one full run */
     void (*poll)(void *);      /* called after every batch */
@@ -46,10 +46,10 @@ Engine *engine_new(const Model *m, int max_T, int max_batch) {
     e->k_prefix = xcalloc((size_t)max_batch, sizeof(float *));
     e->v_prefix = xcalloc((size_t)max_batch, sizeof(float *));
     e->base_of = xcalloc((size_t)max_batch, sizeof(RunCache *));
-    e->base_metric_of = xcalloc((size_t)max_batch, sizeof(double));
+    e->base_metric_of = xcalloc((size_t)max_batch, sizeof(double *));
     e->patches = xcalloc((size_t)max_batch, sizeof(Patch));
     e->frozen = xcalloc((size_t)max_batch, sizeof(Patch));
-    e->metric = xcalloc((size_t)max_batch, sizeof(double));
+    e->metric = xcalloc((size_t)max_batch * N_METRICS, sizeof(double));
     e->last_rows = alloc_floats((size_t)max_batch * m->cfg.d_model);
     return e;
 }
@@ -108,7 +108,7 @@ static void set_prefixes(Engine *e, int layer, int B) {
     }
 }
 
-/* metric[b] for the B patches in e->patches (same site, layer and position), bases in
+/* metric[b * M + k] for the B patches in e->patches (same site, layer and position), bases in
  * e->base_of. */
 static void fast_metrics(Engine *e, const PromptRuns *r, int B, int sever) {
     const Model *m = e->m;
@@ -122,7 +122,8 @@ static void fast_metrics(Engine *e, const PromptRuns *r, int B, int sever) {
     /* One row of a q-side site, before the last position, in the last layer: nothing the metric
      * reads depends on it, and the full forward would give the base metric bit for bit. */
     if (!kv_side && pos >= 0 && pos < T - 1 && l0 == L - 1) {
-        for (int b = 0; b < B; b++) e->metric[b] = e->base_metric_of[b];
+        int M = r->n_metrics;
+        for (int b = 0; b < B; b++) memcpy(&e->metric[(size_t)b * M], e->base_metric_of[b], sizeof(double) * M);
         return;
     }
     BlockRun run = {.B = B, .R = (kv_side || pos < 0) ? T - r0 : 1, .r0 = r0, .last_only = l0 == L - 1,
@@ -153,8 +154,8 @@ static void fast_metrics(Engine *e, const PromptRuns *r, int B, int sever) {
     metric_rows(m, &r->spec, e->acts.resid_post, B, e->metric, &e->work);
 }
 
-/* The metric of one full forward pass of a noise sample's base run, with a hook. */
-static double full_metric(Engine *e, const PromptRuns *r, int sample, BlockHook hook, void *ctx) {
+/* The metrics of one full forward pass of a noise sample's base run, with a hook, into out[M]. */
+static void full_metrics(Engine *e, const PromptRuns *r, int sample, BlockHook hook, void *ctx, double *out) {
     const Model *m = e->m;
     if (!e->full.block || e->full.T != r->T) {
         if (e->full.block) run_cache_free(&e->full);
@@ -162,22 +163,22 @@ static double full_metric(Engine *e, const PromptRuns *r, int sample, BlockHook 
     }
     run_forward(m, r->base_tokens, r->T, r->base_noise[sample], &e->full, hook, ctx);
     const float *last = e->full.layer[m->cfg.n_layer - 1].resid_post + (size_t)(r->T - 1) * m->cfg.d_model;
-    double value;
-    metric_rows(m, &r->spec, last, 1, &value, &e->work);
-    return value;
+    metric_rows(m, &r->spec, last, 1, out, &e->work);
 }
 
-static void naive_metric(Engine *e, const PromptRuns *r, int b, int sample, int sever) {
+static void naive_metrics(Engine *e, const PromptRuns *r, int b, int sample, int sever) {
     PatchHook hook = {&e->m->cfg, &e->patches[b], sever ? &e->frozen[b] : NULL};
-    e->metric[b] = full_metric(e, r, sample, patch_hook, &hook);
+    full_metrics(e, r, sample, patch_hook, &hook, &e->metric[(size_t)b * r->n_metrics]);
 }
 
-double engine_joint_effect(Engine *e, const PromptRuns *r, Patch *patches, int n) {
-    double sum = 0.0;
+double engine_joint_effect(Engine *e, const PromptRuns *r, Patch *patches, int n, int metric) {
+    double sum = 0.0, values[N_METRICS];
+    int M = r->n_metrics;
     for (int s = 0; s < r->n_samples; s++) {
         for (int i = 0; i < n; i++) patches[i].src = r->source[s];
         JointHook hook = {&e->m->cfg, patches, n};
-        sum += full_metric(e, r, s, joint_hook, &hook) - r->base_metric[s];
+        full_metrics(e, r, s, joint_hook, &hook, values);
+        sum += values[metric] - r->base_metric[(size_t)s * M + metric];
     }
     return sum / r->n_samples;
 }
@@ -205,18 +206,19 @@ static int patch_is_identity(const ModelConfig *c, const Patch *p, const RunCach
 static void effects(Engine *e, const Job *job, const PromptRuns *r, Site site, int layer, int index0, int n,
                     const int *positions, int n_positions, float *out, int naive) {
     const ModelConfig *c = &e->m->cfg;
-    int S = r->n_samples, total = n * S;
+    int S = r->n_samples, total = n * S, M = r->n_metrics;
     int first_layer, last_layer;
     job_window(job, layer, c->n_layer, &first_layer, &last_layer);
-    double *sum = xcalloc((size_t)n, sizeof(double));
+    double *sum = xcalloc((size_t)n * M, sizeof(double)); /* [node, metric] */
     int *item = xcalloc((size_t)e->max_batch, sizeof(int)); /* batch element -> node * S + sample */
     for (int j = 0; j < n_positions; j++) {
         int pos = positions[j];
         if (pos >= r->T) {
-            for (int k = 0; k < n; k++) out[(size_t)k * n_positions + j] = NAN;
+            for (int k = 0; k < n; k++)
+                for (int i = 0; i < M; i++) out[((size_t)k * n_positions + j) * M + i] = NAN;
             continue;
         }
-        memset(sum, 0, sizeof(double) * (size_t)n);
+        memset(sum, 0, sizeof(double) * (size_t)n * M);
         /* Item i is node i / S with noise sample i % S. The fast path leaves out patches that
          * change nothing (their effect is exactly 0) and batches the rest, max_batch at a time;
          * the naive path computes every one, as the reference. */
@@ -226,26 +228,29 @@ static void effects(Engine *e, const Job *job, const PromptRuns *r, Site site, i
                 int k = i / S, s = i % S;
                 Patch patch = {site, first_layer, last_layer, site_has_index(site) ? index0 + k : -1, pos, r->source[s]};
                 if (!naive && patch_is_identity(c, &patch, r->base[s])) {
-                    sum[k] += 0.0; /* what metric - base_metric gives, sign of zero included */
+                    for (int mi = 0; mi < M; mi++) sum[(size_t)k * M + mi] += 0.0; /* as metric - base gives, sign of zero too */
                     continue;
                 }
                 e->patches[B] = patch;
                 /* severed paths: the site held at the base run at the patched positions, every layer */
                 e->frozen[B] = (Patch){job->sever, 0, c->n_layer - 1, -1, pos, r->base[s]};
                 e->base_of[B] = r->base[s];
-                e->base_metric_of[B] = r->base_metric[s];
+                e->base_metric_of[B] = &r->base_metric[(size_t)s * M];
                 item[B++] = i;
             }
             if (B == 0) break;
             int sever = job->sever != N_SITES;
             if (naive)
-                for (int b = 0; b < B; b++) naive_metric(e, r, b, item[b] % S, sever);
+                for (int b = 0; b < B; b++) naive_metrics(e, r, b, item[b] % S, sever);
             else
                 fast_metrics(e, r, B, sever);
-            for (int b = 0; b < B; b++) sum[item[b] / S] += e->metric[b] - r->base_metric[item[b] % S];
+            for (int b = 0; b < B; b++)
+                for (int mi = 0; mi < M; mi++)
+                    sum[(size_t)(item[b] / S) * M + mi] += e->metric[(size_t)b * M + mi] - r->base_metric[(size_t)(item[b] % S) * M + mi];
             if (e->poll) e->poll(e->poll_ctx);
         }
-        for (int k = 0; k < n; k++) out[(size_t)k * n_positions + j] = (float)(sum[k] / S);
+        for (int k = 0; k < n; k++)
+            for (int mi = 0; mi < M; mi++) out[((size_t)k * n_positions + j) * M + mi] = (float)(sum[(size_t)k * M + mi] / S);
     }
     free(item);
     free(sum);

@@ -46,51 +46,54 @@ void final_logprobs(const Model *m, const float *resid_row, double *out, MetricW
     log_softmax(w->logits, m->cfg.vocab, out);
 }
 
+/* logit(answer) - logit(wrong) from the normed rows: two unembedding rows are all it needs. */
+static double logit_diff(const Model *m, const MetricSpec *spec, const float *x) {
+    int d = m->cfg.d_model;
+    const float *ua = m->w.unembed + (size_t)spec->answer * d, *uw = m->w.unembed + (size_t)spec->wrong * d;
+    double la = 0.0, lw = 0.0;
+    for (int k = 0; k < d; k++) {
+        la += (double)x[k] * ua[k];
+        lw += (double)x[k] * uw[k];
+    }
+    return la - lw;
+}
+
+/* A metric of the next-token distribution, from its log-probabilities lp ([V]). */
+static double distribution_metric(MetricKind kind, const MetricSpec *spec, const double *lp, int V) {
+    if (kind == METRIC_LOGPROB) return lp[spec->answer];
+    if (kind == METRIC_PROB) return det_exp(lp[spec->answer]);
+    double kl = 0.0; /* KL(clean || patched) = sum_v p_clean(v) (log p_clean(v) - log p_patched(v)) */
+    for (int v = 0; v < V; v++) {
+        double lc = spec->clean_logprobs[v];
+        if (lc > -INFINITY) kl += det_exp(lc) * (lc - lp[v]);
+    }
+    return kl;
+}
+
 void metric_rows(const Model *m, const MetricSpec *spec, const float *resid, int n, double *out, MetricWork *w) {
-    int d = m->cfg.d_model, V = m->cfg.vocab;
+    int d = m->cfg.d_model, V = m->cfg.vocab, M = spec->n_kinds, needs_logits = 0;
     work_reserve(m, w, n);
     final_norm(m, resid, n, w);
-    if (spec->kind == METRIC_LOGIT_DIFF) {
-        /* Two unembedding rows are all logit(answer) - logit(wrong) needs. */
-        const float *ua = m->w.unembed + (size_t)spec->answer * d, *uw = m->w.unembed + (size_t)spec->wrong * d;
-        for (int i = 0; i < n; i++) {
-            const float *x = w->lnf + (size_t)i * d;
-            double la = 0.0, lw = 0.0;
-            for (int k = 0; k < d; k++) {
-                la += (double)x[k] * ua[k];
-                lw += (double)x[k] * uw[k];
-            }
-            out[i] = la - lw;
-        }
-        return;
-    }
-    matmul_forward(w->logits, w->lnf, m->packed.unembed, NULL, n, d, V);
-    double *lp = xmalloc(sizeof(double) * (size_t)V);
+    for (int k = 0; k < M; k++) needs_logits |= spec->kinds[k] != METRIC_LOGIT_DIFF;
+    if (needs_logits) matmul_forward(w->logits, w->lnf, m->packed.unembed, NULL, n, d, V);
+    double *lp = needs_logits ? xmalloc(sizeof(double) * (size_t)V) : NULL;
     for (int i = 0; i < n; i++) {
-        log_softmax(w->logits + (size_t)i * V, V, lp);
-        if (spec->kind == METRIC_LOGPROB) {
-            out[i] = lp[spec->answer];
-        } else if (spec->kind == METRIC_PROB) {
-            out[i] = det_exp(lp[spec->answer]);
-        } else { /* KL(clean || patched) = sum_v p_clean(v) (log p_clean(v) - log p_patched(v)) */
-            double kl = 0.0;
-            for (int v = 0; v < V; v++) {
-                double lc = spec->clean_logprobs[v];
-                if (lc > -INFINITY) kl += det_exp(lc) * (lc - lp[v]);
-            }
-            out[i] = kl;
-        }
+        if (needs_logits) log_softmax(w->logits + (size_t)i * V, V, lp);
+        for (int k = 0; k < M; k++)
+            out[(size_t)i * M + k] = spec->kinds[k] == METRIC_LOGIT_DIFF ? logit_diff(m, spec, w->lnf + (size_t)i * d)
+                                                                         : distribution_metric(spec->kinds[k], spec, lp, V);
     }
     free(lp);
 }
 
-void metric_grad(const Model *m, const MetricSpec *spec, const float *resid_row, float *out, MetricWork *w) {
+void metric_grad(const Model *m, const MetricSpec *spec, int which, const float *resid_row, float *out, MetricWork *w) {
     const ModelConfig *c = &m->cfg;
     int d = c->d_model, V = c->vocab;
     work_reserve(m, w, 1);
     final_norm(m, resid_row, 1, w);
     float *dlnf = xcalloc((size_t)d, sizeof(float));
-    if (spec->kind == METRIC_LOGIT_DIFF) { /* d(lnf . (U[a] - U[w]))/dlnf */
+    MetricKind kind = spec->kinds[which];
+    if (kind == METRIC_LOGIT_DIFF) { /* d(lnf . (U[a] - U[w]))/dlnf */
         for (int k = 0; k < d; k++)
             dlnf[k] = m->w.unembed[(size_t)spec->answer * d + k] - m->w.unembed[(size_t)spec->wrong * d + k];
     } else {
@@ -101,9 +104,9 @@ void metric_grad(const Model *m, const MetricSpec *spec, const float *resid_row,
         double pa = det_exp(lp[spec->answer >= 0 ? spec->answer : 0]);
         for (int v = 0; v < V; v++) {
             double p = det_exp(lp[v]), onehot = v == spec->answer;
-            if (spec->kind == METRIC_LOGPROB) dlogits[v] = (float)(onehot - p);            /* d log p_a */
-            else if (spec->kind == METRIC_PROB) dlogits[v] = (float)(pa * (onehot - p));   /* d p_a */
-            else dlogits[v] = (float)(p - det_exp(spec->clean_logprobs[v]));                   /* d KL(clean || p) */
+            if (kind == METRIC_LOGPROB) dlogits[v] = (float)(onehot - p);                /* d log p_a */
+            else if (kind == METRIC_PROB) dlogits[v] = (float)(pa * (onehot - p));       /* d p_a */
+            else dlogits[v] = (float)(p - det_exp(spec->clean_logprobs[v]));             /* d KL(clean || p) */
         }
         matmul_backward(dlnf, NULL, NULL, dlogits, w->lnf, m->w.unembed, 1, d, V);
         free(lp);

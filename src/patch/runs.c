@@ -100,8 +100,9 @@ void prompt_runs_build(PromptRuns *r, const Model *m, const Job *job, const JobR
     r->base = xcalloc((size_t)S, sizeof(RunCache *));
     r->source = xcalloc((size_t)S, sizeof(RunCache *));
     r->base_noise = xcalloc((size_t)S, sizeof(float *));
-    r->base_metric = xcalloc((size_t)S, sizeof(double));
-    r->source_metric = xcalloc((size_t)S, sizeof(double));
+    int M = r->n_metrics = job->n_metrics;
+    r->base_metric = xcalloc((size_t)S * M, sizeof(double));
+    r->source_metric = xcalloc((size_t)S * M, sizeof(double));
     r->base_tokens = pr->clean;
 
     /* The clean run is always computed (kl reads its distribution); a run of other tokens, or a
@@ -129,17 +130,17 @@ void prompt_runs_build(PromptRuns *r, const Model *m, const Job *job, const JobR
     MetricWork w = {0};
     r->clean_logprobs = alloc_doubles((size_t)m->cfg.vocab);
     final_logprobs(m, r->owned[0].layer[m->cfg.n_layer - 1].resid_post + (size_t)(T - 1) * d, r->clean_logprobs, &w);
-    r->spec = (MetricSpec){job->metric, pr->answer, pr->wrong, r->clean_logprobs};
+    r->spec = (MetricSpec){job->metrics, M, pr->answer, pr->wrong, r->clean_logprobs};
     for (int s = 0; s < S; s++) {
         const float *last = r->base[s]->layer[m->cfg.n_layer - 1].resid_post + (size_t)(T - 1) * d;
-        metric_rows(m, &r->spec, last, 1, &r->base_metric[s], &w);
+        metric_rows(m, &r->spec, last, 1, &r->base_metric[(size_t)s * M], &w);
         /* mean and zero have no source run whose metric could be read */
         int real_source = r->source[s] && r->source[s] != &jr->mean;
         if (real_source) {
             last = r->source[s]->layer[m->cfg.n_layer - 1].resid_post + (size_t)(T - 1) * d;
-            metric_rows(m, &r->spec, last, 1, &r->source_metric[s], &w);
+            metric_rows(m, &r->spec, last, 1, &r->source_metric[(size_t)s * M], &w);
         } else {
-            r->source_metric[s] = NAN;
+            for (int k = 0; k < M; k++) r->source_metric[(size_t)s * M + k] = NAN;
         }
     }
     metric_work_free(&w);

@@ -26,6 +26,14 @@ void h5_set_number_attr(hid_t obj, const char *name, hid_t type, const void *val
     H5Sclose(space);
 }
 
+int h5_int_attr(hid_t obj, const char *name, int missing) {
+    int value = missing;
+    hid_t a = H5Aexists(obj, name) > 0 ? H5Aopen(obj, name, H5P_DEFAULT) : H5I_INVALID_HID;
+    if (a >= 0 && H5Aread(a, H5T_NATIVE_INT, &value) < 0) value = missing;
+    if (a >= 0) H5Aclose(a);
+    return value;
+}
+
 char *h5_string_attr(hid_t obj, const char *name) {
     if (H5Aexists(obj, name) <= 0) return NULL;
     hid_t a = H5Aopen(obj, name, H5P_DEFAULT);

@@ -48,7 +48,7 @@ static int check_dataset(const Results *r, const char *name, H5T_class_t cls, in
 /* A checked numeric dataset of the given rank and shape, read whole. */
 static int read_numbers(const Results *r, const char *name, hid_t mem_type, size_t elem, int rank, const hsize_t *want,
                         const char *want_from, void **out) {
-    hsize_t dims[3];
+    hsize_t dims[4];
     H5T_class_t cls = H5Tget_class(mem_type);
     int rc = check_dataset(r, name, cls, rank, want, dims, want_from);
     if (rc) return rc;
@@ -107,7 +107,30 @@ static int check_values(const Results *r) {
     return PS_OK;
 }
 
-int results_open(Results *r, const char *path, int writable) {
+/* Keeps column k of a [rows, M] array in place: out[i] = x[i * M + k]. */
+static void keep_column(double *x, size_t rows, int M, int k) {
+    for (size_t i = 0; i < rows; i++) x[i] = x[i * M + k];
+}
+
+/* /metrics, and which of them is read. */
+static int read_metrics(Results *r, const char *metric) {
+    hsize_t m1[1];
+    int rc = check_dataset(r, "/metrics", H5T_STRING, 1, NULL, m1, NULL);
+    if (!rc && (m1[0] < 1 || m1[0] > 16)) rc = ps_fail(PS_EUSER, "%s: /metrics holds %llu names", r->path, (unsigned long long)m1[0]);
+    if (!rc) rc = read_strings(r, "/metrics", m1[0], &r->metrics);
+    if (rc) return rc;
+    r->M = (int)m1[0];
+    r->metric = -1;
+    for (int k = 0; k < r->M && r->metric < 0; k++)
+        if (!metric || strcmp(r->metrics[k], metric) == 0) r->metric = k;
+    if (r->metric >= 0) return PS_OK;
+    char have[256] = "";
+    for (int k = 0; k < r->M; k++)
+        snprintf(have + strlen(have), sizeof have - strlen(have), "%s%s", k ? ", " : "", r->metrics[k]);
+    return ps_fail(PS_EUSER, "%s holds no metric \"%s\" (it has: %s)", r->path, metric, have);
+}
+
+int results_open(Results *r, const char *path, int writable, const char *metric) {
     memset(r, 0, sizeof *r);
     r->file = -1;
     snprintf(r->path, sizeof r->path, "%s", path);
@@ -121,6 +144,10 @@ int results_open(Results *r, const char *path, int writable) {
     int ours = format && strcmp(format, "patchsweep") == 0;
     free(format);
     if (!ours) return ps_fail(PS_EUSER, "%s is not a patchsweep results file (an HDF5 file without its format attribute)", path);
+    int version = h5_int_attr(r->file, "format_version", 0);
+    if (version != RESULTS_FORMAT_VERSION)
+        return ps_fail(PS_EUSER, "%s is a results file of format %d; this patchsweep reads format %d (results with a metric "
+                                 "axis): rerun its job into a new output", path, version, RESULTS_FORMAT_VERSION);
 
     hsize_t pt[2], s1[1], n1[1];
     int rc = check_dataset(r, "/prompts/base_tokens", H5T_INTEGER, 2, NULL, pt, NULL);
@@ -130,19 +157,21 @@ int results_open(Results *r, const char *path, int writable) {
     r->P = (int)pt[0], r->T = (int)pt[1], r->S = (int)s1[0], r->N = (int)n1[0];
     if (r->P < 1 || r->T < 1 || r->S < 1 || r->N < 1)
         return ps_fail(PS_EUSER, "%s: empty (%d prompts, %d tokens, %d positions, %d nodes)", path, r->P, r->T, r->S, r->N);
-    hsize_t p1[1] = {pt[0]};
-    const char *prompts = "the prompts of /prompts/base_tokens";
+    if ((rc = read_metrics(r, metric))) return rc;
+    hsize_t p1[1] = {pt[0]}, pm[2] = {pt[0], (hsize_t)r->M};
+    const char *prompts = "the prompts of /prompts/base_tokens and /metrics";
     rc = read_numbers(r, "/prompts/base_tokens", H5T_NATIVE_INT, sizeof(int), 2, pt, prompts, (void **)&r->base_tokens);
     if (!rc) rc = read_numbers(r, "/prompts/length", H5T_NATIVE_INT, sizeof(int), 1, p1, prompts, (void **)&r->length);
     if (!rc) rc = read_numbers(r, "/positions", H5T_NATIVE_INT, sizeof(int), 1, s1, "/positions", (void **)&r->positions);
-    if (!rc) rc = read_numbers(r, "/baseline/base", H5T_NATIVE_DOUBLE, sizeof(double), 1, p1, prompts, (void **)&r->base);
-    if (!rc) rc = read_numbers(r, "/baseline/source", H5T_NATIVE_DOUBLE, sizeof(double), 1, p1, prompts, (void **)&r->source);
+    if (!rc) rc = read_numbers(r, "/baseline/base", H5T_NATIVE_DOUBLE, sizeof(double), 2, pm, prompts, (void **)&r->base);
+    if (!rc) rc = read_numbers(r, "/baseline/source", H5T_NATIVE_DOUBLE, sizeof(double), 2, pm, prompts, (void **)&r->source);
+    if (!rc) keep_column(r->base, (size_t)r->P, r->M, r->metric), keep_column(r->source, (size_t)r->P, r->M, r->metric);
     if (!rc) rc = read_strings(r, "/nodes/name", n1[0], &r->node_names);
     if (!rc) rc = read_strings(r, "/nodes/site", n1[0], &r->node_sites);
     if (!rc) rc = check_values(r);
     if (rc) return rc;
-    const char *attrs[] = {"metric", "direction", "corruption", "model_dir", "model_config", "job_fingerprint"};
-    char **fields[] = {&r->metric, &r->direction, &r->corruption, &r->model_dir, &r->model_config, &r->job_fingerprint};
+    const char *attrs[] = {"direction", "corruption", "model_dir", "model_config", "job_fingerprint"};
+    char **fields[] = {&r->direction, &r->corruption, &r->model_dir, &r->model_config, &r->job_fingerprint};
     for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++) {
         *fields[i] = h5_string_attr(r->file, attrs[i]);
         if (!*fields[i]) return ps_fail(PS_EUSER, "%s: the attribute %s is missing (a damaged file)", path, attrs[i]);
@@ -155,16 +184,22 @@ int results_read_cells(const Results *r, const char *name, float **out) {
     snprintf(dset, sizeof dset, "/effects/%s", name);
     *out = NULL;
     if (H5Lexists(r->file, "/effects", H5P_DEFAULT) <= 0 || H5Lexists(r->file, dset, H5P_DEFAULT) <= 0) return PS_OK;
-    hsize_t want[3] = {(hsize_t)r->P, (hsize_t)r->N, (hsize_t)r->S};
-    return read_numbers(r, dset, H5T_NATIVE_FLOAT, sizeof(float), 3, want,
-                        "prompts x nodes x positions: /prompts/base_tokens, /nodes/name, /positions", (void **)out);
+    hsize_t want[4] = {(hsize_t)r->P, (hsize_t)r->N, (hsize_t)r->S, (hsize_t)r->M};
+    int rc = read_numbers(r, dset, H5T_NATIVE_FLOAT, sizeof(float), 4, want,
+                          "prompts x nodes x positions x metrics: /prompts/base_tokens, /nodes/name, /positions, /metrics",
+                          (void **)out);
+    if (rc) return rc;
+    size_t cells = (size_t)r->P * r->N * r->S;
+    for (size_t i = 0; i < cells; i++) (*out)[i] = (*out)[i * r->M + r->metric]; /* the metric read, in place */
+    return PS_OK;
 }
 
 void results_close(Results *r) {
     free_strings(r->node_names, r->N);
     free_strings(r->node_sites, r->N);
     free(r->positions), free(r->base_tokens), free(r->length), free(r->base), free(r->source);
-    free(r->metric), free(r->direction), free(r->corruption), free(r->model_dir), free(r->model_config);
+    free_strings(r->metrics, r->M);
+    free(r->direction), free(r->corruption), free(r->model_dir), free(r->model_config);
     free(r->job_fingerprint);
     if (r->file >= 0) H5Fclose(r->file);
     memset(r, 0, sizeof *r);

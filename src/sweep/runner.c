@@ -13,10 +13,13 @@
 
 static void poll_scheduler(void *ctx) { sched_poll(ctx); }
 
-static double mean_of(const double *x, int n) {
-    double s = 0.0;
-    for (int i = 0; i < n; i++) s += x[i];
-    return s / n;
+/* out[k] = the mean over noise samples of x[s * M + k]. */
+static void sample_means(const double *x, int n_samples, int M, double *out) {
+    for (int k = 0; k < M; k++) {
+        double s = 0.0;
+        for (int i = 0; i < n_samples; i++) s += x[(size_t)i * M + k];
+        out[k] = s / n_samples;
+    }
 }
 
 typedef struct {
@@ -26,7 +29,7 @@ typedef struct {
     Engine *engine;
     Attributor *attrib;
     int naive;
-    float *values[1 + N_ESTIMATES]; /* exact, then each estimator, [N, S] */
+    float *values[1 + N_ESTIMATES]; /* exact, then each estimator, [N, S, M] */
 } UnitWork;
 
 /* Computes one exact unit into w->values; returns the number of patched runs. */
@@ -57,7 +60,7 @@ static int compute_units(const Job *job, const Model *m, const Plan *plan, const
                   opt->naive, {NULL}};
     for (int i = 0; i < 1 + N_ESTIMATES; i++)
         if (i == 0 ? job->exact : job->estimates[i - 1])
-            w.values[i] = alloc_floats((size_t)plan->n_nodes * plan->n_positions);
+            w.values[i] = alloc_floats((size_t)plan->n_nodes * plan->n_positions * job->n_metrics);
     engine_set_poll(w.engine, poll_scheduler, sched);
 
     double seconds_runs = 0.0;
@@ -82,10 +85,11 @@ static int compute_units(const Job *job, const Model *m, const Plan *plan, const
             attrib_estimates(w.attrib, job, plan, &runs, est, est_seconds);
             for (int e = 0; e < N_ESTIMATES; e++) values[1 + e] = est[e];
         }
-        double spent = now_seconds() - t0;
-        rc = store_write_unit(store, plan, u, values, mean_of(runs.base_metric, runs.n_samples),
-                              mean_of(runs.source_metric, runs.n_samples), spent,
-                              unit->kind == UNIT_EXACT ? NULL : est_seconds, rank);
+        double spent = now_seconds() - t0, base[N_METRICS], source[N_METRICS];
+        sample_means(runs.base_metric, runs.n_samples, job->n_metrics, base);
+        sample_means(runs.source_metric, runs.n_samples, job->n_metrics, source);
+        rc = store_write_unit(store, plan, u, values, base, source, spent, unit->kind == UNIT_EXACT ? NULL : est_seconds,
+                              rank);
         if (rc) { /* the file cannot take more here: stop every rank, keeping what is written */
             sched_fail(sched);
             break;

@@ -123,7 +123,7 @@ static double results_file_bytes(const Job *job, const Plan *plan) {
     double P = job->n_prompts, N = plan->n_nodes, S = plan->n_positions, U = plan->n_units, T = plan->max_T;
     int arrays = job->exact;
     for (int e = 0; e < N_ESTIMATES; e++) arrays += job->estimates[e];
-    double data = 4.0 * P * N * S * arrays + P * (4.0 * (2 * T + 4) + 16) + U * (4 * 5 + 1 + 8 + 4 + 8 * N_ESTIMATES) +
+    double data = 4.0 * P * N * S * job->n_metrics * arrays + P * (4.0 * (2 * T + 4) + 16 * job->n_metrics) + U * (4 * 5 + 1 + 8 + 4 + 8 * N_ESTIMATES) +
                   N * (32 * 2 + 12) + 4 * S;
     return 1.1 * (data + 2.0 * (double)strlen(job->canonical)) + 1.0e6;
 }
@@ -159,7 +159,7 @@ static int write_structure(const char *path, const Job *job, const Plan *plan, c
     h5_set_string_attr(f, "model_config", cfg_json);
     free(job_json), free(cfg_json);
     h5_set_string_attr(f, "direction", direction_name(job->direction));
-    h5_set_string_attr(f, "metric", metric_name(job->metric));
+    h5_set_string_attr(f, "metric", metric_name(job->metrics[0])); /* the first of /metrics (format 1 had one) */
     h5_set_string_attr(f, "corruption", corruption_name(job->corruption));
     h5_set_number_attr(f, "window", H5T_NATIVE_INT, &job->window);
     h5_set_string_attr(f, "window_align", job->window_center ? "center" : "start");
@@ -180,6 +180,13 @@ static int write_structure(const char *path, const Job *job, const Plan *plan, c
     int failed = write_prompts(f, job, plan) | write_nodes(f, plan);
     hsize_t S = (hsize_t)plan->n_positions, P = (hsize_t)job->n_prompts, U = (hsize_t)plan->n_units;
     failed |= write_small(f, "/positions", H5T_NATIVE_INT, 1, &S, plan->positions);
+    hsize_t M = (hsize_t)job->n_metrics;
+    char metrics[N_METRICS][16] = {{0}};
+    for (int k = 0; k < job->n_metrics; k++) snprintf(metrics[k], sizeof metrics[k], "%s", metric_name(job->metrics[k]));
+    hid_t str = H5Tcopy(H5T_C_S1);
+    H5Tset_size(str, sizeof metrics[0]);
+    failed |= write_small(f, "/metrics", str, 1, &M, metrics);
+    H5Tclose(str);
     /* What each unit covers, so a reader can tell which cells a done flag vouches for. */
     int *kind = xmalloc(sizeof(int) * U), *prompt = xmalloc(sizeof(int) * U), *node0 = xmalloc(sizeof(int) * U),
         *nodes = xmalloc(sizeof(int) * U);
@@ -197,14 +204,14 @@ static int write_structure(const char *path, const Job *job, const Plan *plan, c
     double nan_double = NAN;
     uint8_t no = 0;
     int no_rank = -1;
-    hsize_t dims[3] = {P, (hsize_t)plan->n_nodes, S}, est_dims[2] = {U, N_ESTIMATES};
+    hsize_t dims[4] = {P, (hsize_t)plan->n_nodes, S, M}, base_dims[2] = {P, M}, est_dims[2] = {U, N_ESTIMATES};
     struct { const char *name; hid_t type; int rank; const hsize_t *dims; const void *fill; int wanted; } sets[] = {
-        {"/effects/exact", H5T_NATIVE_FLOAT, 3, dims, &nan_float, job->exact},
-        {"/effects/atp", H5T_NATIVE_FLOAT, 3, dims, &nan_float, job->estimates[EST_ATP]},
-        {"/effects/atp_qk", H5T_NATIVE_FLOAT, 3, dims, &nan_float, job->estimates[EST_ATP_QK]},
-        {"/effects/atp_star", H5T_NATIVE_FLOAT, 3, dims, &nan_float, job->estimates[EST_ATP_STAR]},
-        {"/baseline/base", H5T_NATIVE_DOUBLE, 1, &P, &nan_double, 1},
-        {"/baseline/source", H5T_NATIVE_DOUBLE, 1, &P, &nan_double, 1},
+        {"/effects/exact", H5T_NATIVE_FLOAT, 4, dims, &nan_float, job->exact},
+        {"/effects/atp", H5T_NATIVE_FLOAT, 4, dims, &nan_float, job->estimates[EST_ATP]},
+        {"/effects/atp_qk", H5T_NATIVE_FLOAT, 4, dims, &nan_float, job->estimates[EST_ATP_QK]},
+        {"/effects/atp_star", H5T_NATIVE_FLOAT, 4, dims, &nan_float, job->estimates[EST_ATP_STAR]},
+        {"/baseline/base", H5T_NATIVE_DOUBLE, 2, base_dims, &nan_double, 1},
+        {"/baseline/source", H5T_NATIVE_DOUBLE, 2, base_dims, &nan_double, 1},
         {"/progress/done", H5T_NATIVE_UINT8, 1, &U, &no, 1},
         {"/progress/seconds", H5T_NATIVE_DOUBLE, 1, &U, &nan_double, 1},
         {"/progress/rank", H5T_NATIVE_INT, 1, &U, &no_rank, 1},
@@ -230,19 +237,20 @@ static int write_structure(const char *path, const Job *job, const Plan *plan, c
  * were changed is refused before anything touches it. */
 static int check_shapes(Store *s, const Job *job, const char *advice) {
     hsize_t P = (hsize_t)s->n_prompts, N = (hsize_t)s->n_nodes, S = (hsize_t)s->n_positions, U = (hsize_t)s->n_units;
+    hsize_t M = (hsize_t)s->n_metrics;
     struct {
         const char *name;
         hid_t d;
         H5T_class_t cls;
         int rank;
-        hsize_t dims[3];
+        hsize_t dims[4];
     } want[] = {
-        {"/effects/exact", s->exact, H5T_FLOAT, 3, {P, N, S}},
-        {"/effects/atp", s->estimate[0], H5T_FLOAT, 3, {P, N, S}},
-        {"/effects/atp_qk", s->estimate[1], H5T_FLOAT, 3, {P, N, S}},
-        {"/effects/atp_star", s->estimate[2], H5T_FLOAT, 3, {P, N, S}},
-        {"/baseline/base", s->base, H5T_FLOAT, 1, {P}},
-        {"/baseline/source", s->source, H5T_FLOAT, 1, {P}},
+        {"/effects/exact", s->exact, H5T_FLOAT, 4, {P, N, S, M}},
+        {"/effects/atp", s->estimate[0], H5T_FLOAT, 4, {P, N, S, M}},
+        {"/effects/atp_qk", s->estimate[1], H5T_FLOAT, 4, {P, N, S, M}},
+        {"/effects/atp_star", s->estimate[2], H5T_FLOAT, 4, {P, N, S, M}},
+        {"/baseline/base", s->base, H5T_FLOAT, 2, {P, M}},
+        {"/baseline/source", s->source, H5T_FLOAT, 2, {P, M}},
         {"/progress/done", s->done, H5T_INTEGER, 1, {U}},
         {"/progress/seconds", s->seconds, H5T_FLOAT, 1, {U}},
         {"/progress/rank", s->rank, H5T_INTEGER, 1, {U}},
@@ -297,6 +305,10 @@ static int reopen_file(Store *s, const Job *job, uint64_t fingerprint, hid_t fap
     int rc = PS_OK;
     if (!format || strcmp(format, "patchsweep") != 0)
         rc = ps_fail(PS_EUSER, "%s exists and is not a patchsweep results file; %s", s->path, advice);
+    else if (h5_int_attr(s->file, "format_version", 0) != RESULTS_FORMAT_VERSION)
+        rc = ps_fail(PS_EUSER, "%s is a results file of format %d (an older patchsweep); this one writes format %d "
+                               "(results with a metric axis): %s", s->path, h5_int_attr(s->file, "format_version", 0),
+                     RESULTS_FORMAT_VERSION, advice);
     else if (!stored || strcmp(stored, want) != 0)
         rc = ps_fail(PS_EUSER, "%s holds the results of a different job or model (fingerprint %s, this job %s); %s",
                      s->path, stored ? stored : "none", want, advice);
@@ -328,6 +340,7 @@ int store_open(Store *s, const Job *job, const Plan *plan, const Model *m, uint6
     s->n_nodes = plan->n_nodes;
     s->n_positions = plan->n_positions;
     s->n_units = plan->n_units;
+    s->n_metrics = job->n_metrics;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* our messages, not HDF5's error stacks */
     int me;
     MPI_Comm_rank(comm, &me);
@@ -366,18 +379,19 @@ static herr_t write_block(hid_t d, hid_t type, int rank, const hsize_t *start, c
     return rc;
 }
 
-int store_write_unit(Store *s, const Plan *plan, int unit, const float *values[1 + N_ESTIMATES], double base_metric,
-                     double source_metric, double seconds, const double estimator_seconds[N_ESTIMATES], int rank) {
+int store_write_unit(Store *s, const Plan *plan, int unit, const float *values[1 + N_ESTIMATES], const double *base_metric,
+                     const double *source_metric, double seconds, const double estimator_seconds[N_ESTIMATES], int rank) {
     const Unit *u = &plan->units[unit];
-    hsize_t start[3] = {(hsize_t)u->prompt, (hsize_t)u->node0, 0};
-    hsize_t count[3] = {1, (hsize_t)u->n_nodes, (hsize_t)plan->n_positions};
+    hsize_t M = (hsize_t)s->n_metrics;
+    hsize_t start[4] = {(hsize_t)u->prompt, (hsize_t)u->node0, 0, 0};
+    hsize_t count[4] = {1, (hsize_t)u->n_nodes, (hsize_t)plan->n_positions, M};
     herr_t rc = 0;
     hid_t targets[1 + N_ESTIMATES] = {s->exact, s->estimate[0], s->estimate[1], s->estimate[2]};
     for (int i = 0; i < 1 + N_ESTIMATES; i++)
-        if (values[i] && targets[i] >= 0) rc |= write_block(targets[i], H5T_NATIVE_FLOAT, 3, start, count, values[i]);
-    hsize_t p = (hsize_t)u->prompt, one = 1, at = (hsize_t)unit;
-    rc |= write_block(s->base, H5T_NATIVE_DOUBLE, 1, &p, &one, &base_metric);
-    rc |= write_block(s->source, H5T_NATIVE_DOUBLE, 1, &p, &one, &source_metric);
+        if (values[i] && targets[i] >= 0) rc |= write_block(targets[i], H5T_NATIVE_FLOAT, 4, start, count, values[i]);
+    hsize_t one = 1, at = (hsize_t)unit, row[2] = {(hsize_t)u->prompt, 0}, metrics[2] = {1, M};
+    rc |= write_block(s->base, H5T_NATIVE_DOUBLE, 2, row, metrics, base_metric);
+    rc |= write_block(s->source, H5T_NATIVE_DOUBLE, 2, row, metrics, source_metric);
     rc |= write_block(s->seconds, H5T_NATIVE_DOUBLE, 1, &at, &one, &seconds);
     rc |= write_block(s->rank, H5T_NATIVE_INT, 1, &at, &one, &rank);
     if (estimator_seconds) {

@@ -54,21 +54,29 @@ def unfinished_file(real_file, tmp_path_factory):
     return path
 
 
-def write_synthetic(path, exact, estimates, sites=None, base=None, source=None, lengths=None, source_tokens=None):
-    """A results file laid out as docs/results.md says, with given effects [P, N, S]: one layer,
+def write_synthetic(path, exact, estimates, sites=None, base=None, source=None, lengths=None, source_tokens=None,
+                    metrics=("logit_diff",), format_version=2):
+    """A results file laid out as docs/results.md says, with given effects [P, N, S] (or
+    [P, N, S, M] with M metrics, base and source then [P, M]; format_version=1 writes the old
+    layout without the metric axis): one layer,
     one position column per position, one exact unit per (prompt, node). Prompts are S tokens
     long unless `lengths` says otherwise (the caller writes NaN past a prompt's end, as the
     binary does). Base tokens are 0; source tokens too unless `source_tokens` [P, S] says."""
-    P, N, S = exact.shape
+    P, N, S = exact.shape[:3]
     sites = sites or ["resid_pre"] * N
     base = np.zeros(P) if base is None else base
     source = np.ones(P) if source is None else source
+    if format_version == 2 and exact.ndim == 3:  # one metric: the axis of length 1
+        exact, base, source = exact[..., None], np.asarray(base)[:, None], np.asarray(source)[:, None]
+        estimates = {k: v[..., None] for k, v in estimates.items()}
     with h5py.File(path, "w") as f:
         f.attrs["format"] = "patchsweep"
-        f.attrs["format_version"] = 1
+        f.attrs["format_version"] = format_version
         f.attrs["job"] = json.dumps({"description": "synthetic", "prompts": [{"clean": [0] * S}] * P})
         f.attrs["model_config"] = json.dumps({"n_layer": 1, "vocab": 4})
-        f.attrs["metric"], f.attrs["direction"], f.attrs["corruption"] = "logit_diff", "denoise", "pair"
+        f.attrs["metric"], f.attrs["direction"], f.attrs["corruption"] = metrics[0], "denoise", "pair"
+        if format_version == 2:
+            f["metrics"] = np.array([m.encode() for m in metrics], dtype="S16")
         f.attrs["complete"], f.attrs["window"], f.attrs["model_dir"] = 1, 1, ""
         for key in ("seconds_exact", "seconds_atp", "seconds_atp_qk", "seconds_atp_star"):
             f.attrs[key] = 1.0

@@ -59,7 +59,7 @@ def test_role_means_equal_a_direct_reading(tmp_path):
     path = run_job(str(tmp_path), "gpt2-trace-center")
     r = analysis.load(path)
     with h5py.File(path, "r") as f:
-        exact = f["effects/exact"][()]
+        exact = f["effects/exact"][..., 0]  # the job's one metric
         layers, sites = f["nodes/layer"][()], [s.decode() for s in f["nodes/site"][()]]
         lengths = f["prompts/length"][()]
     checked = 0

@@ -85,7 +85,7 @@ def check_job(tmp, case):
     check(sweep_digest(job["output"]) == before, f"{name}: bound changed the sweep's datasets")
     b, attrs, _, positions, node_sites = read_bound(job["output"])
     with h5py.File(job["output"], "r") as f:
-        estimates = f[f"effects/{by}"][()]
+        estimates = f[f"effects/{by}"][..., 0]  # bound reads the first metric
         lengths = f["prompts/length"][()]
     opts = dict(zip(options[::2], options[1::2]))
     K, verified_k = int(opts["--subsets"]), int(opts["--verified"])
@@ -241,7 +241,7 @@ with tempfile.TemporaryDirectory() as tmp:
     # An unfinished sweep: a missing estimate is named, and nothing is written.
     with h5py.File(out, "r+") as f:
         z_node = [s.decode() for s in f["nodes/site"][()]].index("z")
-        f["effects/atp_star"][1, z_node, 2] = np.nan
+        f["effects/atp_star"][1, z_node, 2, 0] = np.nan
         name = f["nodes/name"][z_node].decode()
     before = hashlib.sha256(open(out, "rb").read()).hexdigest()
     problem, line = user_error([binary, "bound", gpt2, "--site", "z"], "prompt 1 has no atp_star estimate")

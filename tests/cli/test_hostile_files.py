@@ -76,7 +76,7 @@ with tempfile.TemporaryDirectory() as tmp:
         failures.append(f"the good job failed: {p.stderr[-500:]}")
     with h5py.File(good, "r") as f:
         U, P = f["progress/done"].shape[0], f["prompts/length"].shape[0]
-        N, S = f["effects/exact"].shape[1:]
+        N, S, M = f["effects/exact"].shape[1:]
 
     # Resuming into a file of the same job whose datasets were changed.
     resume_cases = [
@@ -84,7 +84,8 @@ with tempfile.TemporaryDirectory() as tmp:
         ("shorter done", "progress/done", np.zeros(U - 1, np.uint8)),
         ("longer seconds", "progress/seconds", np.zeros(U + 7)),
         ("shorter seconds", "progress/seconds", np.zeros(3)),
-        ("exact of another shape", "effects/exact", np.zeros((P, N, S + 1), np.float32)),
+        ("exact of another shape", "effects/exact", np.zeros((P, N, S + 1, M), np.float32)),
+        ("exact with another metric count", "effects/exact", np.zeros((P, N, S, M + 1), np.float32)),
         ("done as floats", "progress/done", np.zeros(U)),
         ("unit kinds of another length", "progress/unit_kind", np.zeros(U + 2, np.int32)),
     ]
@@ -94,12 +95,24 @@ with tempfile.TemporaryDirectory() as tmp:
         rewrite(bad, name, data)
         rjob, _ = make_job(tmp, "resume", output=bad)
         expect_refusal(["run", rjob], "does not have the shape this job writes", f"run: {label}", keep=bad)
+    # A file of format 1 (no metric axis) of the same job: named as such, not as a shape mismatch.
+    bad = os.path.join(tmp, "resume.h5")
+    shutil.copy(good, bad)
+    rewrite(bad, "effects/exact", None, delete=True, attrs={"format_version": np.int32(1)})
+    rjob, _ = make_job(tmp, "resume", output=bad)
+    expect_refusal(["run", rjob], "is a results file of format 1 (an older patchsweep)", "run: format 1", keep=bad)
 
     # Damaged files for the readers.
-    exact = np.zeros((P, N, S), np.float32)
+    exact = np.zeros((P, N, S, M), np.float32)
     reader_cases = [
-        ("exact 1-D", "effects/exact", np.zeros(7, np.float32), None, "/effects/exact has 1 dimensions, expected 3"),
-        ("exact of another shape", "effects/exact", np.zeros((P, N + 1, S), np.float32), None, "/effects/exact has extent"),
+        ("exact 1-D", "effects/exact", np.zeros(7, np.float32), None, "/effects/exact has 1 dimensions, expected 4"),
+        ("exact of another shape", "effects/exact", np.zeros((P, N + 1, S, M), np.float32), None, "/effects/exact has extent"),
+        ("exact without the metric axis", "effects/exact", np.zeros((P, N, S), np.float32), None,
+         "/effects/exact has 3 dimensions, expected 4"),
+        ("baseline without the metric axis", "baseline/base", np.zeros(P), None, "/baseline/base has 1 dimensions"),
+        ("metrics missing", "metrics", None, None, "/metrics is missing"),
+        ("metrics longer", "metrics", np.array([b"logit_diff", b"kl"]), None, "has extent"),
+        ("format 1", "effects/exact", exact, {"format_version": np.int32(1)}, "is a results file of format 1"),
         ("baseline missing", "baseline/base", None, None, "/baseline/base is missing"),
         ("positions missing", "positions", None, None, "/positions is missing"),
         ("positions longer", "positions", np.zeros(S + 3, np.int32), None, "positions"),
@@ -120,6 +133,10 @@ with tempfile.TemporaryDirectory() as tmp:
         expect_refusal(["top", bad], fragment, f"top: {label}", keep=bad)
         bjob, _ = make_job(tmp, "damaged", output=bad)
         expect_refusal(["bound", bjob, "--site", "z"], fragment, f"bound: {label}", keep=bad)
+
+    # top --metric names a metric the file does not hold: refused with the ones it has.
+    expect_refusal(["top", good, "--metric", "kl"], 'holds no metric "kl" (it has: logit_diff)', "top: absent metric",
+                   keep=good)
 
     # top on a site the file lacks is an error, not an empty table; on a partial file it says so.
     zjob, zout = make_job(tmp, "z-only", nodes=["z"], estimates=[])

@@ -73,7 +73,7 @@ with tempfile.TemporaryDirectory() as tmp:
         with h5py.File(out, "r") as f:
             a = f.attrs
             check(a["format"] == b"patchsweep" or a["format"] == "patchsweep", f"{name}: format attr {a['format']!r}")
-            check(int(a["format_version"]) == 1, f"{name}: format_version")
+            check(int(a["format_version"]) == 2, f"{name}: format_version")
             check(int(a["complete"]) == 1, f"{name}: complete != 1")
             stored_job = json.loads(a["job"])
             check(stored_job["prompts"][0]["clean"] == prompts[0]["clean"], f"{name}: job attr lacks the prompts")
@@ -86,6 +86,12 @@ with tempfile.TemporaryDirectory() as tmp:
                   and str(a["sever"].decode() if isinstance(a["sever"], bytes) else a["sever"]) == job.get("sever", "none"),
                   f"{name}: window_align / sever attributes")
             S = f["positions"].shape[0]
+            metrics = job.get("metric", "logit_diff")
+            metrics = [metrics] if isinstance(metrics, str) else metrics
+            M = len(metrics)
+            check([m.decode() for m in f["metrics"][:]] == metrics, f"{name}: /metrics {f['metrics'][:]}")
+            check(str(a["metric"].decode() if isinstance(a["metric"], bytes) else a["metric"]) == metrics[0],
+                  f"{name}: metric attribute is not the first metric")
             names = [n.decode() for n in f["nodes/name"][:]]
             check(names == [node_name(*n) for n in nodes], f"{name}: node names {names[:4]}...")
             check([s.decode() for s in f["nodes/site"][:]] == [n[0] for n in nodes], f"{name}: node sites")
@@ -102,7 +108,8 @@ with tempfile.TemporaryDirectory() as tmp:
             report = []
             for key in datasets:
                 got, want = f[f"effects/{key}"][:], golden[key]
-                check(got.shape == (P, N, S) and got.dtype == np.float32, f"{name}: {key} shape/dtype {got.shape}")
+                want = want[..., None] if M == 1 else want  # single-metric golden files have no metric axis
+                check(got.shape == (P, N, S, M) and got.dtype == np.float32, f"{name}: {key} shape/dtype {got.shape}")
                 check((np.isnan(got) == np.isnan(want)).all(), f"{name}: {key}: NaN pattern differs from the reference")
                 ok = ~np.isnan(want)
                 err = np.abs(got[ok] - want[ok])
@@ -111,10 +118,41 @@ with tempfile.TemporaryDirectory() as tmp:
                 report.append(f"{key} {err.max():.1e} (largest {np.abs(want[ok]).max():.3g})")
             for key in ("base", "source"):
                 got, ref = f[f"baseline/{key}"][:], golden[key]
+                ref = ref[..., None] if M == 1 else ref
+                check(got.shape == (P, M), f"{name}: baseline/{key} shape {got.shape}")
                 same_nan = (np.isnan(got) == np.isnan(ref)).all()
                 close = np.allclose(got[~np.isnan(ref)], ref[~np.isnan(ref)], atol=5e-5, rtol=1e-4)
                 check(same_nan and close, f"{name}: baseline/{key} {got} vs {ref}")
             print(f"{name}: {P}x{N}x{S}, max |value - reference|: " + ", ".join(report))
+
+    # A job with several metrics stores, for each, the bits a job with that metric alone stores:
+    # the patched runs are shared, the metrics read off the same logits independently.
+    path = os.path.join(fixtures, "jobs", "gpt2-pair-metrics.json")
+    together = os.path.join(tmp, "gpt2-pair-metrics.h5")
+    if os.path.exists(together):
+        for k, m in enumerate(json.load(open(path))["metric"]):
+            job = json.load(open(path))
+            job["metric"] = m
+            local = os.path.join(tmp, f"alone-{m}.json")
+            job["model"] = os.path.normpath(os.path.join(os.path.dirname(path), job["model"]))
+            job["output"] = os.path.join(tmp, f"alone-{m}.h5")
+            json.dump(job, open(local, "w"))
+            p = subprocess.run([binary, "run", local, "--quiet"], capture_output=True, text=True, timeout=300)
+            check(p.returncode == 0, f"metric {m} alone: exit {p.returncode}: {p.stderr}")
+            if p.returncode:
+                continue
+            with h5py.File(together, "r") as f, h5py.File(job["output"], "r") as g:
+                for key in ("effects/exact", "effects/atp", "effects/atp_qk", "effects/atp_star", "baseline/base",
+                            "baseline/source"):
+                    check(f[key][..., k].tobytes() == g[key][..., 0].tobytes(),
+                          f"metric {m}: {key} in a four-metric job differs from the job with {m} alone")
+            # top --metric m on the four-metric file prints what top prints on the file of m alone
+            tops = [subprocess.run([binary, "top", path_, "-k", "5"] + extra, capture_output=True, text=True)
+                    for path_, extra in ((together, ["--metric", m]), (job["output"], []))]
+            check(all(t.returncode == 0 for t in tops), f"top --metric {m}: {tops[0].stderr}{tops[1].stderr}")
+            check(tops[0].stdout.split("\n", 1)[1] == tops[1].stdout.split("\n", 1)[1] and f"metric {m}" in tops[0].stdout,
+                  f"top --metric {m} differs from top on the job with {m} alone:\n{tops[0].stdout}\n{tops[1].stdout}")
+        print("gpt2-pair-metrics: each metric's bits equal its single-metric job's")
 
     # The example in docs/results.md runs as written on a real results file.
     docs = open(os.path.join(fixtures, "..", "..", "docs", "results.md")).read()

@@ -94,7 +94,8 @@ static void test_store_independent_writes(void **state) {
     for (int u = rank; u < plan.n_units; u += size) { /* round-robin: every rank writes */
         for (int i = 0; i < plan.units[u].n_nodes * plan.n_positions; i++) values[i] = (float)(1000 * u + i);
         const float *v[1 + N_ESTIMATES] = {values, NULL, NULL, NULL};
-        rc |= store_write_unit(&st, &plan, u, v, 1.0, 2.0, 0.5, NULL, rank);
+        const double base = 1.0, source = 2.0;
+        rc |= store_write_unit(&st, &plan, u, v, &base, &source, 0.5, NULL, rank);
     }
     assert_true(all_ranks(rc == 0));
     rc = store_finish(&st, 1, size, 0.0);
@@ -108,8 +109,8 @@ static void test_store_independent_writes(void **state) {
     for (int u = 0; ok && u < plan.n_units; u++) {
         const Unit *unit = &plan.units[u];
         ok &= done[u] == 1;
-        hsize_t start[3] = {(hsize_t)unit->prompt, (hsize_t)unit->node0, 0}, count[3] = {1, 1, (hsize_t)plan.n_positions};
-        hid_t fs = H5Dget_space(st.exact), ms = H5Screate_simple(3, count, NULL);
+        hsize_t start[4] = {(hsize_t)unit->prompt, (hsize_t)unit->node0, 0, 0}, count[4] = {1, 1, (hsize_t)plan.n_positions, 1};
+        hid_t fs = H5Dget_space(st.exact), ms = H5Screate_simple(4, count, NULL);
         H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
         ok &= H5Dread(st.exact, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, row) >= 0;
         H5Sclose(ms), H5Sclose(fs);

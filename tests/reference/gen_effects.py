@@ -159,7 +159,7 @@ class JobReference:
     prompt the runs of every noise sample (base tokens, base noise, source activations or None
     for zeros) with their base metrics."""
 
-    def __init__(self, path):
+    def __init__(self, path, metric_kind=None):
         job = self.job = json.load(open(path))
         folder = os.path.normpath(os.path.join(os.path.dirname(path), job["model"]))
         self.W, self.cfg = ref.load_model(folder)
@@ -170,7 +170,7 @@ class JobReference:
         kind = self.kind = corruption if isinstance(corruption, str) else next(iter(corruption))
         self.params = {} if isinstance(corruption, str) else corruption[kind]
         self.direction = job.get("direction", "denoise" if kind in ("pair", "gaussian") else "noise")
-        self.metric_kind = job.get("metric", "logit_diff")
+        self.metric_kind = metric_kind or metrics_of(job)[0]
         positions = job.get("positions", "each")
         max_T = max(len(p["clean"]) for p in prompts)
         self.columns = [-1] if positions == "all" else list(range(max_T)) if positions == "each" else positions
@@ -285,8 +285,26 @@ class JobReference:
         return total / len(runs["samples"])
 
 
+def metrics_of(job):
+    """The job's metrics: "metric" is one name or a list of names (default logit_diff)."""
+    m = job.get("metric", "logit_diff")
+    return [m] if isinstance(m, str) else list(m)
+
+
 def job_effects(path):
-    ref_job = JobReference(path)
+    """exact, base, source and the estimates of a job; with a list of metrics each array gains a
+    last axis, one entry per metric in the job's order (each metric computed on its own)."""
+    job = json.load(open(path))
+    if isinstance(job.get("metric"), list):
+        per_metric = [job_effects_one(path, m) for m in job["metric"]]
+        exact, base, source = (np.stack([r[i] for r in per_metric], axis=-1) for i in range(3))
+        estimates = {e: np.stack([r[3][e] for r in per_metric], axis=-1) for e in per_metric[0][3]}
+        return exact, base, source, estimates
+    return job_effects_one(path, None)
+
+
+def job_effects_one(path, metric_kind):
+    ref_job = JobReference(path, metric_kind)
     job, nodes, columns, dims = ref_job.job, ref_job.nodes, ref_job.columns, ref_job.dims
     P = len(ref_job.prompts)
     wanted = job.get("estimates", [])

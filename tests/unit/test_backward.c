@@ -29,9 +29,9 @@ static void check_case(const char *model_rel, const char *golden_rel, MetricKind
     run_forward(&m, clean, Tc, NULL, &run, NULL, NULL);
     final_logprobs(&m, run.layer[L - 1].resid_post + (size_t)(Tc - 1) * d, clean_lp, &w);
     run_forward(&m, tokens, T, NULL, &run, NULL, NULL);
-    MetricSpec spec = {kind, answer[0], wrong[0], clean_lp};
+    MetricSpec spec = {&kind, 1, answer[0], wrong[0], clean_lp};
     memset(grads.layer[L - 1].resid_post, 0, sizeof(float) * (size_t)T * d);
-    metric_grad(&m, &spec, run.layer[L - 1].resid_post + (size_t)(T - 1) * d,
+    metric_grad(&m, &spec, 0, run.layer[L - 1].resid_post + (size_t)(T - 1) * d,
                 grads.layer[L - 1].resid_post + (size_t)(T - 1) * d, &w);
     run_backward(&m, tokens, &run, &grads, NULL, L - 1, -1);
     char label[128];

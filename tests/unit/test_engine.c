@@ -51,15 +51,16 @@ static double compare_paths(const Model *m, const Job *job, int positions_all, c
             Site s = job->sites[si];
             int n = site_nodes_per_layer(c, s);
             if (n > 24) n = 24; /* a block of neurons is enough to compare */
-            float *fast = malloc(sizeof(float) * (size_t)n * n_pos), *naive = malloc(sizeof(float) * (size_t)n * n_pos);
+            int M = job->n_metrics;
+            float *fast = malloc(sizeof(float) * (size_t)n * n_pos * M), *naive = malloc(sizeof(float) * (size_t)n * n_pos * M);
             for (int l = 0; l < c->n_layer; l++) {
                 engine_effects(e, job, &r, s, l, 0, n, positions, n_pos, fast);
                 engine_effects_naive(e, job, &r, s, l, 0, n, positions, n_pos, naive);
-                for (int i = 0; i < n * n_pos; i++) {
+                for (int i = 0; i < n * n_pos * M; i++) {
                     largest = fmax(largest, fabs(naive[i]));
                     if (memcmp(&fast[i], &naive[i], sizeof(float)) != 0)
-                        fail_msg("%s {%s} prompt %d L%d.%s node %d pos %d: fast %.9g naive %.9g", m->dir, label, p, l,
-                                 site_name(s), i / n_pos, positions[i % n_pos], fast[i], naive[i]);
+                        fail_msg("%s {%s} prompt %d L%d.%s node %d pos %d metric %d: fast %.9g naive %.9g", m->dir, label, p,
+                                 l, site_name(s), i / M / n_pos, positions[i / M % n_pos], i % M, fast[i], naive[i]);
                 }
                 /* A joint patch of one node is that node's patch (the bound command's joint
                  * forward pass against the sweep's), for the first two nodes. */
@@ -68,10 +69,13 @@ static double compare_paths(const Model *m, const Job *job, int positions_all, c
                 for (int i = 0; i < 2 * n_pos && i < n * n_pos && job->sever == N_SITES; i++) {
                     if (positions[i % n_pos] >= r.T) continue;
                     Patch one = {s, first, last, site_has_index(s) ? i / n_pos : -1, positions[i % n_pos], NULL};
-                    float joint = (float)engine_joint_effect(e, &r, &one, 1);
-                    if (memcmp(&joint, &naive[i], sizeof(float)) != 0)
-                        fail_msg("%s {%s} prompt %d L%d.%s node %d pos %d: joint patch of one node %.9g, its effect %.9g",
-                                 m->dir, label, p, l, site_name(s), i / n_pos, positions[i % n_pos], joint, naive[i]);
+                    for (int k = 0; k < M; k++) {
+                        float joint = (float)engine_joint_effect(e, &r, &one, 1, k);
+                        if (memcmp(&joint, &naive[(size_t)i * M + k], sizeof(float)) != 0)
+                            fail_msg("%s {%s} prompt %d L%d.%s node %d pos %d metric %d: joint patch of one node %.9g, its "
+                                     "effect %.9g", m->dir, label, p, l, site_name(s), i / n_pos, positions[i % n_pos], k,
+                                     joint, naive[(size_t)i * M + k]);
+                    }
                 }
             }
             free(fast);
@@ -99,6 +103,7 @@ static void run_variants(const char *model_rel, const char *pair_prompts, const 
         {pair_prompts, "\"window\": 2", 0},
         {pair_prompts, "\"positions\": \"all\"", 1},
         {pair_prompts, "\"positions\": \"all\", \"window\": 2, \"direction\": \"noise\"", 1},
+        {pair_prompts, "\"metric\": [\"kl\", \"logit_diff\", \"prob\", \"logprob\"]", 0},
         {clean_prompts, "\"corruption\": {\"gaussian\": {\"positions\": [1, 2], \"samples\": 3, \"seed\": 5}}", 0},
         {clean_prompts, "\"corruption\": {\"gaussian\": {\"positions\": [0], \"samples\": 2}}, \"direction\": \"noise\", \"metric\": \"kl\"", 0},
         {clean_prompts, "\"corruption\": \"mean\"", 0},
@@ -208,7 +213,7 @@ static void test_denoise_everything_restores_clean(void **state) {
             Engine *e = engine_new(&m, r.T, 4);
             engine_effects(e, &job, &r, SITE_RESID_PRE, 0, 0, 1, &all, 1, &eff);
             double want = r.source_metric[0] - r.base_metric[0];
-            printf("  prompt %d %s: effect %.7g, clean - corrupt %.7g\n", p, metric_name(job.metric), eff, want);
+            printf("  prompt %d %s: effect %.7g, clean - corrupt %.7g\n", p, metric_name(job.metrics[0]), eff, want);
             assert_true(fabs(want) > 1e-3);
             assert_true(eff == (float)want); /* the patched run is the clean run, bit for bit */
             engine_free(e);
@@ -218,6 +223,57 @@ static void test_denoise_everything_restores_clean(void **state) {
         job_free(&job);
     }
     model_free(&m);
+}
+
+/* Several metrics in one job give each metric's values bit for bit as a job of that metric alone:
+ * the patched runs are the same, and each metric is read off them by the same code. */
+static void test_metrics_together_equal_alone(void **state) {
+    (void)state;
+    static const char *const alone[] = {"logit_diff", "logprob", "prob", "kl"};
+    const char *models[] = {"models/gpt2-tiny", "models/llama-tiny"};
+    for (int mi = 0; mi < 2; mi++) {
+        Model m;
+        if (model_load(&m, fixture(models[mi]))) fail_msg("%s", ps_error());
+        Job together;
+        make_job(&together, fixture(models[mi]), prompts_gpt2, "\"metric\": [\"prob\", \"kl\", \"logit_diff\", \"logprob\"]");
+        int order[4] = {2, 3, 0, 1}; /* together's metric k is alone[order[k]] */
+        JobRuns jr;
+        job_runs_init(&jr, &m, &together);
+        int T = together.prompts[0].T, positions[64], n = 4, compared = 0;
+        for (int j = 0; j < T; j++) positions[j] = j;
+        Engine *e = engine_new(&m, T, 5);
+        float *all = malloc(sizeof(float) * (size_t)n * T * 4), *one = malloc(sizeof(float) * (size_t)n * T);
+        for (int k = 0; k < 4; k++) {
+            char extra[64];
+            snprintf(extra, sizeof extra, "\"metric\": \"%s\"", alone[order[k]]);
+            Job single;
+            make_job(&single, fixture(models[mi]), prompts_gpt2, extra);
+            for (int p = 0; p < together.n_prompts; p++) {
+                PromptRuns rt, rs;
+                prompt_runs_build(&rt, &m, &together, &jr, p);
+                prompt_runs_build(&rs, &m, &single, &jr, p);
+                assert_memory_equal(&rt.base_metric[k], &rs.base_metric[0], sizeof(double));
+                assert_memory_equal(&rt.source_metric[k], &rs.source_metric[0], sizeof(double));
+                for (int l = 0; l < m.cfg.n_layer; l++) {
+                    engine_effects(e, &together, &rt, SITE_Z, l, 0, n, positions, T, all);
+                    engine_effects(e, &single, &rs, SITE_Z, l, 0, n, positions, T, one);
+                    for (int i = 0; i < n * T; i++, compared++)
+                        if (memcmp(&all[(size_t)i * 4 + k], &one[i], sizeof(float)) != 0)
+                            fail_msg("%s %s prompt %d L%d node %d pos %d: together %.9g alone %.9g", models[mi],
+                                     alone[order[k]], p, l, i / T, i % T, all[(size_t)i * 4 + k], one[i]);
+                }
+                prompt_runs_free(&rt);
+                prompt_runs_free(&rs);
+            }
+            job_free(&single);
+        }
+        printf("  %s: %d cells, each metric equal alone and together\n", models[mi], compared);
+        free(all), free(one);
+        engine_free(e);
+        job_runs_free(&jr);
+        job_free(&together);
+        model_free(&m);
+    }
 }
 
 /* A one-layer Llama-shaped model whose attention and MLP write nothing (W_O = W_down = 0), so
@@ -292,6 +348,7 @@ int main(void) {
         cmocka_unit_test(test_fast_equals_naive_gpt2),
         cmocka_unit_test(test_fast_equals_naive_llama),
         cmocka_unit_test(test_fast_equals_naive_neox),
+        cmocka_unit_test(test_metrics_together_equal_alone),
         cmocka_unit_test(test_self_patch_is_zero),
         cmocka_unit_test(test_denoise_everything_restores_clean),
         cmocka_unit_test(test_metrics_by_hand),
