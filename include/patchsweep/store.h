@@ -28,6 +28,16 @@ typedef struct {
  * job, or something that is not a results file, is refused (PS_EUSER). Collective. */
 int store_open(Store *s, const Job *job, const Plan *plan, const Model *m, uint64_t fingerprint, MPI_Comm comm,
                int *resumed);
+/* Writes the whole structure of a new results file for path at `creating` (serial, one rank):
+ * every attribute and small dataset, the result datasets at full size and NaN. */
+int store_write_structure(const char *creating, const char *path, const Job *job, const Plan *plan, const Model *m,
+                          uint64_t fingerprint);
+/* An existing results file at path whose job is not this one (serial, one rank; extend.c): when
+ * this job only adds node sites or estimators, and the model is the same, the file is remade in
+ * this job's shape with every finished unit carried over (nothing is recomputed); otherwise
+ * PS_EUSER naming the fields that differ. PS_OK and nothing done for a file of this very job, or
+ * one that is not a readable results file of this format (store_open says why). */
+int store_extend_edited(const char *path, const Job *job, const Plan *plan, const Model *m, uint64_t fingerprint);
 /* Reads /progress/done into done[n_units] (independent). */
 int store_read_done(Store *s, uint8_t *done);
 /* Writes one finished unit: values[0] = exact effects, values[1 + e] = estimator e (NULL where

@@ -134,9 +134,9 @@ static double results_file_bytes(const Job *job, const Plan *plan) {
  * out of disk space while creating it leaves no half-made results file behind. Serial because
  * HDF5 1.10's MPI-IO driver cannot close a file after a failed write (it crashes in
  * MPI_Finalize); the ranks then open the finished file in parallel, as a resume does. */
-static int write_structure(const char *path, const Job *job, const Plan *plan, const Model *m, uint64_t fingerprint) {
-    char creating[PATH_CAP + 16], folder[PATH_CAP], text[64];
-    snprintf(creating, sizeof creating, "%s.creating", path);
+int store_write_structure(const char *creating, const char *path, const Job *job, const Plan *plan, const Model *m,
+                          uint64_t fingerprint) {
+    char folder[PATH_CAP], text[64];
     path_dirname(folder, sizeof folder, path);
     make_dirs(folder); /* a failure shows in H5Fcreate below */
     /* The whole file is allocated now (its datasets at full size), so room is checked first:
@@ -228,8 +228,16 @@ static int write_structure(const char *path, const Job *job, const Plan *plan, c
         remove(creating);
         return write_failed(path, "creating the results file");
     }
-    if (rename(creating, path) != 0) return ps_fail(PS_EUSER, "%s: cannot rename %s into place (%s)", path, creating, strerror(errno));
     return PS_OK;
+}
+
+static int write_structure(const char *path, const Job *job, const Plan *plan, const Model *m, uint64_t fingerprint) {
+    char creating[PATH_CAP + 16];
+    snprintf(creating, sizeof creating, "%s.creating", path);
+    int rc = store_write_structure(creating, path, job, plan, m, fingerprint);
+    if (!rc && rename(creating, path) != 0)
+        return ps_fail(PS_EUSER, "%s: cannot rename %s into place (%s)", path, creating, strerror(errno));
+    return rc;
 }
 
 /* A reopened file is written into and read whole into buffers sized from the plan, so every
@@ -355,6 +363,9 @@ int store_open(Store *s, const Job *job, const Plan *plan, const Model *m, uint6
     int rc = PS_OK;
     if (!exists) { /* rank 0 writes the structure; the error line, if any, is rank 0's */
         rc = me == 0 ? write_structure(s->path, job, plan, m, fingerprint) : PS_OK;
+        MPI_Bcast(&rc, 1, MPI_INT, 0, comm);
+    } else { /* a file of an edited job: extended when the job only grew, else refused saying how it differs */
+        rc = me == 0 ? store_extend_edited(s->path, job, plan, m, fingerprint) : PS_OK;
         MPI_Bcast(&rc, 1, MPI_INT, 0, comm);
     }
     if (!rc) rc = reopen_file(s, job, fingerprint, fapl, comm, me);
