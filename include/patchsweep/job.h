@@ -60,6 +60,9 @@ typedef struct {
     int exact;           /* run the exact sweep */
     char *canonical;     /* the job as normalised JSON (prompts inline as token ids, defaults filled in) */
     int had_text;        /* some prompts were given as text */
+    int add_bos;         /* text prompts: put the BOS token first (1/0); -1: as the tokenizer's template does */
+    char *warnings[4];   /* what job_check found questionable but not wrong, one line each */
+    int n_warnings;
     int *resample_from;  /* resample: prompt p's source is prompt resample_from[p] (a seeded derangement) */
 } Job;
 
@@ -92,7 +95,7 @@ int job_model_failure(const Job *job, int rc);
 
 /* A warning about the job on this model, or NULL: AtP* asked of a model of two layers or fewer,
  * where GradDrop leaves a layer-0 node whose only path runs through layer 1 with exactly 0. */
-const char *job_warning(const Job *job, const ModelConfig *cfg);
+
 
 int job_parse_file(Job *job, const char *path);
 int job_parse_text(Job *job, const char *text, const char *path); /* path names the job in errors */

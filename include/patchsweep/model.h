@@ -27,6 +27,7 @@ typedef struct {
     int parallel_residual; /* GPT-NeoX: the MLP reads the block input, not resid_mid, and
                             * resid_post = resid_pre + attn_out + mlp_out */
     char assumed[512];   /* what config.json left out and was assumed: "rms_norm_eps = 1e-06, ..." */
+    int bos_token_id;    /* config.json's, or -1 (model_bos prefers the tokenizer's) */
 } ModelConfig;
 
 /* Records "key = value" in c->assumed when config.json does not set key (plan prints it, the
@@ -156,6 +157,9 @@ void model_init_random(Model *m, const ModelConfig *cfg, uint64_t seed, float sc
 /* model_attach with a fresh zeroed block. */
 void model_alloc(Model *m, const ModelConfig *cfg);
 void model_free(Model *m);
+/* The model's beginning-of-sequence token: its tokenizer's (tokenizer_bos), else config.json's
+ * bos_token_id; -1 when neither names one. */
+int model_bos(const Model *m);
 /* The configuration as JSON text (caller frees), for provenance. */
 char *model_config_json(const ModelConfig *cfg);
 

@@ -17,7 +17,8 @@ typedef struct {
     int subject, subject_len;
 } Example;
 
-/* A task: its vocabulary (word-level, token 0 is "<bos>") and a generator of examples. */
+enum { TASK_BOS = 0 }; /* every task's vocabulary begins with "<bos>", which begins every example */
+/* A task: its vocabulary (word-level, token TASK_BOS is "<bos>") and a generator of examples. */
 typedef struct {
     const char *name;
     int vocab;
@@ -46,11 +47,12 @@ void train(const Recipe *r, Model *m, FILE *log);
 /* Writes config.json, model.safetensors (GPT-2 layout) and tokenizer.json (word level). */
 int model_save(const Model *m, const Task *task, const char *dir);
 
-/* Head scores from attention patterns alone, on n_seq sequences [<bos>, A, A] of repeated
- * random distinct tokens (A of length run): induction[l*H + h] = mean attention from each
- * position of the second copy to the token after that token's first occurrence;
- * previous[l*H + h] = mean attention from each position to the one before it. */
-void head_scores(const Model *m, int n_seq, int run, uint64_t seed, double *induction, double *previous);
+/* Head scores from attention patterns alone, on n_seq sequences [bos, A, A] of repeated
+ * random distinct tokens other than bos (A of length run; no BOS first when bos < 0):
+ * induction[l*H + h] = mean attention from each position of the second copy to the token after
+ * that token's first occurrence; previous[l*H + h] = mean attention from each position to the
+ * one before it. */
+void head_scores(const Model *m, int bos, int n_seq, int run, uint64_t seed, double *induction, double *previous);
 /* Accuracy of the next-token argmax on the task's target positions (or, with last_only, on the
  * last position alone), over n fresh examples. */
 double task_accuracy(const Model *m, const Task *task, int n, uint64_t seed, int last_only);

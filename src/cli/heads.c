@@ -24,8 +24,15 @@ int cmd_heads(int argc, char **argv) {
     }
     int L = m.cfg.n_layer, H = m.cfg.n_head;
     double *ind = alloc_doubles((size_t)L * H), *prev = alloc_doubles((size_t)L * H);
-    head_scores(&m, 64, run, 1, ind, prev);
-    printf("# %s: 64 sequences <bos> A A, A = %d distinct random tokens (token 0 is taken as <bos>)\n", dir, run);
+    int bos = model_bos(&m);
+    head_scores(&m, bos, 64, run, 1, ind, prev);
+    const char *bos_text = bos >= 0 && m.tokenizer ? tokenizer_token(m.tokenizer, bos) : NULL;
+    if (bos >= 0)
+        printf("# %s: 64 sequences BOS A A, A = %d distinct random tokens; BOS is token %d%s%s%s (%s)\n", dir, run, bos,
+               bos_text ? " \"" : "", bos_text ? bos_text : "", bos_text ? "\"" : "",
+               m.tokenizer && tokenizer_bos(m.tokenizer) >= 0 ? "the tokenizer's" : "config.json's bos_token_id");
+    else
+        printf("# %s: 64 sequences A A, A = %d distinct random tokens (the model names no BOS token)\n", dir, run);
     printf("%-8s %16s %21s\n", "head", "induction_score", "previous_token_score");
     for (int l = 0; l < L; l++)
         for (int h = 0; h < H; h++) printf("L%d.H%-4d %16.3f %21.3f\n", l, h, ind[l * H + h], prev[l * H + h]);

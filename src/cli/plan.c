@@ -60,7 +60,7 @@ int cmd_plan(int argc, char **argv) {
            human(st.bytes_per_rank, c, sizeof c), plan.batch_limit);
     printf("kernels    %s (the same bits with any: PATCHSWEEP_ISA, PATCHSWEEP_BATCH)\n", kernels()->name);
     printf("output     %s\n", job.output);
-    if (job_warning(&job, &m.cfg)) printf("warning    %s\n", job_warning(&job, &m.cfg));
+    for (int i = 0; i < job.n_warnings; i++) printf("warning    %s\n", job.warnings[i]);
     plan_free(&plan);
     job_free(&job);
     model_free(&m);

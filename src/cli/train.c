@@ -16,7 +16,7 @@ static int write_model_card(const Model *m, const Recipe *r, double seconds) {
     const ModelConfig *c = &m->cfg;
     int L = c->n_layer, H = c->n_head;
     double *ind = alloc_doubles((size_t)L * H), *prev = alloc_doubles((size_t)L * H);
-    head_scores(m, 64, 10, 1, ind, prev);
+    head_scores(m, TASK_BOS, 64, 10, 1, ind, prev);
     char heldout_name[64];
     snprintf(heldout_name, sizeof heldout_name, "%s-heldout", r->task->name);
     const Task *heldout = task_find(heldout_name);

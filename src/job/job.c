@@ -63,18 +63,6 @@ static int int_array(const cJSON *arr, const char *where, const char *key, int *
     return PS_OK;
 }
 
-/* Words in a text: the token count of a word-level tokenizer. */
-static int count_words(const char *text) {
-    int n = 0;
-    for (const char *c = text; *c;) {
-        while (*c == ' ' || *c == '\t' || *c == '\n' || *c == '\r') c++;
-        if (!*c) break;
-        n++;
-        while (*c && *c != ' ' && *c != '\t' && *c != '\n' && *c != '\r') c++;
-    }
-    return n;
-}
-
 /* key as ids, or key_text as text: exactly one when required, at most one otherwise. */
 static int ids_or_text(const cJSON *obj, const char *where, const char *key, int required, int **ids, int *n,
                        char **text) {
@@ -86,7 +74,7 @@ static int ids_or_text(const cJSON *obj, const char *where, const char *key, int
     if (as_ids) return int_array(as_ids, where, key, ids, n);
     if (!cJSON_IsString(as_text)) return ps_fail(PS_EUSER, "%s: \"%s\" must be a string", where, text_key);
     *text = xstrdup(as_text->valuestring);
-    *n = count_words(*text);
+    *n = -1; /* known once job_check has tokenized it */
     return PS_OK;
 }
 
@@ -104,9 +92,10 @@ static int parse_prompt(Prompt *p, const cJSON *obj, const char *where) {
     if (!rc) rc = ids_or_text(obj, where, "clean", 1, &p->clean, &p->T, &p->clean_text);
     if (!rc && p->T == 0) rc = ps_fail(PS_EUSER, "%s: \"clean\" is empty", where);
     if (!rc) rc = ids_or_text(obj, where, "corrupt", 0, &p->corrupt, &n, &p->corrupt_text);
-    if (!rc && (p->corrupt || p->corrupt_text) && n != p->T)
+    if (!rc && p->corrupt && !p->clean_text && n != p->T) /* with text, job_check compares the token counts */
         rc = ps_fail(PS_EUSER, "%s: \"corrupt\" has %d token%s but \"clean\" has %d (they must align)", where, n, plural_s(n), p->T);
-    for (int k = 0; k < 2 && !rc; k++) { /* answer and wrong: one token id, or one word */
+    if (p->T < 0) p->T = 0;
+    for (int k = 0; k < 2 && !rc; k++) { /* answer and wrong: one token id, or a text of one token */
         const char *key = k ? "wrong" : "answer";
         int *value = k ? &p->wrong : &p->answer;
         char **text = k ? &p->wrong_text : &p->answer_text, text_key[16];
@@ -114,8 +103,8 @@ static int parse_prompt(Prompt *p, const cJSON *obj, const char *where) {
         const cJSON *as_text = cJSON_GetObjectItemCaseSensitive(obj, text_key);
         if (as_text && cJSON_GetObjectItemCaseSensitive(obj, key))
             rc = ps_fail(PS_EUSER, "%s: give \"%s\" or \"%s\", not both", where, key, text_key);
-        else if (as_text && (!cJSON_IsString(as_text) || count_words(as_text->valuestring) != 1))
-            rc = ps_fail(PS_EUSER, "%s: \"%s\" must be one word", where, text_key);
+        else if (as_text && (!cJSON_IsString(as_text) || !as_text->valuestring[0]))
+            rc = ps_fail(PS_EUSER, "%s: \"%s\" must be a non-empty string", where, text_key);
         else if (as_text)
             *text = xstrdup(as_text->valuestring), *value = 0; /* resolved by job_check */
         else {
@@ -481,7 +470,8 @@ static int parse_sever(Job *job, const cJSON *v, const char *where) {
 
 static int parse_root(Job *job, const cJSON *root, const char *where, const char *dir) {
     static const char *const keys[] = {"model", "prompts", "prompts_file", "corruption", "direction", "metric", "nodes",
-                                       "positions", "window", "sever", "estimates", "exact", "output", "description"};
+                                       "positions", "window", "sever", "estimates", "exact", "output", "description",
+                                       "add_bos"};
     if (!cJSON_IsObject(root)) return ps_fail(PS_EUSER, "%s: a job must be a JSON object", where);
     int rc = check_keys(root, where, keys, (int)(sizeof keys / sizeof keys[0]));
     const char *model = NULL, *output = NULL, *description = NULL;
@@ -548,7 +538,15 @@ static int parse_root(Job *job, const cJSON *root, const char *where, const char
     if ((rc = json_get_bool(root, "exact", where, 0, &job->exact))) return rc;
     if (!job->exact && !job->estimates[EST_ATP] && !job->estimates[EST_ATP_QK] && !job->estimates[EST_ATP_STAR])
         return ps_fail(PS_EUSER, "%s: \"exact\" is false and no \"estimates\" are asked for: nothing to compute", where);
-    if ((rc = check_prompts(job, where))) return rc;
+    job->add_bos = -1; /* the tokenizer's own habit */
+    if (cJSON_GetObjectItemCaseSensitive(root, "add_bos") && (rc = json_get_bool(root, "add_bos", where, 0, &job->add_bos)))
+        return rc;
+    for (int i = 0; i < job->n_prompts; i++) {
+        const Prompt *p = &job->prompts[i];
+        job->had_text |= p->clean_text || p->corrupt_text || p->answer_text || p->wrong_text;
+    }
+    /* Text prompts have lengths once job_check has tokenized them: their rules are checked there. */
+    if (!job->had_text && (rc = check_prompts(job, where))) return rc;
     job->canonical = canonical_json(job);
     return PS_OK;
 }
@@ -571,13 +569,6 @@ PromptRoles job_roles(const Job *job, int p) {
         break;
     }
     return r;
-}
-
-const char *job_warning(const Job *job, const ModelConfig *cfg) {
-    if (job->estimates[EST_ATP_STAR] && cfg->n_layer <= 2)
-        return "atp_star on a model of two layers or fewer: GradDrop gives exactly 0 to a layer-0 node whose only path "
-               "runs through layer 1, whatever its effect; such cells tie (docs/methods.md)";
-    return NULL;
 }
 
 int job_model_failure(const Job *job, int rc) { return rc ? ps_fail_context(rc, "%s: \"model\"", job->path) : rc; }
@@ -633,50 +624,94 @@ int job_parse_file(Job *job, const char *path) {
     return rc;
 }
 
-/* Text to ids with a word-level tokenizer; where names the prompt and key in errors. */
-static int words_to_ids(const Tokenizer *tok, const char *text, int n, const char *where, int **out) {
-    int *ids = xmalloc(sizeof(int) * (size_t)(n ? n : 1)), i = 0;
-    char *copy = xstrdup(text), *save = NULL;
-    for (char *w = strtok_r(copy, " \t\n\r", &save); w; w = strtok_r(NULL, " \t\n\r", &save)) {
-        if ((ids[i++] = tokenizer_find(tok, w)) < 0) {
-            int rc = ps_fail(PS_EUSER, "%s: word \"%s\" is not in the model's vocabulary", where, w);
-            free(copy), free(ids);
-            return rc;
-        }
+/* A prompt's text as token ids with the model's tokenizer, the BOS token first when add_bos
+ * (and the text does not already begin with it: a "<bos>" written out is not doubled). */
+static int encode_prompt_text(const Tokenizer *tok, const char *text, int add_bos, const char *where, int **ids, int *n) {
+    int rc = tokenizer_encode(tok, text, 0, ids, n);
+    if (rc) return ps_fail_context(rc, "%s", where);
+    int bos = tokenizer_bos(tok);
+    if (add_bos && bos < 0) {
+        free(*ids), *ids = NULL;
+        return ps_fail(PS_EUSER, "%s: \"add_bos\" is true but the model's tokenizer names no BOS token", where);
     }
-    free(copy);
-    *out = ids;
+    if (add_bos && (*n == 0 || (*ids)[0] != bos)) {
+        *ids = xrealloc(*ids, sizeof(int) * (size_t)(*n + 1));
+        memmove(*ids + 1, *ids, sizeof(int) * (size_t)*n);
+        (*ids)[0] = bos, ++*n;
+    }
+    if (*n == 0) {
+        free(*ids), *ids = NULL;
+        return ps_fail(PS_EUSER, "%s: the text has no tokens", where);
+    }
     return PS_OK;
 }
 
+/* "answer_text"/"wrong_text": the metric reads one token, so the text must be exactly one. */
+static int encode_one_token(const Tokenizer *tok, const char *text, const char *where, int *out) {
+    int *ids = NULL, n = 0, rc = tokenizer_encode(tok, text, 0, &ids, &n);
+    if (rc) return ps_fail_context(rc, "%s", where);
+    if (n == 1) {
+        *out = ids[0];
+        free(ids);
+        return PS_OK;
+    }
+    char listed[512] = "";
+    for (int i = 0; i < n && strlen(listed) < sizeof listed - 64; i++) {
+        const char *shown = tokenizer_token(tok, ids[i]);
+        snprintf(listed + strlen(listed), sizeof listed - strlen(listed), "%s%d \"%s\"", i ? ", " : "", ids[i],
+                 shown ? shown : "?");
+    }
+    free(ids);
+    return ps_fail(PS_EUSER, "%s: \"%s\" is %d tokens (%s); the metric reads one token: give a text of one token (GPT-2 "
+                             "style tokenizers usually need the leading space, \" Paris\") or its id", where, text, n, listed);
+}
+
+static int resolve_prompt_text(Prompt *p, const Tokenizer *tok, int add_bos, const char *where) {
+    char at[4300];
+    int rc = PS_OK, n = 0;
+    if (p->clean_text) {
+        snprintf(at, sizeof at, "%s.clean_text", where);
+        if ((rc = encode_prompt_text(tok, p->clean_text, add_bos, at, &p->clean, &p->T))) return rc;
+    }
+    if (p->corrupt_text) {
+        snprintf(at, sizeof at, "%s.corrupt_text", where);
+        if ((rc = encode_prompt_text(tok, p->corrupt_text, add_bos, at, &p->corrupt, &n))) return rc;
+        if (n != p->T)
+            return ps_fail(PS_EUSER, "%s: \"corrupt\" is %d token%s but \"clean\" is %d: they must align token for token "
+                                     "(tokenize both with patchsweep tokenize to see where they part)", where, n, plural_s(n),
+                           p->T);
+    }
+    if (p->answer_text) {
+        snprintf(at, sizeof at, "%s.answer_text", where);
+        if ((rc = encode_one_token(tok, p->answer_text, at, &p->answer))) return rc;
+    }
+    if (p->wrong_text) {
+        snprintf(at, sizeof at, "%s.wrong_text", where);
+        if ((rc = encode_one_token(tok, p->wrong_text, at, &p->wrong))) return rc;
+    }
+    free(p->clean_text), free(p->corrupt_text), free(p->answer_text), free(p->wrong_text);
+    p->clean_text = p->corrupt_text = p->answer_text = p->wrong_text = NULL;
+    return PS_OK;
+}
+
+/* Text prompts become token ids with the model folder's tokenizer.json, then meet the rules
+ * ids meet at parse time; the canonical job holds the ids. */
 static int resolve_texts(Job *job, const Model *m) {
+    if (!job->had_text) return PS_OK;
+    if (!m->tokenizer)
+        return ps_fail(PS_EUSER, "%s: the prompts are text, which needs a tokenizer.json in the model folder (%s has none); "
+                                 "give token ids instead", job->path, m->dir);
+    int add_bos = job->add_bos >= 0 ? job->add_bos : tokenizer_adds_bos(m->tokenizer);
     for (int i = 0; i < job->n_prompts; i++) {
-        Prompt *p = &job->prompts[i];
-        if (!p->clean_text && !p->corrupt_text && !p->answer_text && !p->wrong_text) continue;
         char where[4200];
-        if (!tokenizer_is_word_level(m->tokenizer))
-            return ps_fail(PS_EUSER, "%s: prompts[%d] is text, which needs a word-level tokenizer.json in the model "
-                           "folder (%s has %s); give token ids instead", job->path, i, m->dir,
-                           m->tokenizer ? "another kind" : "none");
-        int rc = 0, *one = NULL;
-        snprintf(where, sizeof where, "%s: prompts[%d].clean_text", job->path, i);
-        if (p->clean_text && (rc = words_to_ids(m->tokenizer, p->clean_text, p->T, where, &p->clean))) return rc;
-        snprintf(where, sizeof where, "%s: prompts[%d].corrupt_text", job->path, i);
-        if (p->corrupt_text && (rc = words_to_ids(m->tokenizer, p->corrupt_text, p->T, where, &p->corrupt))) return rc;
-        snprintf(where, sizeof where, "%s: prompts[%d].answer_text", job->path, i);
-        if (p->answer_text && (rc = words_to_ids(m->tokenizer, p->answer_text, 1, where, &one))) return rc;
-        if (one) p->answer = one[0], free(one), one = NULL;
-        snprintf(where, sizeof where, "%s: prompts[%d].wrong_text", job->path, i);
-        if (p->wrong_text && (rc = words_to_ids(m->tokenizer, p->wrong_text, 1, where, &one))) return rc;
-        if (one) p->wrong = one[0], free(one);
-        free(p->clean_text), free(p->corrupt_text), free(p->answer_text), free(p->wrong_text);
-        p->clean_text = p->corrupt_text = p->answer_text = p->wrong_text = NULL;
-        job->had_text = 1;
+        snprintf(where, sizeof where, "%s: prompts[%d]", job->path, i);
+        int rc = resolve_prompt_text(&job->prompts[i], m->tokenizer, add_bos, where);
+        if (rc) return rc;
     }
-    if (job->had_text) { /* the canonical form is made of token ids */
-        free(job->canonical);
-        job->canonical = canonical_json(job);
-    }
+    int rc = check_prompts(job, job->path);
+    if (rc) return rc;
+    free(job->canonical);
+    job->canonical = canonical_json(job);
     return PS_OK;
 }
 
@@ -722,6 +757,29 @@ static int read_corpus(Job *job, const Model *m) {
     return rc;
 }
 
+static void add_warning(Job *job, const char *text) {
+    if (job->n_warnings < (int)(sizeof job->warnings / sizeof job->warnings[0])) job->warnings[job->n_warnings++] = xstrdup(text);
+}
+
+/* Questionable but not wrong: said by plan and run, never refused. */
+static void add_warnings(Job *job, const Model *m) {
+    if (job->estimates[EST_ATP_STAR] && m->cfg.n_layer <= 2)
+        add_warning(job, "atp_star on a model of two layers or fewer: GradDrop gives exactly 0 to a layer-0 node whose only "
+                         "path runs through layer 1, whatever its effect; such cells tie (docs/methods.md)");
+    int bos = m->tokenizer ? tokenizer_bos(m->tokenizer) : -1, missing = 0, first = -1;
+    if (bos < 0 || !tokenizer_adds_bos(m->tokenizer)) return; /* the model does not expect one */
+    for (int i = 0; i < job->n_prompts; i++)
+        if (job->prompts[i].clean[0] != bos && missing++ == 0) first = i;
+    if (!missing) return;
+    char text[1024];
+    const char *shown = tokenizer_token(m->tokenizer, bos);
+    snprintf(text, sizeof text, "%d of %d prompts (the first: prompts[%d]) do not begin with the BOS token \"%s\" (id %d) "
+                                "that the model's tokenizer puts first; a model trained with it can behave very differently "
+                                "without it: put it first, or \"add_bos\": true for text prompts (docs/job.md)",
+             missing, job->n_prompts, first, shown ? shown : "?", bos);
+    add_warning(job, text);
+}
+
 int job_check(Job *job, const Model *m) {
     const char *where = job->path;
     const ModelConfig *cfg = &m->cfg;
@@ -751,6 +809,7 @@ int job_check(Job *job, const Model *m) {
     }
     if (job->window > cfg->n_layer)
         return ps_fail(PS_EUSER, "%s: window %d is larger than the model's %d layers", where, job->window, cfg->n_layer);
+    add_warnings(job, m);
     return PS_OK;
 }
 
@@ -768,6 +827,7 @@ void job_free(Job *job) {
     free(job->prompts);
     free(job->noise_positions);
     free(job->position_list);
+    for (int i = 0; i < job->n_warnings; i++) free(job->warnings[i]);
     free(job->canonical);
     free(job->resample_from);
     free(job->corpus_ids);

@@ -53,6 +53,11 @@ int model_config_parse(const cJSON *json, const char *where, ModelConfig *cfg) {
         if (strcmp(type, architectures[i]->model_type) != 0) continue;
         snprintf(cfg->model_type, sizeof cfg->model_type, "%s", type);
         rc = architectures[i]->parse_config(json, where, cfg);
+        /* the same key in every architecture, read where it is a plain token id (some configs hold
+         * null or a list; nothing depends on it but heads' probe sequences, so those are ignored) */
+        const cJSON *bos = cJSON_GetObjectItemCaseSensitive(json, "bos_token_id");
+        cfg->bos_token_id = cJSON_IsNumber(bos) && bos->valuedouble >= 0 && bos->valuedouble < (1 << 30) &&
+                                    bos->valuedouble == (int)bos->valuedouble ? (int)bos->valuedouble : -1;
         return rc ? rc : check_config(cfg, where);
     }
     return ps_fail(PS_EUSER, "%s: model_type \"%s\" is not supported (supported: gpt2, llama, gpt_neox)", where, type);
@@ -80,6 +85,11 @@ size_t model_weight_count(const ModelConfig *cfg) {
 }
 
 void model_pack(Model *m) { params_pack(&m->packed, &m->w, &m->cfg); }
+
+int model_bos(const Model *m) {
+    int bos = m->tokenizer ? tokenizer_bos(m->tokenizer) : -1;
+    return bos >= 0 ? bos : m->cfg.bos_token_id < m->cfg.vocab ? m->cfg.bos_token_id : -1;
+}
 
 uint64_t model_fingerprint(const Model *m) {
     char *json = model_config_json(&m->cfg);

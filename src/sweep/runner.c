@@ -139,8 +139,8 @@ int sweep_run(const char *job_path, MPI_Comm comm, const RunOptions *opt) {
     if (!rc) {
         int already = 0;
         for (int u = 0; u < plan.n_units; u++) already += done[u];
-        if (rank == 0 && !opt->quiet && job_warning(&job, &m.cfg))
-            fprintf(stderr, "patchsweep: warning: %s\n", job_warning(&job, &m.cfg));
+        for (int i = 0; rank == 0 && !opt->quiet && i < job.n_warnings; i++)
+            fprintf(stderr, "patchsweep: warning: %s\n", job.warnings[i]);
         if (rank == 0 && !opt->quiet)
             fprintf(stderr, "patchsweep: %s: %d prompts x %d nodes x %d positions, %d units%s, %d ranks -> %s\n",
                     job.path, job.n_prompts, plan.n_nodes, plan.n_positions, plan.n_units,

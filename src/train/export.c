@@ -137,9 +137,36 @@ int model_save(const Model *m, const Task *task, const char *dir) {
     cJSON_AddStringToObject(model, "type", "WordLevel");
     cJSON *vocab = cJSON_AddObjectToObject(model, "vocab");
     for (int i = 0; i < task->vocab; i++) cJSON_AddNumberToObject(vocab, task->words[i], i);
-    cJSON_AddStringToObject(model, "unk_token", task->words[0]);
+    /* No unk_token: a word outside the vocabulary is an error, not silently some token. */
     cJSON *pre = cJSON_AddObjectToObject(tok, "pre_tokenizer");
     cJSON_AddStringToObject(pre, "type", "WhitespaceSplit");
+    /* The models are trained on sequences that begin with <bos>: the template says so, so text
+     * prompts get it (docs/job.md, "add_bos") and prompts of ids without it are warned about. */
+    cJSON *post = cJSON_AddObjectToObject(tok, "post_processor");
+    cJSON_AddStringToObject(post, "type", "TemplateProcessing");
+    cJSON *single = cJSON_AddArrayToObject(post, "single");
+    cJSON *first = cJSON_CreateObject(), *sequence = cJSON_CreateObject();
+    cJSON *special = cJSON_AddObjectToObject(first, "SpecialToken"), *text_part = cJSON_AddObjectToObject(sequence, "Sequence");
+    cJSON_AddStringToObject(special, "id", task->words[0]);
+    cJSON_AddNumberToObject(special, "type_id", 0);
+    cJSON_AddStringToObject(text_part, "id", "A");
+    cJSON_AddNumberToObject(text_part, "type_id", 0);
+    cJSON_AddItemToArray(single, first);
+    cJSON_AddItemToArray(single, sequence);
+    /* pair: Hugging Face's loader requires one; <bos> A B */
+    cJSON *pair = cJSON_Duplicate(single, 1), *second = cJSON_CreateObject();
+    cJSON *second_part = cJSON_AddObjectToObject(second, "Sequence");
+    cJSON_AddStringToObject(second_part, "id", "B");
+    cJSON_AddNumberToObject(second_part, "type_id", 1);
+    cJSON_AddItemToArray(pair, second);
+    cJSON_AddItemToObject(post, "pair", pair);
+    cJSON *specials = cJSON_AddObjectToObject(post, "special_tokens");
+    cJSON *bos_entry = cJSON_AddObjectToObject(specials, task->words[0]);
+    cJSON_AddStringToObject(bos_entry, "id", task->words[0]);
+    int bos_id = 0;
+    cJSON_AddItemToObject(bos_entry, "ids", cJSON_CreateIntArray(&bos_id, 1));
+    cJSON *bos_tokens = cJSON_AddArrayToObject(bos_entry, "tokens");
+    cJSON_AddItemToArray(bos_tokens, cJSON_CreateString(task->words[0]));
     cJSON *added = cJSON_AddArrayToObject(tok, "added_tokens");
     cJSON *bos = cJSON_CreateObject();
     cJSON_AddNumberToObject(bos, "id", 0);

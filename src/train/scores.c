@@ -5,30 +5,32 @@
 #include "patchsweep/train.h"
 #include "patchsweep/transformer.h"
 
-void head_scores(const Model *m, int n_seq, int run, uint64_t seed, double *induction, double *previous) {
+void head_scores(const Model *m, int bos, int n_seq, int run, uint64_t seed, double *induction, double *previous) {
     const ModelConfig *c = &m->cfg;
-    int L = c->n_layer, H = c->n_head, T = 1 + 2 * run;
+    int L = c->n_layer, H = c->n_head, o = bos >= 0, T = o + 2 * run; /* o: where the first copy of A starts */
     Rng rng;
     rng_seed(&rng, seed, 0x73636f72, 0);
     for (int i = 0; i < L * H; i++) induction[i] = previous[i] = 0.0;
     RunCache acts;
     run_cache_init(&acts, c, T, 0);
-    int *tokens = xmalloc(sizeof(int) * (size_t)T), *pool = xmalloc(sizeof(int) * (size_t)c->vocab);
+    int *tokens = xmalloc(sizeof(int) * (size_t)T), *pool = xmalloc(sizeof(int) * (size_t)c->vocab), n_pool = 0;
     for (int n = 0; n < n_seq; n++) {
-        for (int i = 0; i < c->vocab - 1; i++) pool[i] = i + 1; /* distinct tokens, never <bos> */
-        tokens[0] = 0;
+        n_pool = 0;
+        for (int i = 0; i < c->vocab; i++)
+            if (i != bos) pool[n_pool++] = i; /* distinct tokens, never the BOS */
+        if (o) tokens[0] = bos;
         for (int i = 0; i < run; i++) {
-            int j = i + (int)(rng_uniform(&rng) * (c->vocab - 1 - i)), tmp = pool[i];
+            int j = i + (int)(rng_uniform(&rng) * (n_pool - i)), tmp = pool[i];
             pool[i] = pool[j], pool[j] = tmp;
-            tokens[1 + i] = tokens[1 + run + i] = pool[i];
+            tokens[o + i] = tokens[o + run + i] = pool[i];
         }
         run_forward(m, tokens, T, NULL, &acts, NULL, NULL);
         for (int l = 0; l < L; l++)
             for (int h = 0; h < H; h++) {
                 const float *A = acts.layer[l].pattern + (size_t)h * T * T;
                 double ind = 0.0, prev = 0.0;
-                /* position 1 + run + i holds A[i]; its first occurrence is 1 + i, the token after it 2 + i */
-                for (int i = 0; i < run - 1; i++) ind += A[(size_t)(1 + run + i) * T + 2 + i];
+                /* position o + run + i holds A[i]; its first occurrence is o + i, the token after it o + 1 + i */
+                for (int i = 0; i < run - 1; i++) ind += A[(size_t)(o + run + i) * T + o + 1 + i];
                 for (int t = 1; t < T; t++) prev += A[(size_t)t * T + t - 1];
                 induction[l * H + h] += ind / (run - 1) / n_seq;
                 previous[l * H + h] += prev / (T - 1) / n_seq;

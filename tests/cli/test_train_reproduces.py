@@ -43,6 +43,9 @@ with tempfile.TemporaryDirectory() as tmp:
         if not same:
             failures.append(f"{name}: the trained model.safetensors differs from the committed one")
             shutil.copy(trained, os.path.join(tempfile.gettempdir(), name + "-retrained.safetensors"))
+        for other in ("tokenizer.json", "config.json"):  # what train writes beside the weights, committed as written
+            if not filecmp.cmp(os.path.join(root, "models", name, other), os.path.join(tmp, name, other), shallow=False):
+                failures.append(f"{name}: the trained {other} differs from the committed one")
 print(f"{len(failures)} failures")
 for f in failures:
     print("FAIL", f)

@@ -221,7 +221,13 @@ static void test_word_level(void **state) {
     assert_int_equal(tokenizer_load(&t, path, 64), PS_OK);
     assert_true(tokenizer_is_word_level(t));
     expect_tokens(t, " apple\triver\n zebra ", 0, TOKENS("apple", "river", "zebra"));
-    expect_tokens(t, "apple pear", 0, TOKENS("apple", "<bos>")); /* its unknown token */
+    int *ids_out = NULL, n_out = 0; /* no unknown token: a word outside the vocabulary is an error */
+    assert_int_equal(tokenizer_encode(t, "apple pear", 0, &ids_out, &n_out), PS_EUSER);
+    assert_non_null(strstr(ps_error(), "\"pear\" is not in the vocabulary"));
+    free(ids_out);
+    expect_tokens(t, "apple river", 1, TOKENS("<bos>", "apple", "river")); /* the template puts <bos> first */
+    assert_int_equal(tokenizer_bos(t), 0);
+    assert_true(tokenizer_adds_bos(t));
     int ids[] = {1, 2};
     char *s = tokenizer_decode(t, ids, 2, 0);
     assert_string_equal(s, "apple river"); /* no decoder: joined with spaces */

@@ -154,7 +154,8 @@ static void test_shipped_induction_model(void **state) {
     double acc = task_accuracy(&m, task_find("induction"), 100, 12345, 0);
     int L = m.cfg.n_layer, H = m.cfg.n_head;
     double ind[64], prev[64], best_prev0 = 0, best_ind1 = 0;
-    head_scores(&m, 32, 10, 7, ind, prev);
+    head_scores(&m, model_bos(&m), 32, 10, 7, ind, prev);
+    assert_int_equal(model_bos(&m), 0); /* <bos>, from the tokenizer's template */
     for (int h = 0; h < H; h++) best_prev0 = fmax(best_prev0, prev[h]), best_ind1 = fmax(best_ind1, ind[(L - 1) * H + h]);
     printf("  accuracy %.4f, best layer-0 previous-token score %.3f, best layer-1 induction score %.3f\n", acc, best_prev0,
            best_ind1);
