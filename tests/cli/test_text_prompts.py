@@ -23,6 +23,20 @@ vocab = json.load(open(os.path.join(model, "tokenizer.json")))["model"]["vocab"]
 sentences = [("when Mary and John went to the store , John gave a drink to", "Mary", "John"),
              ("after Paul and Emma went to the garden , Emma gave a flower to", "Paul", "Emma")]
 failures = []
+
+
+def run_job(tmp, model, name, prompts):
+    """Runs prompts on a model (z and resid_pre, with AtP); returns the results file's path."""
+    job = {"model": model, "prompts": prompts, "nodes": ["resid_pre", "z"], "estimates": ["atp"],
+           "output": os.path.join(tmp, name + ".h5")}
+    path = os.path.join(tmp, name + ".json")
+    json.dump(job, open(path, "w"))
+    p = subprocess.run([binary, "run", path, "--quiet"], capture_output=True, text=True, timeout=300)
+    if p.returncode != 0:
+        failures.append(f"{name} job: exit {p.returncode}: {p.stderr}")
+    return job["output"]
+
+
 with tempfile.TemporaryDirectory() as tmp:
     text_prompts, id_prompts = [], []
     for clean, answer, wrong in sentences:
@@ -31,16 +45,7 @@ with tempfile.TemporaryDirectory() as tmp:
         bos = [vocab["<bos>"]]  # the template's, added by default
         id_prompts.append({"clean": bos + [vocab[w] for w in clean.split()], "corrupt": bos + [vocab[w] for w in corrupt.split()],
                            "answer": vocab[answer], "wrong": vocab[wrong]})
-    outputs = []
-    for name, prompts in (("text", text_prompts), ("ids", id_prompts)):
-        job = {"model": model, "prompts": prompts, "nodes": ["resid_pre", "z"], "estimates": ["atp"],
-               "output": os.path.join(tmp, name + ".h5")}
-        path = os.path.join(tmp, name + ".json")
-        json.dump(job, open(path, "w"))
-        p = subprocess.run([binary, "run", path, "--quiet"], capture_output=True, text=True, timeout=120)
-        if p.returncode != 0:
-            failures.append(f"{name} job: exit {p.returncode}: {p.stderr}")
-        outputs.append(job["output"])
+    outputs = [run_job(tmp, model, name, prompts) for name, prompts in (("text", text_prompts), ("ids", id_prompts))]
     if not failures:
         failures += [f"text vs ids: {d}" for d in compare(*outputs)]
         with h5py.File(outputs[0], "r") as f:
@@ -89,16 +94,7 @@ with tempfile.TemporaryDirectory() as tmp:
         id_prompts = [{"clean": tokenize(c), "corrupt": tokenize(k), "answer": 260, "wrong": 264} for c, k in pairs]
         if any(len(i["clean"]) != len(i["corrupt"]) for i in id_prompts):
             failures.append("the BPE test prompts do not align; choose others")
-        outputs = []
-        for name, prompts in (("bpe-text", text_prompts), ("bpe-ids", id_prompts)):
-            job = {"model": folder, "prompts": prompts, "nodes": ["resid_pre", "z"], "estimates": ["atp"],
-                   "output": os.path.join(tmp, name + ".h5")}
-            path = os.path.join(tmp, name + ".json")
-            json.dump(job, open(path, "w"))
-            p = subprocess.run([binary, "run", path, "--quiet"], capture_output=True, text=True, timeout=300)
-            if p.returncode != 0:
-                failures.append(f"{name}: exit {p.returncode}: {p.stderr}")
-            outputs.append(job["output"])
+        outputs = [run_job(tmp, folder, name, prompts) for name, prompts in (("bpe-text", text_prompts), ("bpe-ids", id_prompts))]
         if not failures:
             failures += [f"BPE text vs ids: {d}" for d in compare(*outputs)]
             with h5py.File(outputs[0], "r") as f:
