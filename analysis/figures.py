@@ -58,8 +58,8 @@ def prompt_position_labels(r, prompt):
     job's noised positions; the bare position past the prompt's end."""
     labels = r.position_labels(prompt)
     differs = metrics.corrupted_positions(r)[prompt]
-    for s, pos in enumerate(r.positions):
-        if not (0 <= pos < r.lengths[prompt] and differs[pos]):
+    for s, pos in enumerate(r.prompt_positions[prompt]):
+        if not (pos >= 0 and differs[pos]):
             continue
         if r.source_tokens[prompt, pos] == r.base_tokens[prompt, pos]:
             labels[s] += " +noise"  # gaussian: the same token, noised in one of the runs
@@ -208,7 +208,7 @@ def prompt_spread(r, k=12, hide=None):
     if r.exact is None:
         return None
     cells = top_cells(r, k, hide=hide)
-    labels = [f"{r.node_names[n]} @{r.positions[s]}" for n, s in cells]
+    labels = [f"{r.node_names[n]} @{r.position_names[s]}" for n, s in cells]
     data = [r.exact[:, n, s][np.isfinite(r.exact[:, n, s])] for n, s in cells]
     fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(cells) + 2), 4))
     ax.boxplot(data, labels=labels)
@@ -231,7 +231,7 @@ def estimate_scatter(r, estimator):
     unsigned = estimator == "atp_star"
     if unsigned:
         exact = metrics.cell_importance(r)
-    misses = {(m["node"], m["position"]) for m in metrics.false_negatives(r, estimator, k=20)}
+    misses = {(m["node"], m["position"]) for m in metrics.false_negatives(r, estimator, k=20)}  # position: column name
     cols = min(4, len(sites))
     rows = (len(sites) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.2 * rows), squeeze=False)
@@ -247,8 +247,8 @@ def estimate_scatter(r, estimator):
         lo, hi = (min(x.min(), y.min()), max(x.max(), y.max())) if len(x) else (0, 1)
         ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8)
         for n in nodes:  # name the worst misses: large exact effects this estimator ranks low
-            for s_col, pos in enumerate(r.positions):
-                if (r.node_names[n], int(pos)) in misses and np.isfinite(exact[n, s_col]):
+            for s_col, pos in enumerate(r.position_names):
+                if (r.node_names[n], pos) in misses and np.isfinite(exact[n, s_col]):
                     ax.annotate(f"{r.node_names[n]}@{pos}", (exact[n, s_col], est[n, s_col]), fontsize=7, color="crimson",
                                 xytext=(-4, 6), textcoords="offset points", ha="right")
         ax.set_title(f"{site}: r = {corr:.3f}", fontsize=10)

@@ -281,7 +281,7 @@ def _baselines(page, r, top):
                   "literature does it both ways: the ratio of means (mean effect / mean gap) and the mean of per-prompt "
                   "ratios, which differ when prompts' gaps differ.</p>")
         page.text(_table(["cell", "ratio of means", "mean of ratios"],
-                         [[f"{r.node_names[n]} @ position {r.positions[s]}", _fmt(ratio_of_means[n, s], 3), _fmt(mean_of_ratios[n, s], 3)]
+                         [[f"{r.node_names[n]} @ position {r.position_names[s]}", _fmt(ratio_of_means[n, s], 3), _fmt(mean_of_ratios[n, s], 3)]
                           for n, s in cells]))
 
 
@@ -304,7 +304,7 @@ def _metrics_section(page, r, k):
         importance = metrics.cell_importance(other)
         order = np.argsort(-np.where(np.isfinite(importance), importance, -np.inf), axis=None, kind="stable")[:5]
         cells = [np.unravel_index(i, importance.shape) for i in order]
-        row.append(", ".join(f"{r.node_names[n]}@{r.positions[s]}" for n, s in cells))
+        row.append(", ".join(f"{r.node_names[n]}@{r.position_names[s]}" for n, s in cells))
         agree = metrics.metric_agreement(r, r.metric, m, k=k)
         row += [_fmt(agree["spearman"], 3), _fmt(agree["top_k_a_in_b"], 3)]
         rows.append(row)

@@ -68,11 +68,13 @@ def corrupted_positions(results):
     corruption = results.attrs.get("corruption")
     if corruption in ("mean", "zero"):
         return np.zeros((P, T), dtype=bool)
-    if corruption == "gaussian":
-        noised = np.zeros(T, dtype=bool)
-        listed = [t for t in results.job["corruption"]["gaussian"].get("positions", []) if 0 <= t < T]
-        noised[listed] = True
-        return inside & noised[None, :]
+    if corruption == "gaussian":  # each prompt's own noise_positions, else the job's
+        noised = np.zeros((P, T), dtype=bool)
+        shared = results.job["corruption"]["gaussian"].get("positions", [])
+        for p, prompt in enumerate(results.job["prompts"]):
+            listed = [t for t in prompt.get("noise_positions", shared) if 0 <= t < T]
+            noised[p, listed] = True
+        return inside & noised
     return inside & (results.base_tokens != results.source_tokens)
 
 
@@ -84,7 +86,9 @@ def trivial_cells(results):
     patch writes (what has become of) the source's input there. At layer 0, with one position
     corrupted, such a patch turns the base run into the source run: the whole gap."""
     differs = corrupted_positions(results)
-    columns = np.stack([differs.any(axis=1) if pos < 0 else differs[:, pos] for pos in results.positions], axis=1)
+    P = differs.shape[0]
+    columns = np.array([[differs[p].any() if pos == -1 else pos >= 0 and differs[p, pos]
+                         for pos in results.prompt_positions[p]] for p in range(P)], dtype=bool)
     residual = np.array([site in RESIDUAL_SITES for site in results.node_sites])
     return residual[None, :, None] & columns[:, None, :]
 
@@ -215,7 +219,7 @@ def false_negatives(results, estimator, k=20, budget=None, how="mean_abs", limit
     mean_exact, mean_est = _mean(results.exact), _mean(results.estimates[estimator])
     rows = []
     for n, s in _misses(true_rank, est_rank, k, budget or 5 * k)[:limit]:
-        rows.append({"node": results.node_names[n], "position": int(results.positions[s]),
+        rows.append({"node": results.node_names[n], "position": results.position_names[s],
                      "true_rank": int(true_rank[n, s]), "estimator_rank": int(est_rank[n, s]),
                      "exact": float(mean_exact[n, s]), "importance": float(importance[n, s]),
                      "estimate": float(mean_est[n, s])})
@@ -287,7 +291,7 @@ def estimator_disagreements(results, estimator, reference, k=20, budget=None, ho
     ref, est, both = _scores_of_both(results, reference, estimator, how)
     ref_rank, est_rank = tied_first_ranks(ref), tied_last_ranks(est, both)
     mean_ref, mean_est = _mean(results.effects(reference)), _mean(results.effects(estimator))
-    return [{"node": results.node_names[n], "position": int(results.positions[s]),
+    return [{"node": results.node_names[n], "position": results.position_names[s],
              "reference_rank": int(ref_rank[n, s]), "estimator_rank": int(est_rank[n, s]),
              "reference": float(mean_ref[n, s]), "estimate": float(mean_est[n, s])}
             for n, s in _misses(ref_rank, est_rank, k, budget or 5 * k)[:limit]]

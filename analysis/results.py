@@ -59,7 +59,9 @@ class Results:
     exact             float32 [P, N, S] (None for an estimates-only job); NaN = not computed
     estimates         {"atp": ..., "atp_qk": ..., "atp_star": ...}: the ones the file holds
     node_names, node_sites: lists of str; node_layers, node_heads, node_neurons: int arrays
-    positions         int [S] (-1: all positions at once)
+    positions         int [S] (-1: all positions at once; -2: differs per prompt, named or from the end)
+    position_names    [S] column names: "3", "-1" (the last token), "all", "IO"
+    prompt_positions  int [P, S]: where each column sits in each prompt (-1 all, -2 none there)
     base_tokens, source_tokens: int [P, T] (-1 pads); lengths, answer, wrong: int [P]
     token_strings     [P][T] display strings of the base tokens (None without a tokenizer)
     source_token_strings: the same for the source tokens ("" where there are none: mean, zero)
@@ -85,6 +87,14 @@ class Results:
             self.node_heads = f["nodes/head"][()]
             self.node_neurons = f["nodes/neuron"][()]
             self.positions = f["positions"][()]
+            # where each column sits in each prompt (-1 all, -2 none); older files: the same everywhere
+            if "prompts/position" in f:
+                self.prompt_positions = f["prompts/position"][()]
+                self.position_names = [_text(n) for n in f["position_names"][()]]
+            else:
+                lengths = f["prompts/length"][()]
+                self.prompt_positions = np.where(self.positions[None, :] < lengths[:, None], self.positions[None, :], -2)
+                self.position_names = ["all" if pos < 0 else str(pos) for pos in self.positions]
             self.base_tokens = f["prompts/base_tokens"][()]
             self.source_tokens = f["prompts/source_tokens"][()]
             self.lengths = f["prompts/length"][()]
@@ -113,8 +123,7 @@ class Results:
         for u in np.flatnonzero(self.done & (self.unit_kind == wanted_kind)):
             p, n0, n = self.unit_prompt[u], self.unit_node0[u], self.unit_nodes[u]
             self.computed[p, n0:n0 + n, :] = True
-        valid = (self.positions[None, :] < self.lengths[:, None])
-        self.computed &= valid[:, None, :]
+        self.computed &= (self.prompt_positions != -2)[:, None, :]
         names = _token_names(self.attrs.get("model_dir"), int(self.model_config.get("vocab", 0)))
         self.token_strings = _strings(names, self.base_tokens)
         self.source_token_strings = _strings(names, self.source_tokens)
@@ -184,15 +193,17 @@ class Results:
         return list(dict.fromkeys(self.node_sites))
 
     def position_labels(self, prompt=0):
-        """Column labels: 'position: token' of the given prompt's base run ('all' for -1)."""
+        """Column labels: 'name: token' of the given prompt's base run, the name being the
+        position, its name ("IO") or its offset from the end ("-1"); 'all' for every position at
+        once; the bare name where the prompt has no such position."""
         out = []
-        for pos in self.positions:
-            if pos < 0:
+        for name, pos in zip(self.position_names, self.prompt_positions[prompt]):
+            if pos == -1:
                 out.append("all")
-            elif self.token_strings is not None and pos < self.lengths[prompt]:
-                out.append(f"{pos}: {self.token_strings[prompt][pos]}")
+            elif pos >= 0 and self.token_strings is not None:
+                out.append(f"{name}: {self.token_strings[prompt][pos]}")
             else:
-                out.append(str(pos))
+                out.append(name)
         return out
 
     def seconds_per_patch(self):

@@ -65,7 +65,7 @@ static Sweep sweep(Engine *e, const Job *job, const PromptRuns *r, const Plan *p
     int first_diff = 0;
     while (job->prompts[0].clean[first_diff] == job->prompts[0].corrupt[first_diff]) first_diff++;
     double t0 = now_seconds();
-    for (int l = 0; l < c->n_layer; l++) engine_effects(e, job, r, site, l, 0, n, plan->positions, T, out);
+    for (int l = 0; l < c->n_layer; l++) engine_effects(e, job, r, site, l, 0, n, plan_prompt_positions(plan, 0), T, out);
     s.seconds = now_seconds() - t0;
     s.patches = (long)c->n_layer * n * T;
     s.skipped = (long)c->n_layer * n * first_diff;

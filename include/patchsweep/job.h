@@ -26,6 +26,9 @@ typedef struct {
     /* Text forms ("clean_text", ...), turned into ids by job_check with the model's tokenizer. */
     char *clean_text, *corrupt_text, *answer_text, *wrong_text;
     int *noise_positions, n_noise_positions; /* gaussian: this prompt's subject, or NULL for the job's */
+    char **position_names;  /* this prompt's named positions ("S1", "IO", "END"), for the job's columns */
+    int *named_positions;   /* where each sits (negative: from the end) */
+    int n_named;
 } Prompt;
 
 /* What the gaussian noise's standard deviation is measured on (times its scale). */
@@ -51,7 +54,8 @@ typedef struct {
     Site sites[N_SITES];
     int n_sites;
     PositionMode positions;
-    int *position_list, n_position_list;
+    int *position_list, n_position_list; /* POS_LIST: each column's position (negative: from the end) */
+    char **position_names;                /* POS_LIST: the column's name, or NULL for a number */
     int window;          /* layers patched together */
     int window_center;   /* 0: the node's layer and the w - 1 above it; 1: centred on it, as ROME */
     Site sever;          /* SITE_MLP_OUT or SITE_ATTN_OUT: held at the base run at the patched positions
@@ -65,6 +69,11 @@ typedef struct {
     int n_warnings;
     int *resample_from;  /* resample: prompt p's source is prompt resample_from[p] (a seeded derangement) */
 } Job;
+
+/* Column k of a "positions" list in prompt p: the token position (counted from the end when
+ * negative, or the prompt's named position), JOB_NO_POSITION when the prompt has none there. */
+#define JOB_NO_POSITION 0x7fffffff /* larger than any length, so "pos >= T" reads it as absent */
+int job_list_position(const Job *job, int p, int k);
 
 /* The positions noised in prompt p's gaussian runs. */
 static inline const int *job_noise_positions(const Job *job, int p, int *n) {

@@ -28,8 +28,10 @@ typedef struct {
 typedef struct {
     Node *nodes;
     int n_nodes;
-    int *positions; /* column -> position, -1 = all positions at once */
+    int *positions; /* column -> position, -1 = all positions at once, PLAN_VARIES = per prompt */
     int n_positions;
+    int *prompt_positions; /* [n_prompts, n_positions]: column j of prompt p's position; -1 = all at
+                            * once; JOB_NO_POSITION where the prompt has none (past its end) */
     Unit *units;    /* prompt-major: a prompt's units are contiguous */
     int n_units;
     int max_T;
@@ -41,7 +43,13 @@ typedef struct {
 /* Engine scratch budget per rank. */
 #define ENGINE_BUDGET_BYTES (256.0 * 1024 * 1024)
 
+/* A column whose position differs from prompt to prompt: counted from the end, or named. */
+#define PLAN_VARIES (-2)
+
 void plan_build(Plan *pl, const Job *job, const ModelConfig *c);
+/* Prompt p's position of every column ([n_positions]); what every sweep, estimate and bound of
+ * the prompt reads. */
+static inline const int *plan_prompt_positions(const Plan *pl, int p) { return pl->prompt_positions + (size_t)p * pl->n_positions; }
 void plan_free(Plan *pl);
 
 /* Estimated FLOPs of one patched run of a prompt of T tokens: fast (suffix) and naive (full). */

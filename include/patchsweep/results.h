@@ -15,7 +15,9 @@ typedef struct {
     int metric;               /* the metric read: results_read_cells and base/source are its values */
     char **node_names;        /* [N] */
     char **node_sites;        /* [N] */
-    int *positions;           /* [S]: a position, or -1 for "all positions at once" */
+    int *positions;           /* [S]: a position, -1 for "all positions at once", -2 per prompt */
+    char **position_names;    /* [S]: "3", "-1", "all", "IO" */
+    int *prompt_positions;    /* [P, S]: where column s sits in prompt p; -1 all, -2 none */
     int *base_tokens;         /* [P, T], -1 past a prompt's end */
     int *length;              /* [P] */
     double *base, *source;    /* [P] baselines of the metric read */

@@ -70,9 +70,10 @@ void bound_prompt(BoundWork *w, int p, const float *estimates, PromptBound *out)
     const Plan *plan = w->plan;
     const BoundSpec *spec = &w->spec;
     int S = plan->n_positions, C = plan->n_nodes * S, K = spec->n_subsets, T = w->job->prompts[p].T, n_cells = 0;
+    const int *positions = plan_prompt_positions(plan, p);
     /* the site's cells by |estimate|, largest first, ties in cell order */
     for (int c = 0; c < C; c++)
-        if (plan->nodes[c / S].site == spec->site && plan->positions[c % S] < T) w->cell_of[n_cells++] = c;
+        if (plan->nodes[c / S].site == spec->site && positions[c % S] < T) w->cell_of[n_cells++] = c;
     for (int i = 0; i < n_cells; i++) w->key[i] = fabs(estimates[w->cell_of[i]]);
     order_by_key(w->key, n_cells, w->rank_to_index);
     for (int i = 0; i < n_cells; i++) w->order[i] = w->cell_of[w->rank_to_index[i]];
@@ -95,7 +96,7 @@ void bound_prompt(BoundWork *w, int p, const float *estimates, PromptBound *out)
             const Node *node = &plan->nodes[c / S];
             int first, last;
             job_window(w->job, node->layer, w->m->cfg.n_layer, &first, &last);
-            w->patches[n++] = (Patch){node->site, first, last, node->index, plan->positions[c % S], NULL};
+            w->patches[n++] = (Patch){node->site, first, last, node->index, positions[c % S], NULL};
         }
         out->subset_effect[k] = U ? engine_joint_effect(w->engine, &runs, w->patches, n, 0) : 0.0;
     }

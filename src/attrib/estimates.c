@@ -96,17 +96,18 @@ static void metric_estimates(Attributor *a, const Job *job, const Plan *plan, co
     double *star = xmalloc(sizeof(double) * cells), *col = xmalloc(sizeof(double) * (size_t)S);
     for (int e = 0; e < N_ESTIMATES; e++) sum[e] = xcalloc(cells, sizeof(double));
     double t_backward = 0, t_atp = 0, t_fix = 0, t_drop = 0;
+    const int *positions = plan_prompt_positions(plan, r->prompt);
     resize(a, r->T);
     for (int s = 0; s < samples; s++) {
         double t0 = now_seconds();
         metric_backward(a->m, r, s, k, &a->grad, &a->work);
         double t1 = now_seconds();
-        for (int n = 0; n < N; n++) node_estimate(a, r, s, &plan->nodes[n], job, 0, -1, plan->positions, S, plain + (size_t)n * S);
+        for (int n = 0; n < N; n++) node_estimate(a, r, s, &plan->nodes[n], job, 0, -1, positions, S, plain + (size_t)n * S);
         double t2 = now_seconds();
         memcpy(fixed, plain, sizeof(double) * cells);
         for (int n = 0; want_qk && n < N; n++)
             if (plan->nodes[n].site == SITE_Q || plan->nodes[n].site == SITE_K)
-                node_estimate(a, r, s, &plan->nodes[n], job, 1, -1, plan->positions, S, fixed + (size_t)n * S);
+                node_estimate(a, r, s, &plan->nodes[n], job, 1, -1, positions, S, fixed + (size_t)n * S);
         double t3 = now_seconds();
         if (want_star) {
             memset(star, 0, sizeof(double) * cells);
@@ -124,7 +125,7 @@ static void metric_estimates(Attributor *a, const Job *job, const Plan *plan, co
                         for (int j = 0; j < S; j++) cell[j] += fabs(fixed[(size_t)n * S + j]);
                         continue;
                     }
-                    node_estimate(a, r, s, node, job, 1, drop, plan->positions, S, col);
+                    node_estimate(a, r, s, node, job, 1, drop, positions, S, col);
                     for (int j = 0; j < S; j++) cell[j] += fabs(col[j]);
                 }
             }

@@ -145,7 +145,7 @@ static int read_effects(const Results *r, const Job *job, const Plan *plan, Site
     for (int p = 0; p < P; p++)
         for (size_t c = 0; c < C; c++) {
             const Node *node = &plan->nodes[c / S];
-            int pos = plan->positions[c % S];
+            int pos = plan_prompt_positions(plan, p)[c % S];
             if (node->site != site || pos >= job->prompts[p].T || !isnan((*estimates)[(size_t)p * C + c])) continue;
             char name[64];
             node_name(node, name, sizeof name);

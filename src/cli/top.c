@@ -114,16 +114,18 @@ static void free_table(CellTable *t) {
     for (int e = 0; e < N_ESTIMATES; e++) free(t->estimator_rank[e]);
 }
 
-/* The token a column's position holds in the first prompt long enough to have it (base run), as
- * the model's tokenizer spells it when the model folder still has one. */
-static void token_label(const Results *r, const Tokenizer *tok, int pos, char *out, size_t cap) {
+/* The token column j holds in the first prompt that has it (base run), as the model's tokenizer
+ * spells it when the model folder still has one. Named and from-the-end columns may hold other
+ * tokens in other prompts. */
+static void token_label(const Results *r, const Tokenizer *tok, int j, char *out, size_t cap) {
+    int p = 0;
+    while (p < r->P - 1 && r->prompt_positions[(size_t)p * r->S + j] == -2) p++;
+    int pos = r->prompt_positions[(size_t)p * r->S + j];
     if (pos < 0) {
-        snprintf(out, cap, "(all)");
+        snprintf(out, cap, pos == -1 ? "(all)" : "-");
         return;
     }
-    int p = 0;
-    while (p < r->P && r->length[p] <= pos) p++;
-    int id = r->base_tokens[(size_t)(p < r->P ? p : 0) * r->T + pos];
+    int id = r->base_tokens[(size_t)p * r->T + pos];
     const char *word = tokenizer_token(tok, id);
     if (word) snprintf(out, cap, "\"%.40s\"", word);
     else snprintf(out, cap, "%d", id);
@@ -162,15 +164,14 @@ static void print_rows(const Results *r, const CellTable *t, const Tokenizer *to
     size_t cells = (size_t)r->N * r->S;
     int rank = 0, previous = -1; /* the table's own rank: tied rows share the first (1, 2, 2, 4) */
     for (size_t i = 0, shown = 0; i < cells && (int)shown < k && !isnan(t->mean_abs[order[i]]); i++) {
-        int c = order[i], pos = r->positions[c % r->S];
+        int c = order[i];
         if ((t->prompts[c] == r->P) != want_all) continue;
         shown++;
         if (previous < 0 || t->mean_abs[c] != t->mean_abs[previous]) rank = (int)shown;
         previous = c;
-        char token[64], pos_text[16];
-        token_label(r, tok, pos, token, sizeof token);
-        snprintf(pos_text, sizeof pos_text, pos < 0 ? "all" : "%d", pos);
-        printf("%4d  %-14s %4s  %-14s %7d %12.4g %12.4g", rank, r->node_names[c / r->S], pos_text, token,
+        char token[64];
+        token_label(r, tok, c % r->S, token, sizeof token);
+        printf("%4d  %-14s %4s  %-14s %7d %12.4g %12.4g", rank, r->node_names[c / r->S], r->position_names[c % r->S], token,
                t->prompts[c], t->mean[c], t->mean_abs[c]);
         for (int e = 0; e < N_ESTIMATES; e++)
             if (t->estimator_rank[e]) printf(" %9d", t->estimator_rank[e][c]);

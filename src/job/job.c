@@ -78,12 +78,42 @@ static int ids_or_text(const cJSON *obj, const char *where, const char *key, int
     return PS_OK;
 }
 
+/* A position written in a job: an integer, counted from the end when negative (-1 = the last
+ * token), within +-2^30 so that T + v never overflows. */
+static int position_value(const cJSON *it, const char *where, const char *what, int *out) {
+    if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) || fabs(it->valuedouble) > 1073741824.0)
+        return ps_fail(PS_EUSER, "%s: %s must be an integer position (negative: from the end, -1 = the last token)", where,
+                       what);
+    *out = (int)it->valuedouble;
+    return PS_OK;
+}
+
+/* A prompt's named positions: {"S1": 3, "IO": 2, "END": -1} (negative from its end). */
+static int parse_named_positions(Prompt *p, const cJSON *obj, const char *where) {
+    if (!cJSON_IsObject(obj)) return ps_fail(PS_EUSER, "%s: \"positions\" must be an object of names and positions", where);
+    int n = cJSON_GetArraySize(obj), i = 0, rc = PS_OK;
+    p->position_names = xcalloc((size_t)(n ? n : 1), sizeof(char *));
+    p->named_positions = xcalloc((size_t)(n ? n : 1), sizeof(int));
+    for (const cJSON *it = obj->child; it && !rc; it = it->next, i++) {
+        char what[64];
+        snprintf(what, sizeof what, "positions.%.40s", it->string);
+        if (!it->string[0] || strlen(it->string) >= 32)
+            return ps_fail(PS_EUSER, "%s: \"positions\": a position's name has 1 to 31 characters", where);
+        p->position_names[i] = xstrdup(it->string);
+        p->n_named = i + 1;
+        rc = position_value(it, where, what, &p->named_positions[i]);
+    }
+    return rc;
+}
+
 static int parse_prompt(Prompt *p, const cJSON *obj, const char *where) {
     static const char *const keys[] = {"clean", "corrupt", "answer", "wrong", "clean_text", "corrupt_text", "answer_text",
-                                       "wrong_text", "noise_positions"};
+                                       "wrong_text", "noise_positions", "positions"};
     p->answer = p->wrong = -1;
     if (!cJSON_IsObject(obj)) return ps_fail(PS_EUSER, "%s: a prompt must be an object", where);
-    int rc = check_keys(obj, where, keys, 9), n = 0;
+    int rc = check_keys(obj, where, keys, 10), n = 0;
+    const cJSON *named = cJSON_GetObjectItemCaseSensitive(obj, "positions");
+    if (!rc && named) rc = parse_named_positions(p, named, where);
     const cJSON *noised = cJSON_GetObjectItemCaseSensitive(obj, "noise_positions");
     if (!rc && noised) {
         rc = int_array(noised, where, "noise_positions", &p->noise_positions, &p->n_noise_positions);
@@ -252,6 +282,8 @@ static int compare_ints(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* "positions": "each", "all", or a list of columns: positions (negative from the end) and names
+ * of positions that every prompt defines in its own "positions" object. None listed twice. */
 static int parse_positions(Job *job, const cJSON *pos, const char *where) {
     job->positions = POS_EACH;
     if (!pos) return PS_OK;
@@ -263,22 +295,37 @@ static int parse_positions(Job *job, const cJSON *pos, const char *where) {
         }
     } else if (cJSON_IsArray(pos)) {
         job->positions = POS_LIST;
-        int rc = int_array(pos, where, "positions", &job->position_list, &job->n_position_list);
+        int n = job->n_position_list = cJSON_GetArraySize(pos);
+        if (n == 0) return ps_fail(PS_EUSER, "%s: \"positions\" is empty", where);
+        job->position_list = xcalloc((size_t)n, sizeof(int));
+        job->position_names = xcalloc((size_t)n, sizeof(char *));
+        int i = 0, rc = PS_OK;
+        for (const cJSON *it = pos->child; it && !rc; it = it->next, i++) {
+            char what[48];
+            snprintf(what, sizeof what, "positions[%d]", i);
+            if (cJSON_IsString(it) && it->valuestring[0] && strlen(it->valuestring) < 32)
+                job->position_names[i] = xstrdup(it->valuestring);
+            else if (cJSON_IsString(it))
+                rc = ps_fail(PS_EUSER, "%s: %s: a position's name has 1 to 31 characters", where, what);
+            else
+                rc = position_value(it, where, what, &job->position_list[i]);
+        }
         if (rc) return rc;
-        if (job->n_position_list == 0) return ps_fail(PS_EUSER, "%s: \"positions\" is empty", where);
-        /* none twice: a sorted copy, neighbours compared (the list keeps the user's order) */
-        int n = job->n_position_list, *sorted = xmalloc(sizeof(int) * (size_t)n);
-        memcpy(sorted, job->position_list, sizeof(int) * (size_t)n);
-        qsort(sorted, (size_t)n, sizeof(int), compare_ints);
-        for (int i = 1; i < n; i++)
-            if (sorted[i] == sorted[i - 1]) {
-                rc = ps_fail(PS_EUSER, "%s: position %d is listed twice", where, sorted[i]);
-                break;
-            }
+        /* none twice: a sorted copy of the numbers, neighbours compared; names pairwise (a few) */
+        int *sorted = xmalloc(sizeof(int) * (size_t)n), n_numbers = 0;
+        for (i = 0; i < n; i++)
+            if (!job->position_names[i]) sorted[n_numbers++] = job->position_list[i];
+        qsort(sorted, (size_t)n_numbers, sizeof(int), compare_ints);
+        for (i = 1; i < n_numbers && !rc; i++)
+            if (sorted[i] == sorted[i - 1]) rc = ps_fail(PS_EUSER, "%s: position %d is listed twice", where, sorted[i]);
         free(sorted);
+        for (i = 0; i < n && !rc; i++)
+            for (int k = 0; k < i && !rc && job->position_names[i]; k++)
+                if (job->position_names[k] && strcmp(job->position_names[k], job->position_names[i]) == 0)
+                    rc = ps_fail(PS_EUSER, "%s: position \"%s\" is listed twice", where, job->position_names[i]);
         return rc;
     }
-    return ps_fail(PS_EUSER, "%s: \"positions\" must be \"each\", \"all\" or a list of positions", where);
+    return ps_fail(PS_EUSER, "%s: \"positions\" must be \"each\", \"all\" or a list of positions and position names", where);
 }
 
 static int parse_estimates(Job *job, const cJSON *est, const char *where) {
@@ -352,11 +399,36 @@ static int check_prompts(const Job *job, const char *where) {
     }
     if (job->corruption == CORR_RESAMPLE && job->n_prompts < 2)
         return ps_fail(PS_EUSER, "%s: resample corruption needs at least two prompts", where);
-    for (int i = 0; i < job->n_position_list; i++)
-        if (job->position_list[i] >= max_T)
-            return ps_fail(PS_EUSER, "%s: position %d is past the end of every prompt (longest has %d token%s)", where,
-                           job->position_list[i], max_T, plural_s(max_T));
+    for (int k = 0; k < job->n_position_list; k++) {
+        const char *name = job->position_names[k];
+        int v = job->position_list[k], anywhere = 0;
+        for (int i = 0; i < job->n_prompts; i++) {
+            const Prompt *p = &job->prompts[i];
+            int named = -1;
+            for (int j = 0; name && j < p->n_named && named < 0; j++)
+                if (strcmp(p->position_names[j], name) == 0) named = j;
+            if (name && named < 0)
+                return ps_fail(PS_EUSER, "%s: prompts[%d] has no position named \"%s\" (the job's \"positions\" lists it; "
+                                         "give it in the prompt's \"positions\")", where, i, name);
+            if (name && job_list_position(job, i, k) == JOB_NO_POSITION)
+                return ps_fail(PS_EUSER, "%s: prompts[%d] has %d token%s; its position \"%s\" (%d) is outside it", where, i,
+                               p->T, plural_s(p->T), name, p->named_positions[named]);
+            anywhere |= job_list_position(job, i, k) != JOB_NO_POSITION;
+        }
+        if (!anywhere)
+            return ps_fail(PS_EUSER, "%s: position %d is %s every prompt (longest has %d token%s)", where, v,
+                           v < 0 ? "before the start of" : "past the end of", max_T, plural_s(max_T));
+    }
     return PS_OK;
+}
+
+int job_list_position(const Job *job, int p, int k) {
+    const Prompt *pr = &job->prompts[p];
+    int v = job->position_list[k];
+    for (int j = 0; job->position_names[k] && j < pr->n_named; j++)
+        if (strcmp(pr->position_names[j], job->position_names[k]) == 0) v = pr->named_positions[j];
+    if (v < 0) v += pr->T;
+    return v >= 0 && v < pr->T ? v : JOB_NO_POSITION;
 }
 
 static cJSON *prompt_json(const Prompt *p) {
@@ -366,6 +438,10 @@ static cJSON *prompt_json(const Prompt *p) {
     if (p->answer >= 0) cJSON_AddNumberToObject(o, "answer", p->answer);
     if (p->wrong >= 0) cJSON_AddNumberToObject(o, "wrong", p->wrong);
     if (p->noise_positions) cJSON_AddItemToObject(o, "noise_positions", cJSON_CreateIntArray(p->noise_positions, p->n_noise_positions));
+    if (p->n_named) {
+        cJSON *named = cJSON_AddObjectToObject(o, "positions");
+        for (int j = 0; j < p->n_named; j++) cJSON_AddNumberToObject(named, p->position_names[j], p->named_positions[j]);
+    }
     return o;
 }
 
@@ -402,9 +478,12 @@ static char *canonical_json(const Job *job) {
     }
     cJSON *nodes = cJSON_AddArrayToObject(o, "nodes");
     for (int i = 0; i < job->n_sites; i++) cJSON_AddItemToArray(nodes, cJSON_CreateString(site_name(job->sites[i])));
-    if (job->positions == POS_LIST)
-        cJSON_AddItemToObject(o, "positions", cJSON_CreateIntArray(job->position_list, job->n_position_list));
-    else
+    if (job->positions == POS_LIST) {
+        cJSON *list = cJSON_AddArrayToObject(o, "positions");
+        for (int k = 0; k < job->n_position_list; k++)
+            cJSON_AddItemToArray(list, job->position_names[k] ? cJSON_CreateString(job->position_names[k])
+                                                              : cJSON_CreateNumber(job->position_list[k]));
+    } else
         cJSON_AddStringToObject(o, "positions", job->positions == POS_ALL ? "all" : "each");
     if (job->window_center) { /* a plain number otherwise, so earlier jobs keep their fingerprint */
         cJSON *w = cJSON_AddObjectToObject(o, "window");
@@ -823,7 +902,11 @@ void job_free(Job *job) {
         Prompt *p = &job->prompts[i];
         free(p->clean), free(p->corrupt), free(p->clean_text), free(p->corrupt_text), free(p->answer_text), free(p->wrong_text);
         free(p->noise_positions);
+        for (int j = 0; j < p->n_named; j++) free(p->position_names[j]);
+        free(p->position_names), free(p->named_positions);
     }
+    for (int k = 0; k < job->n_position_list; k++) free(job->position_names[k]);
+    free(job->position_names);
     free(job->prompts);
     free(job->noise_positions);
     free(job->position_list);

@@ -79,12 +79,22 @@ void plan_build(Plan *pl, const Job *job, const ModelConfig *c) {
     } else if (job->positions == POS_LIST) {
         pl->n_positions = job->n_position_list;
         pl->positions = xmalloc(sizeof(int) * (size_t)pl->n_positions);
-        memcpy(pl->positions, job->position_list, sizeof(int) * (size_t)pl->n_positions);
+        for (int k = 0; k < pl->n_positions; k++)
+            pl->positions[k] = job->position_names[k] || job->position_list[k] < 0 ? PLAN_VARIES : job->position_list[k];
     } else {
         pl->n_positions = pl->max_T;
         pl->positions = xmalloc(sizeof(int) * (size_t)pl->n_positions);
         for (int j = 0; j < pl->max_T; j++) pl->positions[j] = j;
     }
+
+    int S = pl->n_positions;
+    pl->prompt_positions = xmalloc(sizeof(int) * (size_t)job->n_prompts * (size_t)S);
+    for (int p = 0; p < job->n_prompts; p++)
+        for (int j = 0; j < S; j++) {
+            int fixed = pl->positions[j], T = job->prompts[p].T;
+            pl->prompt_positions[(size_t)p * S + j] = fixed == PLAN_VARIES ? job_list_position(job, p, j)
+                                                      : fixed >= T ? JOB_NO_POSITION : fixed;
+        }
 
     /* Units: per prompt, the exact blocks in node order, then one estimate unit. */
     int est = job->estimates[EST_ATP] || job->estimates[EST_ATP_QK] || job->estimates[EST_ATP_STAR];
@@ -103,7 +113,7 @@ void plan_build(Plan *pl, const Job *job, const ModelConfig *c) {
             int from, to; /* the forward pass resumes at the window's first layer */
             job_window(job, first->layer, c->n_layer, &from, &to);
             for (int j = 0; j < pl->n_positions; j++)
-                if (pl->positions[j] < T) cost += patch_flops(c, T, from, first->site, pl->positions[j]);
+                if (plan_prompt_positions(pl, p)[j] < T) cost += patch_flops(c, T, from, first->site, plan_prompt_positions(pl, p)[j]);
             if (pl->n_units == cap) pl->units = xrealloc(pl->units, sizeof(Unit) * (size_t)(cap *= 2));
             pl->units[pl->n_units++] = (Unit){UNIT_EXACT, p, k, len, cost * len * job_samples(job)};
             k += len;
@@ -132,7 +142,7 @@ void plan_build(Plan *pl, const Job *job, const ModelConfig *c) {
 
 void plan_free(Plan *pl) {
     free(pl->nodes);
-    free(pl->positions);
+    free(pl->positions), free(pl->prompt_positions);
     free(pl->units);
     memset(pl, 0, sizeof *pl);
 }
@@ -144,14 +154,14 @@ void plan_stats(const Plan *pl, const Job *job, const ModelConfig *c, PlanStats 
         if (unit->kind != UNIT_EXACT) continue;
         int T = job->prompts[unit->prompt].T;
         for (int j = 0; j < pl->n_positions; j++)
-            if (pl->positions[j] < T) st->patches += (long long)unit->n_nodes * job_samples(job);
+            if (plan_prompt_positions(pl, unit->prompt)[j] < T) st->patches += (long long)unit->n_nodes * job_samples(job);
         st->flops += unit->cost;
     }
     for (int p = 0; p < job->n_prompts; p++) {
         int T = job->prompts[p].T;
         double full = forward_flops(c, T);
         long long patches = 0;
-        for (int j = 0; j < pl->n_positions; j++) patches += pl->positions[j] < T;
+        for (int j = 0; j < pl->n_positions; j++) patches += plan_prompt_positions(pl, p)[j] < T;
         st->naive_flops += full * patches * (job->exact ? pl->n_nodes : 0) * job_samples(job);
     }
     /* Memory: weights, the runs of one prompt (clean + source/base per sample), the mean runs,

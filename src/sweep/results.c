@@ -99,11 +99,17 @@ static void free_strings(char **s, int n) {
  * within it. */
 static int check_values(const Results *r) {
     for (int j = 0; j < r->S; j++)
-        if (r->positions[j] < -1 || r->positions[j] >= r->T)
-            return ps_fail(PS_EUSER, "%s: /positions[%d] is %d, outside [-1, %d)", r->path, j, r->positions[j], r->T);
-    for (int p = 0; p < r->P; p++)
+        if (r->positions[j] < -2 || r->positions[j] >= r->T)
+            return ps_fail(PS_EUSER, "%s: /positions[%d] is %d, outside [-2, %d)", r->path, j, r->positions[j], r->T);
+    for (int p = 0; p < r->P; p++) {
         if (r->length[p] < 1 || r->length[p] > r->T)
             return ps_fail(PS_EUSER, "%s: /prompts/length[%d] is %d, outside [1, %d]", r->path, p, r->length[p], r->T);
+        for (int j = 0; j < r->S; j++) {
+            int at = r->prompt_positions[(size_t)p * r->S + j];
+            if (at < -2 || at >= r->length[p])
+                return ps_fail(PS_EUSER, "%s: /prompts/position[%d, %d] is %d, outside [-2, %d)", r->path, p, j, at, r->length[p]);
+        }
+    }
     return PS_OK;
 }
 
@@ -163,6 +169,10 @@ int results_open(Results *r, const char *path, int writable, const char *metric)
     rc = read_numbers(r, "/prompts/base_tokens", H5T_NATIVE_INT, sizeof(int), 2, pt, prompts, (void **)&r->base_tokens);
     if (!rc) rc = read_numbers(r, "/prompts/length", H5T_NATIVE_INT, sizeof(int), 1, p1, prompts, (void **)&r->length);
     if (!rc) rc = read_numbers(r, "/positions", H5T_NATIVE_INT, sizeof(int), 1, s1, "/positions", (void **)&r->positions);
+    hsize_t ps[2] = {pt[0], s1[0]};
+    if (!rc) rc = read_numbers(r, "/prompts/position", H5T_NATIVE_INT, sizeof(int), 2, ps, "/prompts/base_tokens and /positions",
+                               (void **)&r->prompt_positions);
+    if (!rc) rc = read_strings(r, "/position_names", s1[0], &r->position_names);
     if (!rc) rc = read_numbers(r, "/baseline/base", H5T_NATIVE_DOUBLE, sizeof(double), 2, pm, prompts, (void **)&r->base);
     if (!rc) rc = read_numbers(r, "/baseline/source", H5T_NATIVE_DOUBLE, sizeof(double), 2, pm, prompts, (void **)&r->source);
     if (!rc) keep_column(r->base, (size_t)r->P, r->M, r->metric), keep_column(r->source, (size_t)r->P, r->M, r->metric);
@@ -197,7 +207,8 @@ int results_read_cells(const Results *r, const char *name, float **out) {
 void results_close(Results *r) {
     free_strings(r->node_names, r->N);
     free_strings(r->node_sites, r->N);
-    free(r->positions), free(r->base_tokens), free(r->length), free(r->base), free(r->source);
+    free_strings(r->position_names, r->S);
+    free(r->positions), free(r->prompt_positions), free(r->base_tokens), free(r->length), free(r->base), free(r->source);
     free_strings(r->metrics, r->M);
     free(r->direction), free(r->corruption), free(r->model_dir), free(r->model_config);
     free(r->job_fingerprint);

@@ -36,14 +36,13 @@ typedef struct {
 static double compute_exact(UnitWork *w, const PromptRuns *r, const Unit *u) {
     const Node *first = &w->plan->nodes[u->node0];
     int index0 = first->index < 0 ? 0 : first->index, S = w->plan->n_positions;
+    const int *positions = plan_prompt_positions(w->plan, u->prompt);
     if (w->naive)
-        engine_effects_naive(w->engine, w->job, r, first->site, first->layer, index0, u->n_nodes, w->plan->positions, S,
-                             w->values[0]);
+        engine_effects_naive(w->engine, w->job, r, first->site, first->layer, index0, u->n_nodes, positions, S, w->values[0]);
     else
-        engine_effects(w->engine, w->job, r, first->site, first->layer, index0, u->n_nodes, w->plan->positions, S,
-                       w->values[0]);
+        engine_effects(w->engine, w->job, r, first->site, first->layer, index0, u->n_nodes, positions, S, w->values[0]);
     int valid = 0;
-    for (int j = 0; j < S; j++) valid += w->plan->positions[j] < r->T;
+    for (int j = 0; j < S; j++) valid += positions[j] < r->T;
     return (double)u->n_nodes * valid * r->n_samples;
 }
 

@@ -83,6 +83,37 @@ static int write_prompts(hid_t file, const Job *job, const Plan *plan) {
     return failed;
 }
 
+/* The position columns: /positions [S] (a position, -1 all at once, -2 per prompt),
+ * /position_names [S] ("3", "-1", "all", "IO") and /prompts/position [P, S] (where each column
+ * sits in each prompt: -1 all, -2 none). */
+static int write_positions(hid_t file, const Job *job, const Plan *plan) {
+    enum { NAME = 32 };
+    int P = job->n_prompts, S = plan->n_positions;
+    char *names = xcalloc((size_t)S, NAME);
+    int *at = xmalloc(sizeof(int) * (size_t)P * (size_t)S);
+    for (int j = 0; j < S; j++) {
+        char *name = names + (size_t)j * NAME;
+        if (job->positions == POS_LIST && job->position_names[j]) snprintf(name, NAME, "%s", job->position_names[j]);
+        else if (job->positions == POS_LIST) snprintf(name, NAME, "%d", job->position_list[j]);
+        else if (plan->positions[j] < 0) snprintf(name, NAME, "all");
+        else snprintf(name, NAME, "%d", plan->positions[j]);
+    }
+    for (int p = 0; p < P; p++)
+        for (int j = 0; j < S; j++) {
+            int pos = plan_prompt_positions(plan, p)[j];
+            at[(size_t)p * S + j] = pos == JOB_NO_POSITION ? PLAN_VARIES : pos;
+        }
+    hsize_t s1 = (hsize_t)S, ps[2] = {(hsize_t)P, (hsize_t)S};
+    hid_t str = H5Tcopy(H5T_C_S1);
+    H5Tset_size(str, NAME);
+    int failed = write_small(file, "/positions", H5T_NATIVE_INT, 1, &s1, plan->positions);
+    failed |= write_small(file, "/position_names", str, 1, &s1, names);
+    failed |= write_small(file, "/prompts/position", H5T_NATIVE_INT, 2, ps, at);
+    H5Tclose(str);
+    free(names), free(at);
+    return failed;
+}
+
 static int write_nodes(hid_t file, const Plan *plan) {
     int N = plan->n_nodes;
     enum { NAME = 32 };
@@ -179,7 +210,7 @@ int store_write_structure(const char *creating, const char *path, const Job *job
 
     int failed = write_prompts(f, job, plan) | write_nodes(f, plan);
     hsize_t S = (hsize_t)plan->n_positions, P = (hsize_t)job->n_prompts, U = (hsize_t)plan->n_units;
-    failed |= write_small(f, "/positions", H5T_NATIVE_INT, 1, &S, plan->positions);
+    failed |= write_positions(f, job, plan);
     hsize_t M = (hsize_t)job->n_metrics;
     char metrics[N_METRICS][16] = {{0}};
     for (int k = 0; k < job->n_metrics; k++) snprintf(metrics[k], sizeof metrics[k], "%s", metric_name(job->metrics[k]));
