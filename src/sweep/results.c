@@ -48,7 +48,7 @@ static int check_dataset(const Results *r, const char *name, H5T_class_t cls, in
 /* A checked numeric dataset of the given rank and shape, read whole. */
 static int read_numbers(const Results *r, const char *name, hid_t mem_type, size_t elem, int rank, const hsize_t *want,
                         const char *want_from, void **out) {
-    hsize_t dims[4];
+    hsize_t dims[4] = {0};
     H5T_class_t cls = H5Tget_class(mem_type);
     int rc = check_dataset(r, name, cls, rank, want, dims, want_from);
     if (rc) return rc;
@@ -149,7 +149,7 @@ int results_open(Results *r, const char *path, int writable, const char *metric)
         return ps_fail(PS_EUSER, "%s is a results file of format %d; this patchsweep reads format %d (results with a metric "
                                  "axis): rerun its job into a new output", path, version, RESULTS_FORMAT_VERSION);
 
-    hsize_t pt[2], s1[1], n1[1];
+    hsize_t pt[2] = {0}, s1[1] = {0}, n1[1] = {0};
     int rc = check_dataset(r, "/prompts/base_tokens", H5T_INTEGER, 2, NULL, pt, NULL);
     if (!rc) rc = check_dataset(r, "/positions", H5T_INTEGER, 1, NULL, s1, NULL);
     if (!rc) rc = check_dataset(r, "/nodes/name", H5T_STRING, 1, NULL, n1, NULL);
