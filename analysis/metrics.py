@@ -339,3 +339,56 @@ def bound_check(results):
     if "theta_sign" in b:  # the sign-symmetric test's bound, max |subset effect|
         out.update(theta_sign=b["theta_sign"], held_sign=missed <= b["theta_sign"])
     return out
+
+
+# splitmix64 (docs/methods.md, "Randomness"), on numpy arrays: a stream's i-th draw mixes
+# state0 + (i + 1) * GOLDEN, so a subset's uniforms come out in one vectorised step.
+_GOLDEN, _MIX1, _MIX2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_MASK64 = (1 << 64) - 1
+
+
+def _mix64(z):
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * _MIX1
+        z = (z ^ (z >> np.uint64(27))) * _MIX2
+    return z ^ (z >> np.uint64(31))
+
+
+def _stream_state(seed, a, b):
+    """The state of the stream (seed, a, b) after seeding, as src/core/rng.c leaves it."""
+    state = seed & _MASK64
+    for stream, factor in ((a, 0x9E3779B97F4A7C15), (b, 0xBF58476D1CE4E5B9)):
+        state = (state + 0x9E3779B97F4A7C15) & _MASK64
+        draw = int(_mix64(np.array([state], dtype=np.uint64))[0])
+        state ^= (draw + stream * factor) & _MASK64
+    return state
+
+
+def _uniforms(seed, a, b, n):
+    """The first n uniform() draws of the stream (seed, a, b)."""
+    with np.errstate(over="ignore"):
+        states = np.uint64(_stream_state(seed, a, b)) + _GOLDEN * np.arange(1, n + 1, dtype=np.uint64)
+    return (_mix64(states) >> np.uint64(11)).astype(np.float64) * (1.0 / 9007199254740992.0)
+
+
+def bound_subsets(results, prompt):
+    """bool [K, N, S]: which cells each of the K subsets of `patchsweep bound` patched on one
+    prompt, drawn again from the recipe of docs/methods.md (the file stores the seed, not the
+    masks): the unverified cells (those with a ucb) in rank order, by |estimate| of the ranking
+    estimator as float32 for the bounded metric, largest first, ties in cell order; subset k
+    takes cell u when the u-th uniform of the stream (seed, prompt, k) is below the inclusion.
+    K * N * S bytes per prompt."""
+    b = results.bound
+    if b is None:
+        raise ValueError(f"{results.path} has no /bound group (run patchsweep bound first)")
+    metric = b.get("metric", results.metrics[0])
+    key = np.abs(results.for_metric(metric).estimates[b["ranked_by"]][prompt].astype(np.float32)).ravel()
+    unverified = ~np.isnan(b["ucb"][prompt].ravel())
+    cells = np.flatnonzero(unverified)
+    cells = cells[np.argsort(-key[cells], kind="stable")]  # cells ascend, so ties stay in cell order
+    K, (_, N, S) = int(b["subsets"]), results.shape
+    masks = np.zeros((K, N * S), dtype=bool)
+    for k in range(K):
+        masks[k, cells] = _uniforms(int(b["seed"]), prompt, k, cells.size) < b["inclusion"]
+    return masks.reshape(K, N, S)
+

@@ -96,7 +96,8 @@ class Results:
             self.unit_node0 = f["progress/unit_node0"][()]
             self.unit_nodes = f["progress/unit_nodes"][()]
             self.unit_seconds = f["progress/seconds"][()]
-            # written by `patchsweep bound` (docs/results.md); the subset masks stay in the file
+            # written by `patchsweep bound` (docs/results.md); its subsets are drawn again from the seed
+            # (metrics.bound_subsets), never stored
             self.bound = None
             if "bound" in f:
                 g = f["bound"]

@@ -66,7 +66,16 @@ typedef struct {
 
 /* x with P(Z > x) = tail for a standard normal Z, 0 < tail < 1 (to about 1e-12 relative). */
 double normal_upper_quantile(double tail);
-/* in_subset[k * U + n] is 1 when subset k holds cell n; subset_effect[k] = I_k. */
-void bound_cells(const double *subset_effect, const uint8_t *in_subset, int K, int U, double z, CellBound *out);
+
+/* Subset k of prompt p (docs/methods.md): one uniform per unverified cell, in rank order, from
+ * the stream (seed, p, k); in[u] = 1 when it is below inclusion. Any rank, or a Python reader,
+ * draws the same subsets again from these numbers, so they are never stored or sent. */
+void bound_draw_subset(uint64_t seed, int p, int k, double inclusion, int U, uint8_t *in);
+
+/* Fills in[0..U) with subset k's membership (1 = the subset holds unverified cell u). */
+typedef void (*SubsetDraw)(void *ctx, int k, int U, uint8_t *in);
+/* subset_effect[k] = I_k. Each subset is drawn twice (for the means, then for the squared
+ * deviations), one at a time: memory O(U), never a [K, U] mask. */
+void bound_cells(const double *subset_effect, int K, int U, double z, SubsetDraw draw, void *ctx, CellBound *out);
 
 #endif

@@ -25,14 +25,15 @@ enum { BOUND_THETA, BOUND_THETA_SIGN, BOUND_CELLS, BOUND_VERIFIED, BOUND_UNVERIF
 /* One prompt's bound over every cell of the plan ([N * S] = C cells; cells outside the site or
  * the unverified set are NaN or 0), in two contiguous buffers (what one rank sends another):
  *   doubles: summary [N_BOUND_SUMMARY], subset_effect [K], estimate, se, ucb [C] each;
- *   bytes:   verified [C], in_subset [K, C]. */
+ *   bytes:   verified [C].
+ * The subsets themselves are not part of it: bound_draw_subset draws them again anywhere. */
 typedef struct {
     double *doubles, *summary, *subset_effect, *estimate, *se, *ucb;
-    uint8_t *bytes, *verified, *in_subset;
+    uint8_t *bytes, *verified;
     size_t n_doubles, n_bytes;
 } PromptBound;
 
-void prompt_bound_init(PromptBound *b, int n_cells, int n_subsets);
+void prompt_bound_init(PromptBound *b, size_t n_cells, int n_subsets);
 void prompt_bound_free(PromptBound *b);
 
 typedef struct BoundWork BoundWork;

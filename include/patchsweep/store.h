@@ -43,7 +43,7 @@ int store_finish(Store *s, int complete, int n_ranks, double seconds_runs);
 void store_close(Store *s);
 
 /* ---- the /bound group (patchsweep bound) -------------------------------------------------------- */
-enum { N_BOUND_DATASETS = 8 }; /* subset_effect, in_subset, verified, estimate, se, ucb, theta, theta_sign */
+enum { N_BOUND_DATASETS = 7 }; /* subset_effect, verified, estimate, se, ucb, theta, theta_sign */
 typedef struct {
     const char *path;
     hid_t group, datasets[N_BOUND_DATASETS], types[N_BOUND_DATASETS];

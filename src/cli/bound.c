@@ -129,29 +129,31 @@ static int open_results(const Job *job, const Model *m, Results *r) {
     return PS_OK;
 }
 
-/* Rank 0 reads the ranking estimator (and the exact effects, to check the bound against) and
- * checks that every cell of the site has its estimate: the ranking is over all of them. */
-static int read_effects(const Results *r, const Job *job, const Plan *plan, Site site, Estimate by, float **estimates,
-                        float **exact) {
-    int P = job->n_prompts, S = plan->n_positions;
+/* Rank 0 checks, before anything is written: the file's shape against the plan, the exact
+ * effects' dataset, and that every cell of the site has its ranking estimate (the ranking is
+ * over all of them), one prompt at a time. */
+static int check_estimates(const Results *r, const Job *job, const Plan *plan, Site site, Estimate by, float *row) {
+    int P = job->n_prompts, S = plan->n_positions, present;
     size_t C = (size_t)plan->n_nodes * S;
     if (r->P != P || r->N != plan->n_nodes || r->S != S)
         return ps_fail(PS_EUSER, "bound: %s holds %d prompts x %d nodes x %d positions, the job %d x %d x %d", r->path,
                        r->P, r->N, r->S, P, plan->n_nodes, S);
-    int rc = results_read_cells(r, estimate_name(by), estimates);
-    if (!rc && job->exact) rc = results_read_cells(r, "exact", exact);
+    int rc = job->exact ? results_check_cells(r, "exact", &present) : PS_OK; /* read prompt by prompt, later */
     if (rc) return rc;
-    if (!*estimates) return ps_fail(PS_EUSER, "bound: %s has no /effects/%s dataset", r->path, estimate_name(by));
-    for (int p = 0; p < P; p++)
+    for (int p = 0; p < P; p++) {
+        rc = results_read_prompt(r, estimate_name(by), p, row, &present);
+        if (rc) return rc;
+        if (!present) return ps_fail(PS_EUSER, "bound: %s has no /effects/%s dataset", r->path, estimate_name(by));
         for (size_t c = 0; c < C; c++) {
             const Node *node = &plan->nodes[c / S];
             int pos = plan->positions[c % S];
-            if (node->site != site || pos >= job->prompts[p].T || !isnan((*estimates)[(size_t)p * C + c])) continue;
+            if (node->site != site || pos >= job->prompts[p].T || !isnan(row[c])) continue;
             char name[64];
             node_name(node, name, sizeof name);
             return ps_fail(PS_EUSER, "bound: %s: prompt %d has no %s estimate for %s at position %d yet; finish the job first (patchsweep run %s)",
                            r->path, p, estimate_name(by), name, pos, job->path);
         }
+    }
     return PS_OK;
 }
 
@@ -159,20 +161,31 @@ static int read_effects(const Results *r, const Job *job, const Plan *plan, Site
  * found. */
 typedef struct {
     BoundFile file;
-    const float *exact;
+    const Results *results;
+    int has_exact;
+    float *exact;        /* [C] the exact effects of the prompt being reported */
     double theta_max, missed_max;
     long long passes;
     int covered, covered_sign, checked, quiet;
 } BoundReport;
 
+/* The largest exact |effect| among the prompt's unverified cells (NaN: none, or no exact
+ * effects in the file). */
+static int largest_missed(BoundReport *rep, size_t C, int p, const PromptBound *b, double *missed) {
+    *missed = NAN;
+    if (!rep->has_exact) return PS_OK;
+    int present, rc = results_read_prompt(rep->results, "exact", p, rep->exact, &present);
+    for (size_t c = 0; c < C && !rc && present; c++)
+        if (!isnan(b->ucb[c])) *missed = fmax(isnan(*missed) ? 0.0 : *missed, fabs(rep->exact[c]));
+    return rc;
+}
+
 static int report_prompt(BoundReport *rep, const Plan *plan, int K, int p, const PromptBound *b) {
     int rc = bound_file_write(&rep->file, p, b);
-    if (rc) return rc;
     const double *sum = b->summary;
-    size_t C = (size_t)plan->n_nodes * plan->n_positions;
-    double missed = NAN;
-    for (size_t c = 0; c < C && rep->exact; c++)
-        if (!isnan(b->ucb[c])) missed = fmax(isnan(missed) ? 0.0 : missed, fabs(rep->exact[(size_t)p * C + c]));
+    double missed;
+    if (!rc) rc = largest_missed(rep, (size_t)plan->n_nodes * plan->n_positions, p, b, &missed);
+    if (rc) return rc;
     rep->theta_max = fmax(rep->theta_max, sum[BOUND_THETA]);
     rep->passes += (long long)K * (long long)sum[BOUND_SAMPLES];
     if (!isnan(missed)) {
@@ -190,76 +203,115 @@ static int report_prompt(BoundReport *rep, const Plan *plan, int K, int p, const
     return PS_OK;
 }
 
-/* Prompts go round-robin to the ranks; each sends its prompts' bounds to rank 0, which writes
- * them in prompt order. A prompt's bound does not depend on which rank computed it. */
+/* Message tags: MPI keeps the order of messages with one tag between two ranks, so constant
+ * tags suffice (a tag per prompt would pass MPI_TAG_UB, as low as 32767, on long jobs). */
+enum { TAG_ESTIMATES = 1, TAG_DOUBLES, TAG_BYTES };
+
+/* Rank 0, at the start of a round: sends every other rank its prompt's ranking estimates (read
+ * from the file one prompt at a time), then reads its own. After a failed read it still sends,
+ * so that nobody waits forever; the failure is returned and nothing more is written. */
+static int hand_out(const Results *r, Estimate by, int first, int P, int size, size_t C, float *row, MPI_Comm comm) {
+    int rc = PS_OK, present;
+    for (int q = first + 1; q < first + size && q < P; q++) {
+        int failed = results_read_prompt(r, estimate_name(by), q, row, &present);
+        rc = rc ? rc : failed;
+        mpi_send_long(row, C, MPI_FLOAT, q - first, TAG_ESTIMATES, comm, PS_MPI_PIECE);
+    }
+    int failed = results_read_prompt(r, estimate_name(by), first, row, &present);
+    return rc ? rc : failed;
+}
+
+/* Rank 0, at the end of a round: each prompt's bound in prompt order (its own, then the others'
+ * as they arrive), written and reported. After a failure it keeps receiving: the others are
+ * sending. */
+static int gather(BoundReport *rep, const Plan *plan, int K, int first, int P, int size, PromptBound *b, int rc,
+                  MPI_Comm comm) {
+    for (int q = first; q < first + size && q < P; q++) {
+        if (q > first) {
+            mpi_recv_long(b->doubles, b->n_doubles, MPI_DOUBLE, q - first, TAG_DOUBLES, comm, PS_MPI_PIECE);
+            mpi_recv_long(b->bytes, b->n_bytes, MPI_UINT8_T, q - first, TAG_BYTES, comm, PS_MPI_PIECE);
+        }
+        if (!rc) rc = report_prompt(rep, plan, K, q, b);
+    }
+    return rc;
+}
+
+/* The summary lines and the attributes of /bound, once every prompt is written. */
+static void finish_report(BoundReport *rep, const Job *job, const BoundSpec *spec, Estimate by, double seconds) {
+    double confidence = spec->confidence, inclusion = spec->inclusion;
+    int K = spec->n_subsets;
+    double delta_sign = det_pow(1.0 - inclusion / 2.0, K); /* the sign-symmetric test's error bound */
+    long n_verified = spec->n_verified_max, seed = (long)spec->seed;
+    hid_t g = rep->file.group;
+    h5_set_string_attr(g, "site", site_name(spec->site));
+    h5_set_string_attr(g, "ranked_by", estimate_name(by));
+    h5_set_number_attr(g, "n_verified", H5T_NATIVE_LONG, &n_verified);
+    h5_set_number_attr(g, "subsets", H5T_NATIVE_INT, &K);
+    h5_set_number_attr(g, "inclusion", H5T_NATIVE_DOUBLE, &inclusion);
+    h5_set_number_attr(g, "confidence", H5T_NATIVE_DOUBLE, &confidence);
+    h5_set_number_attr(g, "seed", H5T_NATIVE_LONG, &seed);
+    h5_set_number_attr(g, "forward_passes", H5T_NATIVE_LLONG, &rep->passes);
+    h5_set_number_attr(g, "seconds", H5T_NATIVE_DOUBLE, &seconds);
+    h5_set_number_attr(g, "delta_sign", H5T_NATIVE_DOUBLE, &delta_sign);
+    if (rep->quiet) return;
+    printf("largest bound over prompts: %.4g; %lld forward passes, %.1f s; written to %s:/bound\n", rep->theta_max,
+           rep->passes, seconds, job->output);
+    if (rep->checked)
+        printf("check against the exact sweep: the bound held on %d of %d prompts (largest missed |effect| %.4g)\n",
+               rep->covered, rep->checked, rep->missed_max);
+    printf("sign-symmetric test: no unverified |effect| above its prompt's largest |subset effect| (theta_sign), "
+           "error probability <= %.2g", delta_sign);
+    if (rep->checked) printf("; held on %d of %d prompts", rep->covered_sign, rep->checked);
+    printf("\n");
+}
+
+/* The prompts go to the ranks in rounds of one each (prompt first + r to rank r). Rank 0 reads
+ * a round's ranking estimates from the file and sends each rank its own prompt's alone; every
+ * rank computes its prompt (drawing its subsets from the seed: they are never sent); rank 0
+ * gathers the bounds and writes them in prompt order. A rank holds one prompt's values at a
+ * time, and a prompt's bound does not depend on which rank computed it. */
 static int run_bound(const Job *job, const Model *m, const Plan *plan, const BoundSpec *spec, const BoundOptions *o,
-                     Estimate by, hid_t f, const float *estimates, const float *exact, MPI_Comm comm) {
+                     Estimate by, const Results *r, MPI_Comm comm) {
     int rank, size, P = job->n_prompts, K = spec->n_subsets;
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &size);
     size_t C = (size_t)plan->n_nodes * plan->n_positions;
     double t0 = now_seconds();
+    BoundReport rep = {.results = r, .has_exact = job->exact, .quiet = o->quiet};
+    int rc = rank == 0 ? bound_file_create(&rep.file, r->file, job->output, P, K, plan->n_nodes, plan->n_positions) : PS_OK;
+    rc = mpi_agree(rc, comm); /* reported once, by mpi_agree */
+    if (rc) {
+        if (rank == 0) bound_file_close(&rep.file);
+        return rc;
+    }
+    if (rank == 0 && !o->quiet)
+        printf("%s: site %s ranked by %s; %d prompts; top %d verified, %d subsets each (inclusion %g), confidence %g; %d ranks\n",
+               job->output, site_name(spec->site), estimate_name(by), P, spec->n_verified_max, K, spec->inclusion,
+               spec->confidence, size);
     BoundWork *work = bound_work_new(m, job, plan, spec);
     PromptBound b;
-    prompt_bound_init(&b, (int)C, K);
-    BoundReport rep = {.exact = exact, .quiet = o->quiet};
-    int created = rank == 0 ? bound_file_create(&rep.file, f, job->output, P, K, plan->n_nodes, plan->n_positions) : PS_OK;
-    int agreed = mpi_agree(created, comm); /* reported once, by mpi_agree */
-    if (agreed) {
-        if (rank == 0) bound_file_close(&rep.file);
-        prompt_bound_free(&b);
-        bound_work_free(work);
-        return agreed;
-    }
-    int rc = PS_OK; /* rank 0's writes */
-    if (rank == 0) {
-        if (!o->quiet)
-            printf("%s: site %s ranked by %s; %d prompts; top %d verified, %d subsets each (inclusion %g), confidence %g; %d ranks\n",
-                   job->output, site_name(spec->site), estimate_name(by), P, spec->n_verified_max, K, spec->inclusion,
-                   spec->confidence, size);
-    }
-    for (int p = 0; p < P; p++) {
-        int owner = p % size;
-        if (rank == owner) bound_prompt(work, p, estimates + (size_t)p * C, &b);
-        if (rank == owner && rank != 0) {
-            MPI_Send(b.doubles, (int)b.n_doubles, MPI_DOUBLE, 0, 2 * p, comm);
-            MPI_Send(b.bytes, (int)b.n_bytes, MPI_UINT8_T, 0, 2 * p + 1, comm);
+    prompt_bound_init(&b, C, K);
+    float *estimates = alloc_floats(C);
+    if (rank == 0) rep.exact = alloc_floats(C);
+    for (int first = 0; first < P; first += size) {
+        int mine = first + rank;
+        if (rank == 0) {
+            int failed = hand_out(r, by, first, P, size, C, estimates, comm);
+            rc = rc ? rc : failed;
+        } else if (mine < P) {
+            mpi_recv_long(estimates, C, MPI_FLOAT, 0, TAG_ESTIMATES, comm, PS_MPI_PIECE);
         }
-        if (rank != 0) continue;
-        if (owner != 0) {
-            MPI_Recv(b.doubles, (int)b.n_doubles, MPI_DOUBLE, owner, 2 * p, comm, MPI_STATUS_IGNORE);
-            MPI_Recv(b.bytes, (int)b.n_bytes, MPI_UINT8_T, owner, 2 * p + 1, comm, MPI_STATUS_IGNORE);
-        }
-        if (!rc) rc = report_prompt(&rep, plan, K, p, &b); /* after a failure, keep receiving: the others are sending */
-    }
-    if (rank == 0 && !rc) {
-        double seconds = now_seconds() - t0, confidence = spec->confidence, inclusion = spec->inclusion;
-        double delta_sign = det_pow(1.0 - inclusion / 2.0, K); /* the sign-symmetric test's error bound */
-        long n_verified = spec->n_verified_max, seed = (long)spec->seed;
-        hid_t g = rep.file.group;
-        h5_set_string_attr(g, "site", site_name(spec->site));
-        h5_set_string_attr(g, "ranked_by", estimate_name(by));
-        h5_set_number_attr(g, "n_verified", H5T_NATIVE_LONG, &n_verified);
-        h5_set_number_attr(g, "subsets", H5T_NATIVE_INT, &K);
-        h5_set_number_attr(g, "inclusion", H5T_NATIVE_DOUBLE, &inclusion);
-        h5_set_number_attr(g, "confidence", H5T_NATIVE_DOUBLE, &confidence);
-        h5_set_number_attr(g, "seed", H5T_NATIVE_LONG, &seed);
-        h5_set_number_attr(g, "forward_passes", H5T_NATIVE_LLONG, &rep.passes);
-        h5_set_number_attr(g, "seconds", H5T_NATIVE_DOUBLE, &seconds);
-        h5_set_number_attr(g, "delta_sign", H5T_NATIVE_DOUBLE, &delta_sign);
-        if (!o->quiet) {
-            printf("largest bound over prompts: %.4g; %lld forward passes, %.1f s; written to %s:/bound\n", rep.theta_max,
-                   rep.passes, seconds, job->output);
-            if (rep.checked)
-                printf("check against the exact sweep: the bound held on %d of %d prompts (largest missed |effect| %.4g)\n",
-                       rep.covered, rep.checked, rep.missed_max);
-            printf("sign-symmetric test: no unverified |effect| above its prompt's largest |subset effect| (theta_sign), "
-                   "error probability <= %.2g", delta_sign);
-            if (rep.checked) printf("; held on %d of %d prompts", rep.covered_sign, rep.checked);
-            printf("\n");
+        if (mine < P) bound_prompt(work, mine, estimates, &b);
+        if (rank == 0) {
+            rc = gather(&rep, plan, K, first, P, size, &b, rc, comm);
+        } else if (mine < P) {
+            mpi_send_long(b.doubles, b.n_doubles, MPI_DOUBLE, 0, TAG_DOUBLES, comm, PS_MPI_PIECE);
+            mpi_send_long(b.bytes, b.n_bytes, MPI_UINT8_T, 0, TAG_BYTES, comm, PS_MPI_PIECE);
         }
     }
+    if (rank == 0 && !rc) finish_report(&rep, job, spec, by, now_seconds() - t0);
     if (rank == 0) bound_file_close(&rep.file);
+    free(estimates), free(rep.exact);
     prompt_bound_free(&b);
     bound_work_free(work);
     return mpi_agree(rc, comm);
@@ -281,7 +333,6 @@ int cmd_bound(int argc, char **argv) {
     SharedWeights shared = {MPI_COMM_NULL, MPI_WIN_NULL};
     Site site = SITE_Z;
     Estimate by = EST_ATP_STAR;
-    float *estimates = NULL, *exact = NULL;
     int parsed = 0, loaded = 0, rc = mpi_agree(parse_options(argc, argv, &o), comm);
     if (!rc) rc = mpi_agree(job_parse_file(&job, o.job), comm), parsed = 1; /* job_free is safe after a failure */
     if (!rc) rc = model_load_shared(&m, &job, comm, &shared), loaded = 1;
@@ -290,23 +341,23 @@ int cmd_bound(int argc, char **argv) {
     Plan plan;
     memset(&plan, 0, sizeof plan);
     if (!rc) plan_build(&plan, &job, &m.cfg);
-    size_t n_values = (size_t)job.n_prompts * plan.n_nodes * plan.n_positions;
-    if (!rc) { /* only rank 0 touches the file; the others get the estimates from it */
+    if (!rc) { /* only rank 0 touches the file; the others get each prompt's estimates from it */
         int status = rank == 0 ? open_results(&job, &m, &results) : PS_OK;
-        if (!status && rank == 0) status = read_effects(&results, &job, &plan, site, by, &estimates, &exact);
+        if (!status && rank == 0) {
+            float *row = alloc_floats((size_t)plan.n_nodes * plan.n_positions);
+            status = check_estimates(&results, &job, &plan, site, by, row);
+            free(row);
+        }
         rc = mpi_agree(status, comm);
     }
     if (!rc) {
-        if (rank != 0) estimates = xmalloc(sizeof(float) * n_values + 1);
-        MPI_Bcast(estimates, (int)n_values, MPI_FLOAT, 0, comm);
         BoundSpec spec = {site, (int)(o.verified < 1 << 30 ? o.verified : 1 << 30), (int)o.subsets, o.inclusion,
                           o.confidence, (uint64_t)o.seed};
-        rc = run_bound(&job, &m, &plan, &spec, &o, by, results.file, estimates, exact, comm);
+        rc = run_bound(&job, &m, &plan, &spec, &o, by, &results, comm);
     }
     int closed = results.file < 0 || H5Fflush(results.file, H5F_SCOPE_GLOBAL) >= 0;
     results_close(&results);
     if (!rc) rc = mpi_agree(closed ? PS_OK : ps_fail(PS_EUSER, "bound: writing %s failed (disk full?)", job.output), comm);
-    free(estimates), free(exact);
     if (plan.nodes) plan_free(&plan);
     if (parsed) job_free(&job);
     if (loaded) model_free_shared(&m, &shared);

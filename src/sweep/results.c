@@ -194,6 +194,31 @@ int results_read_cells(const Results *r, const char *name, float **out) {
     return PS_OK;
 }
 
+int results_check_cells(const Results *r, const char *name, int *present) {
+    char dset[64];
+    snprintf(dset, sizeof dset, "/effects/%s", name);
+    *present = H5Lexists(r->file, "/effects", H5P_DEFAULT) > 0 && H5Lexists(r->file, dset, H5P_DEFAULT) > 0;
+    if (!*present) return PS_OK;
+    hsize_t want[4] = {(hsize_t)r->P, (hsize_t)r->N, (hsize_t)r->S, (hsize_t)r->M};
+    return check_dataset(r, dset, H5T_FLOAT, 4, want, NULL,
+                         "prompts x nodes x positions x metrics: /prompts/base_tokens, /nodes/name, /positions, /metrics");
+}
+
+int results_read_prompt(const Results *r, const char *name, int p, float *out, int *present) {
+    int rc = results_check_cells(r, name, present);
+    if (rc || !*present) return rc;
+    char dset[64];
+    snprintf(dset, sizeof dset, "/effects/%s", name);
+    /* the slab [p, :, :, metric] into [N * S] */
+    hsize_t start[4] = {(hsize_t)p, 0, 0, (hsize_t)r->metric}, count[4] = {1, (hsize_t)r->N, (hsize_t)r->S, 1};
+    hsize_t cells = (hsize_t)r->N * (hsize_t)r->S;
+    hid_t d = H5Dopen2(r->file, dset, H5P_DEFAULT), space = H5Dget_space(d), mem = H5Screate_simple(1, &cells, NULL);
+    herr_t status = H5Sselect_hyperslab(space, H5S_SELECT_SET, start, NULL, count, NULL);
+    if (status >= 0) status = H5Dread(d, H5T_NATIVE_FLOAT, mem, space, H5P_DEFAULT, out);
+    H5Sclose(mem), H5Sclose(space), H5Dclose(d);
+    return status < 0 ? ps_fail(PS_EUSER, "%s: %s cannot be read (a damaged file)", r->path, dset) : PS_OK;
+}
+
 void results_close(Results *r) {
     free_strings(r->node_names, r->N);
     free_strings(r->node_sites, r->N);

@@ -47,6 +47,27 @@ def test_load_bound(bounded_file, real_file):
         assert b["theta_sign"][p] == np.max(np.abs(b["subset_effect"][p]))
 
 
+def test_bound_subsets_drawn_again(bounded_file):
+    """The file keeps the seed, not the masks: the subsets drawn again from the recipe give back
+    every unverified cell's estimate (mean subset effect with it - without it) and se."""
+    r = analysis.load(bounded_file)
+    b = r.bound
+    with h5py.File(bounded_file, "r") as f:
+        assert "in_subset" not in f["bound"]
+    for p in range(r.shape[0]):
+        masks = analysis.bound_subsets(r, p)
+        effect = b["subset_effect"][p]
+        assert masks.shape == (16,) + r.shape[1:] and not (masks & np.isnan(b["ucb"][p])[None]).any()
+        for n, s in zip(*np.nonzero(~np.isnan(b["ucb"][p]))):
+            inside = masks[:, n, s]
+            if inside.sum() < 2 or (~inside).sum() < 2:
+                assert np.isinf(b["ucb"][p, n, s])
+                continue
+            a, c = effect[inside], effect[~inside]
+            assert b["estimate"][p, n, s] == pytest.approx(a.mean() - c.mean(), rel=1e-9, abs=1e-12)
+            assert b["se"][p, n, s] == pytest.approx(np.sqrt(a.var(ddof=1) / a.size + c.var(ddof=1) / c.size), rel=1e-9)
+
+
 def test_bound_check_known(tmp_path):
     """Two prompts, three cells: prompt 0's bound (2.5) covers its largest unverified |effect|
     (|-2|; the verified cell's 9 does not count), prompt 1's (1.0) does not cover 3; the sign

@@ -240,6 +240,11 @@ static void test_normal_upper_quantile(void **state) {
     }
 }
 
+/* Subsets from a table ([K, U], row k = subset k), as bound_cells asks for them. */
+static void table_draw(void *ctx, int k, int U, uint8_t *in) {
+    memcpy(in, (const uint8_t *)ctx + (size_t)k * U, (size_t)U);
+}
+
 /* Subset statistics on a case solved by hand: cell 0 in subsets 0 and 1 (effects 1, 3), out of
  * 2 and 3 (effects 0, 2): estimate 2 - 1 = 1, se = sqrt(2/2 + 2/2) = sqrt 2. Cell 1 is in one
  * subset only: no bound. */
@@ -248,7 +253,7 @@ static void test_bound_cells_by_hand(void **state) {
     double effect[4] = {1, 3, 0, 2};
     uint8_t in[4 * 2] = {1, 0, 1, 1, 0, 0, 0, 0};
     CellBound b[2];
-    bound_cells(effect, in, 4, 2, 2.0, b);
+    bound_cells(effect, 4, 2, 2.0, table_draw, in, b);
     assert_true(b[0].n_in == 2 && fabs(b[0].estimate - 1.0) < 1e-15 && fabs(b[0].se - sqrt(2.0)) < 1e-15);
     assert_true(fabs(b[0].ucb - (1.0 + 2.0 * sqrt(2.0))) < 1e-15);
     assert_true(b[1].n_in == 1 && isinf(b[1].ucb));
@@ -274,13 +279,13 @@ static void test_bound_covers_additive_effects(void **state) {
         }
     }
     CellBound b[U];
-    bound_cells(effect, in, K, U, normal_upper_quantile(0.05 / (2 * U)), b);
+    bound_cells(effect, K, U, normal_upper_quantile(0.05 / (2 * U)), table_draw, in, b);
     double theta = 0.0, largest = 0.0;
     for (int n = 0; n < U; n++) {
         if (fabs(c[n]) > b[n].ucb) fail_msg("cell %d: |c| = %.4g above its ucb %.4g", n, fabs(c[n]), b[n].ucb);
         theta = fmax(theta, b[n].ucb), largest = fmax(largest, fabs(c[n]));
     }
-    bound_cells(effect, in, K, U, 0.0, b);
+    bound_cells(effect, K, U, 0.0, table_draw, in, b);
     int uncovered = 0;
     for (int n = 0; n < U; n++) uncovered += fabs(c[n]) > b[n].ucb;
     printf("  additive effects: theta %.3g over a largest |c| of %.3g; %d of %d cells uncovered without the margin\n",
