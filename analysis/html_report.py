@@ -520,6 +520,13 @@ def _bound_section(page, r):
               f"confidence {b.get('confidence')} <i>if patch effects add up</i>. Where they interact (a circuit "
               "whose parts need each other), the bound can fail; the exact sweep shows where it did. "
               f"{b.get('forward_passes')} forward passes, {_fmt(float(b.get('seconds', float('nan'))))} s.</p>")
+    ties = b.get("boundary_ties")
+    if ties is not None and ties.any():
+        verb = "verified whole" if b.get("ties") == "verify" else "left unverified, to the bound"
+        n = int((ties > 0).sum())
+        page.text(f"<p class='note'>On {n} prompt{'' if n == 1 else 's'} a block of cells tied on |{html.escape(str(b.get('ranked_by')))}| "
+                  f"straddled the {b.get('n_verified')}-cell budget ({int(ties.max())} cells at most); the ranking "
+                  f"cannot choose among them, so each block was {verb} (docs/methods.md, ties across the boundary).</p>")
     check = metrics.bound_check(r)
     if "theta_sign" in b:
         page.text(f"<p class='note'>A second, cheaper bound makes a different assumption (the other cells' joint "

@@ -102,7 +102,8 @@ class Results:
             if "bound" in f:
                 g = f["bound"]
                 self.bound = {k: (_text(v) if isinstance(v, (bytes, str)) else v.item()) for k, v in g.attrs.items()}
-                self.bound.update({k: g[k][()] for k in ("verified", "estimate", "se", "ucb", "theta", "theta_sign", "subset_effect")
+                self.bound.update({k: g[k][()] for k in ("verified", "estimate", "se", "ucb", "theta", "theta_sign", "subset_effect",
+                                                            "boundary_ties")
                                    if k in g})
                 self.bound["verified"] = self.bound["verified"].astype(bool)
         P, N, S = len(self.lengths), len(self.node_names), len(self.positions)

@@ -78,4 +78,11 @@ typedef void (*SubsetDraw)(void *ctx, int k, int U, uint8_t *in);
  * deviations), one at a time: memory O(U), never a [K, U] mask. */
 void bound_cells(const double *subset_effect, int K, int U, double z, SubsetDraw draw, void *ctx, CellBound *out);
 
+/* How many of n ranked cells (order: key largest first) are verified for a budget of k, when the
+ * k-th and (k+1)-th cells tie: never a choice among tied cells by the order a sort left them in
+ * (docs/methods.md). verify_ties 0: only the cells ranked above the tie block (fewer than k, the
+ * block left to the bound); 1: through the end of the block (more than k). *block = the size of
+ * the block straddling the boundary, 0 when none does (then the answer is min(k, n)). */
+int bound_verified_count(const double *key, const int *order, int n, int k, int verify_ties, int *block);
+
 #endif

@@ -64,3 +64,16 @@ void bound_cells(const double *subset_effect, int K, int U, double z, SubsetDraw
     }
     free(sum), free(sq), free(count), free(in);
 }
+
+int bound_verified_count(const double *key, const int *order, int n, int k, int verify_ties, int *block) {
+    *block = 0;
+    if (k <= 0) return 0;
+    if (k >= n) return n;
+    double boundary = key[order[k - 1]];
+    if (key[order[k]] != boundary) return k;
+    int first = k - 1, end = k + 1;
+    while (first > 0 && key[order[first - 1]] == boundary) first--;
+    while (end < n && key[order[end]] == boundary) end++;
+    *block = end - first;
+    return verify_ties ? end : first;
+}

@@ -100,13 +100,17 @@ void bound_prompt(BoundWork *w, int p, const float *estimates, PromptBound *out)
     const BoundSpec *spec = &w->spec;
     int S = plan->n_positions, K = spec->n_subsets, T = w->job->prompts[p].T, n_cells = 0;
     size_t C = (size_t)plan->n_nodes * S;
-    /* the site's cells by |estimate|, largest first, ties in cell order */
+    /* the site's cells by |estimate|, largest first, ties in cell order (the verified set takes a
+     * tie block whole or not at all, so the order inside one matters only to the subsets' draw) */
     for (size_t c = 0; c < C; c++)
         if (plan->nodes[c / S].site == spec->site && plan->positions[c % S] < T) w->cell_of[n_cells++] = (int)c;
     for (int i = 0; i < n_cells; i++) w->key[i] = fabs(estimates[w->cell_of[i]]);
     order_by_key(w->key, n_cells, w->rank_to_index);
     for (int i = 0; i < n_cells; i++) w->order[i] = w->cell_of[w->rank_to_index[i]];
-    int n_verified = n_cells < spec->n_verified_max ? n_cells : spec->n_verified_max, U = n_cells - n_verified;
+    /* the top --verified, a tie block straddling the boundary taken whole or left whole (docs/methods.md) */
+    int block, n_verified = bound_verified_count(w->key, w->rank_to_index, n_cells, spec->n_verified_max,
+                                                 spec->verify_ties, &block);
+    int U = n_cells - n_verified;
     const int *unverified = w->order + n_verified;
 
     /* K random subsets of the unverified cells, each patched jointly */
@@ -138,4 +142,6 @@ void bound_prompt(BoundWork *w, int p, const float *estimates, PromptBound *out)
     double *sum = out->summary;
     sum[BOUND_THETA] = theta, sum[BOUND_THETA_SIGN] = theta_sign, sum[BOUND_CELLS] = n_cells, sum[BOUND_VERIFIED] = n_verified;
     sum[BOUND_UNVERIFIED] = U, sum[BOUND_UNBOUNDED] = unbounded, sum[BOUND_SAMPLES] = U ? samples : 0;
+    sum[BOUND_BOUNDARY_TIES] = block;
+    sum[BOUND_BOUNDARY_KEY] = block ? w->key[w->rank_to_index[spec->n_verified_max - 1]] : NAN;
 }

@@ -23,7 +23,7 @@
 
 
 typedef struct {
-    const char *job, *site, *by;
+    const char *job, *site, *by, *ties;
     long verified, subsets, seed;
     double inclusion, confidence;
     int quiet;
@@ -48,7 +48,8 @@ static int parse_fraction(const char *flag, const char *text, double *out) {
 
 static int parse_options(int argc, char **argv, BoundOptions *o) {
     *o = (BoundOptions){.verified = 10, .subsets = 200, .inclusion = 0.1, .confidence = 0.95};
-    static const char *const flags[] = {"--site", "--by", "--verified", "--subsets", "--seed", "--inclusion", "--confidence"};
+    static const char *const flags[] = {"--site",      "--by",         "--verified", "--subsets",
+                                        "--seed",      "--inclusion",  "--confidence", "--ties"};
     enum { N_FLAGS = sizeof flags / sizeof flags[0] };
     int seen[N_FLAGS] = {0}, rc = PS_OK;
     for (int i = 1; i < argc && !rc; i++) {
@@ -75,7 +76,12 @@ static int parse_options(int argc, char **argv, BoundOptions *o) {
         case 3: rc = parse_long(a, value, 4, &o->subsets); break;
         case 4: rc = parse_long(a, value, 0, &o->seed); break;
         case 5: rc = parse_fraction(a, value, &o->inclusion); break;
-        default: rc = parse_fraction(a, value, &o->confidence); break;
+        case 6: rc = parse_fraction(a, value, &o->confidence); break;
+        default:
+            o->ties = value;
+            if (strcmp(value, "bound") != 0 && strcmp(value, "verify") != 0)
+                rc = ps_fail(PS_EUSER, "bound: --ties must be \"bound\" or \"verify\", got \"%s\"", value);
+            break;
         }
     }
     if (!rc && !o->job) rc = ps_fail(PS_EUSER, "bound: %s", command_usage("bound"));
@@ -157,6 +163,18 @@ static int check_estimates(const Results *r, const Job *job, const Plan *plan, S
     return PS_OK;
 }
 
+/* "1st", "2nd", "3rd", "11th", "22nd", ... */
+typedef struct {
+    char text[32];
+} Ordinal;
+
+static Ordinal ordinal(int n) {
+    Ordinal o;
+    int teen = n % 100 >= 11 && n % 100 <= 13, last = n % 10;
+    snprintf(o.text, sizeof o.text, "%d%s", n, teen ? "th" : last == 1 ? "st" : last == 2 ? "nd" : last == 3 ? "rd" : "th");
+    return o;
+}
+
 /* Rank 0's side: writes each prompt's bound as it arrives, in prompt order, and says what it
  * found. */
 typedef struct {
@@ -164,9 +182,12 @@ typedef struct {
     const Results *results;
     int has_exact;
     float *exact;        /* [C] the exact effects of the prompt being reported */
+    const char *by;      /* the ranking estimator */
+    int budget;          /* --verified */
+    int verify_ties;     /* --ties verify */
     double theta_max, missed_max;
-    long long passes;
-    int covered, covered_sign, checked, quiet;
+    long long passes, tied_cells;
+    int covered, covered_sign, checked, tied_prompts, quiet;
 } BoundReport;
 
 /* The largest exact |effect| among the prompt's unverified cells (NaN: none, or no exact
@@ -188,6 +209,7 @@ static int report_prompt(BoundReport *rep, const Plan *plan, int K, int p, const
     if (rc) return rc;
     rep->theta_max = fmax(rep->theta_max, sum[BOUND_THETA]);
     rep->passes += (long long)K * (long long)sum[BOUND_SAMPLES];
+    rep->tied_prompts += sum[BOUND_BOUNDARY_TIES] > 0, rep->tied_cells += (long long)sum[BOUND_BOUNDARY_TIES];
     if (!isnan(missed)) {
         rep->checked++, rep->missed_max = fmax(rep->missed_max, missed);
         rep->covered += missed <= sum[BOUND_THETA], rep->covered_sign += missed <= sum[BOUND_THETA_SIGN];
@@ -197,6 +219,10 @@ static int report_prompt(BoundReport *rep, const Plan *plan, int K, int p, const
            sum[BOUND_VERIFIED], sum[BOUND_UNVERIFIED], sum[BOUND_THETA]);
     if (!isnan(missed)) printf(" (largest exact |effect| among them: %.4g)", missed);
     printf("\n");
+    if (sum[BOUND_BOUNDARY_TIES] > 0)
+        printf("  %.0f cells tie at |%s| = %.4g across the %s place, and the ranking cannot choose among them: %s\n",
+               sum[BOUND_BOUNDARY_TIES], rep->by, sum[BOUND_BOUNDARY_KEY], ordinal(rep->budget).text,
+               rep->verify_ties ? "all verified (--ties verify)" : "all left to the bound (--ties verify verifies them)");
     if (sum[BOUND_UNBOUNDED] > 0)
         printf("  %.0f cell%s in, or out of, fewer than two subsets, so nothing bounds %s: raise --subsets or --inclusion\n",
                sum[BOUND_UNBOUNDED], sum[BOUND_UNBOUNDED] == 1 ? " was" : "s were", sum[BOUND_UNBOUNDED] == 1 ? "it" : "them");
@@ -245,6 +271,7 @@ static void finish_report(BoundReport *rep, const Job *job, const BoundSpec *spe
     hid_t g = rep->file.group;
     h5_set_string_attr(g, "site", site_name(spec->site));
     h5_set_string_attr(g, "ranked_by", estimate_name(by));
+    h5_set_string_attr(g, "ties", spec->verify_ties ? "verify" : "bound");
     h5_set_number_attr(g, "n_verified", H5T_NATIVE_LONG, &n_verified);
     h5_set_number_attr(g, "subsets", H5T_NATIVE_INT, &K);
     h5_set_number_attr(g, "inclusion", H5T_NATIVE_DOUBLE, &inclusion);
@@ -263,6 +290,10 @@ static void finish_report(BoundReport *rep, const Job *job, const BoundSpec *spe
            "error probability <= %.2g", delta_sign);
     if (rep->checked) printf("; held on %d of %d prompts", rep->covered_sign, rep->checked);
     printf("\n");
+    if (rep->tied_prompts)
+        printf("ties across the %s place: on %d prompt%s, %lld cells in all (/bound/boundary_ties), %s\n",
+               ordinal(rep->budget).text, rep->tied_prompts, rep->tied_prompts == 1 ? "" : "s", rep->tied_cells,
+               rep->verify_ties ? "all verified (--ties verify)" : "all left to the bound (--ties bound)");
 }
 
 /* The prompts go to the ranks in rounds of one each (prompt first + r to rank r). Rank 0 reads
@@ -277,7 +308,8 @@ static int run_bound(const Job *job, const Model *m, const Plan *plan, const Bou
     MPI_Comm_size(comm, &size);
     size_t C = (size_t)plan->n_nodes * plan->n_positions;
     double t0 = now_seconds();
-    BoundReport rep = {.results = r, .has_exact = job->exact, .quiet = o->quiet};
+    BoundReport rep = {.results = r, .has_exact = job->exact, .by = estimate_name(by), .budget = spec->n_verified_max,
+                       .verify_ties = spec->verify_ties, .quiet = o->quiet};
     int rc = rank == 0 ? bound_file_create(&rep.file, r->file, job->output, P, K, plan->n_nodes, plan->n_positions) : PS_OK;
     rc = mpi_agree(rc, comm); /* reported once, by mpi_agree */
     if (rc) {
@@ -285,8 +317,10 @@ static int run_bound(const Job *job, const Model *m, const Plan *plan, const Bou
         return rc;
     }
     if (rank == 0 && !o->quiet)
-        printf("%s: site %s ranked by %s; %d prompts; top %d verified, %d subsets each (inclusion %g), confidence %g; %d ranks\n",
-               job->output, site_name(spec->site), estimate_name(by), P, spec->n_verified_max, K, spec->inclusion,
+        printf("%s: site %s ranked by %s; %d prompts; top %d verified (ties across the boundary: %s), %d subsets each "
+               "(inclusion %g), confidence %g; %d ranks\n",
+               job->output, site_name(spec->site), estimate_name(by), P, spec->n_verified_max,
+               spec->verify_ties ? "verify" : "bound", K, spec->inclusion,
                spec->confidence, size);
     BoundWork *work = bound_work_new(m, job, plan, spec);
     PromptBound b;
@@ -351,8 +385,8 @@ int cmd_bound(int argc, char **argv) {
         rc = mpi_agree(status, comm);
     }
     if (!rc) {
-        BoundSpec spec = {site, (int)(o.verified < 1 << 30 ? o.verified : 1 << 30), (int)o.subsets, o.inclusion,
-                          o.confidence, (uint64_t)o.seed};
+        BoundSpec spec = {site, (int)(o.verified < 1 << 30 ? o.verified : 1 << 30), (int)o.subsets,
+                          o.ties && strcmp(o.ties, "verify") == 0, o.inclusion, o.confidence, (uint64_t)o.seed};
         rc = run_bound(&job, &m, &plan, &spec, &o, by, &results, comm);
     }
     int closed = results.file < 0 || H5Fflush(results.file, H5F_SCOPE_GLOBAL) >= 0;

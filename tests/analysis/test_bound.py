@@ -89,6 +89,26 @@ def test_bound_check_known(tmp_path):
     assert sorted(zip(check["exact"].tolist(), check["ucb"].tolist())) == [(0.25, 0.1), (0.5, 1.0), (2.0, 2.5), (3.0, 1.0)]
 
 
+def test_report_names_boundary_ties(tmp_path):
+    """A tie block across the verified budget (/bound/boundary_ties) is loaded and reported, with
+    the way it went (ties = "bound": left to the bound)."""
+    exact = np.array([[[9.0], [-2.0], [0.5]], [[1.0], [3.0], [0.25]]])
+    path = write_synthetic(str(tmp_path / "s.h5"), exact, {"atp": exact})
+    ucb = np.array([[[np.nan], [2.5], [1.0]], [[np.nan], [1.0], [0.1]]])
+    with h5py.File(path, "r+") as f:
+        g = f.create_group("bound")
+        g.attrs.update(site="resid_pre", ranked_by="atp", n_verified=1, subsets=8, ties="bound")
+        g["verified"] = np.isnan(ucb).astype(np.uint8)
+        g["ucb"], g["estimate"], g["se"] = ucb, ucb, ucb
+        g["theta"], g["theta_sign"] = np.array([2.5, 1.0]), np.array([1.5, 4.0])
+        g["subset_effect"] = np.zeros((2, 8))
+        g["boundary_ties"] = np.array([2, 0], dtype=np.int32)
+    r = analysis.load(path)
+    assert r.bound["boundary_ties"].tolist() == [2, 0] and r.bound["ties"] == "bound"
+    text = open(analysis.report(path, str(tmp_path / "report"))).read()
+    assert "On 1 prompt a block of cells tied on |atp|" in text and "left unverified, to the bound" in text
+
+
 def test_bound_figure_and_report(bounded_file, tmp_path):
     r = analysis.load(bounded_file)
     fig = figures.bound_figure(r)

@@ -4,7 +4,8 @@
   of two layers), with pair and gaussian (three noise draws) corruptions, on q-side and kv-side
   sites;
 - the ranking, the verified set and the subset masks follow the recipe of docs/methods.md (the
-  generator re-implemented here); the masks are drawn again from it, never stored (docs/results.md);
+  generator re-implemented here); a tie block across the verified budget is never split by cell
+  order (left to the bound, or verified whole with --ties verify; /bound/boundary_ties); the masks are drawn again from it, never stored (docs/results.md);
 - estimate, se, ucb, theta and the sign-symmetric test's theta_sign and delta_sign equal the
   formulas of docs/methods.md recomputed with numpy;
 - a rerun gives the same /bound bit for bit and replaces it; on 1, 2 and 3 MPI ranks the same;
@@ -67,6 +68,21 @@ def expected_order(estimate, site_cells):
     return sorted(site_cells, key=lambda c: (-abs(np.float32(estimate[c])), c))
 
 
+def expected_verified(estimate, order, budget, verify_ties=False):
+    """How many of the ranked cells are verified, and the size of the tie block (equal float32
+    |estimate|) straddling the budget: never a pick among tied cells (docs/methods.md); the block
+    is left to the bound, or verified whole with --ties verify."""
+    key = [abs(np.float32(estimate[c])) for c in order]
+    if budget <= 0 or budget >= len(order) or key[budget] != key[budget - 1]:
+        return min(max(budget, 0), len(order)), 0
+    first, end = budget - 1, budget + 1
+    while first > 0 and key[first - 1] == key[budget - 1]:
+        first -= 1
+    while end < len(order) and key[end] == key[budget - 1]:
+        end += 1
+    return (end if verify_ties else first), end - first
+
+
 def check_job(tmp, case):
     name, site, by = case["job"], case["site"], case["by"]
     options = [x for key, value in case["options"].items() for x in (f"--{key}", str(value))]
@@ -100,7 +116,10 @@ def check_job(tmp, case):
     for p in range(P):
         site_cells = [(n, j) for n in range(N) for j in range(S) if node_sites[n] == site and positions[j] < lengths[p]]
         order = expected_order(estimates[p], site_cells)
-        verified, unverified = order[:verified_k], order[verified_k:]
+        n_verified, block = expected_verified(estimates[p], order, verified_k)
+        verified, unverified = order[:n_verified], order[n_verified:]
+        got_block = b["boundary_ties"][p] if "boundary_ties" in b else None
+        check(got_block == block, f"{name} prompt {p}: boundary_ties {got_block}, expected {block}")
         got_verified = sorted(zip(*np.nonzero(b["verified"][p])))
         check(got_verified == sorted(verified), f"{name} prompt {p}: verified cells {got_verified[:5]}... != {sorted(verified)[:5]}...")
         # the masks: draw u of subset k is splitmix64(seed, p, k)'s u-th uniform, unverified cells in rank order
@@ -181,6 +200,34 @@ with tempfile.TemporaryDirectory() as tmp:
         check(p.returncode == 0 and f["bound"].attrs["subsets"] == 6 and f["bound/subset_effect"].shape[1] == 6
               and f["bound/verified"][()].sum() == 0, f"a rerun with other options did not replace /bound: {p.stderr}")
 
+    # Ties across the boundary are never picked by cell order: prompt 0's z cells ranked 3rd to 7th
+    # by AtP* are made to tie (equal |estimate|, mixed signs), across a budget of 5.
+    with h5py.File(out, "r+") as f:
+        star = f["effects/atp_star"]
+        saved = star[0][()]
+        sites, positions, lengths = [x.decode() for x in f["nodes/site"][()]], f["positions"][()], f["prompts/length"][()]
+        site_cells = [(n, j) for n in range(len(sites)) for j in range(len(positions)) if sites[n] == "z" and positions[j] < lengths[0]]
+        order = expected_order(saved[..., 0], site_cells)
+        tied = saved[order[2] + (0,)]
+        edited = saved.copy()
+        for i, c in enumerate(order[2:7]):
+            edited[c + (0,)] = tied if i % 2 else -tied
+        star[0] = edited
+    for ties, want in (("bound", order[:2]), ("verify", order[:7])):
+        p = subprocess.run([binary, "bound", gpt2, "--site", "z", "--by", "atp_star", "--verified", "5", "--subsets", "12", "--ties", ties],
+                           capture_output=True, text=True, timeout=300)
+        with h5py.File(out, "r") as f:
+            got = sorted(zip(*np.nonzero(f["bound/verified"][0]))) if p.returncode == 0 else None
+            block = f["bound/boundary_ties"][()].tolist() if p.returncode == 0 and "boundary_ties" in f["bound"] else None
+            attr = f["bound"].attrs.get("ties") if p.returncode == 0 else None
+        check(got == sorted(want), f"--ties {ties}: prompt 0 verified {got}, expected the {len(want)} cells {sorted(want)}")
+        check(block is not None and block[0] == 5 and block[1:] == [0, 0],
+              f"--ties {ties}: /bound/boundary_ties {block}, expected [5, 0, 0]")
+        check(attr in (ties, ties.encode()), f"--ties {ties}: the ties attribute is {attr!r}")
+        check("5 cells tie at |atp_star|" in p.stdout, f"--ties {ties}: the tie is not reported: {p.stdout[:400]!r}")
+    with h5py.File(out, "r+") as f:
+        f["effects/atp_star"][0] = saved
+
     # The printed summary names the bound and checks it against the exact sweep.
     p = subprocess.run([binary, "bound", gpt2, "--site", "z", *opts], capture_output=True, text=True, timeout=300)
     check(p.returncode == 0 and "check against the exact sweep" in p.stdout and "prompt 2:" in p.stdout,
@@ -225,6 +272,7 @@ with tempfile.TemporaryDirectory() as tmp:
         ([gpt2, "--site", "z", "--verified", "-1"], "--verified must be an integer >= 0"),
         ([gpt2, "--site", "z", "--verified"], "--verified needs a value"),
         ([gpt2, "--site", "z", "--fast"], "unknown option \"--fast\""),
+        ([gpt2, "--site", "z", "--ties", "random"], "--ties must be \"bound\" or \"verify\", got \"random\""),
         ([no_estimates, "--site", "z"], "computes no estimates"),
         ([other_metric, "--site", "z"], "different job or model"),
         ([missing, "--site", "z"], "does not exist; run the job first"),

@@ -259,6 +259,30 @@ static void test_bound_cells_by_hand(void **state) {
     assert_true(b[1].n_in == 1 && isinf(b[1].ucb));
 }
 
+/* The verified set for a budget, by hand: keys 9, 7, 5, 5, 5, 2 (ranked). A budget of 2 or 5 ends
+ * between distinct keys; a budget of 3 or 4 falls inside the block of three 5s, which is then left
+ * whole to the bound (2 verified) or verified whole (5), never split by position. */
+static void test_bound_verified_count(void **state) {
+    (void)state;
+    double key[6] = {5, 9, 2, 5, 7, 5};
+    int order[6] = {1, 4, 0, 3, 5, 2}, block;
+    struct { int k, verify, want, block; } cases[] = {
+        {0, 0, 0, 0}, {2, 0, 2, 0}, {3, 0, 2, 3}, {4, 0, 2, 3}, {3, 1, 5, 3}, {4, 1, 5, 3},
+        {5, 0, 5, 0}, {5, 1, 5, 0}, {6, 0, 6, 0}, {9, 1, 6, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int got = bound_verified_count(key, order, 6, cases[i].k, cases[i].verify, &block);
+        if (got != cases[i].want || block != cases[i].block)
+            fail_msg("budget %d, verify_ties %d: %d verified (block %d), expected %d (block %d)", cases[i].k,
+                     cases[i].verify, got, block, cases[i].want, cases[i].block);
+    }
+    double zeros[4] = {0, 0, 0, 0}; /* one block of all: nothing, or everything */
+    int identity[4] = {0, 1, 2, 3};
+    assert_int_equal(bound_verified_count(zeros, identity, 4, 2, 0, &block), 0);
+    assert_int_equal(block, 4);
+    assert_int_equal(bound_verified_count(zeros, identity, 4, 2, 1, &block), 4);
+}
+
 /* Under the bound's assumption (effects add up), it covers: 60 cells with known effects (a few
  * large, most small, both signs), I(S) = the sum over the subset, 400 subsets at inclusion 0.1.
  * At confidence 0.95 every |c| must lie under its ucb (a fixed seed makes this one draw; the
@@ -301,6 +325,7 @@ int main(void) {
         cmocka_unit_test(test_tiny_patch_first_order),
         cmocka_unit_test(test_normal_upper_quantile),
         cmocka_unit_test(test_bound_cells_by_hand),
+        cmocka_unit_test(test_bound_verified_count),
         cmocka_unit_test(test_bound_covers_additive_effects),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
