@@ -327,15 +327,18 @@ def bound_check(results):
     cells, and whether the bound held (and theta_sign, held_sign for the sign-symmetric test); per unverified cell: whether its own ucb covers its
     |exact effect|. Returns a dict of arrays (prompt-level: theta, missed, held; cell-level:
     ucb, exact as flat arrays over every unverified computed cell), or None without /bound or
-    exact effects."""
+    exact effects. The exact effects are those of the metric the bound was computed for (its
+    `metric` attribute; the file's first for a /bound written before it had one), whichever
+    metric results was loaded to read."""
     b = results.bound
     if b is None or results.exact is None:
         return None
+    exact = results.for_metric(b.get("metric", results.metrics[0])).exact
     cells = ~np.isnan(b["ucb"]) & results.computed  # the unverified cells (ucb may be +inf)
-    missed = np.array([np.nanmax(np.abs(results.exact[p][cells[p]])) if cells[p].any() else np.nan
+    missed = np.array([np.nanmax(np.abs(exact[p][cells[p]])) if cells[p].any() else np.nan
                        for p in range(results.shape[0])])
     out = {"theta": b["theta"], "missed": missed, "held": missed <= b["theta"],
-           "ucb": b["ucb"][cells], "exact": np.abs(results.exact[cells])}
+           "ucb": b["ucb"][cells], "exact": np.abs(exact[cells])}
     if "theta_sign" in b:  # the sign-symmetric test's bound, max |subset effect|
         out.update(theta_sign=b["theta_sign"], held_sign=missed <= b["theta_sign"])
     return out

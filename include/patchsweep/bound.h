@@ -11,6 +11,7 @@
 
 typedef struct {
     Site site;
+    int metric; /* the job's metric number: the estimates ranked and the subset effects are its */
     int n_verified_max, n_subsets;
     int verify_ties; /* a tie block straddling n_verified_max: 1 verified whole, 0 left to the bound */
     double inclusion, confidence;

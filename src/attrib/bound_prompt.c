@@ -120,7 +120,7 @@ void bound_prompt(BoundWork *w, int p, const float *estimates, PromptBound *out)
     for (int k = 0; k < K; k++) {
         draw_prompt_subset(&subsets, k, U, w->in);
         int n = subset_patches(w, unverified, U, w->in);
-        out->subset_effect[k] = U ? engine_joint_effect(w->engine, &runs, w->patches, n, 0) : 0.0;
+        out->subset_effect[k] = U ? engine_joint_effect(w->engine, &runs, w->patches, n, spec->metric) : 0.0;
     }
     int samples = runs.n_samples;
     prompt_runs_free(&runs);

@@ -3,7 +3,8 @@
  * site (node x position) are ranked by an estimator; the top --verified are taken as verified;
  * the rest are patched jointly in --subsets random subsets (each cell in with probability
  * --inclusion), and the subset effects give, for every unverified cell, an upper confidence
- * bound on its |exact effect|. Written to the job's results file under /bound (docs/results.md).
+ * bound on its |exact effect|, for one of the job's metrics (--metric, default its first).
+ * Written to the job's results file under /bound (docs/results.md).
  *
  * One full forward pass per subset and noise sample, however many cells the site has: a
  * diagnostic on top of a finished sweep (or of an estimates-only job). Under mpirun the prompts
@@ -23,7 +24,7 @@
 
 
 typedef struct {
-    const char *job, *site, *by, *ties;
+    const char *job, *site, *by, *ties, *metric;
     long verified, subsets, seed;
     double inclusion, confidence;
     int quiet;
@@ -48,8 +49,8 @@ static int parse_fraction(const char *flag, const char *text, double *out) {
 
 static int parse_options(int argc, char **argv, BoundOptions *o) {
     *o = (BoundOptions){.verified = 10, .subsets = 200, .inclusion = 0.1, .confidence = 0.95};
-    static const char *const flags[] = {"--site",      "--by",         "--verified", "--subsets",
-                                        "--seed",      "--inclusion",  "--confidence", "--ties"};
+    static const char *const flags[] = {"--site",      "--by",         "--verified",   "--subsets", "--seed",
+                                        "--inclusion", "--confidence", "--ties",       "--metric"};
     enum { N_FLAGS = sizeof flags / sizeof flags[0] };
     int seen[N_FLAGS] = {0}, rc = PS_OK;
     for (int i = 1; i < argc && !rc; i++) {
@@ -77,6 +78,7 @@ static int parse_options(int argc, char **argv, BoundOptions *o) {
         case 4: rc = parse_long(a, value, 0, &o->seed); break;
         case 5: rc = parse_fraction(a, value, &o->inclusion); break;
         case 6: rc = parse_fraction(a, value, &o->confidence); break;
+        case 8: o->metric = value; break;
         default:
             o->ties = value;
             if (strcmp(value, "bound") != 0 && strcmp(value, "verify") != 0)
@@ -121,18 +123,35 @@ static int choose(const Job *job, const BoundOptions *o, Site *site, Estimate *b
     return ps_fail(PS_EUSER, "bound: the job %s computes no estimates to rank by (add \"estimates\" and run it)", job->path);
 }
 
-/* Opens the job's results file for writing after checking it holds this job. */
-static int open_results(const Job *job, const Model *m, Results *r) {
+/* The metric to bound: --metric, or the job's first (every rank finds it in the job). */
+static int choose_metric(const Job *job, const char *name, int *metric) {
+    char have[128] = "";
+    for (int k = 0; k < job->n_metrics; k++) {
+        if (!name || strcmp(name, metric_name(job->metrics[k])) == 0) {
+            *metric = k;
+            return PS_OK;
+        }
+        snprintf(have + strlen(have), sizeof have - strlen(have), "%s%s", k ? ", " : "", metric_name(job->metrics[k]));
+    }
+    return ps_fail(PS_EUSER, "bound: --metric %s: the job %s does not compute that metric (it has: %s)", name, job->path,
+                   have);
+}
+
+/* Opens the job's results file for writing after checking it holds this job, then (its metrics
+ * being the job's) to read the given metric. */
+static int open_results(const Job *job, const Model *m, int metric, Results *r) {
     if (!file_exists(job->output))
         return ps_fail(PS_EUSER, "bound: %s does not exist; run the job first (patchsweep run %s)", job->output, job->path);
-    int rc = results_open(r, job->output, 1, NULL); /* the job's first metric */
+    int rc = results_open(r, job->output, 1, NULL);
     if (rc) return rc;
     char want[32];
     snprintf(want, sizeof want, "%016llx", (unsigned long long)job_fingerprint(job, m->fingerprint));
     if (strcmp(r->job_fingerprint, want) != 0)
         return ps_fail(PS_EUSER, "bound: %s holds the results of a different job or model (fingerprint %s, this job %s)",
                        job->output, r->job_fingerprint, want);
-    return PS_OK;
+    if (metric == 0) return PS_OK;
+    results_close(r);
+    return results_open(r, job->output, 1, metric_name(job->metrics[metric]));
 }
 
 /* Rank 0 checks, before anything is written: the file's shape against the plan, the exact
@@ -272,6 +291,7 @@ static void finish_report(BoundReport *rep, const Job *job, const BoundSpec *spe
     h5_set_string_attr(g, "site", site_name(spec->site));
     h5_set_string_attr(g, "ranked_by", estimate_name(by));
     h5_set_string_attr(g, "ties", spec->verify_ties ? "verify" : "bound");
+    h5_set_string_attr(g, "metric", metric_name(job->metrics[spec->metric]));
     h5_set_number_attr(g, "n_verified", H5T_NATIVE_LONG, &n_verified);
     h5_set_number_attr(g, "subsets", H5T_NATIVE_INT, &K);
     h5_set_number_attr(g, "inclusion", H5T_NATIVE_DOUBLE, &inclusion);
@@ -317,9 +337,10 @@ static int run_bound(const Job *job, const Model *m, const Plan *plan, const Bou
         return rc;
     }
     if (rank == 0 && !o->quiet)
-        printf("%s: site %s ranked by %s; %d prompts; top %d verified (ties across the boundary: %s), %d subsets each "
-               "(inclusion %g), confidence %g; %d ranks\n",
-               job->output, site_name(spec->site), estimate_name(by), P, spec->n_verified_max,
+        printf("%s: site %s, metric %s, ranked by %s; %d prompts; top %d verified (ties across the boundary: %s), "
+               "%d subsets each (inclusion %g), confidence %g; %d ranks\n",
+               job->output, site_name(spec->site), metric_name(job->metrics[spec->metric]), estimate_name(by), P,
+               spec->n_verified_max,
                spec->verify_ties ? "verify" : "bound", K, spec->inclusion,
                spec->confidence, size);
     BoundWork *work = bound_work_new(m, job, plan, spec);
@@ -367,16 +388,17 @@ int cmd_bound(int argc, char **argv) {
     SharedWeights shared = {MPI_COMM_NULL, MPI_WIN_NULL};
     Site site = SITE_Z;
     Estimate by = EST_ATP_STAR;
-    int parsed = 0, loaded = 0, rc = mpi_agree(parse_options(argc, argv, &o), comm);
+    int metric = 0, parsed = 0, loaded = 0, rc = mpi_agree(parse_options(argc, argv, &o), comm);
     if (!rc) rc = mpi_agree(job_parse_file(&job, o.job), comm), parsed = 1; /* job_free is safe after a failure */
     if (!rc) rc = model_load_shared(&m, &job, comm, &shared), loaded = 1;
     if (!rc) rc = mpi_agree(job_check(&job, &m), comm);
     if (!rc) rc = mpi_agree(choose(&job, &o, &site, &by), comm);
+    if (!rc) rc = mpi_agree(choose_metric(&job, o.metric, &metric), comm);
     Plan plan;
     memset(&plan, 0, sizeof plan);
     if (!rc) plan_build(&plan, &job, &m.cfg);
     if (!rc) { /* only rank 0 touches the file; the others get each prompt's estimates from it */
-        int status = rank == 0 ? open_results(&job, &m, &results) : PS_OK;
+        int status = rank == 0 ? open_results(&job, &m, metric, &results) : PS_OK;
         if (!status && rank == 0) {
             float *row = alloc_floats((size_t)plan.n_nodes * plan.n_positions);
             status = check_estimates(&results, &job, &plan, site, by, row);
@@ -385,7 +407,7 @@ int cmd_bound(int argc, char **argv) {
         rc = mpi_agree(status, comm);
     }
     if (!rc) {
-        BoundSpec spec = {site, (int)(o.verified < 1 << 30 ? o.verified : 1 << 30), (int)o.subsets,
+        BoundSpec spec = {site, metric, (int)(o.verified < 1 << 30 ? o.verified : 1 << 30), (int)o.subsets,
                           o.ties && strcmp(o.ties, "verify") == 0, o.inclusion, o.confidence, (uint64_t)o.seed};
         rc = run_bound(&job, &m, &plan, &spec, &o, by, &results, comm);
     }

@@ -89,6 +89,25 @@ def test_bound_check_known(tmp_path):
     assert sorted(zip(check["exact"].tolist(), check["ucb"].tolist())) == [(0.25, 0.1), (0.5, 1.0), (2.0, 2.5), (3.0, 1.0)]
 
 
+def test_bound_check_reads_the_bounds_metric(tmp_path):
+    """A /bound computed for a file's second metric is checked against that metric's exact
+    effects, whichever metric the file was loaded to read."""
+    exact = np.zeros((1, 2, 1, 2))
+    exact[0, :, 0, 0], exact[0, :, 0, 1] = [5.0, 1.0], [5.0, 3.0]
+    path = write_synthetic(str(tmp_path / "m.h5"), exact, {"atp": exact}, base=np.zeros((1, 2)), source=np.ones((1, 2)),
+                           metrics=("logit_diff", "kl"))
+    with h5py.File(path, "r+") as f:
+        g = f.create_group("bound")
+        g.attrs.update(site="resid_pre", ranked_by="atp", n_verified=1, subsets=8, metric="kl")
+        g["verified"] = np.array([[[1], [0]]], dtype=np.uint8)
+        ucb = np.array([[[np.nan], [2.0]]])
+        g["ucb"], g["estimate"], g["se"] = ucb, ucb, ucb
+        g["theta"], g["theta_sign"], g["subset_effect"] = np.array([2.0]), np.array([4.0]), np.zeros((1, 8))
+    for metric in (None, "kl"):
+        check = analysis.bound_check(analysis.load(path, metric=metric))
+        assert check["missed"].tolist() == [3.0] and check["held"].tolist() == [False]
+
+
 def test_report_names_boundary_ties(tmp_path):
     """A tie block across the verified budget (/bound/boundary_ties) is loaded and reported, with
     the way it went (ties = "bound": left to the bound)."""

@@ -9,6 +9,7 @@
 - estimate, se, ucb, theta and the sign-symmetric test's theta_sign and delta_sign equal the
   formulas of docs/methods.md recomputed with numpy;
 - a rerun gives the same /bound bit for bit and replaces it; on 1, 2 and 3 MPI ranks the same;
+- --metric bounds another of the job's metrics, bit for bit as a job of that metric alone;
   the sweep's datasets are untouched;
 - bad input: one line, exit status 2, the results file unchanged.
 Usage: test_bound.py BINARY FIXTURES SHARED"""
@@ -228,6 +229,29 @@ with tempfile.TemporaryDirectory() as tmp:
     with h5py.File(out, "r+") as f:
         f["effects/atp_star"][0] = saved
 
+    # --metric: a job of four metrics bounded for its third gives the bits of a job with that
+    # metric alone (the estimates ranked and the joint patches are that metric's); the default is
+    # the first; the attribute names it.
+    metrics_job = json.load(open(os.path.join(fixtures, "jobs", "gpt2-pair-metrics.json")))
+    metrics_job["model"] = os.path.normpath(os.path.join(fixtures, "jobs", metrics_job["model"]))
+    bounded = {}
+    for label, metric, options in (("several", metrics_job["metric"], ["--metric", "prob"]), ("alone", "prob", []),
+                                   ("first", metrics_job["metric"], [])):
+        job_path = os.path.join(tmp, f"metric-{label}.json")
+        json.dump(dict(metrics_job, metric=metric, output=os.path.join(tmp, f"metric-{label}.h5")), open(job_path, "w"))
+        p = subprocess.run([binary, "run", job_path, "--quiet"], capture_output=True, text=True, timeout=300)
+        p = p.returncode == 0 and bound(job_path, "--site", "z", "--by", "atp", "--subsets", "12", "--inclusion", "0.3", *options)
+        check(p and p.returncode == 0, f"--metric {label}: {p and p.stderr}")
+        if p and p.returncode == 0:
+            bounded[label] = read_bound(os.path.join(tmp, f"metric-{label}.h5"))[:2]
+    if len(bounded) == 3:
+        (several, several_attrs), (alone, alone_attrs), (_, first_attrs) = (bounded[k] for k in ("several", "alone", "first"))
+        check(all(np.array_equal(several[k], alone[k], equal_nan=True) for k in alone) and set(several) == set(alone),
+              "bound --metric prob on a job of four metrics differs from the job with prob alone")
+        check([a.get("metric") for a in (several_attrs, alone_attrs, first_attrs)] == [b"prob", b"prob", b"kl"],
+              f"metric attributes {[a.get('metric') for a in (several_attrs, alone_attrs, first_attrs)]}")
+    several_job = os.path.join(tmp, "metric-several.json")
+
     # The printed summary names the bound and checks it against the exact sweep.
     p = subprocess.run([binary, "bound", gpt2, "--site", "z", *opts], capture_output=True, text=True, timeout=300)
     check(p.returncode == 0 and "check against the exact sweep" in p.stdout and "prompt 2:" in p.stdout,
@@ -273,6 +297,8 @@ with tempfile.TemporaryDirectory() as tmp:
         ([gpt2, "--site", "z", "--verified"], "--verified needs a value"),
         ([gpt2, "--site", "z", "--fast"], "unknown option \"--fast\""),
         ([gpt2, "--site", "z", "--ties", "random"], "--ties must be \"bound\" or \"verify\", got \"random\""),
+        ([several_job, "--site", "z", "--metric", "accuracy"], "--metric accuracy: the job"),
+        ([several_job, "--site", "z", "--metric", "kl", "--metric", "prob"], "--metric is given twice"),
         ([no_estimates, "--site", "z"], "computes no estimates"),
         ([other_metric, "--site", "z"], "different job or model"),
         ([missing, "--site", "z"], "does not exist; run the job first"),
