@@ -513,7 +513,8 @@ def _bound_section(page, r):
     b = r.bound
     page.text("<h2>Bounding what verifying the top missed</h2>")
     page.text(f"<p class='note'>Written by <code>patchsweep bound</code>: for each prompt the {html.escape(str(b.get('site')))} "
-              f"cells were ranked by {html.escape(str(b.get('ranked_by')))} (metric {html.escape(str(b.get('metric', r.metrics[0])))}), the top {b.get('n_verified')} taken as verified, "
+              f"cells were ranked by {html.escape(str(b.get('ranked_by')))} (metric {html.escape(str(b.get('metric', r.metrics[0])))}"
+              f"{'; ' + html.escape(str(b['ranked_by_reason'])) if 'ranked_by_reason' in b else ''}), the top {b.get('n_verified')} taken as verified, "
               f"and the rest patched jointly in {b.get('subsets')} random subsets (each cell in with probability "
               f"{b.get('inclusion')}). A cell's effect is estimated as the mean subset effect with it minus without "
               f"it; theta, the largest upper confidence bound, bounds every unverified cell's |effect| at once with "

@@ -85,4 +85,12 @@ void bound_cells(const double *subset_effect, int K, int U, double z, SubsetDraw
  * the block straddling the boundary, 0 when none does (then the answer is min(k, n)). */
 int bound_verified_count(const double *key, const int *order, int n, int k, int verify_ties, int *block);
 
+/* How many of the true top k of n cells (truth[i] = |exact effect|) a ranking by score (|estimate|)
+ * finds within its first k (docs/methods.md, "Which estimator ranks"): the cells scoring above the
+ * (k+1)-th, so that a score tie block straddling the k-th place counts none of its cells (the
+ * ranking cannot say which to take, and the bound's default, --ties bound, takes none); where the
+ * truth ties at its k-th value, any of the tied cells completes the top k. 0 < k <= n, no NaN;
+ * order is scratch [n]. recall = found / k. */
+int bound_top_k_found(const double *truth, const double *score, int n, int k, int *order);
+
 #endif

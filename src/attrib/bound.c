@@ -77,3 +77,21 @@ int bound_verified_count(const double *key, const int *order, int n, int k, int 
     *block = end - first;
     return verify_ties ? end : first;
 }
+
+int bound_top_k_found(const double *truth, const double *score, int n, int k, int *order) {
+    if (k <= 0 || n <= 0) return 0;
+    if (k > n) k = n;
+    order_by_key(score, n, order);
+    double cut = k < n ? score[order[k]] : -INFINITY; /* found: the cells scoring above it */
+    order_by_key(truth, n, order);
+    double kth = truth[order[k - 1]]; /* the true top k: every cell above it, and enough equal to it */
+    int above = 0, above_found = 0, tied_found = 0;
+    for (int i = 0; i < n; i++) {
+        above += truth[i] > kth;
+        if (!(score[i] > cut)) continue;
+        above_found += truth[i] > kth;
+        tied_found += truth[i] == kth;
+    }
+    int need = k - above;
+    return above_found + (tied_found < need ? tied_found : need);
+}

@@ -90,8 +90,9 @@ static int parse_options(int argc, char **argv, BoundOptions *o) {
     return rc;
 }
 
-/* The site and the ranking estimator, from the options or the job's only choice. */
-static int choose(const Job *job, const BoundOptions *o, Site *site, Estimate *by) {
+/* The site, from the options or the job's only choice, and the ranking estimator --by names
+ * (*given = -1 without --by: bound_choose_ranker picks one from the file). */
+static int choose(const Job *job, const BoundOptions *o, Site *site, int *given) {
     if (o->site) {
         int listed = 0;
         if (site_from_name(o->site, site)) return ps_fail(PS_EUSER, "bound: --site \"%s\" is not a site", o->site);
@@ -105,21 +106,19 @@ static int choose(const Job *job, const BoundOptions *o, Site *site, Estimate *b
             snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "", site_name(job->sites[i]));
         return ps_fail(PS_EUSER, "bound: the job patches several sites (%s); choose one with --site", names);
     }
+    *given = -1;
     if (o->by) {
         for (int e = 0; e < N_ESTIMATES; e++)
             if (strcmp(o->by, estimate_name(e)) == 0) {
-                *by = e;
+                *given = e;
                 if (!job->estimates[e])
                     return ps_fail(PS_EUSER, "bound: --by %s: the job %s does not compute that estimate", o->by, job->path);
                 return PS_OK;
             }
         return ps_fail(PS_EUSER, "bound: --by \"%s\" is not an estimator (atp, atp_qk, atp_star)", o->by);
     }
-    for (int e = N_ESTIMATES - 1; e >= 0; e--) /* the best one the job computed */
-        if (job->estimates[e]) {
-            *by = e;
-            return PS_OK;
-        }
+    for (int e = 0; e < N_ESTIMATES; e++)
+        if (job->estimates[e]) return PS_OK;
     return ps_fail(PS_EUSER, "bound: the job %s computes no estimates to rank by (add \"estimates\" and run it)", job->path);
 }
 
@@ -154,17 +153,20 @@ static int open_results(const Job *job, const Model *m, int metric, Results *r) 
     return results_open(r, job->output, 1, metric_name(job->metrics[metric]));
 }
 
-/* Rank 0 checks, before anything is written: the file's shape against the plan, the exact
- * effects' dataset, and that every cell of the site has its ranking estimate (the ranking is
- * over all of them), one prompt at a time. */
-static int check_estimates(const Results *r, const Job *job, const Plan *plan, Site site, Estimate by, float *row) {
-    int P = job->n_prompts, S = plan->n_positions, present;
-    size_t C = (size_t)plan->n_nodes * S;
-    if (r->P != P || r->N != plan->n_nodes || r->S != S)
+/* Rank 0 checks, before anything is written: the file's shape against the plan and the exact
+ * effects' dataset ... */
+static int check_shape(const Results *r, const Job *job, const Plan *plan) {
+    int present;
+    if (r->P != job->n_prompts || r->N != plan->n_nodes || r->S != plan->n_positions)
         return ps_fail(PS_EUSER, "bound: %s holds %d prompts x %d nodes x %d positions, the job %d x %d x %d", r->path,
-                       r->P, r->N, r->S, P, plan->n_nodes, S);
-    int rc = job->exact ? results_check_cells(r, "exact", &present) : PS_OK; /* read prompt by prompt, later */
-    if (rc) return rc;
+                       r->P, r->N, r->S, job->n_prompts, plan->n_nodes, plan->n_positions);
+    return job->exact ? results_check_cells(r, "exact", &present) : PS_OK; /* read prompt by prompt, later */
+}
+
+/* ... and that every cell of the site has its ranking estimate. */
+static int check_estimates(const Results *r, const Job *job, const Plan *plan, Site site, Estimate by, float *row) {
+    int P = job->n_prompts, S = plan->n_positions, present, rc;
+    size_t C = (size_t)plan->n_nodes * S;
     for (int p = 0; p < P; p++) {
         rc = results_read_prompt(r, estimate_name(by), p, row, &present);
         if (rc) return rc;
@@ -282,14 +284,21 @@ static int gather(BoundReport *rep, const Plan *plan, int K, int first, int P, i
 }
 
 /* The summary lines and the attributes of /bound, once every prompt is written. */
-static void finish_report(BoundReport *rep, const Job *job, const BoundSpec *spec, Estimate by, double seconds) {
+static void finish_report(BoundReport *rep, const Job *job, const BoundSpec *spec, const BoundRanker *ranker,
+                          double seconds) {
     double confidence = spec->confidence, inclusion = spec->inclusion;
     int K = spec->n_subsets;
     double delta_sign = det_pow(1.0 - inclusion / 2.0, K); /* the sign-symmetric test's error bound */
     long n_verified = spec->n_verified_max, seed = (long)spec->seed;
     hid_t g = rep->file.group;
     h5_set_string_attr(g, "site", site_name(spec->site));
-    h5_set_string_attr(g, "ranked_by", estimate_name(by));
+    h5_set_string_attr(g, "ranked_by", estimate_name(ranker->by));
+    h5_set_string_attr(g, "ranked_by_reason", ranker->reason);
+    for (int e = 0; e < N_ESTIMATES; e++) { /* recall_atp, ...: where measured */
+        char name[32];
+        snprintf(name, sizeof name, "recall_%s", estimate_name(e));
+        if (!isnan(ranker->recall[e])) h5_set_number_attr(g, name, H5T_NATIVE_DOUBLE, &ranker->recall[e]);
+    }
     h5_set_string_attr(g, "ties", spec->verify_ties ? "verify" : "bound");
     h5_set_string_attr(g, "metric", metric_name(job->metrics[spec->metric]));
     h5_set_number_attr(g, "n_verified", H5T_NATIVE_LONG, &n_verified);
@@ -322,7 +331,8 @@ static void finish_report(BoundReport *rep, const Job *job, const BoundSpec *spe
  * gathers the bounds and writes them in prompt order. A rank holds one prompt's values at a
  * time, and a prompt's bound does not depend on which rank computed it. */
 static int run_bound(const Job *job, const Model *m, const Plan *plan, const BoundSpec *spec, const BoundOptions *o,
-                     Estimate by, const Results *r, MPI_Comm comm) {
+                     const BoundRanker *ranker, const Results *r, MPI_Comm comm) {
+    Estimate by = ranker->by;
     int rank, size, P = job->n_prompts, K = spec->n_subsets;
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &size);
@@ -343,6 +353,7 @@ static int run_bound(const Job *job, const Model *m, const Plan *plan, const Bou
                spec->n_verified_max,
                spec->verify_ties ? "verify" : "bound", K, spec->inclusion,
                spec->confidence, size);
+    if (rank == 0 && !o->quiet) printf("ranked by %s: %s\n", estimate_name(by), ranker->reason);
     BoundWork *work = bound_work_new(m, job, plan, spec);
     PromptBound b;
     prompt_bound_init(&b, C, K);
@@ -364,7 +375,7 @@ static int run_bound(const Job *job, const Model *m, const Plan *plan, const Bou
             mpi_send_long(b.bytes, b.n_bytes, MPI_UINT8_T, 0, TAG_BYTES, comm, PS_MPI_PIECE);
         }
     }
-    if (rank == 0 && !rc) finish_report(&rep, job, spec, by, now_seconds() - t0);
+    if (rank == 0 && !rc) finish_report(&rep, job, spec, ranker, now_seconds() - t0);
     if (rank == 0) bound_file_close(&rep.file);
     free(estimates), free(rep.exact);
     prompt_bound_free(&b);
@@ -387,29 +398,36 @@ int cmd_bound(int argc, char **argv) {
     results.file = -1;
     SharedWeights shared = {MPI_COMM_NULL, MPI_WIN_NULL};
     Site site = SITE_Z;
-    Estimate by = EST_ATP_STAR;
-    int metric = 0, parsed = 0, loaded = 0, rc = mpi_agree(parse_options(argc, argv, &o), comm);
+    BoundRanker ranker;
+    memset(&ranker, 0, sizeof ranker);
+    int given = -1, metric = 0, parsed = 0, loaded = 0, rc = mpi_agree(parse_options(argc, argv, &o), comm);
     if (!rc) rc = mpi_agree(job_parse_file(&job, o.job), comm), parsed = 1; /* job_free is safe after a failure */
     if (!rc) rc = model_load_shared(&m, &job, comm, &shared), loaded = 1;
     if (!rc) rc = mpi_agree(job_check(&job, &m), comm);
-    if (!rc) rc = mpi_agree(choose(&job, &o, &site, &by), comm);
+    if (!rc) rc = mpi_agree(choose(&job, &o, &site, &given), comm);
     if (!rc) rc = mpi_agree(choose_metric(&job, o.metric, &metric), comm);
     Plan plan;
     memset(&plan, 0, sizeof plan);
     if (!rc) plan_build(&plan, &job, &m.cfg);
+    int budget = (int)(o.verified < 1 << 30 ? o.verified : 1 << 30);
     if (!rc) { /* only rank 0 touches the file; the others get each prompt's estimates from it */
         int status = rank == 0 ? open_results(&job, &m, metric, &results) : PS_OK;
+        if (!status && rank == 0) status = check_shape(&results, &job, &plan);
+        if (!status && rank == 0) status = bound_choose_ranker(&results, &job, &plan, site, budget, given, &ranker);
         if (!status && rank == 0) {
             float *row = alloc_floats((size_t)plan.n_nodes * plan.n_positions);
-            status = check_estimates(&results, &job, &plan, site, by, row);
+            status = check_estimates(&results, &job, &plan, site, ranker.by, row);
             free(row);
         }
         rc = mpi_agree(status, comm);
+        int by = ranker.by; /* for the record: the ranks other than 0 rank what they are sent */
+        if (!rc) MPI_Bcast(&by, 1, MPI_INT, 0, comm);
+        ranker.by = by;
     }
     if (!rc) {
-        BoundSpec spec = {site, metric, (int)(o.verified < 1 << 30 ? o.verified : 1 << 30), (int)o.subsets,
+        BoundSpec spec = {site, metric, budget, (int)o.subsets,
                           o.ties && strcmp(o.ties, "verify") == 0, o.inclusion, o.confidence, (uint64_t)o.seed};
-        rc = run_bound(&job, &m, &plan, &spec, &o, by, &results, comm);
+        rc = run_bound(&job, &m, &plan, &spec, &o, &ranker, &results, comm);
     }
     int closed = results.file < 0 || H5Fflush(results.file, H5F_SCOPE_GLOBAL) >= 0;
     results_close(&results);

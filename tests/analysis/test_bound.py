@@ -36,7 +36,11 @@ def test_load_bound(bounded_file, real_file):
     assert analysis.load(real_file).bound is None
     r = analysis.load(bounded_file)
     b = r.bound
-    assert b["site"] == "z" and b["ranked_by"] == "atp_star" and b["n_verified"] == 4 and b["subsets"] == 16
+    assert b["site"] == "z" and b["n_verified"] == 4 and b["subsets"] == 16 and b["metric"] == "logit_diff"
+    # ranked by the estimator of the best recall (tests/cli/test_bound.py checks the choice), and why
+    recall = {e: b[f"recall_{e}"] for e in ("atp", "atp_qk", "atp_star")}
+    assert b["ranked_by"] == max(recall, key=lambda e: (recall[e], -list(recall).index(e)))
+    assert b["ranked_by_reason"].startswith("best recall of each prompt's true top 4")
     assert b["ucb"].shape == r.shape and b["subset_effect"].shape == (r.shape[0], 16)
     z = np.array([s == "z" for s in r.node_sites])
     for p in range(r.shape[0]):

@@ -84,6 +84,60 @@ def expected_verified(estimate, order, budget, verify_ties=False):
     return (end if verify_ties else first), end - first
 
 
+def recall_found(exact, estimate, site_cells, budget):
+    """How many of the true top min(budget, n) cells by |exact| an estimate's ranking finds within
+    its first min(budget, n) (docs/methods.md, "Which estimator ranks"): a cell counts when fewer
+    than budget + 1 cells score at least as high (a tie block straddling the place counts none),
+    and where |exact| ties at the k-th value any of the tied cells completes the top k."""
+    truth = np.array([abs(float(exact[c])) for c in site_cells])
+    score = np.array([abs(float(estimate[c])) for c in site_cells])
+    k = min(budget, len(site_cells))
+    ranks = np.array([(score >= s).sum() for s in score])  # a tie block at its last rank
+    kth = np.sort(truth)[::-1][k - 1]
+    found = ranks <= k
+    return int((found & (truth > kth)).sum()) + min(int((found & (truth == kth)).sum()), k - int((truth > kth).sum()))
+
+
+def expected_ranker(path, site, budget):
+    """The default ranking estimator: the best recall summed over prompts, ties to the first of
+    atp, atp_qk, atp_star; and each estimator's recall."""
+    with h5py.File(path, "r") as f:
+        exact = f["effects/exact"][..., 0]
+        estimates = {e: f[f"effects/{e}"][..., 0] for e in ("atp", "atp_qk", "atp_star") if f"effects/{e}" in f}
+        node_sites, positions = [s.decode() for s in f["nodes/site"][()]], f["positions"][()]
+        lengths = f["prompts/length"][()]
+    found, wanted = dict.fromkeys(estimates, 0), 0
+    for p in range(exact.shape[0]):
+        cells = [(n, j) for n in range(len(node_sites)) for j in range(len(positions))
+                 if node_sites[n] == site and positions[j] < lengths[p]]
+        wanted += min(budget, len(cells))
+        for e in estimates:
+            found[e] += recall_found(exact[p], estimates[e][p], cells, budget)
+    recall = {e: found[e] / wanted for e in estimates}
+    return max(estimates, key=lambda e: (recall[e], -list(estimates).index(e))), recall
+
+
+def check_default_ranker(path, label, site, budget, want=None):
+    """bound without --by ranks by the estimator of the best recall on the file's exact effects,
+    records it and why (ranked_by, ranked_by_reason, recall_<estimator>), and prints it."""
+    p = subprocess.run([binary, "bound", path, "--site", site, "--verified", str(budget), "--subsets", "8"],
+                       capture_output=True, text=True, timeout=300)
+    check(p.returncode == 0, f"{label}: bound without --by: {p.stderr}")
+    if p.returncode:
+        return
+    out = json.load(open(path))["output"]
+    best, recall = expected_ranker(out, site, budget)
+    with h5py.File(out, "r") as f:
+        attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f["bound"].attrs.items()}
+    check(attrs["ranked_by"] == best and (want is None or best == want),
+          f"{label}: ranked by {attrs['ranked_by']}, the best recall is {best} ({recall}){'' if want is None else ', expected ' + want}")
+    check("best recall" in attrs.get("ranked_by_reason", ""), f"{label}: ranked_by_reason {attrs.get('ranked_by_reason')!r}")
+    for e, r in recall.items():
+        check(abs(attrs.get(f"recall_{e}", -1) - r) <= 1e-12, f"{label}: recall_{e} {attrs.get(f'recall_{e}')}, expected {r}")
+    check(f"ranked by {best}: best recall" in p.stdout, f"{label}: the choice is not printed: {p.stdout[:500]!r}")
+    print(f"{label}: default ranker {best}, recall {', '.join(f'{e} {r:.3f}' for e, r in recall.items())}")
+
+
 def check_job(tmp, case):
     name, site, by = case["job"], case["site"], case["by"]
     options = [x for key, value in case["options"].items() for x in (f"--{key}", str(value))]
@@ -181,7 +235,7 @@ with tempfile.TemporaryDirectory() as tmp:
     cases = json.load(open(os.path.join(fixtures, "golden", "bound.json")))
     paths = [check_job(tmp, case) for case in cases]
     gpt2 = paths[0]
-    opts = [x for key, value in cases[0]["options"].items() for x in (f"--{key}", str(value))]
+    opts = [x for key, value in cases[0]["options"].items() for x in (f"--{key}", str(value))] + ["--by", cases[0]["by"]]
 
     # Rerun: the same bits; other options replace the group.
     out = json.load(open(gpt2))["output"]
@@ -200,6 +254,17 @@ with tempfile.TemporaryDirectory() as tmp:
     with h5py.File(out, "r") as f:
         check(p.returncode == 0 and f["bound"].attrs["subsets"] == 6 and f["bound/subset_effect"].shape[1] == 6
               and f["bound/verified"][()].sum() == 0, f"a rerun with other options did not replace /bound: {p.stderr}")
+
+    # The default ranking estimator: the best recall on the file's exact effects, on the file as
+    # it is and with AtP* made useless (every estimate 0, one tie block); AtP without exact effects.
+    check_default_ranker(gpt2, "gpt2-pair-denoise z", "z", 10)
+    check_default_ranker(gpt2, "gpt2-pair-denoise mlp_post", "mlp_post", 4)
+    with h5py.File(out, "r+") as f:
+        saved = f["effects/atp_star"][()]
+        f["effects/atp_star"][()] = np.where(np.isnan(saved), saved, 0.0)
+    check_default_ranker(gpt2, "gpt2-pair-denoise z, AtP* all 0", "z", 10, want="atp")
+    with h5py.File(out, "r+") as f:
+        f["effects/atp_star"][()] = saved
 
     # Ties across the boundary are never picked by cell order: prompt 0's z cells ranked 3rd to 7th
     # by AtP* are made to tie (equal |estimate|, mixed signs), across a budget of 5.
@@ -268,6 +333,8 @@ with tempfile.TemporaryDirectory() as tmp:
                                              capture_output=True, text=True, timeout=300)
     check(p and p.returncode == 0 and "largest bound over prompts" in p.stdout and "check against" not in p.stdout,
           f"bound on an estimates-only job: {p and (p.returncode, p.stdout[-300:], p.stderr)}")
+    check(p and "ranked by atp: the file holds no exact effects" in p.stdout,
+          f"an estimates-only job is not ranked by AtP, saying why: {p and p.stdout[:400]!r}")
     if p and p.returncode == 0:
         with h5py.File(job["output"], "r") as f:
             check("effects/exact" not in f and np.isfinite(f["bound/theta"][()]).all(),
@@ -320,7 +387,7 @@ with tempfile.TemporaryDirectory() as tmp:
         f["effects/atp_star"][1, z_node, 2, 0] = np.nan
         name = f["nodes/name"][z_node].decode()
     before = hashlib.sha256(open(out, "rb").read()).hexdigest()
-    problem, line = user_error([binary, "bound", gpt2, "--site", "z"], "prompt 1 has no atp_star estimate")
+    problem, line = user_error([binary, "bound", gpt2, "--site", "z", "--by", "atp_star"], "prompt 1 has no atp_star estimate")
     if problem:
         failures.append(f"unfinished sweep: {problem}")
     elif f"for {name} at position 2" not in line:

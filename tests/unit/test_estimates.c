@@ -283,6 +283,22 @@ static void test_bound_verified_count(void **state) {
     assert_int_equal(bound_verified_count(zeros, identity, 4, 2, 1, &block), 4);
 }
 
+/* Recall of the true top k within the first k, by hand. Truth 10, 8, 6, 6, 1, 0: the top 3 is
+ * cells 0 and 1 and either of 2 and 3. A ranking in truth's order finds 3; one whose 2nd to 4th
+ * places tie (cells 2, 3, 4 at 3) finds only cell 0, above the tie; one that ranks cells 1, 2, 3
+ * first finds cell 1 and one of the tied pair (a second adds nothing): 2; every cell, all 6. */
+static void test_bound_top_k_found(void **state) {
+    (void)state;
+    double truth[6] = {10, 8, 6, 6, 1, 0};
+    double in_order[6] = {5, 4, 3, 2, 1, 0}, tied[6] = {5, 0, 3, 3, 3, 1}, misses[6] = {0, 9, 9, 8, 0, 0};
+    int order[6];
+    assert_int_equal(bound_top_k_found(truth, in_order, 6, 3, order), 3);
+    assert_int_equal(bound_top_k_found(truth, tied, 6, 3, order), 1);
+    assert_int_equal(bound_top_k_found(truth, misses, 6, 3, order), 2);
+    assert_int_equal(bound_top_k_found(truth, misses, 6, 6, order), 6);
+    assert_int_equal(bound_top_k_found(truth, tied, 6, 1, order), 1);
+}
+
 /* Under the bound's assumption (effects add up), it covers: 60 cells with known effects (a few
  * large, most small, both signs), I(S) = the sum over the subset, 400 subsets at inclusion 0.1.
  * At confidence 0.95 every |c| must lie under its ucb (a fixed seed makes this one draw; the
@@ -326,6 +342,7 @@ int main(void) {
         cmocka_unit_test(test_normal_upper_quantile),
         cmocka_unit_test(test_bound_cells_by_hand),
         cmocka_unit_test(test_bound_verified_count),
+        cmocka_unit_test(test_bound_top_k_found),
         cmocka_unit_test(test_bound_covers_additive_effects),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
