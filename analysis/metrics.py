@@ -321,15 +321,22 @@ def zero_ties(results, estimator, how="mean_abs"):
             "warn": n_both > 0 and n_both >= ZERO_TIES_WARN * n_nonzero}
 
 
+def _covers(bound, value):
+    """value <= bound at float32 precision (NaN: False)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.asarray(value, dtype=np.float32) <= np.asarray(bound, dtype=np.float64).astype(np.float32)
+
+
 def bound_check(results):
     """The false-negative bound of `patchsweep bound` against the exact sweep. Per prompt: theta
     (the bound on every unverified cell's |effect|), the largest exact |effect| among those
     cells, and whether the bound held (and theta_sign, held_sign for the sign-symmetric test); per unverified cell: whether its own ucb covers its
     |exact effect|. Returns a dict of arrays (prompt-level: theta, missed, held; cell-level:
-    ucb, exact as flat arrays over every unverified computed cell), or None without /bound or
+    ucb, exact, covered as flat arrays over every unverified computed cell), or None without /bound or
     exact effects. The exact effects are those of the metric the bound was computed for (its
     `metric` attribute; the file's first for a /bound written before it had one), whichever
-    metric results was loaded to read."""
+    metric results was loaded to read. "Held" and "covered" compare at float32, the precision the
+    exact effects are stored in."""
     b = results.bound
     if b is None or results.exact is None:
         return None
@@ -337,10 +344,13 @@ def bound_check(results):
     cells = ~np.isnan(b["ucb"]) & results.computed  # the unverified cells (ucb may be +inf)
     missed = np.array([np.nanmax(np.abs(exact[p][cells[p]])) if cells[p].any() else np.nan
                        for p in range(results.shape[0])])
-    out = {"theta": b["theta"], "missed": missed, "held": missed <= b["theta"],
-           "ucb": b["ucb"][cells], "exact": np.abs(exact[cells])}
+    # at the exact effects' float32 precision: a bound equal to a cell's own effect (computed in
+    # double) must not miss it by the effect's rounding
+    ucb = b["ucb"][cells]
+    out = {"theta": b["theta"], "missed": missed, "held": _covers(b["theta"], missed),
+           "ucb": ucb, "exact": np.abs(exact[cells]), "covered": _covers(ucb, np.abs(exact[cells]))}
     if "theta_sign" in b:  # the sign-symmetric test's bound, max |subset effect|
-        out.update(theta_sign=b["theta_sign"], held_sign=missed <= b["theta_sign"])
+        out.update(theta_sign=b["theta_sign"], held_sign=_covers(b["theta_sign"], missed))
     return out
 
 

@@ -222,6 +222,11 @@ static int largest_missed(BoundReport *rep, size_t C, int p, const PromptBound *
     return rc;
 }
 
+/* Whether a bound covers a largest missed |effect|. The exact effects are float32 in the file, so
+ * the comparison is at that precision: a bound equal to a cell's own effect (a subset of that
+ * cell alone, computed in double) must not miss it by the effect's rounding. */
+static int covers(double bound, double missed) { return (float)missed <= (float)bound; }
+
 static int report_prompt(BoundReport *rep, const Plan *plan, int K, int p, const PromptBound *b) {
     int rc = bound_file_write(&rep->file, p, b);
     const double *sum = b->summary;
@@ -233,7 +238,7 @@ static int report_prompt(BoundReport *rep, const Plan *plan, int K, int p, const
     rep->tied_prompts += sum[BOUND_BOUNDARY_TIES] > 0, rep->tied_cells += (long long)sum[BOUND_BOUNDARY_TIES];
     if (!isnan(missed)) {
         rep->checked++, rep->missed_max = fmax(rep->missed_max, missed);
-        rep->covered += missed <= sum[BOUND_THETA], rep->covered_sign += missed <= sum[BOUND_THETA_SIGN];
+        rep->covered += covers(sum[BOUND_THETA], missed), rep->covered_sign += covers(sum[BOUND_THETA_SIGN], missed);
     }
     if (rep->quiet) return PS_OK;
     printf("prompt %d: %.0f cells, %.0f verified; %.0f unverified: every |effect| <= %.4g", p, sum[BOUND_CELLS],

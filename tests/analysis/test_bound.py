@@ -93,6 +93,28 @@ def test_bound_check_known(tmp_path):
     assert sorted(zip(check["exact"].tolist(), check["ucb"].tolist())) == [(0.25, 0.1), (0.5, 1.0), (2.0, 2.5), (3.0, 1.0)]
 
 
+def test_bound_check_at_float32(tmp_path):
+    """The exact effects are float32: a bound equal to a cell's effect in double (the subset of
+    that cell alone) holds, though the float32 effect is above it by its rounding; a bound one
+    float32 step below does not."""
+    effect = np.float32(0.22919513)  # as double 0.2291951298713684
+    below = float(np.nextafter(effect, np.float32(0)))
+    exact = np.array([[[9.0], [effect]], [[9.0], [effect]]])
+    path = write_synthetic(str(tmp_path / "f.h5"), exact, {"atp": exact})
+    theta = np.array([0.229195128019426, below])  # the double the joint patch gave; one step down
+    with h5py.File(path, "r+") as f:
+        g = f.create_group("bound")
+        g.attrs.update(site="resid_pre", ranked_by="atp", n_verified=1, subsets=8)
+        g["verified"] = np.array([[[1], [0]], [[1], [0]]], dtype=np.uint8)
+        ucb = np.array([[[np.nan], [theta[0]]], [[np.nan], [theta[1]]]])
+        g["ucb"], g["estimate"], g["se"] = ucb, ucb, ucb
+        g["theta"], g["theta_sign"], g["subset_effect"] = theta, theta, np.zeros((2, 8))
+    check = analysis.bound_check(analysis.load(path))
+    assert float(check["missed"][0]) > theta[0]  # in double the bound looks missed
+    assert check["held"].tolist() == [True, False] and check["held_sign"].tolist() == [True, False]
+    assert check["covered"].tolist() == [True, False]
+
+
 def test_bound_check_reads_the_bounds_metric(tmp_path):
     """A /bound computed for a file's second metric is checked against that metric's exact
     effects, whichever metric the file was loaded to read."""
