@@ -57,8 +57,9 @@ void attrib_estimates(Attributor *a, const Job *job, const Plan *plan, const Pro
  *   se(n)       = sqrt(var_in / K_in + var_out / K_out)   (sample variances, n - 1),
  *   ucb(n)      = |estimate(n)| + z * se(n),  z = normal_upper_quantile(delta / (2 |U|)),
  * so that, if patch effects add up, every |c(n)| <= ucb(n) at once with probability about
- * 1 - delta (Bonferroni over U). ucb is +inf when a cell is in fewer than two subsets, or out
- * of fewer than two. */
+ * 1 - delta (Bonferroni over U). If not, estimate(n) estimates n's marginal effect among a random
+ * p-fraction of the others, which a sub-additive partner shrinks toward 0 (docs/methods.md). ucb
+ * is +inf when a cell is in fewer than two subsets, or out of fewer than two. */
 typedef struct {
     double estimate, se, ucb;
     int n_in; /* subsets holding the cell */
