@@ -395,7 +395,7 @@ def bound_figure(r):
     left.legend(fontsize=8)
     ucb, exact = check["ucb"], check["exact"]
     ok = np.isfinite(ucb)
-    covered = float(np.mean(exact[ok] <= ucb[ok])) if ok.any() else float("nan")
+    covered = float(np.mean(check["covered"][ok])) if ok.any() else float("nan")
     right.scatter(exact[ok], ucb[ok], s=4, alpha=0.4)
     hi = float(max(exact[ok].max(), ucb[ok].max())) if ok.any() else 1.0
     right.plot([0, hi], [0, hi], color="grey", lw=0.8)

@@ -513,17 +513,29 @@ def _bound_section(page, r):
     b = r.bound
     page.text("<h2>Bounding what verifying the top missed</h2>")
     page.text(f"<p class='note'>Written by <code>patchsweep bound</code>: for each prompt the {html.escape(str(b.get('site')))} "
-              f"cells were ranked by {html.escape(str(b.get('ranked_by')))}, the top {b.get('n_verified')} taken as verified, "
+              f"cells were ranked by {html.escape(str(b.get('ranked_by')))} (metric {html.escape(str(b.get('metric', r.metrics[0])))}"
+              f"{'; ' + html.escape(str(b['ranked_by_reason'])) if 'ranked_by_reason' in b else ''}), the top {b.get('n_verified')} taken as verified "
+              "(fewer, or more, where a tie block straddles that place), "
               f"and the rest patched jointly in {b.get('subsets')} random subsets (each cell in with probability "
               f"{b.get('inclusion')}). A cell's effect is estimated as the mean subset effect with it minus without "
               f"it; theta, the largest upper confidence bound, bounds every unverified cell's |effect| at once with "
-              f"confidence {b.get('confidence')} <i>if patch effects add up</i>. Where they interact (a circuit "
-              "whose parts need each other), the bound can fail; the exact sweep shows where it did. "
+              f"confidence {b.get('confidence')} <i>if patch effects add up</i>. Where a cell and another are "
+              "sub-additive (together less than the sum: two nodes doing the same job), the subsets see less of the "
+              "cell than it does alone, its estimate shrinks toward 0 and the bound can fail; the exact sweep shows "
+              "where it did. "
               f"{b.get('forward_passes')} forward passes, {_fmt(float(b.get('seconds', float('nan'))))} s.</p>")
+    ties = b.get("boundary_ties")
+    if ties is not None and ties.any():
+        verb = "verified whole" if b.get("ties") == "verify" else "left unverified, to the bound"
+        n = int((ties > 0).sum())
+        page.text(f"<p class='note'>On {n} prompt{'' if n == 1 else 's'} a block of cells tied on |{html.escape(str(b.get('ranked_by')))}| "
+                  f"straddled the {b.get('n_verified')}-cell budget ({int(ties.max())} cells at most); the ranking "
+                  f"cannot choose among them, so each block was {verb} (docs/methods.md, ties across the boundary).</p>")
     check = metrics.bound_check(r)
     if "theta_sign" in b:
-        page.text(f"<p class='note'>A second, cheaper bound makes a different assumption (the other cells' joint "
-                  f"effect is as likely positive as negative): no unverified cell's |effect| exceeds the largest "
+        page.text(f"<p class='note'>A second, cheaper bound makes a different assumption (what a subset adds to a "
+                  f"cell's own effect, the other cells' effects and their interactions with it, is as likely to have the "
+                  f"cell's sign as not): no unverified cell's |effect| exceeds the largest "
                   f"|subset effect| (theta_sign), except with probability at most {_fmt(float(b.get('delta_sign', float('nan'))), 2)}.</p>")
     if check is not None:
         sign = "theta_sign" in check

@@ -325,21 +325,87 @@ def zero_ties(results, estimator, how="mean_abs"):
             "warn": n_both > 0 and n_both >= ZERO_TIES_WARN * n_nonzero}
 
 
+def _covers(bound, value):
+    """value <= bound at float32 precision (NaN: False)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.asarray(value, dtype=np.float32) <= np.asarray(bound, dtype=np.float64).astype(np.float32)
+
+
 def bound_check(results):
     """The false-negative bound of `patchsweep bound` against the exact sweep. Per prompt: theta
     (the bound on every unverified cell's |effect|), the largest exact |effect| among those
     cells, and whether the bound held (and theta_sign, held_sign for the sign-symmetric test); per unverified cell: whether its own ucb covers its
     |exact effect|. Returns a dict of arrays (prompt-level: theta, missed, held; cell-level:
-    ucb, exact as flat arrays over every unverified computed cell), or None without /bound or
-    exact effects."""
+    ucb, exact, covered as flat arrays over every unverified computed cell), or None without /bound or
+    exact effects. The exact effects are those of the metric the bound was computed for (its
+    `metric` attribute; the file's first for a /bound written before it had one), whichever
+    metric results was loaded to read. "Held" and "covered" compare at float32, the precision the
+    exact effects are stored in."""
     b = results.bound
     if b is None or results.exact is None:
         return None
+    exact = results.for_metric(b.get("metric", results.metrics[0])).exact
     cells = ~np.isnan(b["ucb"]) & results.computed  # the unverified cells (ucb may be +inf)
-    missed = np.array([np.nanmax(np.abs(results.exact[p][cells[p]])) if cells[p].any() else np.nan
+    missed = np.array([np.nanmax(np.abs(exact[p][cells[p]])) if cells[p].any() else np.nan
                        for p in range(results.shape[0])])
-    out = {"theta": b["theta"], "missed": missed, "held": missed <= b["theta"],
-           "ucb": b["ucb"][cells], "exact": np.abs(results.exact[cells])}
+    # at the exact effects' float32 precision: a bound equal to a cell's own effect (computed in
+    # double) must not miss it by the effect's rounding
+    ucb = b["ucb"][cells]
+    out = {"theta": b["theta"], "missed": missed, "held": _covers(b["theta"], missed),
+           "ucb": ucb, "exact": np.abs(exact[cells]), "covered": _covers(ucb, np.abs(exact[cells]))}
     if "theta_sign" in b:  # the sign-symmetric test's bound, max |subset effect|
-        out.update(theta_sign=b["theta_sign"], held_sign=missed <= b["theta_sign"])
+        out.update(theta_sign=b["theta_sign"], held_sign=_covers(b["theta_sign"], missed))
     return out
+
+
+# splitmix64 (docs/methods.md, "Randomness"), on numpy arrays: a stream's i-th draw mixes
+# state0 + (i + 1) * GOLDEN, so a subset's uniforms come out in one vectorised step.
+_GOLDEN, _MIX1, _MIX2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_MASK64 = (1 << 64) - 1
+
+
+def _mix64(z):
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * _MIX1
+        z = (z ^ (z >> np.uint64(27))) * _MIX2
+    return z ^ (z >> np.uint64(31))
+
+
+def _stream_state(seed, a, b):
+    """The state of the stream (seed, a, b) after seeding, as src/core/rng.c leaves it."""
+    state = seed & _MASK64
+    for stream, factor in ((a, 0x9E3779B97F4A7C15), (b, 0xBF58476D1CE4E5B9)):
+        state = (state + 0x9E3779B97F4A7C15) & _MASK64
+        draw = int(_mix64(np.array([state], dtype=np.uint64))[0])
+        state ^= (draw + stream * factor) & _MASK64
+    return state
+
+
+def _uniforms(seed, a, b, n):
+    """The first n uniform() draws of the stream (seed, a, b)."""
+    with np.errstate(over="ignore"):
+        states = np.uint64(_stream_state(seed, a, b)) + _GOLDEN * np.arange(1, n + 1, dtype=np.uint64)
+    return (_mix64(states) >> np.uint64(11)).astype(np.float64) * (1.0 / 9007199254740992.0)
+
+
+def bound_subsets(results, prompt):
+    """bool [K, N, S]: which cells each of the K subsets of `patchsweep bound` patched on one
+    prompt, drawn again from the recipe of docs/methods.md (the file stores the seed, not the
+    masks): the unverified cells (those with a ucb) in rank order, by |estimate| of the ranking
+    estimator as float32 for the bounded metric, largest first, ties in cell order; subset k
+    takes cell u when the u-th uniform of the stream (seed, prompt, k) is below the inclusion.
+    K * N * S bytes per prompt."""
+    b = results.bound
+    if b is None:
+        raise ValueError(f"{results.path} has no /bound group (run patchsweep bound first)")
+    metric = b.get("metric", results.metrics[0])
+    key = np.abs(results.for_metric(metric).estimates[b["ranked_by"]][prompt].astype(np.float32)).ravel()
+    unverified = ~np.isnan(b["ucb"][prompt].ravel())
+    cells = np.flatnonzero(unverified)
+    cells = cells[np.argsort(-key[cells], kind="stable")]  # cells ascend, so ties stay in cell order
+    K, (_, N, S) = int(b["subsets"]), results.shape
+    masks = np.zeros((K, N * S), dtype=bool)
+    for k in range(K):
+        masks[k, cells] = _uniforms(int(b["seed"]), prompt, k, cells.size) < b["inclusion"]
+    return masks.reshape(K, N, S)
+

@@ -106,12 +106,14 @@ class Results:
             self.unit_node0 = f["progress/unit_node0"][()]
             self.unit_nodes = f["progress/unit_nodes"][()]
             self.unit_seconds = f["progress/seconds"][()]
-            # written by `patchsweep bound` (docs/results.md); the subset masks stay in the file
+            # written by `patchsweep bound` (docs/results.md); its subsets are drawn again from the seed
+            # (metrics.bound_subsets), never stored
             self.bound = None
             if "bound" in f:
                 g = f["bound"]
                 self.bound = {k: (_text(v) if isinstance(v, (bytes, str)) else v.item()) for k, v in g.attrs.items()}
-                self.bound.update({k: g[k][()] for k in ("verified", "estimate", "se", "ucb", "theta", "theta_sign", "subset_effect")
+                self.bound.update({k: g[k][()] for k in ("verified", "estimate", "se", "ucb", "theta", "theta_sign", "subset_effect",
+                                                            "boundary_ties")
                                    if k in g})
                 self.bound["verified"] = self.bound["verified"].astype(bool)
         P, N, S = len(self.lengths), len(self.node_names), len(self.positions)

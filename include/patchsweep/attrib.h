@@ -57,8 +57,9 @@ void attrib_estimates(Attributor *a, const Job *job, const Plan *plan, const Pro
  *   se(n)       = sqrt(var_in / K_in + var_out / K_out)   (sample variances, n - 1),
  *   ucb(n)      = |estimate(n)| + z * se(n),  z = normal_upper_quantile(delta / (2 |U|)),
  * so that, if patch effects add up, every |c(n)| <= ucb(n) at once with probability about
- * 1 - delta (Bonferroni over U). ucb is +inf when a cell is in fewer than two subsets, or out
- * of fewer than two. */
+ * 1 - delta (Bonferroni over U). If not, estimate(n) estimates n's marginal effect among a random
+ * p-fraction of the others, which a sub-additive partner shrinks toward 0 (docs/methods.md). ucb
+ * is +inf when a cell is in fewer than two subsets, or out of fewer than two. */
 typedef struct {
     double estimate, se, ucb;
     int n_in; /* subsets holding the cell */
@@ -66,7 +67,31 @@ typedef struct {
 
 /* x with P(Z > x) = tail for a standard normal Z, 0 < tail < 1 (to about 1e-12 relative). */
 double normal_upper_quantile(double tail);
-/* in_subset[k * U + n] is 1 when subset k holds cell n; subset_effect[k] = I_k. */
-void bound_cells(const double *subset_effect, const uint8_t *in_subset, int K, int U, double z, CellBound *out);
+
+/* Subset k of prompt p (docs/methods.md): one uniform per unverified cell, in rank order, from
+ * the stream (seed, p, k); in[u] = 1 when it is below inclusion. Any rank, or a Python reader,
+ * draws the same subsets again from these numbers, so they are never stored or sent. */
+void bound_draw_subset(uint64_t seed, int p, int k, double inclusion, int U, uint8_t *in);
+
+/* Fills in[0..U) with subset k's membership (1 = the subset holds unverified cell u). */
+typedef void (*SubsetDraw)(void *ctx, int k, int U, uint8_t *in);
+/* subset_effect[k] = I_k. Each subset is drawn twice (for the means, then for the squared
+ * deviations), one at a time: memory O(U), never a [K, U] mask. */
+void bound_cells(const double *subset_effect, int K, int U, double z, SubsetDraw draw, void *ctx, CellBound *out);
+
+/* How many of n ranked cells (order: key largest first) are verified for a budget of k, when the
+ * k-th and (k+1)-th cells tie: never a choice among tied cells by the order a sort left them in
+ * (docs/methods.md). verify_ties 0: only the cells ranked above the tie block (fewer than k, the
+ * block left to the bound); 1: through the end of the block (more than k). *block = the size of
+ * the block straddling the boundary, 0 when none does (then the answer is min(k, n)). */
+int bound_verified_count(const double *key, const int *order, int n, int k, int verify_ties, int *block);
+
+/* How many of the true top k of n cells (truth[i] = |exact effect|) a ranking by score (|estimate|)
+ * finds within its first k (docs/methods.md, "Which estimator ranks"): the cells scoring above the
+ * (k+1)-th, so that a score tie block straddling the k-th place counts none of its cells (the
+ * ranking cannot say which to take, and the bound's default, --ties bound, takes none); where the
+ * truth ties at its k-th value, any of the tied cells completes the top k. 0 < k <= n, no NaN;
+ * order is scratch [n]. recall = found / k. */
+int bound_top_k_found(const double *truth, const double *score, int n, int k, int *order);
 
 #endif

@@ -11,28 +11,32 @@
 
 typedef struct {
     Site site;
+    int metric; /* the job's metric number: the estimates ranked and the subset effects are its */
     int n_verified_max, n_subsets;
+    int verify_ties; /* a tie block straddling n_verified_max: 1 verified whole, 0 left to the bound */
     double inclusion, confidence;
     uint64_t seed;
 } BoundSpec;
 
 /* Fields of a prompt's summary (PromptBound.summary). */
 /* THETA: max ucb over the unverified cells; THETA_SIGN: max |subset effect|, the bound of the
- * sign-symmetric test (docs/methods.md). */
+ * sign-symmetric test (docs/methods.md); BOUNDARY_TIES: the size of the tie block straddling the
+ * verified boundary (0: none), BOUNDARY_KEY its |estimate|. */
 enum { BOUND_THETA, BOUND_THETA_SIGN, BOUND_CELLS, BOUND_VERIFIED, BOUND_UNVERIFIED, BOUND_UNBOUNDED, BOUND_SAMPLES,
-       N_BOUND_SUMMARY };
+       BOUND_BOUNDARY_TIES, BOUND_BOUNDARY_KEY, N_BOUND_SUMMARY };
 
 /* One prompt's bound over every cell of the plan ([N * S] = C cells; cells outside the site or
  * the unverified set are NaN or 0), in two contiguous buffers (what one rank sends another):
  *   doubles: summary [N_BOUND_SUMMARY], subset_effect [K], estimate, se, ucb [C] each;
- *   bytes:   verified [C], in_subset [K, C]. */
+ *   bytes:   verified [C].
+ * The subsets themselves are not part of it: bound_draw_subset draws them again anywhere. */
 typedef struct {
     double *doubles, *summary, *subset_effect, *estimate, *se, *ucb;
-    uint8_t *bytes, *verified, *in_subset;
+    uint8_t *bytes, *verified;
     size_t n_doubles, n_bytes;
 } PromptBound;
 
-void prompt_bound_init(PromptBound *b, int n_cells, int n_subsets);
+void prompt_bound_init(PromptBound *b, size_t n_cells, int n_subsets);
 void prompt_bound_free(PromptBound *b);
 
 typedef struct BoundWork BoundWork;

@@ -53,10 +53,10 @@ int store_finish(Store *s, int complete, int n_ranks, double seconds_runs);
 void store_close(Store *s);
 
 /* ---- the /bound group (patchsweep bound) -------------------------------------------------------- */
-enum { N_BOUND_DATASETS = 8 }; /* subset_effect, in_subset, verified, estimate, se, ucb, theta, theta_sign */
+enum { N_BOUND_DATASETS = 8 }; /* subset_effect, verified, estimate, se, ucb, theta, theta_sign, boundary_ties */
 typedef struct {
     const char *path;
-    hid_t group, datasets[N_BOUND_DATASETS], types[N_BOUND_DATASETS];
+    hid_t group, datasets[N_BOUND_DATASETS], types[N_BOUND_DATASETS]; /* types: in memory */
 } BoundFile;
 /* Creates /bound in a file open for writing, replacing an earlier one; PS_EUSER with one line
  * when HDF5 refuses. bound_file_close is safe after a failure. */

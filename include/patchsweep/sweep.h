@@ -47,6 +47,13 @@ void sched_finish(Scheduler *s);
  * it failed, else by a failing rank. Collective. */
 int mpi_agree(int rc, MPI_Comm comm);
 
+/* Point-to-point messages of any length. MPI counts are int, so a message of n elements (which
+ * can pass 2^31 for a large model's cells) goes as consecutive pieces of at most `piece`
+ * elements (PS_MPI_PIECE; the tests pass small ones), all with one tag; MPI keeps their order. */
+#define PS_MPI_PIECE ((size_t)1 << 30)
+void mpi_send_long(const void *buf, size_t n, MPI_Datatype type, int dest, int tag, MPI_Comm comm, size_t piece);
+void mpi_recv_long(void *buf, size_t n, MPI_Datatype type, int source, int tag, MPI_Comm comm, size_t piece);
+
 /* The model with its weights held once per node, in an MPI shared-memory window the node's
  * first rank fills. Collective. */
 typedef struct {

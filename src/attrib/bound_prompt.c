@@ -6,10 +6,10 @@
 #include "patchsweep/bound.h"
 #include "patchsweep/core.h"
 
-void prompt_bound_init(PromptBound *b, int n_cells, int n_subsets) {
-    size_t C = (size_t)n_cells, K = (size_t)n_subsets;
+void prompt_bound_init(PromptBound *b, size_t n_cells, int n_subsets) {
+    size_t C = n_cells, K = (size_t)n_subsets;
     b->n_doubles = N_BOUND_SUMMARY + K + 3 * C;
-    b->n_bytes = C + K * C;
+    b->n_bytes = C;
     b->doubles = alloc_doubles(b->n_doubles);
     b->bytes = xcalloc(b->n_bytes + 1, 1);
     b->summary = b->doubles;
@@ -18,7 +18,6 @@ void prompt_bound_init(PromptBound *b, int n_cells, int n_subsets) {
     b->se = b->estimate + C;
     b->ucb = b->se + C;
     b->verified = b->bytes;
-    b->in_subset = b->verified + C;
 }
 
 void prompt_bound_free(PromptBound *b) {
@@ -36,8 +35,9 @@ struct BoundWork {
     int *order;        /* [C] the site's cells, ranked */
     int *cell_of, *rank_to_index; /* [C] the site's cells in cell order; the ranking as indices into it */
     double *key;       /* [C] |estimate| of each of the site's cells */
-    Patch *patches;    /* [C] one subset's patches */
-    uint8_t *in_u;     /* [K, |U|] subset masks over the unverified cells in rank order */
+    uint8_t *in;       /* [C] one subset's membership over the unverified cells, in rank order */
+    Patch *patches;    /* one subset's patches (grown to the largest subset) */
+    int patch_cap;
     CellBound *cells;  /* [C] */
 };
 
@@ -51,8 +51,7 @@ BoundWork *bound_work_new(const Model *m, const Job *job, const Plan *plan, cons
     w->cell_of = xmalloc(sizeof(int) * C);
     w->rank_to_index = xmalloc(sizeof(int) * C);
     w->key = xmalloc(sizeof(double) * C);
-    w->patches = xmalloc(sizeof(Patch) * C);
-    w->in_u = xmalloc(C * (size_t)spec->n_subsets + 1);
+    w->in = xmalloc(C + 1);
     w->cells = xmalloc(sizeof(CellBound) * C);
     return w;
 }
@@ -62,56 +61,80 @@ void bound_work_free(BoundWork *w) {
     job_runs_free(&w->jr);
     engine_free(w->engine);
     free(w->order), free(w->cell_of), free(w->rank_to_index), free(w->key);
-    free(w->patches), free(w->in_u), free(w->cells);
+    free(w->in), free(w->patches), free(w->cells);
     free(w);
+}
+
+/* The subsets of one prompt, as bound_cells asks for them. */
+typedef struct {
+    const BoundSpec *spec;
+    int prompt;
+} PromptSubsets;
+
+static void draw_prompt_subset(void *ctx, int k, int U, uint8_t *in) {
+    const PromptSubsets *s = ctx;
+    bound_draw_subset(s->spec->seed, s->prompt, k, s->spec->inclusion, U, in);
+}
+
+/* The patches of the unverified cells that in[] marks (each node over its window). */
+static int subset_patches(BoundWork *w, int p, const int *unverified, int U, const uint8_t *in) {
+    const Plan *plan = w->plan;
+    const int *positions = plan_prompt_positions(plan, p);
+    int S = plan->n_positions, n = 0;
+    for (int u = 0; u < U; u++) {
+        if (!in[u]) continue;
+        if (n == w->patch_cap) {
+            w->patch_cap = w->patch_cap ? 2 * w->patch_cap : 64;
+            w->patches = xrealloc(w->patches, sizeof(Patch) * (size_t)w->patch_cap);
+        }
+        int c = unverified[u];
+        const Node *node = &plan->nodes[c / S];
+        int first, last;
+        job_window(w->job, node->layer, w->m->cfg.n_layer, &first, &last);
+        w->patches[n++] = (Patch){node->site, first, last, node->index, positions[c % S], NULL};
+    }
+    return n;
 }
 
 void bound_prompt(BoundWork *w, int p, const float *estimates, PromptBound *out) {
     const Plan *plan = w->plan;
     const BoundSpec *spec = &w->spec;
-    int S = plan->n_positions, C = plan->n_nodes * S, K = spec->n_subsets, T = w->job->prompts[p].T, n_cells = 0;
+    int S = plan->n_positions, K = spec->n_subsets, T = w->job->prompts[p].T, n_cells = 0;
+    size_t C = (size_t)plan->n_nodes * S;
     const int *positions = plan_prompt_positions(plan, p);
-    /* the site's cells by |estimate|, largest first, ties in cell order */
-    for (int c = 0; c < C; c++)
-        if (plan->nodes[c / S].site == spec->site && positions[c % S] < T) w->cell_of[n_cells++] = c;
+    /* the site's cells by |estimate|, largest first, ties in cell order (the verified set takes a
+     * tie block whole or not at all, so the order inside one matters only to the subsets' draw) */
+    for (size_t c = 0; c < C; c++)
+        if (plan->nodes[c / S].site == spec->site && positions[c % S] < T) w->cell_of[n_cells++] = (int)c;
     for (int i = 0; i < n_cells; i++) w->key[i] = fabs(estimates[w->cell_of[i]]);
     order_by_key(w->key, n_cells, w->rank_to_index);
     for (int i = 0; i < n_cells; i++) w->order[i] = w->cell_of[w->rank_to_index[i]];
-    int n_verified = n_cells < spec->n_verified_max ? n_cells : spec->n_verified_max, U = n_cells - n_verified;
+    /* the top --verified, a tie block straddling the boundary taken whole or left whole (docs/methods.md) */
+    int block, n_verified = bound_verified_count(w->key, w->rank_to_index, n_cells, spec->n_verified_max,
+                                                 spec->verify_ties, &block);
+    int U = n_cells - n_verified;
     const int *unverified = w->order + n_verified;
 
-    /* K random subsets of the unverified cells (docs/methods.md: one uniform per cell in rank
-     * order from the stream (seed, p, k)), each patched jointly */
+    /* K random subsets of the unverified cells, each patched jointly */
+    PromptSubsets subsets = {spec, p};
     PromptRuns runs;
     prompt_runs_build(&runs, w->m, w->job, &w->jr, p);
     for (int k = 0; k < K; k++) {
-        Rng rng;
-        rng_seed(&rng, spec->seed, (uint64_t)p, (uint64_t)k);
-        int n = 0;
-        for (int u = 0; u < U; u++) {
-            uint8_t in = rng_uniform(&rng) < spec->inclusion;
-            w->in_u[(size_t)k * U + u] = in;
-            if (!in) continue;
-            int c = unverified[u];
-            const Node *node = &plan->nodes[c / S];
-            int first, last;
-            job_window(w->job, node->layer, w->m->cfg.n_layer, &first, &last);
-            w->patches[n++] = (Patch){node->site, first, last, node->index, positions[c % S], NULL};
-        }
-        out->subset_effect[k] = U ? engine_joint_effect(w->engine, &runs, w->patches, n, 0) : 0.0;
+        draw_prompt_subset(&subsets, k, U, w->in);
+        int n = subset_patches(w, p, unverified, U, w->in);
+        out->subset_effect[k] = U ? engine_joint_effect(w->engine, &runs, w->patches, n, spec->metric) : 0.0;
     }
     int samples = runs.n_samples;
     prompt_runs_free(&runs);
 
     double z = normal_upper_quantile((1.0 - spec->confidence) / (2.0 * (U > 0 ? U : 1))), theta = 0.0;
-    bound_cells(out->subset_effect, w->in_u, K, U, z, w->cells);
+    bound_cells(out->subset_effect, K, U, z, draw_prompt_subset, &subsets, w->cells);
     memset(out->bytes, 0, out->n_bytes);
-    for (int c = 0; c < C; c++) out->estimate[c] = out->se[c] = out->ucb[c] = NAN;
+    for (size_t c = 0; c < C; c++) out->estimate[c] = out->se[c] = out->ucb[c] = NAN;
     for (int i = 0; i < n_verified; i++) out->verified[w->order[i]] = 1;
     int unbounded = 0;
     for (int u = 0; u < U; u++) {
         int c = unverified[u];
-        for (int k = 0; k < K; k++) out->in_subset[(size_t)k * C + c] = w->in_u[(size_t)k * U + u];
         out->estimate[c] = w->cells[u].estimate, out->se[c] = w->cells[u].se, out->ucb[c] = w->cells[u].ucb;
         theta = fmax(theta, w->cells[u].ucb);
         unbounded += isinf(w->cells[u].ucb);
@@ -121,5 +144,6 @@ void bound_prompt(BoundWork *w, int p, const float *estimates, PromptBound *out)
     double *sum = out->summary;
     sum[BOUND_THETA] = theta, sum[BOUND_THETA_SIGN] = theta_sign, sum[BOUND_CELLS] = n_cells, sum[BOUND_VERIFIED] = n_verified;
     sum[BOUND_UNVERIFIED] = U, sum[BOUND_UNBOUNDED] = unbounded, sum[BOUND_SAMPLES] = U ? samples : 0;
+    sum[BOUND_BOUNDARY_TIES] = block;
+    sum[BOUND_BOUNDARY_KEY] = block ? w->key[w->rank_to_index[spec->n_verified_max - 1]] : NAN;
 }
-

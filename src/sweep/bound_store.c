@@ -8,7 +8,7 @@
 #include "patchsweep/core.h"
 #include "patchsweep/store.h"
 
-/* Chunks of one prompt, compressed (the subset masks are mostly zeros). */
+/* Chunks of one prompt, compressed (most cells are outside the site: NaN or 0). */
 static hid_t create_dataset(hid_t group, const char *name, hid_t type, int rank, const hsize_t *dims) {
     hid_t space = H5Screate_simple(rank, dims, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
     hsize_t chunk[4];
@@ -20,8 +20,8 @@ static hid_t create_dataset(hid_t group, const char *name, hid_t type, int rank,
     return d;
 }
 
-static const char *const bound_names[N_BOUND_DATASETS] = {"subset_effect", "in_subset", "verified", "estimate",
-                                                          "se", "ucb", "theta", "theta_sign"};
+static const char *const bound_names[N_BOUND_DATASETS] = {"subset_effect", "verified", "estimate", "se", "ucb",
+                                                          "theta", "theta_sign", "boundary_ties"};
 
 int bound_file_create(BoundFile *bf, hid_t f, const char *path, int P, int K, int N, int S) {
     memset(bf, 0, sizeof *bf);
@@ -32,7 +32,7 @@ int bound_file_create(BoundFile *bf, hid_t f, const char *path, int P, int K, in
      * without crashing at exit, and the results in the file must stay readable. */
     char folder[PATH_CAP];
     struct statvfs fs;
-    double need = (double)P * ((double)K * (8.0 + (double)N * S) + (double)N * S * 25.0 + 16.0) + 1.0e6, have = 0;
+    double need = (double)P * ((double)K * 8.0 + (double)N * S * 25.0 + 20.0) + 1.0e6, have = 0;
     path_dirname(folder, sizeof folder, path);
     if (statvfs(folder, &fs) == 0 && (have = (double)fs.f_bavail * (double)fs.f_frsize) < need)
         return ps_fail(PS_EUSER, "%s: no space left: /bound needs up to %.1f MB and the file system has %.1f MB free", path,
@@ -41,14 +41,18 @@ int bound_file_create(BoundFile *bf, hid_t f, const char *path, int P, int K, in
         return ps_fail(PS_EUSER, "%s: cannot replace the /bound group", path);
     bf->group = H5Gcreate2(f, "/bound", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (bf->group < 0) return ps_fail(PS_EUSER, "%s: cannot create the /bound group", path);
-    hsize_t pk[2] = {(hsize_t)P, (hsize_t)K}, pkns[4] = {(hsize_t)P, (hsize_t)K, (hsize_t)N, (hsize_t)S};
+    hsize_t pk[2] = {(hsize_t)P, (hsize_t)K};
     hsize_t pns[3] = {(hsize_t)P, (hsize_t)N, (hsize_t)S}, p1[1] = {(hsize_t)P};
-    struct { hid_t type; int rank; const hsize_t *dims; } shape[N_BOUND_DATASETS] = {
-        {H5T_NATIVE_DOUBLE, 2, pk},  {H5T_NATIVE_UINT8, 4, pkns}, {H5T_NATIVE_UINT8, 3, pns}, {H5T_NATIVE_DOUBLE, 3, pns},
-        {H5T_NATIVE_DOUBLE, 3, pns}, {H5T_NATIVE_DOUBLE, 3, pns}, {H5T_NATIVE_DOUBLE, 1, p1}, {H5T_NATIVE_DOUBLE, 1, p1},
+    /* type in the file; in memory every value is what PromptBound holds (boundary_ties: a double
+     * of its summary, converted by HDF5 to the file's int32) */
+    struct { hid_t type, memory; int rank; const hsize_t *dims; } shape[N_BOUND_DATASETS] = {
+        {H5T_NATIVE_DOUBLE, H5T_NATIVE_DOUBLE, 2, pk}, {H5T_NATIVE_UINT8, H5T_NATIVE_UINT8, 3, pns},
+        {H5T_NATIVE_DOUBLE, H5T_NATIVE_DOUBLE, 3, pns}, {H5T_NATIVE_DOUBLE, H5T_NATIVE_DOUBLE, 3, pns},
+        {H5T_NATIVE_DOUBLE, H5T_NATIVE_DOUBLE, 3, pns}, {H5T_NATIVE_DOUBLE, H5T_NATIVE_DOUBLE, 1, p1},
+        {H5T_NATIVE_DOUBLE, H5T_NATIVE_DOUBLE, 1, p1}, {H5T_STD_I32LE, H5T_NATIVE_DOUBLE, 1, p1},
     };
     for (int i = 0; i < N_BOUND_DATASETS; i++) {
-        bf->types[i] = shape[i].type;
+        bf->types[i] = shape[i].memory;
         bf->datasets[i] = create_dataset(bf->group, bound_names[i], shape[i].type, shape[i].rank, shape[i].dims);
         if (bf->datasets[i] < 0) return ps_fail(PS_EUSER, "%s: cannot create /bound/%s (disk full?)", path, bound_names[i]);
     }
@@ -69,8 +73,9 @@ static herr_t write_row(hid_t d, hid_t type, int p, const void *data) {
 }
 
 int bound_file_write(BoundFile *bf, int p, const PromptBound *b) {
-    const void *rows[N_BOUND_DATASETS] = {b->subset_effect, b->in_subset, b->verified, b->estimate, b->se, b->ucb,
-                                          &b->summary[BOUND_THETA], &b->summary[BOUND_THETA_SIGN]};
+    const void *rows[N_BOUND_DATASETS] = {b->subset_effect, b->verified, b->estimate, b->se, b->ucb,
+                                          &b->summary[BOUND_THETA], &b->summary[BOUND_THETA_SIGN],
+                                          &b->summary[BOUND_BOUNDARY_TIES]};
     for (int i = 0; i < N_BOUND_DATASETS; i++)
         if (write_row(bf->datasets[i], bf->types[i], p, rows[i]) < 0)
             return ps_fail(PS_EUSER, "%s: writing /bound/%s failed (disk full?)", bf->path, bound_names[i]);

@@ -48,7 +48,7 @@ static int check_dataset(const Results *r, const char *name, H5T_class_t cls, in
 /* A checked numeric dataset of the given rank and shape, read whole. */
 static int read_numbers(const Results *r, const char *name, hid_t mem_type, size_t elem, int rank, const hsize_t *want,
                         const char *want_from, void **out) {
-    hsize_t dims[4];
+    hsize_t dims[4] = {0};
     H5T_class_t cls = H5Tget_class(mem_type);
     int rc = check_dataset(r, name, cls, rank, want, dims, want_from);
     if (rc) return rc;
@@ -155,7 +155,7 @@ int results_open(Results *r, const char *path, int writable, const char *metric)
         return ps_fail(PS_EUSER, "%s is a results file of format %d; this patchsweep reads format %d (results with a metric "
                                  "axis): rerun its job into a new output", path, version, RESULTS_FORMAT_VERSION);
 
-    hsize_t pt[2], s1[1], n1[1];
+    hsize_t pt[2] = {0}, s1[1] = {0}, n1[1] = {0};
     int rc = check_dataset(r, "/prompts/base_tokens", H5T_INTEGER, 2, NULL, pt, NULL);
     if (!rc) rc = check_dataset(r, "/positions", H5T_INTEGER, 1, NULL, s1, NULL);
     if (!rc) rc = check_dataset(r, "/nodes/name", H5T_STRING, 1, NULL, n1, NULL);
@@ -202,6 +202,31 @@ int results_read_cells(const Results *r, const char *name, float **out) {
     size_t cells = (size_t)r->P * r->N * r->S;
     for (size_t i = 0; i < cells; i++) (*out)[i] = (*out)[i * r->M + r->metric]; /* the metric read, in place */
     return PS_OK;
+}
+
+int results_check_cells(const Results *r, const char *name, int *present) {
+    char dset[64];
+    snprintf(dset, sizeof dset, "/effects/%s", name);
+    *present = H5Lexists(r->file, "/effects", H5P_DEFAULT) > 0 && H5Lexists(r->file, dset, H5P_DEFAULT) > 0;
+    if (!*present) return PS_OK;
+    hsize_t want[4] = {(hsize_t)r->P, (hsize_t)r->N, (hsize_t)r->S, (hsize_t)r->M};
+    return check_dataset(r, dset, H5T_FLOAT, 4, want, NULL,
+                         "prompts x nodes x positions x metrics: /prompts/base_tokens, /nodes/name, /positions, /metrics");
+}
+
+int results_read_prompt(const Results *r, const char *name, int p, float *out, int *present) {
+    int rc = results_check_cells(r, name, present);
+    if (rc || !*present) return rc;
+    char dset[64];
+    snprintf(dset, sizeof dset, "/effects/%s", name);
+    /* the slab [p, :, :, metric] into [N * S] */
+    hsize_t start[4] = {(hsize_t)p, 0, 0, (hsize_t)r->metric}, count[4] = {1, (hsize_t)r->N, (hsize_t)r->S, 1};
+    hsize_t cells = (hsize_t)r->N * (hsize_t)r->S;
+    hid_t d = H5Dopen2(r->file, dset, H5P_DEFAULT), space = H5Dget_space(d), mem = H5Screate_simple(1, &cells, NULL);
+    herr_t status = H5Sselect_hyperslab(space, H5S_SELECT_SET, start, NULL, count, NULL);
+    if (status >= 0) status = H5Dread(d, H5T_NATIVE_FLOAT, mem, space, H5P_DEFAULT, out);
+    H5Sclose(mem), H5Sclose(space), H5Dclose(d);
+    return status < 0 ? ps_fail(PS_EUSER, "%s: %s cannot be read (a damaged file)", r->path, dset) : PS_OK;
 }
 
 void results_close(Results *r) {

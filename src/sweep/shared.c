@@ -15,6 +15,31 @@ int mpi_agree(int rc, MPI_Comm comm) {
     return worst;
 }
 
+/* The pieces advance through the buffer in bytes: type's extent, not its size, is the stride. */
+static size_t extent_of(MPI_Datatype type) {
+    MPI_Aint lower, extent;
+    MPI_Type_get_extent(type, &lower, &extent);
+    return (size_t)extent;
+}
+
+void mpi_send_long(const void *buf, size_t n, MPI_Datatype type, int dest, int tag, MPI_Comm comm, size_t piece) {
+    const char *at = buf;
+    size_t stride = extent_of(type);
+    for (size_t done = 0; done < n; done += piece) {
+        size_t count = n - done < piece ? n - done : piece;
+        MPI_Send(at + done * stride, (int)count, type, dest, tag, comm);
+    }
+}
+
+void mpi_recv_long(void *buf, size_t n, MPI_Datatype type, int source, int tag, MPI_Comm comm, size_t piece) {
+    char *at = buf;
+    size_t stride = extent_of(type);
+    for (size_t done = 0; done < n; done += piece) {
+        size_t count = n - done < piece ? n - done : piece;
+        MPI_Recv(at + done * stride, (int)count, type, source, tag, comm, MPI_STATUS_IGNORE);
+    }
+}
+
 /* The model, with its weights held once per node: the node's first rank reads the checkpoint
  * into an MPI shared-memory window that every rank on the node reads (nobody writes weights
  * during a sweep), so n ranks on a node hold one copy, not n. */

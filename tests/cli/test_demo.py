@@ -8,6 +8,10 @@
   largest effect is a previous-token head (score >= 0.5: it puts most of its attention on the
   previous token);
 - every estimator is present and finite where the exact effect is;
+- `bound --site z` ranks by the estimator of the best recall (not AtP*) and holds on (nearly) every
+  prompt; ranked by AtP*, every prompt it misses on misses a layer-0 previous-token head at
+  position 8 whose estimate the subsets shrank toward 0 (the sub-additivity docs/methods.md
+  measures);
 - jobs/ioi.json on models/ioi-small (templates and names it never trained on) runs, and the
   model answers both versions of every prompt right: metric < 0 on the corrupted base run
   (whose answer is the other name), > 0 on the clean source run.
@@ -99,25 +103,50 @@ with tempfile.TemporaryDirectory() as tmp:
         check(int(fields[-1]) == want, f"top: {fields[1]} at {fields[2]} has atp_star rank {fields[-1]}, expected {want}")
 
     # The bound on the heads the ranking left out, as the demo runs it, against the exact sweep.
-    # Joint patches of heads are not additive here, so the bound may miss on some prompts
-    # (docs/methods.md: 22 of 32 held when measured on the committed model; 26 of 32 on the one
-    # trained before the kernels changed); each cell's own ucb should still cover its |exact effect|
-    # almost always.
-    p = subprocess.run([binary, "bound", path, "--site", "z"], capture_output=True, text=True, timeout=300)
-    check(p.returncode == 0, f"bound: exit {p.returncode}: {p.stderr[-500:]}")
-    if p.returncode == 0:
+    # Without --by it ranks by the estimator whose top 10 finds the most of the true top 10 (AtP
+    # here, 270 of 320; AtP* 130): measured on the committed model the bound held on 32 of 32
+    # prompts and each cell's own ucb covered its |exact effect| for 99.95% of the cells.
+    def run_bound(*options):
+        p = subprocess.run([binary, "bound", path, "--site", "z", *options], capture_output=True, text=True, timeout=300)
+        check(p.returncode == 0, f"bound {' '.join(options)}: exit {p.returncode}: {p.stderr[-500:]}")
+        if p.returncode:
+            return None
         with h5py.File(job["output"], "r") as f:
-            ucb, theta, theta_sign = f["bound/ucb"][()], f["bound/theta"][()], f["bound/theta_sign"][()]
-        unverified = ~np.isnan(ucb)
-        covered = np.mean(np.abs(exact[unverified]) <= ucb[unverified])
-        missed = [np.nanmax(np.abs(exact[q][unverified[q]])) for q in range(len(theta))]
-        held = sum(missed[q] <= theta[q] for q in range(len(theta)))
-        held_sign = sum(missed[q] <= theta_sign[q] for q in range(len(theta)))
-        check(held >= 20 and covered >= 0.98, f"the bound held on {held} of {len(theta)} prompts and covered "
-              f"{covered:.1%} of the cells")
-        check(held_sign >= 28, f"the sign-symmetric bound held on {held_sign} of {len(theta)} prompts")
-        print(f"bound on z: held on {held} of {len(theta)} prompts (sign test: {held_sign}); each cell's ucb covers its "
-              f"|exact| for {covered:.1%}")
+            b = {k: f["bound"][k][()] for k in ("ucb", "theta", "theta_sign", "estimate", "se")}
+            b["ranked_by"] = f["bound"].attrs["ranked_by"]
+        unverified = ~np.isnan(b["ucb"])
+        b["covered"] = np.mean(np.abs(exact[..., 0][unverified]) <= b["ucb"][unverified])
+        b["missed"] = [np.nanmax(np.where(unverified[q], np.abs(exact[q, ..., 0]), np.nan)) for q in range(len(b["theta"]))]
+        b["held"] = sum(b["missed"][q] <= b["theta"][q] for q in range(len(b["theta"])))
+        b["held_sign"] = sum(b["missed"][q] <= b["theta_sign"][q] for q in range(len(b["theta"])))
+        return b
+
+    b = run_bound()
+    if b is not None:
+        check(b["ranked_by"] in (b"atp", b"atp_qk") and b["held"] >= 28 and b["covered"] >= 0.99 and b["held_sign"] >= 30,
+              f"bound ranked by {b['ranked_by']}: held on {b['held']} of 32 prompts (sign test {b['held_sign']}), "
+              f"each cell's ucb covers its |exact| for {b['covered']:.1%}")
+        print(f"bound on z by {b['ranked_by'].decode()}: held on {b['held']} of 32 prompts (sign test: {b['held_sign']}); "
+              f"each cell's ucb covers its |exact| for {b['covered']:.1%}")
+    # Ranked by AtP* it misses on some prompts (25 of 32 held when measured), and always the same way
+    # (docs/methods.md): the cell missed is a layer-0 previous-token head at position 8, whose
+    # estimate the subsets shrink toward 0 by more than two standard errors: a bias from its
+    # sub-additive partner there, not bad luck.
+    b = run_bound("--by", "atp_star")
+    if b is not None:
+        misses = [q for q in range(32) if b["missed"][q] > b["theta"][q]]
+        check(b["held"] >= 20 and b["held_sign"] >= 30, f"bound by atp_star: held on {b['held']}, sign test {b['held_sign']}")
+        for q in misses:
+            n, s = np.unravel_index(np.nanargmax(np.where(np.isnan(b["ucb"][q]), np.nan, np.abs(exact[q, ..., 0]))),
+                                    b["ucb"][q].shape)
+            head, position = names[n].rsplit(".", 1)[0], int(positions[s])
+            shrunk = abs(exact[q, n, s, 0]) - abs(b["estimate"][q, n, s])
+            check(head.startswith("L0.H") and names[n].endswith(".z") and scores[head][1] >= 0.5 and position == after_first
+                  and shrunk > 2 * b["se"][q, n, s],
+                  f"bound by atp_star, prompt {q}: missed {names[n]} at {position} (exact {exact[q, n, s, 0]:.3f}, "
+                  f"estimate {b['estimate'][q, n, s]:.3f} +- {b['se'][q, n, s]:.3f})")
+        print(f"bound on z by atp_star: held on {b['held']} of 32; each miss a layer-0 previous-token head at position "
+              f"{after_first}, its estimate shrunk toward 0")
 
     ioi = json.load(open(os.path.join(root, "jobs", "ioi.json")))
     ioi["model"] = os.path.join(root, "models", "ioi-small")

@@ -6,7 +6,8 @@
 
 For a few test jobs and `patchsweep bound` options, this follows docs/methods.md ("Bounding what
 the ranking missed") from the job's golden estimates (written by gen_effects.py): rank the site's
-cells by |estimate| (as float32, ties in cell order), take the top as verified, draw the
+cells by |estimate| (as float32, ties in cell order), take the top as verified (a tie block
+straddling the budget left unverified, --ties bound, the default), draw the
 subsets of the rest with splitmix64 (seed, prompt, subset), and patch each listed subset jointly
 with the float64 reference model (gen_effects.JobReference). Writes
 tests/fixtures/golden/bound.json: per case the job, the options, and for each checked subset its
@@ -35,14 +36,26 @@ CASES = [
 ]
 
 
+# Below this, a reference estimate is float64 rounding around an exact zero (the KL metric's
+# gradient at its minimum, the base run of a noising job, which patchsweep computes as exactly 0):
+# it ranks as 0, as patchsweep's does.
+ROUNDING_ZERO = 1e-12
+
+
 def unverified_cells(reference, estimates, site, p, verified):
-    """The prompt's cells of the site outside the top `verified`, in rank order."""
+    """The prompt's cells of the site outside the verified ones, in rank order: the top
+    `verified`, less a tie block (equal float32 |estimate|) that straddles the budget."""
     T = len(reference.prompts[p]["clean"])
     cells = [(n, j) for n, node in enumerate(reference.nodes) for j, pos in enumerate(reference.columns)
              if node[0] == site and pos < T]
     score = np.abs(estimates[p].astype(np.float32))
+    score[score < ROUNDING_ZERO] = 0
     cells.sort(key=lambda c: (-score[c], c))
-    return cells[verified:]
+    n = min(verified, len(cells))
+    if 0 < n < len(cells) and score[cells[n]] == score[cells[n - 1]]:
+        while n > 0 and score[cells[n - 1]] == score[cells[verified]]:
+            n -= 1
+    return cells[n:]
 
 
 def subset(cells, seed, p, k, inclusion):

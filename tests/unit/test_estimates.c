@@ -240,6 +240,11 @@ static void test_normal_upper_quantile(void **state) {
     }
 }
 
+/* Subsets from a table ([K, U], row k = subset k), as bound_cells asks for them. */
+static void table_draw(void *ctx, int k, int U, uint8_t *in) {
+    memcpy(in, (const uint8_t *)ctx + (size_t)k * U, (size_t)U);
+}
+
 /* Subset statistics on a case solved by hand: cell 0 in subsets 0 and 1 (effects 1, 3), out of
  * 2 and 3 (effects 0, 2): estimate 2 - 1 = 1, se = sqrt(2/2 + 2/2) = sqrt 2. Cell 1 is in one
  * subset only: no bound. */
@@ -248,10 +253,50 @@ static void test_bound_cells_by_hand(void **state) {
     double effect[4] = {1, 3, 0, 2};
     uint8_t in[4 * 2] = {1, 0, 1, 1, 0, 0, 0, 0};
     CellBound b[2];
-    bound_cells(effect, in, 4, 2, 2.0, b);
+    bound_cells(effect, 4, 2, 2.0, table_draw, in, b);
     assert_true(b[0].n_in == 2 && fabs(b[0].estimate - 1.0) < 1e-15 && fabs(b[0].se - sqrt(2.0)) < 1e-15);
     assert_true(fabs(b[0].ucb - (1.0 + 2.0 * sqrt(2.0))) < 1e-15);
     assert_true(b[1].n_in == 1 && isinf(b[1].ucb));
+}
+
+/* The verified set for a budget, by hand: keys 9, 7, 5, 5, 5, 2 (ranked). A budget of 2 or 5 ends
+ * between distinct keys; a budget of 3 or 4 falls inside the block of three 5s, which is then left
+ * whole to the bound (2 verified) or verified whole (5), never split by position. */
+static void test_bound_verified_count(void **state) {
+    (void)state;
+    double key[6] = {5, 9, 2, 5, 7, 5};
+    int order[6] = {1, 4, 0, 3, 5, 2}, block;
+    struct { int k, verify, want, block; } cases[] = {
+        {0, 0, 0, 0}, {2, 0, 2, 0}, {3, 0, 2, 3}, {4, 0, 2, 3}, {3, 1, 5, 3}, {4, 1, 5, 3},
+        {5, 0, 5, 0}, {5, 1, 5, 0}, {6, 0, 6, 0}, {9, 1, 6, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int got = bound_verified_count(key, order, 6, cases[i].k, cases[i].verify, &block);
+        if (got != cases[i].want || block != cases[i].block)
+            fail_msg("budget %d, verify_ties %d: %d verified (block %d), expected %d (block %d)", cases[i].k,
+                     cases[i].verify, got, block, cases[i].want, cases[i].block);
+    }
+    double zeros[4] = {0, 0, 0, 0}; /* one block of all: nothing, or everything */
+    int identity[4] = {0, 1, 2, 3};
+    assert_int_equal(bound_verified_count(zeros, identity, 4, 2, 0, &block), 0);
+    assert_int_equal(block, 4);
+    assert_int_equal(bound_verified_count(zeros, identity, 4, 2, 1, &block), 4);
+}
+
+/* Recall of the true top k within the first k, by hand. Truth 10, 8, 6, 6, 1, 0: the top 3 is
+ * cells 0 and 1 and either of 2 and 3. A ranking in truth's order finds 3; one whose 2nd to 4th
+ * places tie (cells 2, 3, 4 at 3) finds only cell 0, above the tie; one that ranks cells 1, 2, 3
+ * first finds cell 1 and one of the tied pair (a second adds nothing): 2; every cell, all 6. */
+static void test_bound_top_k_found(void **state) {
+    (void)state;
+    double truth[6] = {10, 8, 6, 6, 1, 0};
+    double in_order[6] = {5, 4, 3, 2, 1, 0}, tied[6] = {5, 0, 3, 3, 3, 1}, misses[6] = {0, 9, 9, 8, 0, 0};
+    int order[6];
+    assert_int_equal(bound_top_k_found(truth, in_order, 6, 3, order), 3);
+    assert_int_equal(bound_top_k_found(truth, tied, 6, 3, order), 1);
+    assert_int_equal(bound_top_k_found(truth, misses, 6, 3, order), 2);
+    assert_int_equal(bound_top_k_found(truth, misses, 6, 6, order), 6);
+    assert_int_equal(bound_top_k_found(truth, tied, 6, 1, order), 1);
 }
 
 /* Under the bound's assumption (effects add up), it covers: 60 cells with known effects (a few
@@ -274,13 +319,13 @@ static void test_bound_covers_additive_effects(void **state) {
         }
     }
     CellBound b[U];
-    bound_cells(effect, in, K, U, normal_upper_quantile(0.05 / (2 * U)), b);
+    bound_cells(effect, K, U, normal_upper_quantile(0.05 / (2 * U)), table_draw, in, b);
     double theta = 0.0, largest = 0.0;
     for (int n = 0; n < U; n++) {
         if (fabs(c[n]) > b[n].ucb) fail_msg("cell %d: |c| = %.4g above its ucb %.4g", n, fabs(c[n]), b[n].ucb);
         theta = fmax(theta, b[n].ucb), largest = fmax(largest, fabs(c[n]));
     }
-    bound_cells(effect, in, K, U, 0.0, b);
+    bound_cells(effect, K, U, 0.0, table_draw, in, b);
     int uncovered = 0;
     for (int n = 0; n < U; n++) uncovered += fabs(c[n]) > b[n].ucb;
     printf("  additive effects: theta %.3g over a largest |c| of %.3g; %d of %d cells uncovered without the margin\n",
@@ -296,6 +341,8 @@ int main(void) {
         cmocka_unit_test(test_tiny_patch_first_order),
         cmocka_unit_test(test_normal_upper_quantile),
         cmocka_unit_test(test_bound_cells_by_hand),
+        cmocka_unit_test(test_bound_verified_count),
+        cmocka_unit_test(test_bound_top_k_found),
         cmocka_unit_test(test_bound_covers_additive_effects),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
