@@ -135,6 +135,10 @@ int model_config_parse(const cJSON *json, const char *where, ModelConfig *cfg);
 /* Loads a Hugging Face model folder: model_read_config + model_check_checkpoint + model_alloc +
  * model_read_weights + model_read_tokenizer, and the fingerprint. */
 int model_load(Model *m, const char *dir);
+/* The configuration, the checkpoint's headers checked against it, and the tokenizer, without
+ * reading or allocating a weight (m->weights stays NULL): what `plan` needs, in seconds and a
+ * few megabytes whatever the model's size. */
+int model_load_shape(Model *m, const char *dir);
 /* The pieces, for callers that place the weights themselves (one copy per node, shared by its
  * MPI ranks: src/sweep/runner.c). */
 int model_read_config(const char *dir, ModelConfig *cfg);

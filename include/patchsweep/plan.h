@@ -59,7 +59,8 @@ double forward_flops(const ModelConfig *c, int T);
 typedef struct {
     long long patches;      /* patched runs the exact sweep computes */
     double flops, naive_flops;
-    double bytes_per_rank;  /* weights + one prompt's runs + engine scratch */
+    double bytes_weights;   /* per node: the parameters and their packed copies, shared by its ranks */
+    double bytes_per_rank;  /* one prompt's runs + engine scratch */
 } PlanStats;
 void plan_stats(const Plan *pl, const Job *job, const ModelConfig *c, PlanStats *st);
 

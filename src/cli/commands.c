@@ -6,7 +6,8 @@
 const Command commands[] = {
     {"run", cmd_run, "patchsweep run JOB.json [--naive] [--quiet]",
      "run or resume a job (under mpirun: on every rank)"},
-    {"plan", cmd_plan, "patchsweep plan JOB.json", "what a job would compute: counts, FLOPs, memory, kernels"},
+    {"plan", cmd_plan, "patchsweep plan JOB.json [--cores N] [--ranks-per-node R]",
+     "what a job would compute: counts, FLOPs, memory per rank and node, time on N cores (no weight is read)"},
     {"top", cmd_top, "patchsweep top RESULTS.h5 [-k 20] [--site SITE] [--metric METRIC]",
      "the largest effects in a results file, with each estimator's rank of them"},
     {"bound", cmd_bound,

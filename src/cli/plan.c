@@ -1,9 +1,12 @@
 /* patchsweep plan JOB.json: counts, estimated FLOPs and memory, without running anything. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "patchsweep/cli.h"
 #include "patchsweep/core.h"
 #include "patchsweep/kernels.h"
+#include "patchsweep/ops.h"
 #include "patchsweep/plan.h"
 
 static const char *human(double x, char *buf, size_t cap) {
@@ -14,13 +17,64 @@ static const char *human(double x, char *buf, size_t cap) {
     return buf;
 }
 
+/* FLOP/s of one core's matrix product here, on a d x d weight (capped at 2048) and 64 rows, for
+ * about a quarter of a second: the rate plan's time estimate divides by. */
+static double matmul_rate(int d) {
+    int C = d < 64 ? 64 : d > 2048 ? 2048 : d, OC = C, N = 64;
+    float *w = alloc_floats((size_t)OC * C), *packed = alloc_floats(packed_floats(OC, C));
+    float *in = alloc_floats((size_t)N * C), *out = alloc_floats((size_t)N * OC);
+    for (size_t i = 0; i < (size_t)OC * C; i++) w[i] = (float)((i * 2654435761u) % 1000) * 1e-3f - 0.5f;
+    for (size_t i = 0; i < (size_t)N * C; i++) in[i] = (float)((i * 40503u) % 1000) * 1e-3f - 0.5f;
+    pack_weights(packed, w, OC, C);
+    double start = now_seconds(), elapsed = 0.0;
+    long calls = 0;
+    do {
+        matmul_forward(out, in, packed, NULL, N, C, OC);
+        calls++;
+    } while ((elapsed = now_seconds() - start) < 0.25);
+    free(w), free(packed), free(in), free(out);
+    return 2.0 * N * C * OC * (double)calls / elapsed;
+}
+
+static const char *duration(double seconds, char *buf, size_t cap) {
+    if (seconds < 120) snprintf(buf, cap, "%.0f s", seconds);
+    else if (seconds < 7200) snprintf(buf, cap, "%.0f min", seconds / 60);
+    else if (seconds < 3 * 86400) snprintf(buf, cap, "%.1f h", seconds / 3600);
+    else snprintf(buf, cap, "%.1f days", seconds / 86400);
+    return buf;
+}
+
+/* plan JOB.json [--cores N] [--ranks-per-node R]: N ranks in all (one per core), R per node. */
+static int plan_options(int argc, char **argv, const char **path, long *cores, long *per_node) {
+    *path = NULL, *cores = 0, *per_node = 0;
+    for (int i = 1; i < argc; i++) {
+        long *value = strcmp(argv[i], "--cores") == 0 ? cores : strcmp(argv[i], "--ranks-per-node") == 0 ? per_node : NULL;
+        char *end = NULL;
+        if (value && i + 1 < argc) {
+            *value = strtol(argv[++i], &end, 10);
+            if (*end || *value < 1 || *value > 100000000)
+                return ps_fail(PS_EUSER, "plan: %s must be a whole number from 1 to 10^8, not \"%s\"", argv[i - 1], argv[i]);
+        } else if (argv[i][0] != '-' && !*path) {
+            *path = argv[i];
+        } else {
+            return ps_fail(PS_EUSER, "plan: unexpected argument \"%s\"; %s", argv[i], command_usage("plan"));
+        }
+    }
+    if (!*path) return ps_fail(PS_EUSER, "plan: %s", command_usage("plan"));
+    return PS_OK;
+}
+
 int cmd_plan(int argc, char **argv) {
-    if (argc != 2 || argv[1][0] == '-') return report_error(ps_fail(PS_EUSER, "plan: %s", command_usage("plan")));
+    const char *path;
+    long cores, per_node;
+    int rc = plan_options(argc, argv, &path, &cores, &per_node);
+    if (rc) return report_error(rc);
     Job job;
     Model m;
     memset(&m, 0, sizeof m);
-    int rc = job_parse_file(&job, argv[1]);
-    if (!rc) rc = job_model_failure(&job, model_load(&m, job.model_dir));
+    rc = job_parse_file(&job, path);
+    /* the shape alone: a plan for a model too big for this machine reads no weight */
+    if (!rc) rc = job_model_failure(&job, model_load_shape(&m, job.model_dir));
     if (!rc) rc = job_check(&job, &m);
     if (rc) {
         job_free(&job);
@@ -56,8 +110,24 @@ int cmd_plan(int argc, char **argv) {
     printf("units      %d (%d exact, %d estimate)\n", plan.n_units, exact_units, plan.n_units - exact_units);
     printf("FLOPs      %s (a full forward per patch would be %s; %.1fx less)\n", human(st.flops, a, sizeof a),
            human(st.naive_flops, b, sizeof b), st.flops > 0 ? st.naive_flops / st.flops : 0.0);
-    printf("memory     %sB per rank (weights, one prompt's runs, engine scratch of %d sequences)\n",
-           human(st.bytes_per_rank, c, sizeof c), plan.batch_limit);
+    long ranks = per_node ? per_node : sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1;
+    if (cores && ranks > cores) ranks = cores;
+    char d[32];
+    printf("memory     %sB per rank (one prompt's runs, engine scratch of %d sequences) + %sB of weights per node "
+           "(shared by its ranks): %sB for a node of %ld rank%s\n", human(st.bytes_per_rank, c, sizeof c), plan.batch_limit,
+           human(st.bytes_weights, a, sizeof a), human(st.bytes_weights + (double)ranks * st.bytes_per_rank, d, sizeof d),
+           ranks, ranks == 1 ? "" : "s");
+    if (cores) {
+        double rate = matmul_rate(m.cfg.d_model), busiest = 0.0;
+        /* units go whole to ranks: no rank finishes before its largest unit does */
+        for (int u = 0; u < plan.n_units; u++)
+            if (plan.units[u].cost > busiest) busiest = plan.units[u].cost;
+        double seconds = (st.flops / (double)cores > busiest ? st.flops / (double)cores : busiest) / rate;
+        char e[32], f[32];
+        printf("time       at least %s on %ld core%s (%sFLOP/s per core: this machine's matrix product at width %d; "
+               "attention, norms and the file add to it)\n", duration(seconds, e, sizeof e), cores, cores == 1 ? "" : "s", human(rate, f, sizeof f),
+               m.cfg.d_model < 2048 ? m.cfg.d_model : 2048);
+    }
     printf("kernels    %s (the same bits with any: PATCHSWEEP_ISA, PATCHSWEEP_BATCH)\n", kernels()->name);
     printf("output     %s\n", job.output);
     for (int i = 0; i < job.n_warnings; i++) printf("warning    %s\n", job.warnings[i]);

@@ -174,5 +174,6 @@ void plan_stats(const Plan *pl, const Job *job, const ModelConfig *c, PlanStats 
     size_t scratch[N_LAYER_ACTS];
     layer_acts_sizes(c, 1, pl->max_T, pl->max_T, pl->max_T, 1, scratch);
     size_t per_seq = layer_acts_floats(scratch);
-    st->bytes_per_rank = 4.0 * ((double)weights + (double)runs * per_run + (double)pl->batch_limit * (per_seq + c->vocab));
+    st->bytes_weights = 4.0 * (double)weights;
+    st->bytes_per_rank = 4.0 * ((double)runs * per_run + (double)pl->batch_limit * (per_seq + c->vocab));
 }

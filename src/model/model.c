@@ -258,6 +258,15 @@ int model_read_tokenizer(Model *m, const char *dir) {
     return file_exists(path) ? tokenizer_load(&m->tokenizer, path, m->cfg.vocab) : PS_OK;
 }
 
+int model_load_shape(Model *m, const char *dir) {
+    memset(m, 0, sizeof *m);
+    int rc = model_read_config(dir, &m->cfg);
+    if (!rc) rc = model_check_checkpoint(&m->cfg, dir);
+    if (!rc) rc = model_read_tokenizer(m, dir);
+    if (rc) model_free(m);
+    return rc;
+}
+
 int model_load(Model *m, const char *dir) {
     memset(m, 0, sizeof *m);
     ModelConfig cfg;
