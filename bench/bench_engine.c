@@ -17,6 +17,7 @@
  * usage: bench_engine [naive_sample=36] [neurons=64]   (neurons 0: the z sweep alone) */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include "patchsweep/core.h"
 #include "patchsweep/kernels.h"
 #include "patchsweep/ops.h"
@@ -126,6 +127,19 @@ int main(int argc, char **argv) {
     /* Had the skipped patches been computed at the same GFLOP/s: */
     double z_no_skip = sweeps[0].patches / (sweeps[0].all_flops / (sweeps[0].useful_flops / sweeps[0].seconds));
     printf("  z without the skip (estimated: every patch computed at the measured GFLOP/s): %.1f patches/s\n", z_no_skip);
+    /* Threads per rank: the z sweep again on 2 threads (the products split by output columns);
+     * the same bits, and the speed-up measured against the one-thread sweep above. */
+    float *threaded = alloc_floats((size_t)(neurons > c.n_head ? neurons : c.n_head) * T);
+    float *single = alloc_floats((size_t)(neurons > c.n_head ? neurons : c.n_head) * T);
+    sweep(e, &job, &r, &plan, &c, SITE_Z, c.n_head, single);
+    if (threads_start(2) == PS_OK) {
+        Sweep two = sweep(e, &job, &r, &plan, &c, SITE_Z, c.n_head, threaded);
+        threads_stop();
+        int same = memcmp(single, threaded, sizeof(float) * (size_t)c.n_head * T) == 0;
+        printf("  z on 2 threads   : %7.1f patches/s, %.2fx one thread's (%s bits)\n", two.patches / two.seconds,
+               sweeps[0].seconds / two.seconds, same ? "the same" : "DIFFERENT");
+    }
+    free(threaded), free(single);
     printf("z_patches_per_second %.3f no_skip %.3f\n", z_rate, z_no_skip);
     prompt_runs_free(&r);
     free(out);

@@ -117,4 +117,13 @@ uint64_t hash_bytes(uint64_t h, const void *data, size_t n);
 /* ---- time ------------------------------------------------------------------------------------- */
 double now_seconds(void);  /* monotonic */
 
+/* Threads per rank (src/core/threads.c): threads_start(n) makes a pool of n threads, the caller
+ * included (1: none); threads_run(task, ctx) calls task(ctx, i, n) for i = 0..n-1 side by side
+ * and returns when all are done. Tasks must split work, never share a reduction, so the result
+ * does not depend on n. */
+int threads_start(int n);
+void threads_stop(void);
+int threads_count(void);
+void threads_run(void (*task)(void *ctx, int index, int count), void *ctx);
+
 #endif

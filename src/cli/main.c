@@ -43,8 +43,13 @@ int main(int argc, char **argv) {
     setenv("OMPI_MCA_sharedfp", "^lockedfile", 0);
     /* The kernel family (PATCHSWEEP_ISA or the CPU's best) is chosen before anything computes,
      * so a CPU that cannot run it is one line and exit 2, not a crash. */
-    long batch_cap;
+    long batch_cap, threads = 1;
     if (kernels_select(NULL) != PS_OK) return report_error(PS_EUSER);
     if (env_int("PATCHSWEEP_BATCH", 1, 1 << 20, &batch_cap) != PS_OK) return report_error(PS_EUSER);
-    return c->run(argc - 1, argv + 1);
+    /* Threads per rank: the products split over them by output columns, the same bits with any. */
+    if (env_int("PATCHSWEEP_THREADS", 1, 256, &threads) != PS_OK) return report_error(PS_EUSER);
+    if (threads > 1 && threads_start((int)threads) != PS_OK) return report_error(PS_EUSER);
+    int status = c->run(argc - 1, argv + 1);
+    threads_stop();
+    return status;
 }

@@ -62,6 +62,32 @@ static void panels_product(const Kernels *kern, int M, int K, const float *a, pt
         }
 }
 
+/* One product split over the rank's threads by column panels: each thread computes whole output
+ * elements, each one the same fma chain as without threads. */
+typedef struct {
+    const Kernels *kern;
+    int M, K, n_panels, cols;
+    const float *a;
+    ptrdiff_t rs_a, cs_a, ldc;
+    Panels b;
+    float *c;
+    const float *bias;
+    int accumulate;
+} PanelsJob;
+
+static void panels_task(void *ctx, int index, int count) {
+    const PanelsJob *j = ctx;
+    int p0 = (int)((long)j->n_panels * index / count), p1 = (int)((long)j->n_panels * (index + 1) / count);
+    if (p1 <= p0) return;
+    Panels b = {j->b.p + p0 * j->b.panel_stride, j->b.ld, j->b.panel_stride};
+    int cols = (p1 * PANEL < j->cols ? p1 * PANEL : j->cols) - p0 * PANEL;
+    panels_product(j->kern, j->M, j->K, j->a, j->rs_a, j->cs_a, b, p1 - p0, p0 * PANEL, cols, j->c, j->ldc, j->bias,
+                   j->accumulate);
+}
+
+/* Products smaller than this many multiply-adds run on one thread: waking the others costs more. */
+#define THREADED_FMAS (1L << 17)
+
 /* c[M, N] (=, or += when accumulate) a b + bias, with a(i, k) = a[i * rs_a + k * cs_a]. b's
  * panels are zero-padded past column N when padded (packed weights); otherwise the last,
  * partial panel is copied into a padded one first. */
@@ -70,7 +96,9 @@ static void gemm(int M, int N, int K, const float *a, ptrdiff_t rs_a, ptrdiff_t 
     if (M <= 0 || N <= 0) return;
     const Kernels *kern = kernels();
     int full = padded ? (N + PANEL - 1) / PANEL : N / PANEL;
-    panels_product(kern, M, K, a, rs_a, cs_a, b, full, 0, N, c, ldc, bias, accumulate);
+    PanelsJob job = {kern, M, K, full, padded ? N : full * PANEL, a, rs_a, cs_a, ldc, b, c, bias, accumulate};
+    if (threads_count() > 1 && full > 1 && (long)M * N * K >= THREADED_FMAS) threads_run(panels_task, &job);
+    else panels_task(&job, 0, 1);
     int edge_cols = N - full * PANEL;
     if (edge_cols <= 0) return;
     float *edge = alloc_floats((size_t)(K > 0 ? K : 1) * PANEL);

@@ -1,5 +1,6 @@
-"""Same bits everywhere: each job run under every kernel family this CPU has (PATCHSWEEP_ISA) and
-under several engine batch sizes (PATCHSWEEP_BATCH) writes the same results file, bit for bit
+"""Same bits everywhere: each job run under every kernel family this CPU has (PATCHSWEEP_ISA),
+under several engine batch sizes (PATCHSWEEP_BATCH) and thread counts (PATCHSWEEP_THREADS)
+writes the same results file, bit for bit
 (every dataset but /progress/seconds, every attribute but timings); and where a pair corruption
 leaves a prompt's start unchanged, every exact effect at those positions is exactly 0 (the
 patched value equals the base value to the bit, so nothing downstream can move).
@@ -22,17 +23,13 @@ from mpi_util import compare  # noqa: E402
 
 binary, fixtures, shared = sys.argv[1], os.path.abspath(sys.argv[2]), sys.argv[3]
 FAMILIES = ["generic", "avx2", "avx512", "neon"]
-BATCHES = [None, "1", "3"]
+VARIANTS = ([{}] + [{"PATCHSWEEP_ISA": isa} for isa in FAMILIES] + [{"PATCHSWEEP_BATCH": b} for b in ("1", "3")]
+            + [{"PATCHSWEEP_THREADS": "2"}, {"PATCHSWEEP_THREADS": "3", "PATCHSWEEP_BATCH": "5"}])
 
 
-def run(job_path, isa=None, batch=None):
-    env = dict(os.environ)
-    env.pop("PATCHSWEEP_ISA", None)
-    env.pop("PATCHSWEEP_BATCH", None)
-    if isa:
-        env["PATCHSWEEP_ISA"] = isa
-    if batch:
-        env["PATCHSWEEP_BATCH"] = batch
+def run(job_path, variant):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PATCHSWEEP_")}
+    env.update(variant)
     return subprocess.run([binary, "run", job_path, "--quiet"], capture_output=True, text=True, env=env, timeout=600)
 
 
@@ -86,9 +83,10 @@ with tempfile.TemporaryDirectory() as tmp:
     families = None
     for name, job in jobs(tmp):
         outputs = {}
-        for isa_batch in [(None, None)] + [(i, None) for i in FAMILIES] + [(None, b) for b in BATCHES[1:]]:
-            isa, batch = isa_batch
-            tag = f"{name}-{isa or 'default'}-{batch or 'default'}"
+        for variant in VARIANTS:
+            label = " ".join(f"{k}={v}" for k, v in variant.items()) or "defaults"
+            isa = variant.get("PATCHSWEEP_ISA")
+            tag = f"{name}-" + "-".join(variant.values()) if variant else f"{name}-default"
             job["output"] = os.path.join(tmp, tag + ".h5")
             path = os.path.join(tmp, tag + ".json")
             json.dump(job, open(path, "w"))
@@ -97,16 +95,15 @@ with tempfile.TemporaryDirectory() as tmp:
                 print("kernel families this CPU runs:", ", ".join(families))
             if isa and isa not in families:
                 continue
-            p = run(path, isa, batch)
+            p = run(path, variant)
             if p.returncode != 0:
                 failures.append(f"{tag}: exit {p.returncode}: {p.stderr[-600:]}")
                 continue
-            outputs[(isa, batch)] = job["output"]
-        reference = outputs.get((None, None))
-        for key, out in outputs.items():
-            if key != (None, None) and reference:
-                failures += [f"{name} with PATCHSWEEP_ISA={key[0]} PATCHSWEEP_BATCH={key[1]}: {d}"
-                             for d in compare(reference, out)]
+            outputs[label] = job["output"]
+        reference = outputs.get("defaults")
+        for label, out in outputs.items():
+            if label != "defaults" and reference:
+                failures += [f"{name} with {label}: {d}" for d in compare(reference, out)]
         if reference and job.get("corruption", "pair") == "pair" and job.get("exact", True):
             with h5py.File(reference, "r") as f:
                 exact, positions = f["effects/exact"][:], f["positions"][:]

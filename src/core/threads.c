@@ -1,0 +1,86 @@
+/* Threads per rank (PATCHSWEEP_THREADS): a fixed pool that runs the tasks of one call side by
+ * side. Callers split work so that each output element is computed by exactly one task, in the
+ * same arithmetic as without threads (never a reduction across tasks): the thread count changes
+ * the speed and nothing else.
+ *
+ * The calling thread runs task 0 itself; the workers wait on a condition variable between
+ * calls, so a rank with one thread (the default) has no pool at all. */
+#include <pthread.h>
+#include <stdlib.h>
+#include "patchsweep/core.h"
+
+enum { MAX_THREADS = 256 };
+
+static struct {
+    int n;                     /* threads, the caller included */
+    pthread_t workers[MAX_THREADS];
+    pthread_mutex_t lock;
+    pthread_cond_t start, finished;
+    unsigned long generation;  /* bumped per call: a worker runs each generation once */
+    int pending;               /* workers still running the current call */
+    void (*task)(void *ctx, int index, int count);
+    void *ctx;
+} pool = {.n = 1, .lock = PTHREAD_MUTEX_INITIALIZER, .start = PTHREAD_COND_INITIALIZER,
+          .finished = PTHREAD_COND_INITIALIZER};
+
+static void *worker(void *arg) {
+    int index = (int)(size_t)arg;
+    unsigned long seen = 0;
+    pthread_mutex_lock(&pool.lock);
+    for (;;) {
+        while (pool.generation == seen) pthread_cond_wait(&pool.start, &pool.lock);
+        seen = pool.generation;
+        if (!pool.task) break; /* threads_stop */
+        void (*task)(void *, int, int) = pool.task;
+        void *ctx = pool.ctx;
+        pthread_mutex_unlock(&pool.lock);
+        task(ctx, index, pool.n);
+        pthread_mutex_lock(&pool.lock);
+        if (--pool.pending == 0) pthread_cond_signal(&pool.finished);
+    }
+    pthread_mutex_unlock(&pool.lock);
+    return NULL;
+}
+
+int threads_start(int n) {
+    threads_stop();
+    if (n < 1) n = 1;
+    if (n > MAX_THREADS) n = MAX_THREADS;
+    for (int i = 1; i < n; i++)
+        if (pthread_create(&pool.workers[i], NULL, worker, (void *)(size_t)i) != 0) {
+            pool.n = i; /* the ones started are stopped; the rank goes on with fewer */
+            threads_stop();
+            return ps_fail(PS_EUSER, "cannot start %d threads (only %d): lower PATCHSWEEP_THREADS", n, i);
+        }
+    pool.n = n;
+    return PS_OK;
+}
+
+void threads_stop(void) {
+    if (pool.n <= 1) return;
+    pthread_mutex_lock(&pool.lock);
+    pool.task = NULL;
+    pool.generation++;
+    pthread_cond_broadcast(&pool.start);
+    pthread_mutex_unlock(&pool.lock);
+    for (int i = 1; i < pool.n; i++) pthread_join(pool.workers[i], NULL);
+    pool.n = 1;
+}
+
+int threads_count(void) { return pool.n; }
+
+void threads_run(void (*task)(void *ctx, int index, int count), void *ctx) {
+    if (pool.n <= 1) {
+        task(ctx, 0, 1);
+        return;
+    }
+    pthread_mutex_lock(&pool.lock);
+    pool.task = task, pool.ctx = ctx, pool.pending = pool.n - 1;
+    pool.generation++;
+    pthread_cond_broadcast(&pool.start);
+    pthread_mutex_unlock(&pool.lock);
+    task(ctx, 0, pool.n);
+    pthread_mutex_lock(&pool.lock);
+    while (pool.pending > 0) pthread_cond_wait(&pool.finished, &pool.lock);
+    pthread_mutex_unlock(&pool.lock);
+}
