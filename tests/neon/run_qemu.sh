@@ -1,6 +1,6 @@
 #!/bin/sh
 # The ARM NEON kernels on an x86-64 machine: cross-compiles kernel_bits.c with the real
-# src/model/kernels_neon.c (and the generic kernels, matmul.c, kernels.c, detmath.c) for AArch64,
+# src/model/kernels_neon.c (and the generic kernels, matmul.c, kernels.c, detmath.c, threads.c) for AArch64,
 # runs it under qemu user-mode emulation, and checks that it passes there and here and that both
 # machines' reference results have the same digest.
 #
@@ -35,7 +35,7 @@ aarch64-linux-gnu-gcc -O2 -std=c11 -Wall -Wextra -Werror -ffp-contract=off \
     -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -I"$src/include" -isystem "$sleef_inc" \
     "$src/tests/neon/kernel_bits.c" "$src/src/model/kernels_neon.c" "$src/src/model/kernels_generic.c" \
     "$src/src/model/kernels.c" "$src/src/model/matmul.c" "$src/src/core/detmath.c" \
-    "$src/src/core/alloc.c" "$src/src/core/error.c" \
+    "$src/src/core/alloc.c" "$src/src/core/error.c" "$src/src/core/threads.c" -pthread \
     -L"$sleef_lib" -Wl,-rpath,"$sleef_lib" -lsleef -lm -o "$bin"
 
 echo "== $bin (AArch64, under qemu-aarch64)"
