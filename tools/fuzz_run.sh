@@ -14,5 +14,8 @@ export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$root/tests/lsan.supp:print_sup
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 # The limits are the rules every parser must keep: an input of a few KB may not take 10 s or
 # allocate 2 GB. -use_value_profile helps the fuzzer past compared numbers and strings.
+# A dictionary of the format's keywords, when the harness has one (tests/fuzz/<harness>.dict).
+dict=$root/tests/fuzz/$(basename "$bin").dict
+[ -f "$dict" ] && set -- -dict="$dict" "$@"
 exec "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 -malloc_limit_mb=2048 \
     -use_value_profile=1 -print_final_stats=1 -artifact_prefix="$work/" "$@" "$work/corpus" "$corpus"
