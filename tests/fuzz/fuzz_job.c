@@ -2,7 +2,8 @@
  * job.json of a temporary folder whose prompts.jsonl holds the bytes after the NUL (for
  * "prompts_file"); a job that parses is then checked (job_check) against the tiny GPT-2 of
  * tests/fixtures/models (vocabulary 64, context 32, 2 layers) given a word-level tokenizer
- * of the words w0 .. w62 and <bos>, so that text prompts resolve too. */
+ * of the words w0 .. w62 and <bos>, so that text prompts resolve too; a job that passes is then
+ * read as a run reads it (fingerprint, roles of the runs, window). */
 #include <stdint.h>
 #include <string.h>
 #include "fuzz_util.h"
@@ -39,8 +40,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     text[n] = 0;
     fuzz_path(path, sizeof path, "job.json");
     Job job;
-    if (job_parse_text(&job, text, path) == PS_OK && job_check(&job, &model) == PS_OK)
+    if (job_parse_text(&job, text, path) == PS_OK && job_check(&job, &model) == PS_OK) {
+        /* What a run reads of a checked job first: its fingerprint, the roles of each prompt's
+         * runs, the layers each node's window covers. */
         job_fingerprint(&job, model.fingerprint);
+        for (int p = 0; p < job.n_prompts; p++) job_roles(&job, p);
+        for (int l = 0, first, last; l < model.cfg.n_layer; l++) job_window(&job, l, model.cfg.n_layer, &first, &last);
+    }
     job_free(&job);
     free(text);
     ps_error_clear();
