@@ -13,7 +13,7 @@ for f in "$dir"/crash-* "$dir"/leak-* "$dir"/timeout-* "$dir"/oom-*; do
     out=$("$bin" -timeout=10 -rss_limit_mb=4096 -malloc_limit_mb=2048 "$f" 2>&1)
     kind=$(printf '%s\n' "$out" | grep -Eo "runtime error: .*|ERROR: [A-Za-z]+: [a-z -]+" | head -n 1 |
         sed -E 's/\binf\b|-?[0-9][0-9.e+]*/N/g; s/0xN[0-9a-f]*/ADDR/g')
-    where=$(printf '%s\n' "$out" | grep -Eo "(src|include)/[^ ]+:[0-9]+" | head -n 1)
+    where=$(printf '%s\n' "$out" | grep -Eo "(src|include)/[^ ]+:[0-9]+" | grep -v "^src/core/alloc.c" | head -n 1)
     printf '%s\t%s\t%s\t%s\n' "$(wc -c <"$f")" "${kind:-no report}" "${where:-?}" "$f"
 done | sort -t "$(printf '\t')" -k2,3 -k1n | awk -F '\t' '
     { key = $2 " @ " $3; n[key]++; if (!(key in first)) { first[key] = $4; size[key] = $1 } }
