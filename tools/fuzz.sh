@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-30}
 [ $# -gt 0 ] && shift
 harnesses=${*:-fuzz_safetensors fuzz_config fuzz_job fuzz_tokenizer fuzz_results}
-tools/deps.sh clang-14 libclang-rt-14-dev
+tools/deps.sh
 CC=${FUZZ_CC:-clang-14} tools/build.sh build-fuzz -DCMAKE_C_COMPILER="${FUZZ_CC:-clang-14}" -DPATCHSWEEP_FUZZ=ON \
     -DPATCHSWEEP_TESTS=OFF -DPATCHSWEEP_BENCH=OFF
 status=0
