@@ -210,6 +210,9 @@ def gen_job():
                                         metric="prob", output="x/../out.h5", description="d")))
     put(h, "prompts-file", json.dumps(dict(base, prompts_file="prompts.jsonl")).encode() + b"\0" +
         b"\n".join(json.dumps(p).encode() for p in [pair, dict(pair, clean=[9, 9, 9, 9])]) + b"\n\n")
+    put(h, "prompts-file-many", json.dumps(dict(base, prompts_file="prompts.jsonl", corruption="resample",
+                                                metric="kl")).encode() + b"\0" +
+        b"\n".join(json.dumps({"clean": [i % 60, 1, 2]}).encode() for i in range(20)))
     put(h, "prompts-file-text", json.dumps(dict(base, prompts_file="prompts.jsonl", corruption="mean")).encode() +
         b"\0" + json.dumps({"clean_text": "w1 w2", "answer_text": "w3", "wrong": 4}).encode())
 
