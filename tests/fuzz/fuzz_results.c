@@ -2,12 +2,13 @@
  *
  * The input is not the file's bytes: it is a recipe from which the harness writes a structurally
  * valid HDF5 file with HDF5 itself, then opens it with the reader. Our reader's job is to check
- * what HDF5 returns (presence, class, rank, extents, values, attribute types), not to parse HDF5's
- * on-disk format (HDF5 does that, and fuzzing its parser from raw bytes is slow and finds bugs of
- * HDF5, not ours). So the recipe chooses, for each dataset and attribute the reader reads, whether
- * it is as written by patchsweep, absent, of another type, rank or extent (up to 2^40, chunked so
- * nothing is allocated), a group or a dangling link instead, and its values. An empty recipe (all
- * zero bytes) gives a valid file; each byte moves it away from valid in one respect.
+ * what HDF5 returns (presence, class, rank, extents, storage, values, attribute types), not to
+ * parse HDF5's on-disk format (HDF5 does that, and fuzzing its parser from raw bytes is slow and
+ * finds bugs of HDF5, not ours). So the recipe chooses, for each dataset and attribute the reader
+ * reads, whether it is as written by patchsweep (results format 2), absent, of another type, rank
+ * or extent (up to 2^40, chunked so nothing is allocated), a group or a dangling link instead, and
+ * its values; and which metric the reader asks for. An empty recipe (all zero bytes) gives a valid
+ * file; each byte moves it away from valid in one respect.
  */
 #include <stdint.h>
 #include <string.h>
@@ -27,8 +28,8 @@ static unsigned next(Recipe *r) {
     return *r->p++;
 }
 
-/* The layout the reader checks (docs/results.md). Dimensions by letter: P prompts, T tokens,
- * N nodes, S position columns. */
+/* The layout the reader checks (docs/results.md, format 2). Dimensions by letter: P prompts,
+ * T tokens, N nodes, S position columns, M metrics. */
 enum { K_INT, K_DOUBLE, K_FLOAT, K_STRING };
 static const struct {
     const char *path;
@@ -36,13 +37,21 @@ static const struct {
     const char *dims;
 } datasets[] = {
     {"/prompts/base_tokens", K_INT, "PT"}, {"/prompts/length", K_INT, "P"},  {"/positions", K_INT, "S"},
-    {"/baseline/base", K_DOUBLE, "P"},     {"/baseline/source", K_DOUBLE, "P"}, {"/nodes/name", K_STRING, "N"},
-    {"/nodes/site", K_STRING, "N"},        {"/effects/exact", K_FLOAT, "PNS"}, {"/effects/atp", K_FLOAT, "PNS"},
+    {"/baseline/base", K_DOUBLE, "PM"},    {"/baseline/source", K_DOUBLE, "PM"}, {"/nodes/name", K_STRING, "N"},
+    {"/nodes/site", K_STRING, "N"},        {"/effects/exact", K_FLOAT, "PNSM"}, {"/effects/atp", K_FLOAT, "PNSM"},
+    {"/metrics", K_STRING, "M"},
 };
-static const char *const attributes[][2] = {
-    {"format", "patchsweep"}, {"metric", "logit_diff"}, {"direction", "denoise"}, {"corruption", "pair"},
-    {"model_dir", "models/x"}, {"model_config", "{}"},  {"job_fingerprint", "0123456789abcdef"},
+enum { D_LENGTH = 1, D_POSITIONS = 2, D_METRICS = 9 }; /* the datasets whose valid values are not 0 */
+/* The root attributes, with the values patchsweep writes; format_version is the one integer. */
+static const struct {
+    const char *name, *value;
+    int integer;
+} attributes[] = {
+    {"format", "patchsweep", 0}, {"metric", "logit_diff", 0}, {"direction", "denoise", 0},
+    {"corruption", "pair", 0},   {"model_dir", "models/x", 0}, {"model_config", "{}", 0},
+    {"job_fingerprint", "0123456789abcdef", 0}, {"format_version", "2", 1},
 };
+static const char *const metric_names[] = {"logit_diff", "logprob", "prob", "kl"};
 /* Extents a dimension may take instead of its valid one. */
 static const hsize_t extents[] = {0, 1, 2, 3, 7, 64, (1u << 31) - 1, 1u << 31, ((hsize_t)1 << 32) + 1, (hsize_t)1 << 40};
 
@@ -86,7 +95,8 @@ static void write_values(Recipe *r, hid_t d, hid_t type, size_t n, int dataset, 
         size_t w = H5Tget_size(type);
         char *buf = calloc(n, w);
         for (size_t i = 0; i < n; i++) {
-            snprintf(buf + i * w, w, "L0.H%zu.z", i);
+            if (dataset == D_METRICS) snprintf(buf + i * w, w, "%s", metric_names[i % 4]);
+            else snprintf(buf + i * w, w, "L0.H%zu.z", i);
             unsigned b = next(r);
             if (b) buf[i * w + b % w] = (char)next(r); /* may remove the terminator, or shorten */
         }
@@ -95,7 +105,7 @@ static void write_values(Recipe *r, hid_t d, hid_t type, size_t n, int dataset, 
     } else if (cls == H5T_COMPOUND || cls == H5T_INTEGER) {
         int *v = calloc(n, sizeof *v);
         for (size_t i = 0; i < n; i++) {
-            int valid = dataset == 1 ? (int)T : dataset == 2 ? (int)(i % T) : 0; /* lengths T, positions in range */
+            int valid = dataset == D_LENGTH ? (int)T : dataset == D_POSITIONS ? (int)(i % T) : 0; /* lengths T, positions in range */
             v[i] = valid + (int8_t)next(r);
         }
         H5Dwrite(d, cls == H5T_COMPOUND ? type : H5T_NATIVE_INT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v);
@@ -122,12 +132,12 @@ static void make_dataset(Recipe *r, unsigned how, hid_t file, int i, const hsize
     hsize_t dims[4];
     for (int k = 0; k < rank; k++) dims[k] = size[datasets[i].dims[k] - 'A'];
     unsigned type_code = kind == 2 || kind == 7 ? next(r) + 1 : 0, width = kind ? next(r) : 0;
-    if (kind == 3 || kind == 7) { /* another rank: 0 scalar, 1..3, or 4 an empty (null) dataspace */
-        rank = (int)(next(r) % 5);
+    if (kind == 3 || kind == 7) { /* another rank: 0 scalar, 1..4, or 5 an empty (null) dataspace */
+        rank = (int)(next(r) % 6);
         for (int k = 0; k < rank && k < 4; k++) dims[k] = 1 + next(r) % 4;
     }
     if (kind == 4 || kind == 7) /* other extents */
-        for (int k = 0; k < rank && k < 3; k++) {
+        for (int k = 0; k < rank && k < 4; k++) {
             unsigned b = next(r);
             if (b) dims[k] = extents[b % (sizeof extents / sizeof extents[0])];
         }
@@ -135,12 +145,12 @@ static void make_dataset(Recipe *r, unsigned how, hid_t file, int i, const hsize
     hid_t space, dcpl = H5Pcreate(H5P_DATASET_CREATE);
     size_t n = 1;
     int huge = 0;
-    if (rank == 4) {
+    if (rank == 5) {
         space = H5Screate(H5S_NULL), n = 0;
     } else if (rank == 0) {
         space = H5Screate(H5S_SCALAR);
     } else {
-        hsize_t max[3] = {H5S_UNLIMITED, H5S_UNLIMITED, H5S_UNLIMITED}, chunk[3];
+        hsize_t max[4] = {H5S_UNLIMITED, H5S_UNLIMITED, H5S_UNLIMITED, H5S_UNLIMITED}, chunk[4];
         for (int k = 0; k < rank; k++) {
             n *= dims[k];
             huge |= dims[k] == 0 || dims[k] > 4096;
@@ -158,15 +168,18 @@ static void make_dataset(Recipe *r, unsigned how, hid_t file, int i, const hsize
     H5Pclose(lcpl), H5Pclose(dcpl), H5Sclose(space), H5Tclose(type);
 }
 
-/* Puts attribute i on the root: a scalar fixed-length string holding its valid value, or not. */
+/* Puts attribute i on the root: a scalar holding its valid value (a fixed-length string, or a
+ * 32-bit integer for format_version), or not. */
 static void make_attribute(Recipe *r, unsigned how, hid_t file, int i) {
     unsigned kind = how % 8;
-    const char *name = attributes[i][0];
+    const char *name = attributes[i].name;
     char value[256];
-    snprintf(value, sizeof value, "%s", attributes[i][1]);
+    snprintf(value, sizeof value, "%s", attributes[i].value);
     if (kind == 1) return; /* absent */
-    hid_t type = H5Tcopy(H5T_C_S1), space;
-    if (kind == 3) H5Tclose(type), type = H5Tcopy(H5T_STD_I32LE);
+    /* kind 3: the other class (an integer for a string, the string "2" for format_version);
+     * kind 2: a variable-length string */
+    int integer = kind != 2 && (attributes[i].integer ^ (kind == 3)), number = attributes[i].integer ? atoi(value) : 7;
+    hid_t type = H5Tcopy(integer ? H5T_STD_I32LE : H5T_C_S1), space;
     if (kind == 2) H5Tset_size(type, H5T_VARIABLE);
     if (kind == 4) { /* an array of strings, not one */
         hsize_t k = 2 + next(r) % 6;
@@ -174,25 +187,27 @@ static void make_attribute(Recipe *r, unsigned how, hid_t file, int i) {
     } else {
         space = H5Screate(kind == 6 ? H5S_NULL : H5S_SCALAR);
     }
-    if (kind == 5 || kind == 7) { /* another width, and the recipe's bytes as the value */
+    if (integer && (kind == 5 || kind == 7)) { /* another value, and for 7 another width */
+        number = (int8_t)next(r);
+        if (kind == 7) H5Tclose(type), type = H5Tcopy(H5T_STD_I64BE);
+    } else if (kind == 5 || kind == 7) { /* another width, and the recipe's bytes as the value */
         size_t w = 1 + next(r) % 255;
         for (size_t k = 0; k < w; k++) value[k] = (char)next(r);
         value[w] = 0;
         if (kind == 7) H5Tset_cset(type, H5T_CSET_UTF8), H5Tset_strpad(type, H5T_STR_NULLPAD);
         H5Tset_size(type, w);
-    } else if (kind != 2 && kind != 3) {
+    } else if (kind != 2 && !integer) {
         H5Tset_size(type, strlen(value) + 1);
     }
     hid_t a = H5Acreate2(file, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
     if (a >= 0 && kind != 6) {
         hssize_t count = H5Sget_simple_extent_npoints(space);
-        size_t w = kind == 2 ? sizeof(char *) : kind == 3 ? sizeof(int) : H5Tget_size(type);
+        size_t w = kind == 2 ? sizeof(char *) : integer ? sizeof(int) : H5Tget_size(type);
         char *buf = calloc((size_t)count, w);
         const char *text = value;
-        int number = 7;
         for (hssize_t k = 0; k < count; k++)
-            memcpy(buf + k * w, kind == 2 ? (const void *)&text : kind == 3 ? (const void *)&number : value, w);
-        H5Awrite(a, type, buf);
+            memcpy(buf + k * w, kind == 2 ? (const void *)&text : integer ? (const void *)&number : value, w);
+        H5Awrite(a, integer ? H5T_NATIVE_INT : type, buf);
         free(buf);
     }
     if (a >= 0) H5Aclose(a);
@@ -200,10 +215,10 @@ static void make_attribute(Recipe *r, unsigned how, hid_t file, int i) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    /* The first bytes say what to change (4 sizes, 7 attributes, 9 datasets); the rest, read in
+    /* The first bytes say what to change (5 sizes, 8 attributes, 10 datasets); the rest, read in
      * order as needed, give the details and the values. */
-    enum { N_ATTR = sizeof attributes / sizeof attributes[0], N_DSET = sizeof datasets / sizeof datasets[0] };
-    uint8_t head[4 + N_ATTR + N_DSET] = {0};
+    enum { N_SIZE = 5, N_ATTR = sizeof attributes / sizeof attributes[0], N_DSET = sizeof datasets / sizeof datasets[0] };
+    uint8_t head[N_SIZE + N_ATTR + N_DSET] = {0};
     memcpy(head, data, size < sizeof head ? size : sizeof head);
     Recipe r = {data + (size < sizeof head ? size : sizeof head), size < sizeof head ? 0 : size - sizeof head};
     char path[512];
@@ -213,13 +228,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (file < 0) abort();
     hsize_t dims[26] = {0};
     dims['P' - 'A'] = 1 + head[0] % 4, dims['T' - 'A'] = 1 + head[1] % 6;
-    dims['N' - 'A'] = 1 + head[2] % 5, dims['S' - 'A'] = 1 + head[3] % 4;
-    for (int i = 0; i < N_ATTR; i++) make_attribute(&r, head[4 + i], file, i);
-    for (int i = 0; i < N_DSET; i++) make_dataset(&r, head[4 + N_ATTR + i], file, i, dims);
+    dims['N' - 'A'] = 1 + head[2] % 5, dims['S' - 'A'] = 1 + head[3] % 4, dims['M' - 'A'] = 1 + head[4] % 4;
+    for (int i = 0; i < N_ATTR; i++) make_attribute(&r, head[N_SIZE + i], file, i);
+    for (int i = 0; i < N_DSET; i++) make_dataset(&r, head[N_SIZE + N_ATTR + i], file, i, dims);
     H5Fclose(file);
 
+    /* The metric asked for: the file's first (NULL), one it may hold, or one it does not. */
+    const char *const asked[] = {NULL, "prob", "no_such_metric"};
     Results res;
-    if (results_open(&res, path, 0) == PS_OK) {
+    if (results_open(&res, path, 0, asked[head[4] / 4 % 3]) == PS_OK) {
         float *cells = NULL;
         if (results_read_cells(&res, "exact", &cells) == PS_OK) free(cells);
         if (results_read_cells(&res, "atp", &cells) == PS_OK) free(cells);

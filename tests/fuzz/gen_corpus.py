@@ -238,18 +238,19 @@ def gen_tokenizer():
 
 
 def gen_results():
-    """Recipes (fuzz_results.c): 4 size bytes, a kind byte per attribute (7) and per dataset (9),
-    then the details and values in order; zero bytes keep everything valid."""
+    """Recipes (fuzz_results.c): 5 size bytes (P, T, N, S, M), a kind byte per attribute (8) and per
+    dataset (10), then the details and values in order; zero bytes keep everything valid."""
     h = "fuzz_results"
     put(h, "valid-empty", b"")
-    put(h, "valid-sizes", bytes([3, 5, 4, 3]) + bytes(16) + bytes(range(1, 200)))
-    put(h, "valid-nan", bytes(20) + b"\x80\x01\xff" * 40)
-    for a in range(7):  # each attribute absent, variable-length, an integer, another width, null, UTF-8
-        for kind in (1, 2, 3, 5, 6, 7):
-            put(h, "attr%d-kind%d" % (a, kind), bytes(4) + bytes(a) + bytes([kind]) + bytes(15 - a) + b"\x04abcd" * 4)
-    for d in range(9):  # each dataset absent, retyped, reranked, resized, both, a group, a dangling link
+    put(h, "valid-sizes", bytes([3, 5, 4, 3, 2]) + bytes(18) + bytes(range(1, 200)))
+    put(h, "valid-nan", bytes(23) + b"\x80\x01\xff" * 40)
+    put(h, "valid-metric-prob", bytes([0, 0, 0, 0, 6]) + bytes(18))  # 3 metrics; asks for "prob"
+    for a in range(8):  # each attribute absent, variable-length, the other class, an array, another width, null, UTF-8
         for kind in range(1, 8):
-            put(h, "ds%d-kind%d" % (d, kind), bytes(11 + d) + bytes([kind]) + bytes(8 - d) + b"\x05\x03\x02\x01\x06\x06")
+            put(h, "attr%d-kind%d" % (a, kind), bytes(5) + bytes(a) + bytes([kind]) + bytes(17 - a) + b"\x04abcd" * 4)
+    for d in range(10):  # each dataset absent, retyped, reranked, resized, both, a group, a dangling link
+        for kind in range(1, 8):
+            put(h, "ds%d-kind%d" % (d, kind), bytes(13 + d) + bytes([kind]) + bytes(9 - d) + b"\x05\x03\x02\x01\x06\x06")
 
 
 def main():
