@@ -16,7 +16,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (nul) fuzz_write(path, sizeof path, "model.safetensors", nul + 1, size - n - 1);
     else fuzz_unlink("model.safetensors");
     Model m;
-    if (model_load(&m, fuzz_tmpdir()) == PS_OK) model_free(&m);
+    int rc = model_load(&m, fuzz_tmpdir());
+    if (rc == PS_OK) model_free(&m);
+    fuzz_outcome(rc);
     ps_error_clear();
     return 0;
 }

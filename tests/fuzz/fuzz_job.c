@@ -40,7 +40,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     text[n] = 0;
     fuzz_path(path, sizeof path, "job.json");
     Job job;
-    if (job_parse_text(&job, text, path) == PS_OK && job_check(&job, &model) == PS_OK) {
+    int rc = job_parse_text(&job, text, path);
+    if (rc == PS_OK) rc = job_check(&job, &model);
+    fuzz_outcome(rc);
+    if (rc == PS_OK) {
         /* What a run reads of a checked job first: its fingerprint, the roles of each prompt's
          * runs, the layers each node's window covers. */
         job_fingerprint(&job, model.fingerprint);

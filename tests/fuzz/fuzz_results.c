@@ -236,7 +236,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     /* The metric asked for: the file's first (NULL), one it may hold, or one it does not. */
     const char *const asked[] = {NULL, "prob", "no_such_metric"};
     Results res;
-    if (results_open(&res, path, 0, asked[head[4] / 4 % 3]) == PS_OK) {
+    int rc = results_open(&res, path, 0, asked[head[4] / 4 % 3]);
+    fuzz_outcome(rc);
+    if (rc == PS_OK) {
         float *cells = NULL;
         if (results_read_cells(&res, "exact", &cells) == PS_OK) free(cells);
         if (results_read_cells(&res, "atp", &cells) == PS_OK) free(cells);

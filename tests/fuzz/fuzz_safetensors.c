@@ -43,7 +43,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         fuzz_write(path, sizeof path, "model.safetensors", data, size);
     }
     StSet s;
-    if (st_set_open(&s, dir) == PS_OK)
+    int rc = st_set_open(&s, dir);
+    fuzz_outcome(rc);
+    if (rc == PS_OK)
         for (int i = 0; i < s.n_files; i++) read_all(&s, &s.files[i]);
     st_set_close(&s);
     ps_error_clear();

@@ -11,7 +11,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char path[512];
     fuzz_write(path, sizeof path, "tokenizer.json", data, size);
     Tokenizer *t = NULL;
-    if (tokenizer_load(&t, path, VOCAB) == PS_OK) {
+    int rc = tokenizer_load(&t, path, VOCAB);
+    fuzz_outcome(rc);
+    if (rc == PS_OK) {
         tokenizer_is_word_level(t);
         for (int id = -1; id <= VOCAB; id++) {
             const char *s = tokenizer_token(t, id);

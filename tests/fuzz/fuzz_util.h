@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "patchsweep/core.h"
 
 static char fuzz_dir[256];
 
@@ -77,6 +78,15 @@ static inline void fuzz_copy(const char *from, const char *name) {
     char path[512];
     fuzz_write(path, sizeof path, name, buf, n);
     free(buf);
+}
+
+/* With FUZZ_VERBOSE set in the environment, says how an input ended: the error line a user would
+ * see (status 2, PS_EUSER), or that it was accepted. For checking by hand what a reproducer
+ * ends in now, e.g. FUZZ_VERBOSE=1 build-fuzz/tests/fuzz/fuzz_job FILE. */
+static inline void fuzz_outcome(int rc) {
+    static int verbose = -1;
+    if (verbose < 0) verbose = getenv("FUZZ_VERBOSE") != NULL;
+    if (verbose) fprintf(stderr, "fuzz outcome: %s%s\n", rc ? "status 2: " : "accepted", rc ? ps_error() : "");
 }
 
 /* Where the fixtures are: PS_FIXTURES, set by CMake. */
