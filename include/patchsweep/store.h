@@ -69,9 +69,10 @@ void bound_file_close(BoundFile *bf);
 /* Sets a scalar attribute, replacing one of the same name. */
 void h5_set_string_attr(hid_t obj, const char *name, const char *value);
 void h5_set_number_attr(hid_t obj, const char *name, hid_t type, const void *value);
-/* The value of a scalar integer attribute, or missing when it is absent or unreadable. */
+/* The value of a scalar integer attribute, or missing when it is absent, unreadable or not one
+ * integer. */
 int h5_int_attr(hid_t obj, const char *name, int missing);
-/* The value of a fixed-length string attribute (malloc'd), or NULL. */
+/* The value of a fixed-length string attribute holding one string (malloc'd), or NULL. */
 char *h5_string_attr(hid_t obj, const char *name);
 /* A whole numeric dataset converted to type (malloc'd), its shape in dims and *rank; NULL when
  * absent or unreadable. */

@@ -26,10 +26,21 @@ void h5_set_number_attr(hid_t obj, const char *name, hid_t type, const void *val
     H5Sclose(space);
 }
 
+/* Whether attribute a holds exactly one value of class cls. H5Aread writes every element of the
+ * attribute's dataspace, so a file that stores an array where we expect one value (a damaged or
+ * crafted file) would overflow the buffer of one: check before reading. */
+static int single_value(hid_t a, H5T_class_t cls) {
+    hid_t space = H5Aget_space(a), type = H5Aget_type(a);
+    int one = space >= 0 && H5Sget_simple_extent_npoints(space) == 1 && type >= 0 && H5Tget_class(type) == cls;
+    if (space >= 0) H5Sclose(space);
+    if (type >= 0) H5Tclose(type);
+    return one;
+}
+
 int h5_int_attr(hid_t obj, const char *name, int missing) {
     int value = missing;
     hid_t a = H5Aexists(obj, name) > 0 ? H5Aopen(obj, name, H5P_DEFAULT) : H5I_INVALID_HID;
-    if (a >= 0 && H5Aread(a, H5T_NATIVE_INT, &value) < 0) value = missing;
+    if (a >= 0 && (!single_value(a, H5T_INTEGER) || H5Aread(a, H5T_NATIVE_INT, &value) < 0)) value = missing;
     if (a >= 0) H5Aclose(a);
     return value;
 }
@@ -37,9 +48,10 @@ int h5_int_attr(hid_t obj, const char *name, int missing) {
 char *h5_string_attr(hid_t obj, const char *name) {
     if (H5Aexists(obj, name) <= 0) return NULL;
     hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    if (a < 0) return NULL;
     hid_t type = H5Aget_type(a);
     char *out = NULL;
-    if (H5Tget_class(type) == H5T_STRING && !H5Tis_variable_str(type)) {
+    if (single_value(a, H5T_STRING) && !H5Tis_variable_str(type)) {
         size_t n = H5Tget_size(type);
         out = xcalloc(n + 1, 1);
         hid_t mem = H5Tcopy(H5T_C_S1);

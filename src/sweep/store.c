@@ -344,6 +344,9 @@ static int reopen_file(Store *s, const Job *job, uint64_t fingerprint, hid_t fap
     int rc = PS_OK;
     if (!format || strcmp(format, "patchsweep") != 0)
         rc = ps_fail(PS_EUSER, "%s exists and is not a patchsweep results file; %s", s->path, advice);
+    else if (h5_int_attr(s->file, "format_version", 0) == 0) /* every format had it */
+        rc = ps_fail(PS_EUSER, "%s: the attribute format_version is missing or not one integer (a damaged file); %s",
+                     s->path, advice);
     else if (h5_int_attr(s->file, "format_version", 0) != RESULTS_FORMAT_VERSION)
         rc = ps_fail(PS_EUSER, "%s is a results file of format %d (an older patchsweep); this one writes format %d "
                                "(results with a metric axis): %s", s->path, h5_int_attr(s->file, "format_version", 0),

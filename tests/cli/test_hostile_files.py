@@ -4,7 +4,9 @@ bounds (the ASan build runs this too), and must leave the results file as it was
 
 - a results file whose fingerprint matches but whose datasets were changed: run (resume), top
   and bound each refuse it;
-- damaged files for top and bound: missing datasets, wrong shapes and types, values out of range;
+- damaged files for top and bound: missing datasets, wrong shapes and types, values out of range,
+  extents whose values the file does not store, attributes holding several values (the last two
+  found by fuzzing, tests/fuzz/crashes/fuzz_results);
 - an output folder on a file system too small for the file: refused before anything is written,
   nothing left behind, and the same job runs elsewhere (a small tmpfs; skipped, saying so, when
   it cannot be mounted);
@@ -58,12 +60,20 @@ def run(job):
     return subprocess.run([binary, "run", job, "--quiet"], capture_output=True, text=True, timeout=300)
 
 
+class Unstored:
+    """A dataset of these extents whose values the file does not store (chunked, none written)."""
+    def __init__(self, shape, dtype):
+        self.shape, self.dtype = shape, dtype
+
+
 def rewrite(path, name, data=None, delete=False, attrs=None):
     """Replaces (or deletes) dataset `name` of the file at path, keeping its attributes."""
     with h5py.File(path, "r+") as f:
         if name in f:
             del f[name]
-        if not delete:
+        if isinstance(data, Unstored):
+            f.create_dataset(name, shape=data.shape, dtype=data.dtype, chunks=(1,) * len(data.shape))
+        elif not delete:
             f.create_dataset(name, data=data)
         for k, v in (attrs or {}).items():
             f.attrs[k] = v
@@ -101,6 +111,17 @@ with tempfile.TemporaryDirectory() as tmp:
     rewrite(bad, "effects/exact", None, delete=True, attrs={"format_version": np.int32(1)})
     rjob, _ = make_job(tmp, "resume", output=bad)
     expect_refusal(["run", rjob], "is a results file of format 1 (an older patchsweep)", "run: format 1", keep=bad)
+    # Attributes holding several values where one is read (an array was read into room for one).
+    for label, attrs, fragment in [
+        ("format an array", {"format": np.array([b"patchsweep"] * 2)}, "is not a patchsweep results file"),
+        ("fingerprint an array", {"job_fingerprint": np.array([b"0123456789abcdef"] * 3)}, "fingerprint none"),
+        ("format_version an array", {"format_version": np.array([2, 2], np.int32)},
+         "format_version is missing or not one integer"),
+    ]:
+        shutil.copy(good, bad)
+        with h5py.File(bad, "r+") as f:
+            f.attrs.update(attrs)
+        expect_refusal(["run", rjob], fragment, f"run: {label}", keep=bad)
 
     # Damaged files for the readers.
     exact = np.zeros((P, N, S, M), np.float32)
@@ -125,6 +146,17 @@ with tempfile.TemporaryDirectory() as tmp:
         ("atp_star of another shape", "effects/atp_star", np.zeros((P, N), np.float32), None,
          "/effects/atp_star has 2 dimensions"),
         ("format attribute changed", "effects/exact", exact, {"format": "other"}, "not a patchsweep results file"),
+        ("format attribute an array", "effects/exact", exact, {"format": np.array([b"patchsweep"] * 2)},
+         "not a patchsweep results file"),
+        ("format_version an array", "effects/exact", exact, {"format_version": np.array([2, 2], np.int32)},
+         "the attribute format_version is missing or not one integer"),
+        ("corruption an array", "effects/exact", exact, {"corruption": np.array([b"pair"] * 4)},
+         "the attribute corruption is missing or not one string"),
+        ("tokens not stored", "prompts/base_tokens", Unstored((2**31 - 1, 2**31 - 1), "i4"), None,
+         "/prompts/base_tokens is [2147483647 x 2147483647] but the file stores 0 bytes"),
+        ("names not stored", "nodes/name", Unstored((2**31 - 1,), "S16"), None,
+         "/nodes/name is [2147483647] but the file stores 0 bytes"),
+        ("exact not stored", "effects/exact", Unstored((P, N, S, M), "f4"), None, "/effects/exact is ["),
     ]
     for label, name, data, attrs, fragment in reader_cases:
         bad = os.path.join(tmp, "damaged.h5")
@@ -133,6 +165,18 @@ with tempfile.TemporaryDirectory() as tmp:
         expect_refusal(["top", bad], fragment, f"top: {label}", keep=bad)
         bjob, _ = make_job(tmp, "damaged", output=bad)
         expect_refusal(["bound", bjob, "--site", "z"], fragment, f"bound: {label}", keep=bad)
+
+    # A file compressed after the run (h5repack -f GZIP=9, say) stores fewer bytes than its values
+    # hold; it is still read, and gives the same table.
+    packed = os.path.join(tmp, "packed.h5")
+    shutil.copy(good, packed)
+    with h5py.File(packed, "r+") as f:
+        values = f["effects/exact"][...]
+        del f["effects/exact"]
+        f.create_dataset("effects/exact", data=values, compression="gzip", compression_opts=9)
+    same = [subprocess.run([binary, "top", path, "-k", "5"], capture_output=True, text=True) for path in (good, packed)]
+    if same[1].returncode != 0 or same[0].stdout.replace(good, packed) != same[1].stdout:
+        failures.append(f"top on a compressed file: exit {same[1].returncode}: {same[1].stderr[-300:]}")
 
     # top --metric names a metric the file does not hold: refused with the ones it has.
     expect_refusal(["top", good, "--metric", "kl"], 'holds no metric "kl" (it has: logit_diff)', "top: absent metric",
