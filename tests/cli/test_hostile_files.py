@@ -11,6 +11,8 @@ bounds (the ASan build runs this too), and must leave the results file as it was
   nothing left behind, and the same job runs elsewhere (a small tmpfs; skipped, saying so, when
   it cannot be mounted);
 - an output path longer than Open MPI's lockedfile component can take (over 232 characters);
+- inputs whose size made a parser quadratic: a header naming a tensor twice among 60,000, a
+  checkpoint of 180,002 tensors that all load, a job listing 100,001 positions;
 - help: `patchsweep help`, `run --help` and friends print usage with status 0.
 Usage: test_hostile_files.py BINARY FIXTURES SHARED"""
 import hashlib
@@ -245,6 +247,46 @@ with tempfile.TemporaryDirectory() as tmp:
     expect_refusal(["forward", "--model", folder, "--tokens", "1"], 'tensor "t59999" appears twice', "60,000 tensors")
     pjob, _ = make_job(tmp, "positions", positions=list(range(100000)) + [5])
     expect_refusal(["plan", pjob], "position 5 is listed twice", "100,001 positions")
+
+# A checkpoint of 20,000 tiny layers (180,002 tensors) loads at once: each tensor the model needs
+# was looked up linearly in the header, quadratic in its size (about 200 s here; found by fuzzing,
+# tests/fuzz/crashes/fuzz_safetensors/timeout-many-tensors). The same through a sharded index.
+with tempfile.TemporaryDirectory() as tmp:
+    import struct
+    L = 20000
+    config = {"model_type": "llama", "hidden_size": 2, "intermediate_size": 1, "num_hidden_layers": L,
+              "num_attention_heads": 1, "num_key_value_heads": 1, "vocab_size": 4, "max_position_embeddings": 4,
+              "rms_norm_eps": 1e-5, "tie_word_embeddings": True}
+    per_layer = {"input_layernorm.weight": [2], "self_attn.q_proj.weight": [2, 2], "self_attn.k_proj.weight": [2, 2],
+                 "self_attn.v_proj.weight": [2, 2], "self_attn.o_proj.weight": [2, 2],
+                 "post_attention_layernorm.weight": [2], "mlp.gate_proj.weight": [1, 2], "mlp.up_proj.weight": [1, 2],
+                 "mlp.down_proj.weight": [2, 1]}
+    shapes = {"model.embed_tokens.weight": [4, 2], "model.norm.weight": [2]}
+    shapes.update({f"model.layers.{l}.{k}": v for l in range(L) for k, v in per_layer.items()})
+    header, offset = {}, 0
+    for name, shape in shapes.items():
+        size = 4 * int(np.prod(shape))
+        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + size]}
+        offset += size
+    text = json.dumps(header).encode()
+    for sharded in (False, True):
+        folder = os.path.join(tmp, "sharded" if sharded else "single")
+        os.makedirs(folder)
+        json.dump(config, open(os.path.join(folder, "config.json"), "w"))
+        weights = "shard.safetensors" if sharded else "model.safetensors"
+        with open(os.path.join(folder, weights), "wb") as f:
+            f.write(struct.pack("<Q", len(text)) + text + np.full(offset // 4, 0.01, np.float32).tobytes())
+        if sharded:
+            json.dump({"weight_map": {name: weights for name in shapes}},
+                      open(os.path.join(folder, "model.safetensors.index.json"), "w"))
+        label = f"{len(shapes)} tensors{' through an index' if sharded else ''}"
+        try:
+            p = subprocess.run([binary, "forward", "--model", folder, "--tokens", "1,2"], capture_output=True, text=True,
+                               timeout=60)
+            if p.returncode != 0:
+                failures.append(f"{label}: exit {p.returncode}: {p.stderr[-300:]}")
+        except subprocess.TimeoutExpired:
+            failures.append(f"{label}: still loading after 60 s")
 
 # Help prints usage with status 0.
 for args in (["help"], ["--help"], ["help", "bound"], ["run", "--help"], ["forward", "--help"], ["bound", "-h"],
