@@ -1,13 +1,11 @@
 /* safetensors reader. Every check the format allows is made before a byte of tensor data is
  * read, and each failure names the file and the tensor. */
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include "patchsweep/core.h"
 #include "patchsweep/safetensors.h"
@@ -130,14 +128,8 @@ static int validate_header(StFile *f, const cJSON *root, size_t data_size) {
 int st_open(StFile *f, const char *path) {
     memset(f, 0, sizeof *f);
     f->path = xstrdup(path);
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return ps_fail(PS_EUSER, "%s: cannot open (%s)", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        close(fd);
-        return ps_fail(PS_EUSER, "%s: cannot stat (%s)", path, strerror(errno));
-    }
-    f->size = (size_t)st.st_size;
+    int fd = open_regular_file(path, &f->size);
+    if (fd < 0) return PS_EUSER;
     if (f->size == 0) {
         close(fd);
         return ps_fail(PS_EUSER, "%s: empty file, not a safetensors file", path);

@@ -191,6 +191,8 @@ int results_open(Results *r, const char *path, int writable, const char *metric)
     snprintf(r->path, sizeof r->path, "%s", path);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     if (!file_exists(path)) return ps_fail(PS_EUSER, "%s: no such file", path);
+    /* HDF5 opens the path itself, and would wait forever on a FIFO */
+    if (!is_regular_file(path)) return ps_fail(PS_EUSER, "%s: not a regular file", path);
     if (H5Fis_hdf5(path) <= 0) return ps_fail(PS_EUSER, "%s is not a patchsweep results file (not an HDF5 file)", path);
     r->file = H5Fopen(path, writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, H5P_DEFAULT);
     if (r->file < 0)

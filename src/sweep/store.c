@@ -328,7 +328,7 @@ static int reopen_file(Store *s, const Job *job, uint64_t fingerprint, hid_t fap
     const char *advice = "choose another \"output\" in the job, or delete the file to start over";
     /* Look before opening for writing: HDF5 would otherwise write into an empty file. */
     int is_hdf5 = 0;
-    if (me == 0) H5E_BEGIN_TRY { is_hdf5 = H5Fis_hdf5(s->path) > 0; }
+    if (me == 0) H5E_BEGIN_TRY { is_hdf5 = is_regular_file(s->path) && H5Fis_hdf5(s->path) > 0; } /* a FIFO: never opened */
         H5E_END_TRY;
     MPI_Bcast(&is_hdf5, 1, MPI_INT, 0, comm);
     if (is_hdf5) H5E_BEGIN_TRY { s->file = H5Fopen(s->path, H5F_ACC_RDWR, fapl); }

@@ -13,6 +13,7 @@ bounds (the ASan build runs this too), and must leave the results file as it was
 - an output path longer than Open MPI's lockedfile component can take (over 232 characters);
 - inputs whose size made a parser quadratic: a header naming a tensor twice among 60,000, a
   checkpoint of 180,002 tensors that all load, a job listing 100,001 positions;
+- a FIFO where a file belongs (prompts file, config.json, checkpoint, results file, output);
 - help: `patchsweep help`, `run --help` and friends print usage with status 0.
 Usage: test_hostile_files.py BINARY FIXTURES SHARED"""
 import hashlib
@@ -287,6 +288,41 @@ with tempfile.TemporaryDirectory() as tmp:
                 failures.append(f"{label}: exit {p.returncode}: {p.stderr[-300:]}")
         except subprocess.TimeoutExpired:
             failures.append(f"{label}: still loading after 60 s")
+
+# A FIFO where a file belongs, that nothing writes to: refused at once (opening it for reading
+# waited for a writer forever), as a prompts file, a model's config.json or checkpoint, a results
+# file for top, or a run's output.
+def refused_at_once(args, fragment, label):
+    try:
+        problem, _ = user_error([binary] + args, fragment, timeout=30)
+    except subprocess.TimeoutExpired:
+        problem = "still waiting after 30 s"
+    if problem:
+        failures.append(f"{label}: {problem}")
+
+
+with tempfile.TemporaryDirectory() as tmp:
+    fifo = os.path.join(tmp, "fifo")
+    os.mkfifo(fifo)
+    fjob, _ = make_job(tmp, "fifo-prompts", prompts_file=fifo)
+    with open(fjob) as f:
+        job = json.load(f)
+    del job["prompts"]
+    json.dump(job, open(fjob, "w"))
+    refused_at_once(["plan", fjob], "fifo: not a regular file", "a FIFO as the prompts file")
+    tiny = os.path.join(fixtures, "models", "gpt2-tiny")
+    for name in ("config.json", "model.safetensors"):
+        folder = os.path.join(tmp, "fifo-" + name)
+        os.makedirs(folder)
+        for other in ("config.json", "model.safetensors"):
+            if other == name:
+                os.mkfifo(os.path.join(folder, other))
+            else:
+                shutil.copy(os.path.join(tiny, other), folder)
+        refused_at_once(["forward", "--model", folder, "--tokens", "1"], name + ": not a regular file", f"a FIFO as {name}")
+    refused_at_once(["top", fifo], "fifo: not a regular file", "top on a FIFO")
+    ojob, _ = make_job(tmp, "fifo-output", output=fifo)
+    refused_at_once(["run", ojob], "exists and is not an HDF5 results file", "a FIFO as the output")
 
 # Help prints usage with status 0.
 for args in (["help"], ["--help"], ["help", "bound"], ["run", "--help"], ["forward", "--help"], ["bound", "-h"],
