@@ -86,7 +86,7 @@ static hid_t make_type(int kind, unsigned code, unsigned width) {
 static void write_values(Recipe *r, hid_t d, hid_t type, size_t n, int dataset, hsize_t T) {
     H5T_class_t cls = H5Tget_class(type);
     if (cls == H5T_STRING && H5Tis_variable_str(type) > 0) {
-        char **s = calloc(n, sizeof *s), text[8];
+        char **s = calloc(n, sizeof *s), text[24];
         for (size_t i = 0; i < n; i++) snprintf(text, sizeof text, "v%zu", i), s[i] = strdup(text);
         H5Dwrite(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, s);
         for (size_t i = 0; i < n; i++) free(s[i]);
