@@ -220,7 +220,7 @@ def gen_job():
 def gen_tokenizer():
     h = "fuzz_tokenizer"
     put(h, "fixture-gpt2-tiny", read(os.path.join(FIX, "models", "gpt2-tiny", "tokenizer.json")))
-    for m in ("induction-2l", "ioi-small"):
+    for m in ("induction-2l", "ioi-small", "facts-6l"):
         put(h, "model-" + m, read(os.path.join(HERE, "..", "..", "models", m, "tokenizer.json")))
     vocab = {"w%d" % i: i for i in range(10)}
     put(h, "wordlevel", json.dumps({"model": {"type": "WordLevel", "vocab": vocab}}))
@@ -235,6 +235,12 @@ def gen_tokenizer():
     put(h, "id-string", json.dumps({"model": {"vocab": {"a": "1"}}}))
     put(h, "no-vocab", json.dumps({"model": {"type": "WordLevel"}}))
     put(h, "not-object", "[1, 2]")
+    # The tokenizer fixtures (every model, normalizer, pre-tokenizer, post-processor and decoder
+    # supported); one also with a text of its own after a NUL byte.
+    for path in sorted(glob.glob(os.path.join(FIX, "tokenizers", "*", "tokenizer.json"))):
+        put(h, "fixture-" + os.path.basename(os.path.dirname(path)), read(path))
+    text = " Hello\u00a0world!\n\t<s>2024 caf\u00e9 \u65e5\u672c \U0001f600  ".encode()
+    put(h, "fixture-byte_level-with-text", read(os.path.join(FIX, "tokenizers", "byte_level", "tokenizer.json")) + b"\0" + text)
 
 
 def gen_results():
