@@ -1,6 +1,5 @@
 /* The checked reader of a results file (results.h). */
 #include <limits.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,38 +46,12 @@ static int check_dataset(const Results *r, const char *name, H5T_class_t cls, in
     return PS_OK;
 }
 
-/* How many times its stored bytes a dataset's values may take: 1, or for a compressed one
- * (h5repack -f GZIP=9, say) 1032, the most deflate expands. */
-static hsize_t expansion(hid_t d) {
-    hid_t dcpl = H5Dget_create_plist(d);
-    int filtered = dcpl >= 0 && H5Pget_nfilters(dcpl) > 0;
-    if (dcpl >= 0) H5Pclose(dcpl);
-    return filtered ? 1032 : 1;
-}
-
-/* The number of elements of dataset d (extents dims), once we know the file stores them all.
- * patchsweep allocates every dataset whole when it creates a file (store.c), so its values take
- * that many bytes inside the file (fewer only when compressed). Checking this before reading
- * bounds what the reader allocates by the file's own size: each extent is below MAX_EXTENT, but a
- * product of three or four of them is not bounded (nor representable) otherwise, and a damaged
- * file may claim anything. */
+/* The number of elements of dataset d (extents dims), once we know the file stores them all
+ * (h5_stored_count): each extent is below MAX_EXTENT, but a product of three or four of them is
+ * not bounded (nor representable) otherwise, and a damaged file may claim anything. */
 static int stored_count(const Results *r, const char *name, hid_t d, int rank, const hsize_t *dims, size_t *count) {
-    hid_t type = H5Dget_type(d);
-    size_t width = type >= 0 ? H5Tget_size(type) : 0;
-    if (type >= 0) H5Tclose(type);
-    hsize_t stored = H5Dget_storage_size(d), file_size = 0;
-    if (H5Fget_filesize(r->file, &file_size) < 0 || stored > file_size) stored = file_size;
-    /* elements the file holds (a file below 2^54 bytes: no overflow), and elements claimed */
-    hsize_t room = width ? stored / width * expansion(d) : 0, n = 1;
-    int fits = 1;
-    for (int i = 0; i < rank && fits; i++) {
-        fits = !dims[i] || n <= room / dims[i]; /* n * dims[i] <= room, without overflow */
-        n *= fits ? dims[i] : 1;
-    }
-    if (fits && n <= SIZE_MAX / 16) {
-        *count = (size_t)n;
-        return PS_OK;
-    }
+    hsize_t stored = 0;
+    if (h5_stored_count(d, rank, dims, count, &stored)) return PS_OK;
     char extents[96] = "";
     for (int i = 0; i < rank; i++)
         snprintf(extents + strlen(extents), sizeof extents - strlen(extents), "%s%llu", i ? " x " : "",

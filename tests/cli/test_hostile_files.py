@@ -3,7 +3,7 @@ end in exit status 2 and exactly one line naming the problem, never a crash or a
 bounds (the ASan build runs this too), and must leave the results file as it was.
 
 - a results file whose fingerprint matches but whose datasets were changed: run (resume), top
-  and bound each refuse it;
+  and bound each refuse it; and one of an edited job that only gained a site (run grows it);
 - damaged files for top and bound: missing datasets, wrong shapes and types, values out of range,
   extents whose values the file does not store, attributes holding several values (the last two
   found by fuzzing, tests/fuzz/crashes/fuzz_results);
@@ -125,6 +125,27 @@ with tempfile.TemporaryDirectory() as tmp:
         with h5py.File(bad, "r+") as f:
             f.attrs.update(attrs)
         expect_refusal(["run", rjob], fragment, f"run: {label}", keep=bad)
+
+    # An edited job that only gained a site grows its file (src/sweep/extend.c reads the old
+    # file's progress and node names): damaged ones are refused, unchanged, not read past their
+    # ends or allocated for by their extents.
+    ojob, old = make_job(tmp, "grow-old", nodes=["z"], estimates=[])
+    if run(ojob).returncode != 0:
+        failures.append("the job to grow failed")
+    with h5py.File(old, "r") as f:
+        units = f["progress/unit_kind"].shape[0]
+    grow_cases = [
+        ("unit kinds 3-D", "progress/unit_kind", np.zeros((units, 2, 2), np.int32)),
+        ("unit prompts shorter", "progress/unit_prompt", np.zeros(1, np.int32)),
+        ("done flags longer", "progress/done", np.zeros(units + 9, np.uint8)),
+        ("names not stored", "nodes/name", Unstored((2**31 - 1,), "S32")),
+    ]
+    for label, name, data in grow_cases:
+        shutil.copy(old, bad)
+        rewrite(bad, name, data)
+        gjob, _ = make_job(tmp, "grow", nodes=["z", "mlp_out"], estimates=[], output=bad)
+        expect_refusal(["run", gjob], "carrying its results into the edited job's file failed", f"run, grown: {label}",
+                       keep=bad)
 
     # Damaged files for the readers.
     exact = np.zeros((P, N, S, M), np.float32)
