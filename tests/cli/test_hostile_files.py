@@ -302,9 +302,13 @@ with tempfile.TemporaryDirectory() as tmp:
             json.dump({"weight_map": {name: weights for name in shapes}},
                       open(os.path.join(folder, "model.safetensors.index.json"), "w"))
         label = f"{len(shapes)} tensors{' through an index' if sharded else ''}"
+        # Under ASan, tools/test.sh's fast_unwind_on_malloc=0 (full stacks in leak reports) makes
+        # each of the header's million allocations slow (about 50 s here); this case is about the
+        # lookups, so it takes ASan's fast unwinding (ignored without ASan).
+        env = dict(os.environ, ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":fast_unwind_on_malloc=1")
         try:
             p = subprocess.run([binary, "forward", "--model", folder, "--tokens", "1,2"], capture_output=True, text=True,
-                               timeout=60)
+                               timeout=60, env=env)
             if p.returncode != 0:
                 failures.append(f"{label}: exit {p.returncode}: {p.stderr[-300:]}")
         except subprocess.TimeoutExpired:
