@@ -39,9 +39,10 @@ static const struct {
     {"/prompts/base_tokens", K_INT, "PT"}, {"/prompts/length", K_INT, "P"},  {"/positions", K_INT, "S"},
     {"/baseline/base", K_DOUBLE, "PM"},    {"/baseline/source", K_DOUBLE, "PM"}, {"/nodes/name", K_STRING, "N"},
     {"/nodes/site", K_STRING, "N"},        {"/effects/exact", K_FLOAT, "PNSM"}, {"/effects/atp", K_FLOAT, "PNSM"},
-    {"/metrics", K_STRING, "M"},
+    {"/metrics", K_STRING, "M"},           {"/prompts/position", K_INT, "PS"}, {"/position_names", K_STRING, "S"},
 };
-enum { D_LENGTH = 1, D_POSITIONS = 2, D_METRICS = 9 }; /* the datasets whose valid values are not 0 */
+/* the datasets whose valid values are not 0 */
+enum { D_LENGTH = 1, D_POSITIONS = 2, D_METRICS = 9, D_PROMPT_POSITIONS = 10 };
 /* The root attributes, with the values patchsweep writes; format_version is the one integer. */
 static const struct {
     const char *name, *value;
@@ -82,8 +83,10 @@ static hid_t make_type(int kind, unsigned code, unsigned width) {
     }
 }
 
-/* Writes n elements of type into d: values near the valid ones, moved by the recipe. */
-static void write_values(Recipe *r, hid_t d, hid_t type, size_t n, int dataset, hsize_t T) {
+/* Writes n elements of type into d: values near the valid ones, moved by the recipe. size: the
+ * valid extents, by letter. */
+static void write_values(Recipe *r, hid_t d, hid_t type, size_t n, int dataset, const hsize_t *size) {
+    hsize_t T = size['T' - 'A'], S = size['S' - 'A'];
     H5T_class_t cls = H5Tget_class(type);
     if (cls == H5T_STRING && H5Tis_variable_str(type) > 0) {
         char **s = calloc(n, sizeof *s), text[24];
@@ -105,7 +108,11 @@ static void write_values(Recipe *r, hid_t d, hid_t type, size_t n, int dataset, 
     } else if (cls == H5T_COMPOUND || cls == H5T_INTEGER) {
         int *v = calloc(n, sizeof *v);
         for (size_t i = 0; i < n; i++) {
-            int valid = dataset == D_LENGTH ? (int)T : dataset == D_POSITIONS ? (int)(i % T) : 0; /* lengths T, positions in range */
+            /* lengths T, positions in range (column j at j % T in every prompt) */
+            int valid = dataset == D_LENGTH               ? (int)T
+                        : dataset == D_POSITIONS          ? (int)(i % T)
+                        : dataset == D_PROMPT_POSITIONS ? (int)(i % S % T)
+                                                          : 0;
             v[i] = valid + (int8_t)next(r);
         }
         H5Dwrite(d, cls == H5T_COMPOUND ? type : H5T_NATIVE_INT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v);
@@ -163,7 +170,7 @@ static void make_dataset(Recipe *r, unsigned how, hid_t file, int i, const hsize
     hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
     H5Pset_create_intermediate_group(lcpl, 1);
     hid_t d = H5Dcreate2(file, path, type, space, lcpl, dcpl, H5P_DEFAULT);
-    if (d >= 0 && !huge && n) write_values(r, d, type, n, i, size['T' - 'A']);
+    if (d >= 0 && !huge && n) write_values(r, d, type, n, i, size);
     if (d >= 0) H5Dclose(d);
     H5Pclose(lcpl), H5Pclose(dcpl), H5Sclose(space), H5Tclose(type);
 }
@@ -215,7 +222,7 @@ static void make_attribute(Recipe *r, unsigned how, hid_t file, int i) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    /* The first bytes say what to change (5 sizes, 8 attributes, 10 datasets); the rest, read in
+    /* The first bytes say what to change (5 sizes, 8 attributes, 12 datasets); the rest, read in
      * order as needed, give the details and the values. */
     enum { N_SIZE = 5, N_ATTR = sizeof attributes / sizeof attributes[0], N_DSET = sizeof datasets / sizeof datasets[0] };
     uint8_t head[N_SIZE + N_ATTR + N_DSET] = {0};
@@ -239,6 +246,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int rc = results_open(&res, path, 0, asked[head[4] / 4 % 3]);
     fuzz_outcome(rc);
     if (rc == PS_OK) {
+        int present;
+        results_check_cells(&res, "exact", &present);
         float *cells = NULL;
         if (results_read_cells(&res, "exact", &cells) == PS_OK) free(cells);
         if (results_read_cells(&res, "atp", &cells) == PS_OK) free(cells);

@@ -245,18 +245,18 @@ def gen_tokenizer():
 
 def gen_results():
     """Recipes (fuzz_results.c): 5 size bytes (P, T, N, S, M), a kind byte per attribute (8) and per
-    dataset (10), then the details and values in order; zero bytes keep everything valid."""
+    dataset (12), then the details and values in order; zero bytes keep everything valid."""
     h = "fuzz_results"
     put(h, "valid-empty", b"")
-    put(h, "valid-sizes", bytes([3, 5, 4, 3, 2]) + bytes(18) + bytes(range(1, 200)))
-    put(h, "valid-nan", bytes(23) + b"\x80\x01\xff" * 40)
-    put(h, "valid-metric-prob", bytes([0, 0, 0, 0, 6]) + bytes(18))  # 3 metrics; asks for "prob"
+    put(h, "valid-sizes", bytes([3, 5, 4, 3, 2]) + bytes(20) + bytes(range(1, 200)))
+    put(h, "valid-nan", bytes(25) + b"\x80\x01\xff" * 40)
+    put(h, "valid-metric-prob", bytes([0, 0, 0, 0, 6]) + bytes(20))  # 3 metrics; asks for "prob"
     for a in range(8):  # each attribute absent, variable-length, the other class, an array, another width, null, UTF-8
         for kind in range(1, 8):
-            put(h, "attr%d-kind%d" % (a, kind), bytes(5) + bytes(a) + bytes([kind]) + bytes(17 - a) + b"\x04abcd" * 4)
-    for d in range(10):  # each dataset absent, retyped, reranked, resized, both, a group, a dangling link
+            put(h, "attr%d-kind%d" % (a, kind), bytes(5) + bytes(a) + bytes([kind]) + bytes(19 - a) + b"\x04abcd" * 4)
+    for d in range(12):  # each dataset absent, retyped, reranked, resized, both, a group, a dangling link
         for kind in range(1, 8):
-            put(h, "ds%d-kind%d" % (d, kind), bytes(13 + d) + bytes([kind]) + bytes(9 - d) + b"\x05\x03\x02\x01\x06\x06")
+            put(h, "ds%d-kind%d" % (d, kind), bytes(13 + d) + bytes([kind]) + bytes(11 - d) + b"\x05\x03\x02\x01\x06\x06")
 
 
 def main():
