@@ -213,6 +213,8 @@ def gen_job():
     put(h, "prompts-file-many", json.dumps(dict(base, prompts_file="prompts.jsonl", corruption="resample",
                                                 metric="kl")).encode() + b"\0" +
         b"\n".join(json.dumps({"clean": [i % 60, 1, 2]}).encode() for i in range(20)))
+    put(h, "named-positions", json.dumps(dict(base, positions=["IO", -1, 0, "END"], prompts=[
+        dict(pair, positions={"IO": 1, "END": -1}), dict(pair, clean=[1, 2, 3], corrupt=[1, 5, 3], positions={"IO": 2, "END": -2})])))
     put(h, "prompts-file-text", json.dumps(dict(base, prompts_file="prompts.jsonl", corruption="mean")).encode() +
         b"\0" + json.dumps({"clean_text": "w1 w2", "answer_text": "w3", "wrong": 4}).encode())
 
