@@ -237,8 +237,16 @@ int results_check_cells(const Results *r, const char *name, int *present) {
     *present = H5Lexists(r->file, "/effects", H5P_DEFAULT) > 0 && H5Lexists(r->file, dset, H5P_DEFAULT) > 0;
     if (!*present) return PS_OK;
     hsize_t want[4] = {(hsize_t)r->P, (hsize_t)r->N, (hsize_t)r->S, (hsize_t)r->M};
-    return check_dataset(r, dset, H5T_FLOAT, 4, want, NULL,
-                         "prompts x nodes x positions x metrics: /prompts/base_tokens, /nodes/name, /positions, /metrics");
+    int rc = check_dataset(r, dset, H5T_FLOAT, 4, want, NULL,
+                           "prompts x nodes x positions x metrics: /prompts/base_tokens, /nodes/name, /positions, /metrics");
+    if (rc) return rc;
+    /* Stored, as when read whole: read prompt by prompt, values the file does not hold would come
+     * back as the fill value, effects no run computed. */
+    hid_t d = H5Dopen2(r->file, dset, H5P_DEFAULT);
+    size_t count;
+    rc = stored_count(r, dset, d, 4, want, &count);
+    H5Dclose(d);
+    return rc;
 }
 
 int results_read_prompt(const Results *r, const char *name, int p, float *out, int *present) {
