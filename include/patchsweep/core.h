@@ -40,7 +40,14 @@ double *alloc_doubles(size_t n);
  * pipe, /dev/zero) or larger than READ_FILE_MAX: PS_EUSER. */
 #define READ_FILE_MAX ((size_t)1 << 30)
 int read_text_file(const char *path, char **out, size_t *len);
+/* open(2) for reading a file that must be a regular file: the descriptor and its size, or -1
+ * with PS_EUSER recorded. Opened non-blocking, so a FIFO where a file belongs fails at once
+ * instead of waiting for a writer forever. */
+int open_regular_file(const char *path, size_t *size);
 int file_exists(const char *path);
+/* stat(2) (following links) says a regular file; never opens it, so never blocks. For paths
+ * handed to a library that opens them itself (HDF5). */
+int is_regular_file(const char *path);
 /* The size of every path buffer: PATH_MAX on Linux. */
 #define PATH_CAP 4096
 /* dir + "/" + name into out (size cap <= PATH_CAP), normalised; an absolute name is returned as

@@ -32,7 +32,7 @@ int results_open(Results *r, const char *path, int writable, const char *metric)
  * PS_OK when the file has no such dataset, PS_EUSER when it has one of another shape or type. */
 int results_read_cells(const Results *r, const char *name, float **out);
 /* Checks /effects/<name> without reading it: *present = 0 (PS_OK) when absent, PS_EUSER with one
- * line when it has another shape or type. */
+ * line when it has another shape or type, or the file does not store its values. */
 int results_check_cells(const Results *r, const char *name, int *present);
 /* Prompt p's row of /effects/<name> for the metric read ([N, S] floats into out), alone: a
  * command that goes prompt by prompt never holds every prompt's values. *present = 0 (PS_OK)

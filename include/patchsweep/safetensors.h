@@ -24,21 +24,26 @@ typedef struct {
     size_t size;
     size_t data_start;    /* 8 + N */
     int n_tensors;
-    StTensor *tensors;
+    StTensor *tensors;    /* sorted by name (st_find is a binary search) */
 } StFile;
 
 int st_open(StFile *f, const char *path);
 void st_close(StFile *f);
 const StTensor *st_find(const StFile *f, const char *name);
 
+/* A sharded set's index entry: a tensor name and the file (index into StSet.files) holding it. */
+typedef struct {
+    char *name;
+    int file;
+} StEntry;
+
 /* The tensors of one model folder: model.safetensors, or the shards named by
  * model.safetensors.index.json. */
 typedef struct {
     int n_files;
     StFile *files;
-    int n_entries;        /* sharded: tensor name -> file index */
-    char **entry_names;
-    int *entry_file;
+    int n_entries;        /* sharded: the index's entries, sorted by name */
+    StEntry *entries;
 } StSet;
 
 int st_set_open(StSet *s, const char *model_dir);

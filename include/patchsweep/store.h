@@ -69,14 +69,22 @@ void bound_file_close(BoundFile *bf);
 /* Sets a scalar attribute, replacing one of the same name. */
 void h5_set_string_attr(hid_t obj, const char *name, const char *value);
 void h5_set_number_attr(hid_t obj, const char *name, hid_t type, const void *value);
-/* The value of a scalar integer attribute, or missing when it is absent or unreadable. */
+/* The value of a scalar integer attribute, or missing when it is absent, unreadable or not one
+ * integer. */
 int h5_int_attr(hid_t obj, const char *name, int missing);
-/* The value of a fixed-length string attribute (malloc'd), or NULL. */
+/* The value of a fixed-length string attribute holding one string (malloc'd), or NULL. */
 char *h5_string_attr(hid_t obj, const char *name);
-/* A whole numeric dataset converted to type (malloc'd), its shape in dims and *rank; NULL when
- * absent or unreadable. */
-void *h5_read_all(hid_t file, const char *name, hid_t type, size_t elem, hsize_t *dims, int *rank);
-/* A 1-D dataset of fixed-length strings as NUL-terminated rows of *width bytes (malloc'd). */
-char *h5_read_strings(hid_t file, const char *name, size_t *width);
+/* Whether the file stores the values of dataset d, of extents dims: patchsweep allocates every
+ * dataset whole when it creates a file, so a damaged file's extents may claim more than it holds
+ * (their product unbounded, or not representable). *count: their number; *stored: the bytes the
+ * file holds for them (a compressed dataset may expand up to 1032 times, deflate's most). Check
+ * this before allocating by a file's extents, so memory follows the file's size. */
+int h5_stored_count(hid_t d, int rank, const hsize_t *dims, size_t *count, hsize_t *stored);
+/* A whole numeric dataset of exactly `rank` dimensions (at most 4; extents in dims), converted to
+ * type (malloc'd); NULL when absent, of another rank, not stored in full, or unreadable. */
+void *h5_read_all(hid_t file, const char *name, hid_t type, size_t elem, int rank, hsize_t *dims);
+/* A 1-D dataset of fixed-length strings (checked as h5_read_all) as *count NUL-terminated rows
+ * of *width bytes (malloc'd); NULL as h5_read_all, or when not fixed-length strings. */
+char *h5_read_strings(hid_t file, const char *name, size_t *width, size_t *count);
 
 #endif

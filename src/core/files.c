@@ -1,23 +1,42 @@
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/types.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include "patchsweep/core.h"
 
-int read_text_file(const char *path, char **out, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return ps_fail(PS_EUSER, "%s: cannot open (%s)", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return ps_fail(PS_EUSER, "%s: not a regular file", path);
+int open_regular_file(const char *path, size_t *size) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK); /* a plain open of a FIFO waits for a writer */
+    if (fd < 0) {
+        ps_fail(PS_EUSER, "%s: cannot open (%s)", path, strerror(errno));
+        return -1;
     }
-    if ((size_t)st.st_size > READ_FILE_MAX) {
-        fclose(f);
-        return ps_fail(PS_EUSER, "%s: %lld bytes, more than the %zu a text input may have", path, (long long)st.st_size,
-                       READ_FILE_MAX);
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        ps_fail(PS_EUSER, "%s: not a regular file", path);
+        return -1;
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK); /* back to plain reads */
+    if (size) *size = (size_t)st.st_size;
+    return fd;
+}
+
+int read_text_file(const char *path, char **out, size_t *len) {
+    size_t size = 0;
+    int fd = open_regular_file(path, &size);
+    if (fd < 0) return PS_EUSER;
+    if (size > READ_FILE_MAX) {
+        close(fd);
+        return ps_fail(PS_EUSER, "%s: %zu bytes, more than the %zu a text input may have", path, size, READ_FILE_MAX);
+    }
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return ps_fail(PS_EUSER, "%s: cannot open (%s)", path, strerror(errno));
     }
     size_t cap = 4096, n = 0;
     char *buf = xmalloc(cap);
@@ -46,6 +65,11 @@ int read_text_file(const char *path, char **out, size_t *len) {
 int file_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;
+}
+
+int is_regular_file(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
 int path_join(char *out, size_t cap, const char *dir, const char *name) {

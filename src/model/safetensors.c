@@ -1,13 +1,11 @@
 /* safetensors reader. Every check the format allows is made before a byte of tensor data is
  * read, and each failure names the file and the tensor. */
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include "patchsweep/core.h"
 #include "patchsweep/safetensors.h"
@@ -82,7 +80,12 @@ static int parse_entry(const char *path, const cJSON *item, size_t data_size, St
     return PS_OK;
 }
 
-static int compare_names(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+static int compare_tensors(const void *a, const void *b) {
+    return strcmp(((const StTensor *)a)->name, ((const StTensor *)b)->name);
+}
+
+/* bsearch's comparison: a name against a tensor. */
+static int compare_name_tensor(const void *name, const void *t) { return strcmp(name, ((const StTensor *)t)->name); }
 
 static int validate_header(StFile *f, const cJSON *root, size_t data_size) {
     int n = 0;
@@ -98,17 +101,13 @@ static int validate_header(StFile *f, const cJSON *root, size_t data_size) {
         f->n_tensors++;
         if (rc) return rc;
     }
-    /* No name twice: sorted, neighbours compared (n log n; a header may hold many thousands). */
-    const char **names = xmalloc(sizeof(char *) * (size_t)(n ? n : 1));
-    for (int i = 0; i < n; i++) names[i] = f->tensors[i].name;
-    qsort(names, (size_t)n, sizeof *names, compare_names);
+    /* The table is kept sorted by name: no name twice is a check of neighbours, and st_find is a
+     * binary search (a header may hold millions of entries, and a model looks up every tensor it
+     * needs: linear lookups made loading quadratic in the header's size). */
+    qsort(f->tensors, (size_t)n, sizeof(StTensor), compare_tensors);
     for (int i = 1; i < n; i++)
-        if (strcmp(names[i - 1], names[i]) == 0) {
-            int rc = ps_fail(PS_EUSER, "%s: tensor \"%s\" appears twice in the header", f->path, names[i]);
-            free(names);
-            return rc;
-        }
-    free(names);
+        if (strcmp(f->tensors[i - 1].name, f->tensors[i].name) == 0)
+            return ps_fail(PS_EUSER, "%s: tensor \"%s\" appears twice in the header", f->path, f->tensors[i].name);
     /* No two tensors may share bytes. Empty tensors own no bytes and cannot overlap. */
     StTensor **order = xmalloc(sizeof(StTensor *) * (size_t)(n ? n : 1));
     for (int i = 0; i < n; i++) order[i] = &f->tensors[i];
@@ -129,14 +128,8 @@ static int validate_header(StFile *f, const cJSON *root, size_t data_size) {
 int st_open(StFile *f, const char *path) {
     memset(f, 0, sizeof *f);
     f->path = xstrdup(path);
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return ps_fail(PS_EUSER, "%s: cannot open (%s)", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        close(fd);
-        return ps_fail(PS_EUSER, "%s: cannot stat (%s)", path, strerror(errno));
-    }
-    f->size = (size_t)st.st_size;
+    int fd = open_regular_file(path, &f->size);
+    if (fd < 0) return PS_EUSER;
     if (f->size == 0) {
         close(fd);
         return ps_fail(PS_EUSER, "%s: empty file, not a safetensors file", path);
@@ -172,12 +165,17 @@ void st_close(StFile *f) {
 }
 
 const StTensor *st_find(const StFile *f, const char *name) {
-    for (int i = 0; i < f->n_tensors; i++)
-        if (strcmp(f->tensors[i].name, name) == 0) return &f->tensors[i];
-    return NULL;
+    if (f->n_tensors == 0) return NULL;
+    return bsearch(name, f->tensors, (size_t)f->n_tensors, sizeof(StTensor), compare_name_tensor);
 }
 
 /* ---- sharded sets -------------------------------------------------------------------------- */
+
+static int compare_entries(const void *a, const void *b) {
+    return strcmp(((const StEntry *)a)->name, ((const StEntry *)b)->name);
+}
+
+static int compare_name_entry(const void *name, const void *e) { return strcmp(name, ((const StEntry *)e)->name); }
 
 static int open_index(StSet *s, const char *dir, const char *index_path) {
     cJSON *root;
@@ -189,8 +187,7 @@ static int open_index(StSet *s, const char *dir, const char *index_path) {
         return ps_fail(PS_EUSER, "%s: missing object \"weight_map\"", index_path);
     }
     int n = cJSON_GetArraySize(map);
-    s->entry_names = xcalloc((size_t)n, sizeof(char *));
-    s->entry_file = xcalloc((size_t)n, sizeof(int));
+    s->entries = xcalloc((size_t)(n ? n : 1), sizeof(StEntry));
     char **file_names = xcalloc((size_t)n, sizeof(char *));
     s->files = xcalloc((size_t)n, sizeof(StFile));
     for (const cJSON *it = map->child; it && !rc; it = it->next) {
@@ -198,6 +195,7 @@ static int open_index(StSet *s, const char *dir, const char *index_path) {
             rc = ps_fail(PS_EUSER, "%s: weight_map[\"%s\"] must be a file name", index_path, it->string);
             break;
         }
+        /* Linear in the shards, which are few: each one named must exist and is opened. */
         int f = 0;
         while (f < s->n_files && strcmp(file_names[f], it->valuestring) != 0) f++;
         if (f == s->n_files) {
@@ -211,14 +209,16 @@ static int open_index(StSet *s, const char *dir, const char *index_path) {
             if (!rc) rc = st_open(&s->files[s->n_files], path);
             s->n_files++;
         }
-        s->entry_names[s->n_entries] = xstrdup(it->string);
-        s->entry_file[s->n_entries++] = f;
+        s->entries[s->n_entries].name = xstrdup(it->string);
+        s->entries[s->n_entries++].file = f;
     }
+    /* Sorted by name for st_set_find's binary search (json_parse_file refused a name twice). */
+    qsort(s->entries, (size_t)s->n_entries, sizeof(StEntry), compare_entries);
     /* Every tensor the index names must really be in its shard. */
     for (int i = 0; i < s->n_entries && !rc; i++)
-        if (!st_find(&s->files[s->entry_file[i]], s->entry_names[i]))
+        if (!st_find(&s->files[s->entries[i].file], s->entries[i].name))
             rc = ps_fail(PS_EUSER, "%s: tensor \"%s\" is listed in the index but missing from it",
-                         s->files[s->entry_file[i]].path, s->entry_names[i]);
+                         s->files[s->entries[i].file].path, s->entries[i].name);
     free(file_names);
     cJSON_Delete(root);
     return rc;
@@ -239,21 +239,18 @@ int st_set_open(StSet *s, const char *dir) {
 
 void st_set_close(StSet *s) {
     for (int i = 0; i < s->n_files; i++) st_close(&s->files[i]);
-    for (int i = 0; i < s->n_entries; i++) free(s->entry_names[i]);
+    for (int i = 0; i < s->n_entries; i++) free(s->entries[i].name);
     free(s->files);
-    free(s->entry_names);
-    free(s->entry_file);
+    free(s->entries);
     memset(s, 0, sizeof *s);
 }
 
 const StTensor *st_set_find(const StSet *s, const char *name, const StFile **file) {
     if (s->n_entries) {
-        for (int i = 0; i < s->n_entries; i++)
-            if (strcmp(s->entry_names[i], name) == 0) {
-                *file = &s->files[s->entry_file[i]];
-                return st_find(*file, name);
-            }
-        return NULL;
+        const StEntry *e = bsearch(name, s->entries, (size_t)s->n_entries, sizeof(StEntry), compare_name_entry);
+        if (!e) return NULL;
+        *file = &s->files[e->file];
+        return st_find(*file, name);
     }
     if (s->n_files == 0) return NULL;
     *file = &s->files[0];

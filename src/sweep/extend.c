@@ -7,6 +7,7 @@
  * is refused, naming the fields that differ, because the old numbers would not be this job's.
  *
  * Serial (rank 0 alone, before the ranks open the file in parallel), like file creation. */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,17 +111,25 @@ typedef struct {
     int *rank;       /* [P, N_old] */
 } OldProgress;
 
+/* A /progress dataset of one value per unit (U of them), or NULL: the old file is input too, and
+ * each array is indexed by unit below. */
+static void *read_per_unit(hid_t f, const char *name, hid_t type, size_t elem, hsize_t U) {
+    hsize_t dims[1];
+    void *values = h5_read_all(f, name, type, elem, 1, dims);
+    if (values && dims[0] != U) free(values), values = NULL;
+    return values;
+}
+
 static int read_old_progress(hid_t f, int P, int n_old, OldProgress *o) {
-    hsize_t dims[2];
-    int rank_of;
-    int *kind = h5_read_all(f, "/progress/unit_kind", H5T_NATIVE_INT, sizeof(int), dims, &rank_of);
-    int U = kind ? (int)dims[0] : 0;
-    int *prompt = h5_read_all(f, "/progress/unit_prompt", H5T_NATIVE_INT, sizeof(int), dims, &rank_of);
-    int *node0 = h5_read_all(f, "/progress/unit_node0", H5T_NATIVE_INT, sizeof(int), dims, &rank_of);
-    int *nodes = h5_read_all(f, "/progress/unit_nodes", H5T_NATIVE_INT, sizeof(int), dims, &rank_of);
-    uint8_t *done = h5_read_all(f, "/progress/done", H5T_NATIVE_UINT8, 1, dims, &rank_of);
-    double *seconds = h5_read_all(f, "/progress/seconds", H5T_NATIVE_DOUBLE, sizeof(double), dims, &rank_of);
-    int *rank = h5_read_all(f, "/progress/rank", H5T_NATIVE_INT, sizeof(int), dims, &rank_of);
+    hsize_t dims[1];
+    int *kind = h5_read_all(f, "/progress/unit_kind", H5T_NATIVE_INT, sizeof(int), 1, dims);
+    int U = kind && dims[0] <= INT_MAX ? (int)dims[0] : 0;
+    int *prompt = read_per_unit(f, "/progress/unit_prompt", H5T_NATIVE_INT, sizeof(int), (hsize_t)U);
+    int *node0 = read_per_unit(f, "/progress/unit_node0", H5T_NATIVE_INT, sizeof(int), (hsize_t)U);
+    int *nodes = read_per_unit(f, "/progress/unit_nodes", H5T_NATIVE_INT, sizeof(int), (hsize_t)U);
+    uint8_t *done = read_per_unit(f, "/progress/done", H5T_NATIVE_UINT8, 1, (hsize_t)U);
+    double *seconds = read_per_unit(f, "/progress/seconds", H5T_NATIVE_DOUBLE, sizeof(double), (hsize_t)U);
+    int *rank = read_per_unit(f, "/progress/rank", H5T_NATIVE_INT, sizeof(int), (hsize_t)U);
     o->done = xcalloc((size_t)P * (size_t)n_old, 1);
     o->seconds = xcalloc((size_t)P * (size_t)n_old, sizeof(double));
     o->rank = xcalloc((size_t)P * (size_t)n_old, sizeof(int));
@@ -202,12 +211,15 @@ static int write_whole(hid_t file, const char *name, hid_t type, const void *val
  * and it costs a few forward passes against the exact units' one per cell. *kept counts the
  * units carried. Returns nonzero on an HDF5 failure. */
 static int carry_over(hid_t old_file, hid_t new_file, const Job *job, const Plan *plan, int *kept) {
-    size_t width, old_width;
-    char *names = h5_read_strings(new_file, "/nodes/name", &width), *old_names = h5_read_strings(old_file, "/nodes/name", &old_width);
+    size_t width, old_width, n_names, old_count;
+    char *names = h5_read_strings(new_file, "/nodes/name", &width, &n_names);
+    char *old_names = h5_read_strings(old_file, "/nodes/name", &old_width, &old_count);
     int N = plan->n_nodes, P = job->n_prompts, U = plan->n_units;
-    hid_t d = H5Dopen2(old_file, "/nodes/name", H5P_DEFAULT), space = H5Dget_space(d);
-    int n_old = (int)H5Sget_simple_extent_npoints(space);
-    H5Sclose(space), H5Dclose(d);
+    if (!names || !old_names || n_names != (size_t)N || old_count > INT_MAX) { /* a damaged old file */
+        free(names), free(old_names);
+        return 1;
+    }
+    int n_old = (int)old_count;
     int *map = map_names(names, N, old_names, n_old, width, old_width);
     OldProgress old;
     int failed = !read_old_progress(old_file, P, n_old, &old);
@@ -258,22 +270,25 @@ static int make_extended(const char *path, const char *creating, hid_t old_file,
     if (new_file >= 0) failed |= H5Fclose(new_file) < 0;
     if (!failed) return PS_OK;
     remove(creating);
-    return ps_fail(PS_EUSER, "%s: carrying its results into the edited job's file failed (a full disk?); the file is unchanged",
-                   path);
+    return ps_fail(PS_EUSER, "%s: carrying its results into the edited job's file failed (a full disk, or a damaged file?); "
+                             "the file is unchanged", path);
 }
 
 int store_extend_edited(const char *path, const Job *job, const Plan *plan, const Model *m, uint64_t fingerprint) {
     hid_t f = H5I_INVALID_HID;
-    H5E_BEGIN_TRY { f = H5Fis_hdf5(path) > 0 ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT) : H5I_INVALID_HID; }
+    /* a FIFO is never opened (HDF5 would wait for a writer) */
+    H5E_BEGIN_TRY {
+        f = is_regular_file(path) && H5Fis_hdf5(path) > 0 ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT) : H5I_INVALID_HID;
+    }
     H5E_END_TRY;
     if (f < 0) return PS_OK; /* store_open says what is wrong with it */
     char *format = h5_string_attr(f, "format"), *stored = h5_string_attr(f, "job_fingerprint");
     char want[32];
     snprintf(want, sizeof want, "%016llx", (unsigned long long)fingerprint);
     int ours = format && strcmp(format, "patchsweep") == 0 && h5_int_attr(f, "format_version", 0) == RESULTS_FORMAT_VERSION;
-    int same = stored && strcmp(stored, want) == 0;
+    int same = stored && strcmp(stored, want) == 0, damaged = !stored; /* no fingerprint: store_open says so */
     free(format), free(stored);
-    cJSON *old = ours && !same ? stored_job(f) : NULL, *new = old ? cJSON_Parse(job->canonical) : NULL;
+    cJSON *old = ours && !same && !damaged ? stored_job(f) : NULL, *new = old ? cJSON_Parse(job->canonical) : NULL;
     int rc = PS_OK, extended = 0, kept = 0, had_bound = 0;
     char creating[PATH_CAP + 16];
     char change[1024];

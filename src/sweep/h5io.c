@@ -1,4 +1,5 @@
 /* Small HDF5 helpers shared by the results file writer and the commands that read it. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include "patchsweep/core.h"
@@ -26,10 +27,21 @@ void h5_set_number_attr(hid_t obj, const char *name, hid_t type, const void *val
     H5Sclose(space);
 }
 
+/* Whether attribute a holds exactly one value of class cls. H5Aread writes every element of the
+ * attribute's dataspace, so a file that stores an array where we expect one value (a damaged or
+ * crafted file) would overflow the buffer of one: check before reading. */
+static int single_value(hid_t a, H5T_class_t cls) {
+    hid_t space = H5Aget_space(a), type = H5Aget_type(a);
+    int one = space >= 0 && H5Sget_simple_extent_npoints(space) == 1 && type >= 0 && H5Tget_class(type) == cls;
+    if (space >= 0) H5Sclose(space);
+    if (type >= 0) H5Tclose(type);
+    return one;
+}
+
 int h5_int_attr(hid_t obj, const char *name, int missing) {
     int value = missing;
     hid_t a = H5Aexists(obj, name) > 0 ? H5Aopen(obj, name, H5P_DEFAULT) : H5I_INVALID_HID;
-    if (a >= 0 && H5Aread(a, H5T_NATIVE_INT, &value) < 0) value = missing;
+    if (a >= 0 && (!single_value(a, H5T_INTEGER) || H5Aread(a, H5T_NATIVE_INT, &value) < 0)) value = missing;
     if (a >= 0) H5Aclose(a);
     return value;
 }
@@ -37,9 +49,10 @@ int h5_int_attr(hid_t obj, const char *name, int missing) {
 char *h5_string_attr(hid_t obj, const char *name) {
     if (H5Aexists(obj, name) <= 0) return NULL;
     hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    if (a < 0) return NULL;
     hid_t type = H5Aget_type(a);
     char *out = NULL;
-    if (H5Tget_class(type) == H5T_STRING && !H5Tis_variable_str(type)) {
+    if (single_value(a, H5T_STRING) && !H5Tis_variable_str(type)) {
         size_t n = H5Tget_size(type);
         out = xcalloc(n + 1, 1);
         hid_t mem = H5Tcopy(H5T_C_S1);
@@ -55,16 +68,56 @@ char *h5_string_attr(hid_t obj, const char *name) {
     return out;
 }
 
-void *h5_read_all(hid_t file, const char *name, hid_t type, size_t elem, hsize_t *dims, int *rank) {
-    hid_t d = H5Dopen2(file, name, H5P_DEFAULT);
+/* How many times its stored bytes a dataset's values may take: 1, or for a compressed one
+ * (h5repack -f GZIP=9, say) 1032, the most deflate expands. */
+static hsize_t expansion(hid_t d) {
+    hid_t dcpl = H5Dget_create_plist(d);
+    int filtered = dcpl >= 0 && H5Pget_nfilters(dcpl) > 0;
+    if (dcpl >= 0) H5Pclose(dcpl);
+    return filtered ? 1032 : 1;
+}
+
+int h5_stored_count(hid_t d, int rank, const hsize_t *dims, size_t *count, hsize_t *stored) {
+    hid_t type = H5Dget_type(d), file = H5Iget_file_id(d);
+    size_t width = type >= 0 ? H5Tget_size(type) : 0;
+    if (type >= 0) H5Tclose(type);
+    hsize_t have = H5Dget_storage_size(d), file_size = 0;
+    if (file < 0 || H5Fget_filesize(file, &file_size) < 0 || have > file_size) have = file_size;
+    if (file >= 0) H5Fclose(file);
+    *stored = have;
+    /* elements the file holds (a file below 2^54 bytes: no overflow), and elements claimed */
+    hsize_t room = width ? have / width * expansion(d) : 0, n = 1;
+    for (int i = 0; i < rank; i++) {
+        if (dims[i] && n > room / dims[i]) return 0; /* n * dims[i] > room, without overflow */
+        n *= dims[i];
+    }
+    if (n > SIZE_MAX / 16) return 0;
+    *count = (size_t)n;
+    return 1;
+}
+
+/* Dataset name, when it has exactly `rank` dimensions (at most 4; its extents into dims) and the
+ * file stores its values (h5_stored_count: *count of them); H5I_INVALID_HID otherwise. */
+static hid_t open_stored(hid_t file, const char *name, int rank, hsize_t *dims, size_t *count) {
+    hid_t d = H5Lexists(file, name, H5P_DEFAULT) > 0 ? H5Dopen2(file, name, H5P_DEFAULT) : H5I_INVALID_HID;
+    hid_t space = d >= 0 ? H5Dget_space(d) : H5I_INVALID_HID;
+    /* the rank first: H5Sget_simple_extent_dims writes as many extents as the dataset has */
+    int ok = space >= 0 && rank <= 4 && H5Sget_simple_extent_ndims(space) == rank &&
+             H5Sget_simple_extent_dims(space, dims, NULL) == rank;
+    hsize_t stored;
+    ok = ok && h5_stored_count(d, rank, dims, count, &stored);
+    if (space >= 0) H5Sclose(space);
+    if (ok) return d;
+    if (d >= 0) H5Dclose(d);
+    return H5I_INVALID_HID;
+}
+
+void *h5_read_all(hid_t file, const char *name, hid_t type, size_t elem, int rank, hsize_t *dims) {
+    size_t n = 0;
+    hid_t d = open_stored(file, name, rank, dims, &n);
     if (d < 0) return NULL;
-    hid_t space = H5Dget_space(d);
-    *rank = H5Sget_simple_extent_dims(space, dims, NULL);
-    size_t n = 1;
-    for (int i = 0; i < *rank; i++) n *= dims[i];
     void *buf = xmalloc(n * elem + 1);
     herr_t rc = H5Dread(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
-    H5Sclose(space);
     H5Dclose(d);
     if (rc < 0) {
         free(buf);
@@ -73,15 +126,23 @@ void *h5_read_all(hid_t file, const char *name, hid_t type, size_t elem, hsize_t
     return buf;
 }
 
-char *h5_read_strings(hid_t file, const char *name, size_t *width) {
-    hid_t d = H5Dopen2(file, name, H5P_DEFAULT), type = H5Dget_type(d), space = H5Dget_space(d);
-    size_t n = (size_t)H5Sget_simple_extent_npoints(space), stored = H5Tget_size(type);
-    char *raw = xmalloc(n * stored + 1), *out = xcalloc(n, stored + 1);
-    H5Dread(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw);
-    for (size_t i = 0; i < n; i++) memcpy(out + i * (stored + 1), raw + i * stored, stored);
+char *h5_read_strings(hid_t file, const char *name, size_t *width, size_t *count) {
+    hsize_t dims[1];
+    size_t n = 0;
+    hid_t d = open_stored(file, name, 1, dims, &n);
+    if (d < 0) return NULL;
+    hid_t type = H5Dget_type(d);
+    size_t stored = H5Tget_size(type);
+    int ok = H5Tget_class(type) == H5T_STRING && H5Tis_variable_str(type) == 0 && stored > 0 && stored < 4096;
+    char *raw = ok ? xmalloc(n * stored + 1) : NULL, *out = NULL;
+    if (ok && H5Dread(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw) >= 0) {
+        out = xcalloc(n ? n : 1, stored + 1);
+        for (size_t i = 0; i < n; i++) memcpy(out + i * (stored + 1), raw + i * stored, stored);
+    }
     free(raw);
-    H5Sclose(space), H5Tclose(type), H5Dclose(d);
+    H5Tclose(type), H5Dclose(d);
     *width = stored + 1;
+    *count = n;
     return out;
 }
 

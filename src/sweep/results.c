@@ -1,4 +1,5 @@
 /* The checked reader of a results file (results.h). */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,9 +7,9 @@
 #include "patchsweep/results.h"
 #include "patchsweep/store.h"
 
-/* Largest extent of any dimension we accept: far beyond any real job, small enough that the
- * products below cannot overflow. */
-#define MAX_EXTENT ((hsize_t)1 << 31)
+/* Largest extent of any dimension we accept: far beyond any real job, and it fits the int fields
+ * of Results. Products of extents are bounded by stored_count, not by this. */
+#define MAX_EXTENT ((hsize_t)INT_MAX)
 
 /* Checks that dataset name exists with this class and rank; its dimensions go to dims, and each
  * want[i] > 0 must match. */
@@ -45,6 +46,20 @@ static int check_dataset(const Results *r, const char *name, H5T_class_t cls, in
     return PS_OK;
 }
 
+/* The number of elements of dataset d (extents dims), once we know the file stores them all
+ * (h5_stored_count): each extent is below MAX_EXTENT, but a product of three or four of them is
+ * not bounded (nor representable) otherwise, and a damaged file may claim anything. */
+static int stored_count(const Results *r, const char *name, hid_t d, int rank, const hsize_t *dims, size_t *count) {
+    hsize_t stored = 0;
+    if (h5_stored_count(d, rank, dims, count, &stored)) return PS_OK;
+    char extents[96] = "";
+    for (int i = 0; i < rank; i++)
+        snprintf(extents + strlen(extents), sizeof extents - strlen(extents), "%s%llu", i ? " x " : "",
+                 (unsigned long long)dims[i]);
+    return ps_fail(PS_EUSER, "%s: %s is [%s] but the file stores %llu bytes of its values (a damaged file, or not written "
+                             "by patchsweep)", r->path, name, extents, (unsigned long long)stored);
+}
+
 /* A checked numeric dataset of the given rank and shape, read whole. */
 static int read_numbers(const Results *r, const char *name, hid_t mem_type, size_t elem, int rank, const hsize_t *want,
                         const char *want_from, void **out) {
@@ -52,9 +67,12 @@ static int read_numbers(const Results *r, const char *name, hid_t mem_type, size
     H5T_class_t cls = H5Tget_class(mem_type);
     int rc = check_dataset(r, name, cls, rank, want, dims, want_from);
     if (rc) return rc;
-    size_t n = 1;
-    for (int i = 0; i < rank; i++) n *= (size_t)dims[i];
+    size_t n = 0;
     hid_t d = H5Dopen2(r->file, name, H5P_DEFAULT);
+    if ((rc = stored_count(r, name, d, rank, dims, &n))) {
+        H5Dclose(d);
+        return rc;
+    }
     void *buf = xmalloc(n * elem + 1);
     herr_t status = H5Dread(d, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
     H5Dclose(d);
@@ -72,8 +90,12 @@ static int read_strings(const Results *r, const char *name, hsize_t n, char ***o
     int rc = check_dataset(r, name, H5T_STRING, 1, want, NULL, "/nodes/name");
     if (rc) return rc;
     hid_t d = H5Dopen2(r->file, name, H5P_DEFAULT), type = H5Dget_type(d);
-    size_t width = H5Tget_size(type);
-    char *raw = width > 0 && width < 4096 ? xmalloc((size_t)n * width + 1) : NULL;
+    size_t width = H5Tget_size(type), count = 0;
+    if ((rc = stored_count(r, name, d, 1, &n, &count))) {
+        H5Tclose(type), H5Dclose(d);
+        return rc;
+    }
+    char *raw = width > 0 && width < 4096 ? xmalloc(count * width + 1) : NULL;
     herr_t status = raw ? H5Dread(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw) : -1;
     H5Tclose(type), H5Dclose(d);
     if (status < 0) {
@@ -142,6 +164,8 @@ int results_open(Results *r, const char *path, int writable, const char *metric)
     snprintf(r->path, sizeof r->path, "%s", path);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     if (!file_exists(path)) return ps_fail(PS_EUSER, "%s: no such file", path);
+    /* HDF5 opens the path itself, and would wait forever on a FIFO */
+    if (!is_regular_file(path)) return ps_fail(PS_EUSER, "%s: not a regular file", path);
     if (H5Fis_hdf5(path) <= 0) return ps_fail(PS_EUSER, "%s is not a patchsweep results file (not an HDF5 file)", path);
     r->file = H5Fopen(path, writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, H5P_DEFAULT);
     if (r->file < 0)
@@ -151,6 +175,8 @@ int results_open(Results *r, const char *path, int writable, const char *metric)
     free(format);
     if (!ours) return ps_fail(PS_EUSER, "%s is not a patchsweep results file (an HDF5 file without its format attribute)", path);
     int version = h5_int_attr(r->file, "format_version", 0);
+    if (version == 0) /* every format had it: absent, or not one integer, is damage */
+        return ps_fail(PS_EUSER, "%s: the attribute format_version is missing or not one integer (a damaged file)", path);
     if (version != RESULTS_FORMAT_VERSION)
         return ps_fail(PS_EUSER, "%s is a results file of format %d; this patchsweep reads format %d (results with a metric "
                                  "axis): rerun its job into a new output", path, version, RESULTS_FORMAT_VERSION);
@@ -184,7 +210,8 @@ int results_open(Results *r, const char *path, int writable, const char *metric)
     char **fields[] = {&r->direction, &r->corruption, &r->model_dir, &r->model_config, &r->job_fingerprint};
     for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++) {
         *fields[i] = h5_string_attr(r->file, attrs[i]);
-        if (!*fields[i]) return ps_fail(PS_EUSER, "%s: the attribute %s is missing (a damaged file)", path, attrs[i]);
+        if (!*fields[i])
+            return ps_fail(PS_EUSER, "%s: the attribute %s is missing or not one string (a damaged file)", path, attrs[i]);
     }
     return PS_OK;
 }
@@ -210,8 +237,16 @@ int results_check_cells(const Results *r, const char *name, int *present) {
     *present = H5Lexists(r->file, "/effects", H5P_DEFAULT) > 0 && H5Lexists(r->file, dset, H5P_DEFAULT) > 0;
     if (!*present) return PS_OK;
     hsize_t want[4] = {(hsize_t)r->P, (hsize_t)r->N, (hsize_t)r->S, (hsize_t)r->M};
-    return check_dataset(r, dset, H5T_FLOAT, 4, want, NULL,
-                         "prompts x nodes x positions x metrics: /prompts/base_tokens, /nodes/name, /positions, /metrics");
+    int rc = check_dataset(r, dset, H5T_FLOAT, 4, want, NULL,
+                           "prompts x nodes x positions x metrics: /prompts/base_tokens, /nodes/name, /positions, /metrics");
+    if (rc) return rc;
+    /* Stored, as when read whole: read prompt by prompt, values the file does not hold would come
+     * back as the fill value, effects no run computed. */
+    hid_t d = H5Dopen2(r->file, dset, H5P_DEFAULT);
+    size_t count;
+    rc = stored_count(r, dset, d, 4, want, &count);
+    H5Dclose(d);
+    return rc;
 }
 
 int results_read_prompt(const Results *r, const char *name, int p, float *out, int *present) {

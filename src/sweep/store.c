@@ -328,7 +328,7 @@ static int reopen_file(Store *s, const Job *job, uint64_t fingerprint, hid_t fap
     const char *advice = "choose another \"output\" in the job, or delete the file to start over";
     /* Look before opening for writing: HDF5 would otherwise write into an empty file. */
     int is_hdf5 = 0;
-    if (me == 0) H5E_BEGIN_TRY { is_hdf5 = H5Fis_hdf5(s->path) > 0; }
+    if (me == 0) H5E_BEGIN_TRY { is_hdf5 = is_regular_file(s->path) && H5Fis_hdf5(s->path) > 0; } /* a FIFO: never opened */
         H5E_END_TRY;
     MPI_Bcast(&is_hdf5, 1, MPI_INT, 0, comm);
     if (is_hdf5) H5E_BEGIN_TRY { s->file = H5Fopen(s->path, H5F_ACC_RDWR, fapl); }
@@ -344,6 +344,9 @@ static int reopen_file(Store *s, const Job *job, uint64_t fingerprint, hid_t fap
     int rc = PS_OK;
     if (!format || strcmp(format, "patchsweep") != 0)
         rc = ps_fail(PS_EUSER, "%s exists and is not a patchsweep results file; %s", s->path, advice);
+    else if (h5_int_attr(s->file, "format_version", 0) == 0) /* every format had it */
+        rc = ps_fail(PS_EUSER, "%s: the attribute format_version is missing or not one integer (a damaged file); %s",
+                     s->path, advice);
     else if (h5_int_attr(s->file, "format_version", 0) != RESULTS_FORMAT_VERSION)
         rc = ps_fail(PS_EUSER, "%s is a results file of format %d (an older patchsweep); this one writes format %d "
                                "(results with a metric axis): %s", s->path, h5_int_attr(s->file, "format_version", 0),

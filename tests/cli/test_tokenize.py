@@ -68,6 +68,9 @@ CASES = [
     ("vocab not a number", SP, setter(["model", "vocab", "a"], "7"), 'model.vocab["a"]: must be a number'),
     ("vocab negative id", SP, setter(["model", "vocab", "a"], -4), 'model.vocab["a"]: id -4 is not an integer'),
     ("vocab huge id", SP, setter(["model", "vocab", "a"], 1e9), 'is not an integer in [0, 16777216)'),
+    # found by fuzzing (tests/fuzz/crashes/fuzz_tokenizer): ids with no int value at all
+    ("vocab id beyond int", SP, setter(["model", "vocab", "a"], 3214748386), 'id 3.21475e+09 is not an integer in [0, 16777216)'),
+    ("vocab id infinite", SP, '{"model": {"type": "WordLevel", "vocab": {"a": 1e400}}}', 'model.vocab["a"]: id inf is not an integer'),
     ("vocab id twice", SP, setter(["model", "vocab", "a"], 4), "is also given to"),
     ("merges missing", SP, setter(["model", "merges"], DELETE), "model.merges: missing array"),
     ("merge of an unknown token", SP, setter(["model", "merges", 0], ["zz", "a"]),

@@ -174,6 +174,17 @@ def main():
     h = json.loads(json.dumps(header))
     h[q]["shape"] = [9.3e18, 1]
     cases.append(case("shape_entry_huge", "below 2^53", raw_file(h, data)))
+    # Found by fuzzing (tests/fuzz/crashes/fuzz_safetensors/shape-not-representable): a shape entry
+    # that JSON reads as infinity has no integer value at all.
+    text = json.dumps(header).replace('"shape": [8, 8]', '"shape": [1e400, 8]', 1)
+    cases.append(case("shape_entry_infinite", "below 2^53", raw_file(text, data)))
+    # Found by fuzzing (tests/fuzz/crashes/fuzz_config/): sizes each within bounds whose product
+    # is not: GPT-2's 4 n_embd, and heads x head size.
+    gpt2 = {"model_type": "gpt2", "n_embd": 536870912, "n_layer": 1, "n_head": 1, "vocab_size": 1}
+    cases.append(case("config_mlp_too_wide", "an MLP of 2147483648 is more than any model has", raw_file(header, data),
+                      config=gpt2))
+    cases.append(case("config_heads_too_large", "65536 heads of size 65536 are more than any model has",
+                      raw_file(header, data), config=dict(CONFIG, num_attention_heads=65536, head_dim=65536)))
 
     with open(os.path.join(OUT, "cases.json"), "w") as f:
         json.dump(dict(cases), f, indent=2)
