@@ -17,6 +17,7 @@ static struct {
     pthread_mutex_t lock;
     pthread_cond_t start, finished;
     unsigned long generation;  /* bumped per call: a worker runs each generation once */
+    unsigned long created_at;  /* the generation when the workers were started: none runs it */
     int pending;               /* workers still running the current call */
     void (*task)(void *ctx, int index, int count);
     void *ctx;
@@ -25,8 +26,10 @@ static struct {
 
 static void *worker(void *arg) {
     int index = (int)(size_t)arg;
-    unsigned long seen = 0;
     pthread_mutex_lock(&pool.lock);
+    /* not 0: after a restart the counter has moved on, and a worker that took the old value for
+     * a new call would run a stopped pool's task (or none) and the caller would wait forever */
+    unsigned long seen = pool.created_at;
     for (;;) {
         while (pool.generation == seen) pthread_cond_wait(&pool.start, &pool.lock);
         seen = pool.generation;
@@ -46,6 +49,7 @@ int threads_start(int n) {
     threads_stop();
     if (n < 1) n = 1;
     if (n > MAX_THREADS) n = MAX_THREADS;
+    pool.created_at = pool.generation; /* no call runs until every worker is started */
     for (int i = 1; i < n; i++)
         if (pthread_create(&pool.workers[i], NULL, worker, (void *)(size_t)i) != 0) {
             pool.n = i; /* the ones started are stopped; the rank goes on with fewer */
