@@ -57,6 +57,36 @@ static int batch_limit(const ModelConfig *c, int T, double budget_bytes) {
     return limit < 1 ? 1 : limit > 4096 ? 4096 : (int)limit;
 }
 
+static int same_input(const EdgeEnd *a, const EdgeEnd *b) {
+    return a->kind == b->kind && a->layer == b->layer && a->index == b->index;
+}
+
+/* Prompt p's edge units: blocks of edges sharing a downstream input (the patched run starts at
+ * that input's layer), then one estimate unit if the job asks for edge estimates. */
+static void add_edge_units(Plan *pl, const Job *job, const ModelConfig *c, int p, int *cap) {
+    int T = job->prompts[p].T, est = 0;
+    for (int e = 0; e < N_EDGE_ESTIMATES; e++) est |= job->edge_estimates[e];
+    for (int k = 0; job->exact && k < pl->n_edges;) {
+        const EdgeEnd *v = &pl->edges[k].down;
+        int len = 0;
+        while (k + len < pl->n_edges && len < EDGE_BLOCK && same_input(&pl->edges[k + len].down, v)) len++;
+        /* a patched run recomputes every row from v's layer on (the logits: the final norm alone) */
+        double cost = 0.0;
+        for (int j = 0; j < pl->n_positions; j++)
+            if (plan_prompt_positions(pl, p)[j] < T)
+                cost += v->kind == DOWN_LOGITS ? 2.0 * c->d_model * c->vocab : patch_flops(c, T, v->layer, SITE_RESID_PRE, -1);
+        if (pl->n_units == *cap) pl->units = xrealloc(pl->units, sizeof(Unit) * (size_t)(*cap *= 2));
+        pl->units[pl->n_units++] = (Unit){UNIT_EDGE_EXACT, p, k, len, cost * len * job_samples(job)};
+        k += len;
+    }
+    if (est && pl->n_edges) {
+        if (pl->n_units == *cap) pl->units = xrealloc(pl->units, sizeof(Unit) * (size_t)(*cap *= 2));
+        /* one forward each of B and S, then per metric one backward (~ two forwards) */
+        double passes = 2.0 + job->n_metrics * 2.0;
+        pl->units[pl->n_units++] = (Unit){UNIT_EDGE_ESTIMATE, p, 0, pl->n_edges, passes * forward_flops(c, T) * job_samples(job)};
+    }
+}
+
 void plan_build(Plan *pl, const Job *job, const ModelConfig *c) {
     memset(pl, 0, sizeof *pl);
     for (int p = 0; p < job->n_prompts; p++)
@@ -96,7 +126,14 @@ void plan_build(Plan *pl, const Job *job, const ModelConfig *c) {
                                                       : fixed >= T ? JOB_NO_POSITION : fixed;
         }
 
-    /* Units: per prompt, the exact blocks in node order, then one estimate unit. */
+    if (job->edges.on) {
+        pl->n_edges = (int)edge_graph(c, &job->edges, NULL);
+        pl->edges = xmalloc(sizeof(Edge) * (size_t)(pl->n_edges ? pl->n_edges : 1));
+        edge_graph(c, &job->edges, pl->edges);
+    }
+
+    /* Units: per prompt, the exact blocks in node order, then one estimate unit, then the edges'
+     * exact blocks and their estimate unit. */
     int est = job->estimates[EST_ATP] || job->estimates[EST_ATP_QK] || job->estimates[EST_ATP_STAR];
     int cap = 16;
     pl->units = xmalloc(sizeof(Unit) * (size_t)cap);
@@ -124,6 +161,7 @@ void plan_build(Plan *pl, const Job *job, const ModelConfig *c) {
             double passes = 1.0 + job->n_metrics * (2.0 + (job->estimates[EST_ATP_STAR] ? c->n_layer : 0));
             pl->units[pl->n_units++] = (Unit){UNIT_ESTIMATE, p, 0, pl->n_nodes, passes * forward_flops(c, T) * job_samples(job)};
         }
+        add_edge_units(pl, job, c, p, &cap);
     }
     /* A batch never holds more than one unit's nodes times the noise samples; beyond that the
      * memory budget caps it. Both depend only on the job and the model, as they must (every
@@ -142,6 +180,7 @@ void plan_build(Plan *pl, const Job *job, const ModelConfig *c) {
 
 void plan_free(Plan *pl) {
     free(pl->nodes);
+    free(pl->edges);
     free(pl->positions), free(pl->prompt_positions);
     free(pl->units);
     memset(pl, 0, sizeof *pl);
@@ -151,7 +190,7 @@ void plan_stats(const Plan *pl, const Job *job, const ModelConfig *c, PlanStats 
     memset(st, 0, sizeof *st);
     for (int u = 0; u < pl->n_units; u++) {
         const Unit *unit = &pl->units[u];
-        if (unit->kind != UNIT_EXACT) continue;
+        if (unit->kind != UNIT_EXACT && unit->kind != UNIT_EDGE_EXACT) continue;
         int T = job->prompts[unit->prompt].T;
         for (int j = 0; j < pl->n_positions; j++)
             if (plan_prompt_positions(pl, unit->prompt)[j] < T) st->patches += (long long)unit->n_nodes * job_samples(job);
@@ -162,7 +201,7 @@ void plan_stats(const Plan *pl, const Job *job, const ModelConfig *c, PlanStats 
         double full = forward_flops(c, T);
         long long patches = 0;
         for (int j = 0; j < pl->n_positions; j++) patches += plan_prompt_positions(pl, p)[j] < T;
-        st->naive_flops += full * patches * (job->exact ? pl->n_nodes : 0) * job_samples(job);
+        st->naive_flops += full * patches * (job->exact ? pl->n_nodes + pl->n_edges : 0) * job_samples(job);
     }
     /* Memory: weights, the runs of one prompt (clean + source/base per sample), the mean runs,
      * and the engine scratch. */

@@ -120,6 +120,8 @@ int sweep_run(const char *job_path, MPI_Comm comm, const RunOptions *opt) {
     int rc = mpi_agree(job_parse_file(&job, job_path), comm);
     if (!rc) rc = model_load_shared(&m, &job, comm, &shared);
     if (!rc) rc = mpi_agree(job_check(&job, &m), comm);
+    if (!rc && job.edges.on) /* the edge sweep comes next (docs/edges.md, "Status") */
+        rc = ps_fail(PS_EUSER, "%s: \"edges\": the edge sweep is not implemented yet; `patchsweep plan` counts them", job.path);
     if (rc) {
         job_free(&job);
         model_free_shared(&m, &shared);
