@@ -1,0 +1,145 @@
+"""patchsweep run on every edge job (tests/fixtures/jobs/edges-*.json): /edges/exact and /edges/eap
+match the independent float64 PyTorch reference (tests/reference/edges_ref.py, fixtures written by
+gen_edges.py) edge by edge, by name; the file has the edge names, ends and shapes; the same job on
+1 and 3 ranks, and one resumed after losing units, writes the same bits.
+
+Tolerance: 5e-5 + 1e-4 |value|, as tests/cli/test_results_file.py justifies for node effects (float32
+against float64; an effect is a difference of two metrics read off logits of magnitude ~10). The
+results have a metric axis ([P, E, S, M]); the fixtures are single-metric, so [..., 0] is compared.
+Not implemented yet, so left out of each job before it runs (said in the output): eap_ig, eap_ig_act.
+Usage: test_edges.py BINARY FIXTURES SHARED"""
+import glob
+import json
+import os
+import struct
+import sys
+import tempfile
+
+import h5py
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mpi_util import compare, run  # noqa: E402
+
+binary, fixtures = sys.argv[1], os.path.abspath(sys.argv[2])
+sys.path.insert(0, os.path.join(fixtures, "..", "reference"))
+import safetensors_io as st  # noqa: E402
+
+SUPPORTED = ("exact", "eap")
+failures = []
+
+
+def check(cond, msg):
+    if not cond:
+        failures.append(msg)
+
+
+def local_job(path, tmp, suffix=""):
+    """The fixture job with its model path absolute, its output in tmp, and only the supported estimates."""
+    job = json.load(open(path))
+    name = os.path.basename(path)[:-5]
+    job["model"] = os.path.normpath(os.path.join(os.path.dirname(path), job["model"]))
+    left_out = [e for e in job.get("estimates", []) if e not in SUPPORTED]
+    job["estimates"] = [e for e in job.get("estimates", []) if e in SUPPORTED]
+    job["output"] = os.path.join(tmp, f"{name}{suffix}.h5")
+    local = os.path.join(tmp, f"{name}{suffix}.json")
+    json.dump(job, open(local, "w"))
+    return job, local, left_out
+
+
+def compare_golden(name, out):
+    golden = os.path.join(fixtures, "golden", name + ".safetensors")
+    tensors = st.read(golden)
+    with open(golden, "rb") as f:  # the edge names are in the header's __metadata__ (tests/reference/EDGES.md)
+        (n,) = struct.unpack("<Q", f.read(8))
+        names = json.loads(json.loads(f.read(n))["__metadata__"]["edges"])
+    with h5py.File(out, "r") as f:
+        got = [x.decode() for x in f["edges/name"][:]]
+        check(got == names, f"{name}: /edges/name differs from the reference's edges (order or set)")
+        ups, downs = [x.decode() for x in f["edges/upstream"][:]], [x.decode() for x in f["edges/downstream"][:]]
+        check([f"{u}->{v}" for u, v in zip(ups, downs)] == got, f"{name}: upstream/downstream do not make the names")
+        check("effects" not in f, f"{name}: an edge job without nodes has /effects")
+        check(f["progress/done"][:].all(), f"{name}: not every unit is flagged done")
+        base = f["baseline/base"][:, 0]
+        check(np.allclose(base, tensors["base"], atol=5e-5, rtol=1e-4), f"{name}: /baseline/base differs from the reference")
+        index = {n: i for i, n in enumerate(got)}
+        order = [index[n] for n in names if n in index]
+        line = []
+        for key in SUPPORTED:
+            if key not in tensors:
+                check(f"edges/{key}" not in f, f"{name}: /edges/{key} written but not asked for")
+                continue
+            arr = f[f"edges/{key}"][()]
+            P, E, S = tensors[key].shape
+            check(arr.shape == (P, E, S, 1), f"{name}: /edges/{key} has shape {arr.shape}, want {(P, E, S, 1)}")
+            if arr.shape != (P, E, S, 1) or len(order) != E:
+                continue
+            have, want = arr[..., 0][:, order, :], tensors[key]
+            check(np.array_equal(np.isnan(have), np.isnan(want)), f"{name}: /edges/{key}: NaN where the reference has none, or back")
+            ok = ~np.isnan(want)
+            diff = np.abs(have[ok] - want[ok])
+            tol = 5e-5 + 1e-4 * np.abs(want[ok])
+            worst = int(np.argmax(diff - tol)) if diff.size else 0
+            check(bool(np.all(diff <= tol)), f"{name}: /edges/{key}: |diff| {diff[worst]:.3g} > {tol[worst]:.3g}")
+            line.append(f"{key} max|diff| {diff.max():.2e} (values up to {np.abs(want[ok]).max():.3g})")
+    print(f"{name}: {len(got)} edges; " + "; ".join(line))
+
+
+def resume_after_losing_units(name, out, tmp, path):
+    """Clear the done flags (and values) of every other unit, rerun: the same bits as the whole run."""
+    job, local, _ = local_job(path, tmp, "-resumed")
+    with open(out, "rb") as a, open(job["output"], "wb") as b:
+        b.write(a.read())
+    with h5py.File(job["output"], "r+") as f:
+        done = f["progress/done"][:]
+        lost = np.arange(len(done)) % 2 == 1
+        kinds, prompts, first, count = (f[f"progress/unit_{k}"][:] for k in ("kind", "prompt", "node0", "nodes"))
+        for u in np.flatnonzero(lost):
+            if kinds[u] == 2:  # an exact edge unit: its values gone too
+                f["edges/exact"][prompts[u], first[u]:first[u] + count[u]] = np.nan
+        done[lost] = 0
+        f["progress/done"][:] = done
+        f.attrs["complete"] = 0
+    p = run(binary, 1, local)
+    check(p.returncode == 0, f"{name} resumed: exit {p.returncode}: {p.stderr[-600:]}")
+    if p.returncode == 0:
+        diffs = compare(out, job["output"])
+        failures.extend(f"{name}: resumed vs whole: {d}" for d in diffs)
+        print(f"{name}: resumed after losing {int(lost.sum())} of {len(done)} units: {'same bits' if not diffs else diffs}")
+
+
+with tempfile.TemporaryDirectory() as tmp:
+    jobs = sorted(glob.glob(os.path.join(fixtures, "jobs", "edges-*.json")))
+    check(len(jobs) >= 10, f"only {len(jobs)} edge jobs in fixtures/jobs")
+    outputs = {}
+    for path in jobs:
+        name = os.path.basename(path)[:-5]
+        job, local, left_out = local_job(path, tmp)
+        if left_out:
+            print(f"{name}: not implemented yet, left out: {', '.join(left_out)}")
+        p = run(binary, 1, local)
+        check(p.returncode == 0, f"{name}: exit {p.returncode}: {p.stderr[-600:]}")
+        if p.returncode == 0:
+            outputs[name] = job["output"]
+            compare_golden(name, job["output"])
+
+    # Rank count: the same bits on 1 and 3 ranks (units spread over ranks like node units).
+    for name in ("edges-gpt2-gaussian", "edges-llama-pair-kl"):
+        if name not in outputs:
+            continue
+        job, local, _ = local_job(os.path.join(fixtures, "jobs", name + ".json"), tmp, "-3ranks")
+        p = run(binary, 3, local, timeout=240)
+        check(p.returncode == 0, f"{name} on 3 ranks: exit {p.returncode}: {p.stderr[-600:]}")
+        if p.returncode == 0:
+            diffs = compare(outputs[name], job["output"])
+            failures.extend(f"{name}: 3 ranks vs 1: {d}" for d in diffs)
+            print(f"{name}: 3 ranks vs 1: {'same bits' if not diffs else diffs}")
+
+    if "edges-neox-pair" in outputs:
+        resume_after_losing_units("edges-neox-pair", outputs["edges-neox-pair"], tmp,
+                                  os.path.join(fixtures, "jobs", "edges-neox-pair.json"))
+
+print(f"{len(failures)} failures")
+for f in failures:
+    print("FAIL", f)
+sys.exit(1 if failures else 0)
