@@ -570,10 +570,6 @@ static int check_edge_keys(Job *job, const cJSON *root, const char *where) {
     if (job->edges.on && job->sever != N_SITES)
         return ps_fail(PS_EUSER, "%s: \"sever\" does not apply to edges (an edge patch already changes one input alone); "
                                  "remove \"sever\" or \"edges\"", where);
-    for (int e = EST_EAP_IG; e < N_EDGE_ESTIMATES; e++)
-        if (job->edge_estimates[e])
-            return ps_fail(PS_EUSER, "%s: estimates: \"%s\" is not implemented yet (docs/edges.md, \"Status\"); eap is",
-                           where, edge_estimate_name((EdgeEstimate)e));
     long steps = 5;
     int rc = json_get_int(root, "ig_steps", where, 0, 1, 1 << 16, &steps);
     job->ig_steps = (int)steps;

@@ -1,12 +1,12 @@
-"""patchsweep run on every edge job (tests/fixtures/jobs/edges-*.json): /edges/exact and /edges/eap
-match the independent float64 PyTorch reference (tests/reference/edges_ref.py, fixtures written by
+"""patchsweep run on every edge job (tests/fixtures/jobs/edges-*.json): /edges/exact, /edges/eap,
+/edges/eap_ig and /edges/eap_ig_act match the independent float64 PyTorch reference (tests/reference/edges_ref.py, fixtures written by
 gen_edges.py) edge by edge, by name; the file has the edge names, ends and shapes; the same job on
 1 and 3 ranks, and one resumed after losing units, writes the same bits.
 
 Tolerance: 5e-5 + 1e-4 |value|, as tests/cli/test_results_file.py justifies for node effects (float32
 against float64; an effect is a difference of two metrics read off logits of magnitude ~10). The
 results have a metric axis ([P, E, S, M]); the fixtures are single-metric, so [..., 0] is compared.
-Not implemented yet, so left out of each job before it runs (said in the output): eap_ig, eap_ig_act.
+An estimator missing from SUPPORTED would be left out of each job before it runs, saying so.
 Usage: test_edges.py BINARY FIXTURES SHARED"""
 import glob
 import json
@@ -25,7 +25,7 @@ binary, fixtures = sys.argv[1], os.path.abspath(sys.argv[2])
 sys.path.insert(0, os.path.join(fixtures, "..", "reference"))
 import safetensors_io as st  # noqa: E402
 
-SUPPORTED = ("exact", "eap")
+SUPPORTED = ("exact", "eap", "eap_ig", "eap_ig_act")
 failures = []
 
 
