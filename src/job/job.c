@@ -507,7 +507,7 @@ static char *canonical_json(const Job *job) {
     cJSON_AddBoolToObject(o, "exact", job->exact);
     /* Only edge jobs name these, so the node jobs of earlier versions keep their fingerprints. */
     edge_filter_json(&job->edges, o);
-    if (job->edge_estimates[EST_EAP_IG] || job->edge_estimates[EST_EAP_IG_ACT]) cJSON_AddNumberToObject(o, "ig_steps", job->ig_steps);
+    if (job->edges.on) cJSON_AddNumberToObject(o, "ig_steps", job->ig_steps); /* so an edit may add eap_ig alone */
     return json_take_text(o);
 }
 
