@@ -157,6 +157,38 @@ with tempfile.TemporaryDirectory() as tmp:
         resume_after_losing_units("edges-neox-pair", outputs["edges-neox-pair"], tmp,
                                   os.path.join(fixtures, "jobs", "edges-neox-pair.json"))
 
+
+def induction_known_answer(tmp):
+    """models/induction-2l completes <bos> A A[:7] with A[7]: an induction head of layer 1 at the last
+    position attends to position 8 (where A[7] follows A[6]'s first occurrence), whose key a
+    previous-token head of layer 0 wrote. That edge, L0.H{0 or 3} -> L1.KV*.k at position 8, must rank
+    among the top 10 of all 110 edges x 18 positions by |exact effect| (mean over 4 prompts).
+    Previous-token scores from the model's README (`patchsweep heads`): L0.H0 0.877, L0.H3 0.866."""
+    root = os.path.join(fixtures, "..", "..")
+    prompts = json.load(open(os.path.join(root, "jobs", "induction.json")))["prompts"][:4]
+    job = {"model": os.path.normpath(os.path.join(root, "models", "induction-2l")), "prompts": prompts,
+           "corruption": "pair", "direction": "denoise", "metric": "logit_diff", "positions": "each", "edges": "all",
+           "output": os.path.join(tmp, "induction-edges.h5")}
+    local = os.path.join(tmp, "induction-edges.json")
+    json.dump(job, open(local, "w"))
+    p = run(binary, 1, local)
+    check(p.returncode == 0, f"induction edges: exit {p.returncode}: {p.stderr[-600:]}")
+    if p.returncode != 0:
+        return
+    with h5py.File(job["output"], "r") as f:
+        names = [x.decode() for x in f["edges/name"][:]]
+        score = np.abs(f["edges/exact"][..., 0]).mean(axis=0)  # [E, S]
+    top = [(names[i // score.shape[1]], i % score.shape[1]) for i in np.argsort(-score, axis=None)[:10]]
+    hits = [(n, t) for n, t in top if t == 8 and n.split("->")[0] in ("L0.H0", "L0.H3") and n.endswith(".k") and "->L1." in n]
+    rank = top.index(hits[0]) + 1 if hits else None
+    check(bool(hits), f"induction: no previous-token head -> layer-1 key edge at position 8 in the top 10: {top}")
+    print(f"induction-2l: previous-token -> induction key edge {hits[0] if hits else None} ranks {rank} of "
+          f"{score.size} cells by |exact|")
+
+
+with tempfile.TemporaryDirectory() as tmp:
+    induction_known_answer(tmp)
+
 print(f"{len(failures)} failures")
 for f in failures:
     print("FAIL", f)
