@@ -18,9 +18,8 @@ const char *edge_estimate_name(EdgeEstimate e) { return edge_estimate_names[e]; 
 #define ALL_UP ((1u << N_UP_KINDS) - 1)
 #define ALL_DOWN ((1u << N_DOWN_KINDS) - 1)
 
-/* A non-empty array of distinct names from names[0..n) into a bit set. */
+/* A non-empty array of distinct names from names[0..n) into a bit set; an absent key leaves *out. */
 static int kinds(const cJSON *arr, const char *where, const char *key, const char *const *names, int n, unsigned *out) {
-    *out = ALL_UP | ALL_DOWN; /* replaced below; only for an absent key */
     if (!arr) return PS_OK;
     char list[128] = "";
     for (int i = 0; i < n; i++) snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", names[i]);
@@ -81,7 +80,6 @@ int edge_filter_parse(EdgeFilter *f, const cJSON *v, const char *where) {
     if (!rc) rc = kinds(cJSON_GetObjectItemCaseSensitive(v, "to"), where, "to", down_names, N_DOWN_KINDS, &f->to_kinds);
     if (!rc) rc = layer_range(cJSON_GetObjectItemCaseSensitive(v, "from_layers"), where, "from_layers", &f->from_first, &f->from_last);
     if (!rc) rc = layer_range(cJSON_GetObjectItemCaseSensitive(v, "to_layers"), where, "to_layers", &f->to_first, &f->to_last);
-    f->from_kinds &= ALL_UP, f->to_kinds &= ALL_DOWN;
     return rc;
 }
 

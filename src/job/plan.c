@@ -81,8 +81,13 @@ static void add_edge_units(Plan *pl, const Job *job, const ModelConfig *c, int p
     }
     if (est && pl->n_edges) {
         if (pl->n_units == *cap) pl->units = xrealloc(pl->units, sizeof(Unit) * (size_t)(*cap *= 2));
-        /* one forward each of B and S, then per metric one backward (~ two forwards) */
-        double passes = 2.0 + job->n_metrics * 2.0;
+        /* per metric one backward (~ two forwards) at B for eap; per step a forward and a backward
+         * per metric at each interpolated run: the embeddings' (eap_ig) or every component's
+         * (eap_ig_act: embed, each attention layer, each MLP) */
+        double per_run = 1.0 + 2.0 * job->n_metrics, m = job->ig_steps, passes = 0.0;
+        if (job->edge_estimates[EST_EAP]) passes += 2.0 * job->n_metrics;
+        if (job->edge_estimates[EST_EAP_IG_ACT]) passes += (1 + 2 * c->n_layer) * m * per_run;
+        else if (job->edge_estimates[EST_EAP_IG]) passes += m * per_run;
         pl->units[pl->n_units++] = (Unit){UNIT_EDGE_ESTIMATE, p, 0, pl->n_edges, passes * forward_flops(c, T) * job_samples(job)};
     }
 }
@@ -209,7 +214,8 @@ void plan_stats(const Plan *pl, const Job *job, const ModelConfig *c, PlanStats 
     size_t layer[N_LAYER_ACTS];
     layer_acts_sizes(c, 1, pl->max_T, pl->max_T, pl->max_T, 0, layer);
     size_t per_run = layer_acts_floats(layer) * c->n_layer + (size_t)pl->max_T * (c->d_model + 2);
-    int runs = 2 + job_samples(job) + (job->corruption == CORR_MEAN);
+    /* edges: the patched run of the exact sweep and the estimates' interpolated run and gradients */
+    int runs = 2 + job_samples(job) + (job->corruption == CORR_MEAN) + (pl->n_edges ? 3 : 0);
     size_t scratch[N_LAYER_ACTS];
     layer_acts_sizes(c, 1, pl->max_T, pl->max_T, pl->max_T, 1, scratch);
     size_t per_seq = layer_acts_floats(scratch);

@@ -135,6 +135,21 @@ with tempfile.TemporaryDirectory() as tmp:
             failures.extend(f"{name}: 3 ranks vs 1: {d}" for d in diffs)
             print(f"{name}: 3 ranks vs 1: {'same bits' if not diffs else diffs}")
 
+    # Several metrics: each metric's column holds the bits of that metric's run alone (the metric
+    # axis is last, [P, E, S, M]).
+    if "edges-gpt2-pair-noise-each" in outputs:
+        job, local, _ = local_job(os.path.join(fixtures, "jobs", "edges-gpt2-pair-noise-each.json"), tmp, "-metrics")
+        job["metric"] = ["kl", "logprob"]
+        json.dump(job, open(local, "w"))
+        p = run(binary, 1, local)
+        check(p.returncode == 0, f"two metrics: exit {p.returncode}: {p.stderr[-600:]}")
+        if p.returncode == 0:
+            with h5py.File(job["output"], "r") as f, h5py.File(outputs["edges-gpt2-pair-noise-each"], "r") as g:
+                same = all(f[f"edges/{k}"][..., 1].tobytes() == g[f"edges/{k}"][..., 0].tobytes()
+                           for k in ("exact", "eap", "eap_ig", "eap_ig_act"))
+                check(same and f["edges/exact"].shape[-1] == 2, "two metrics: the logprob column differs from the logprob job's bits")
+                print(f"edges-gpt2-pair-noise-each with metrics [kl, logprob]: logprob column {'the same bits' if same else 'DIFFERS'}")
+
     # An edited edge job that only gained an estimator: the file is remade and its edge units
     # computed again (not carried yet, docs/edges.md), equal to a fresh run bit for bit.
     if "edges-neox-pair" in outputs:
