@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mpi_util import compare, run  # noqa: E402
+from mpi_util import compare, run, user_error  # noqa: E402
 
 binary, fixtures = sys.argv[1], os.path.abspath(sys.argv[2])
 sys.path.insert(0, os.path.join(fixtures, "..", "reference"))
@@ -149,6 +149,11 @@ with tempfile.TemporaryDirectory() as tmp:
                            for k in ("exact", "eap", "eap_ig", "eap_ig_act"))
                 check(same and f["edges/exact"].shape[-1] == 2, "two metrics: the logprob column differs from the logprob job's bits")
                 print(f"edges-gpt2-pair-noise-each with metrics [kl, logprob]: logprob column {'the same bits' if same else 'DIFFERS'}")
+
+    # bound reads node effects: on an edge job it says so in one line (exit 2)
+    if "edges-neox-pair" in outputs:
+        problem, _ = user_error([binary, "bound", os.path.join(tmp, "edges-neox-pair.json")], "patches edges only")
+        check(problem is None, f"bound on an edge job: {problem}")
 
     # An edited edge job that only gained an estimator: the file is remade and its edge units
     # computed again (not carried yet, docs/edges.md), equal to a fresh run bit for bit.
