@@ -124,13 +124,15 @@ int edge_upstream_delta(const Model *m, const EdgeEnd *u, const RunCache *base, 
                         double *delta);
 
 typedef struct EdgeScratch EdgeScratch;
-EdgeScratch *edge_scratch_new(const Model *m, int max_T);
+/* Room for prompts of up to max_T tokens and fast-path batches of up to max_batch patches. */
+EdgeScratch *edge_scratch_new(const Model *m, int max_T, int max_batch);
 void edge_scratch_free(EdgeScratch *w);
-/* Exact effects of patching edges[0..n) of one prompt, one at a time, at each position column:
- * out[(k * n_positions + j) * n_metrics + i] = mean over noise samples of metric i (patched) -
- * metric i (base), NaN where the column is past the prompt. Every edge is patched with a forward
- * pass of the base run from its downstream input's layer (docs/edges.md, "Exact edge patching"). */
+/* Exact effects of patching edges[0..n) of one prompt (edges into one downstream input), one at
+ * a time, at each position column: out[(k * n_positions + j) * n_metrics + i] = mean over noise
+ * samples of metric i (patched) - metric i (base), NaN where the column is past the prompt
+ * (docs/edges.md, "Exact edge patching"). Fast (batched suffix) or naive (one full-length pass per
+ * patch); the same bits either way. */
 void edge_effects(EdgeScratch *w, const PromptRuns *r, const Edge *edges, int n, const int *positions, int n_positions,
-                  float *out);
+                  float *out, int naive);
 
 #endif

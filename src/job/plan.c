@@ -70,11 +70,13 @@ static void add_edge_units(Plan *pl, const Job *job, const ModelConfig *c, int p
         const EdgeEnd *v = &pl->edges[k].down;
         int len = 0;
         while (k + len < pl->n_edges && len < EDGE_BLOCK && same_input(&pl->edges[k + len].down, v)) len++;
-        /* a patched run recomputes every row from v's layer on (the logits: the final norm alone) */
+        /* a patched run recomputes the rows from the column's on, from v's layer on, as a patch of
+         * that layer's block input does (the logits: the final norm alone) */
         double cost = 0.0;
-        for (int j = 0; j < pl->n_positions; j++)
-            if (plan_prompt_positions(pl, p)[j] < T)
-                cost += v->kind == DOWN_LOGITS ? 2.0 * c->d_model * c->vocab : patch_flops(c, T, v->layer, SITE_RESID_PRE, -1);
+        for (int j = 0; j < pl->n_positions; j++) {
+            int pos = plan_prompt_positions(pl, p)[j];
+            if (pos < T) cost += v->kind == DOWN_LOGITS ? 2.0 * c->d_model * c->vocab : patch_flops(c, T, v->layer, SITE_RESID_PRE, pos);
+        }
         if (pl->n_units == *cap) pl->units = xrealloc(pl->units, sizeof(Unit) * (size_t)(*cap *= 2));
         pl->units[pl->n_units++] = (Unit){UNIT_EDGE_EXACT, p, k, len, cost * len * job_samples(job)};
         k += len;
@@ -173,7 +175,8 @@ void plan_build(Plan *pl, const Job *job, const ModelConfig *c) {
      * rank batches alike). */
     int widest = 1;
     for (int u = 0; u < pl->n_units; u++)
-        if (pl->units[u].kind == UNIT_EXACT && pl->units[u].n_nodes > widest) widest = pl->units[u].n_nodes;
+        if ((pl->units[u].kind == UNIT_EXACT || pl->units[u].kind == UNIT_EDGE_EXACT) && pl->units[u].n_nodes > widest)
+            widest = pl->units[u].n_nodes;
     int needed = widest * job_samples(job), budget = batch_limit(c, pl->max_T, ENGINE_BUDGET_BYTES);
     pl->batch_limit = needed < budget ? needed : budget;
     /* PATCHSWEEP_BATCH caps it further (checked by the command line before anything runs).

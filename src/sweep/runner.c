@@ -52,7 +52,7 @@ static double compute_exact(UnitWork *w, const PromptRuns *r, const Unit *u) {
 static double compute_edges(UnitWork *w, const PromptRuns *r, const Unit *u) {
     int S = w->plan->n_positions;
     const int *positions = plan_prompt_positions(w->plan, u->prompt);
-    edge_effects(w->edges, r, w->plan->edges + u->node0, u->n_nodes, positions, S, w->edge_values[0]);
+    edge_effects(w->edges, r, w->plan->edges + u->node0, u->n_nodes, positions, S, w->edge_values[0], w->naive);
     int valid = 0;
     for (int j = 0; j < S; j++) valid += positions[j] < r->T;
     return (double)u->n_nodes * valid * r->n_samples;
@@ -73,7 +73,7 @@ static int compute_units(const Job *job, const Model *m, const Plan *plan, const
         if (i == 0 ? job->exact : job->estimates[i - 1])
             w.values[i] = alloc_floats((size_t)plan->n_nodes * plan->n_positions * job->n_metrics + 1);
     if (plan->n_edges) {
-        w.edges = edge_scratch_new(m, plan->max_T);
+        w.edges = edge_scratch_new(m, plan->max_T, plan->batch_limit);
         for (int i = 0; i < 1 + N_EDGE_ESTIMATES; i++)
             if (i == 0 ? job->exact : job->edge_estimates[i - 1])
                 w.edge_values[i] = alloc_floats((size_t)plan->n_edges * plan->n_positions * job->n_metrics);

@@ -1,7 +1,8 @@
 """patchsweep run on every edge job (tests/fixtures/jobs/edges-*.json): /edges/exact, /edges/eap,
 /edges/eap_ig and /edges/eap_ig_act match the independent float64 PyTorch reference (tests/reference/edges_ref.py, fixtures written by
-gen_edges.py) edge by edge, by name; the file has the edge names, ends and shapes; the same job on
-1 and 3 ranks, and one resumed after losing units, writes the same bits.
+gen_edges.py) edge by edge, by name; the file has the edge names, ends and shapes; the fast path
+(batched suffix) and the naive one (--naive), small batches, 1 and 3 ranks, a resumed run and an
+edited job write the same bits; two metrics give each metric's bits; the induction known answer.
 
 Tolerance: 5e-5 + 1e-4 |value|, as tests/cli/test_results_file.py justifies for node effects (float32
 against float64; an effect is a difference of two metrics read off logits of magnitude ~10). The
@@ -12,6 +13,7 @@ import glob
 import json
 import os
 import struct
+import subprocess
 import sys
 import tempfile
 
@@ -19,7 +21,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mpi_util import compare, run, user_error  # noqa: E402
+from mpi_util import ENV, command, compare, run, user_error  # noqa: E402
 
 binary, fixtures = sys.argv[1], os.path.abspath(sys.argv[2])
 sys.path.insert(0, os.path.join(fixtures, "..", "reference"))
@@ -122,6 +124,23 @@ with tempfile.TemporaryDirectory() as tmp:
         if p.returncode == 0:
             outputs[name] = job["output"]
             compare_golden(name, job["output"])
+
+    # Fast == naive bit for bit: the batched suffix (the default) against one full-length pass per
+    # patch (--naive), on every job; and batches cut small (PATCHSWEEP_BATCH=3) on two.
+    for name in sorted(outputs):
+        path = os.path.join(fixtures, "jobs", name + ".json")
+        variants = [("naive", ["--naive"], {})]
+        if name in ("edges-gpt2-gaussian", "edges-llama-pair-prob"):
+            variants.append(("batch3", [], {"PATCHSWEEP_BATCH": "3"}))
+        for label, extra, env in variants:
+            job, local, _ = local_job(path, tmp, "-" + label)
+            p = subprocess.run(command(binary, 1, local, *extra), capture_output=True, text=True, timeout=300,
+                               env=dict(ENV, **env))
+            check(p.returncode == 0, f"{name} {label}: exit {p.returncode}: {p.stderr[-600:]}")
+            if p.returncode == 0:
+                diffs = compare(outputs[name], job["output"])
+                failures.extend(f"{name}: {label} vs fast: {d}" for d in diffs)
+                print(f"{name}: {label} vs fast: {'same bits' if not diffs else diffs}")
 
     # Rank count: the same bits on 1 and 3 ranks (units spread over ranks like node units).
     for name in ("edges-gpt2-gaussian", "edges-llama-pair-kl"):
