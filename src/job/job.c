@@ -570,6 +570,8 @@ static int check_edge_keys(Job *job, const cJSON *root, const char *where) {
     if (job->edges.on && job->sever != N_SITES)
         return ps_fail(PS_EUSER, "%s: \"sever\" does not apply to edges (an edge patch already changes one input alone); "
                                  "remove \"sever\" or \"edges\"", where);
+    if (!job->edges.on && cJSON_GetObjectItemCaseSensitive(root, "ig_steps"))
+        return ps_fail(PS_EUSER, "%s: \"ig_steps\" is for the edge estimates eap_ig and eap_ig_act; the job has no \"edges\"", where);
     long steps = 5;
     int rc = json_get_int(root, "ig_steps", where, 0, 1, 1 << 16, &steps);
     job->ig_steps = (int)steps;

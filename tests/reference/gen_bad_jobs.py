@@ -166,6 +166,7 @@ CASES = [
     ("edges_select_none", variant(nodes=None, edges={"from_layers": [5, 6], "from": ["head"]}), '"edges" selects no edge'),
     ("edges_node_estimate_without_nodes", variant(nodes=None, edges="all", estimates=["atp"]), 'node estimates (atp, atp_qk, atp_star) need "nodes"'),
     ("edges_estimate_without_edges", variant(estimates=["eap"]), 'edge estimates (eap, eap_ig, eap_ig_act) need "edges"'),
+    ("edges_ig_steps_without_edges", variant(ig_steps=3), '"ig_steps" is for the edge estimates'),
     ("edges_ig_steps_zero", variant(nodes=None, edges="all", ig_steps=0), '"ig_steps" must be an integer from 1'),
 ]
 
