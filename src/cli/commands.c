@@ -7,7 +7,7 @@ const Command commands[] = {
     {"run", cmd_run, "patchsweep run JOB.json [--naive] [--quiet]",
      "run or resume a job (under mpirun: on every rank)"},
     {"plan", cmd_plan, "patchsweep plan JOB.json", "what a job would compute: counts, FLOPs, memory, kernels"},
-    {"top", cmd_top, "patchsweep top RESULTS.h5 [-k 20] [--site SITE] [--metric METRIC]",
+    {"top", cmd_top, "patchsweep top RESULTS.h5 [-k 20] [--site SITE | --edges] [--metric METRIC]",
      "the largest effects in a results file, with each estimator's rank of them"},
     {"bound", cmd_bound,
      "patchsweep bound JOB.json [--site SITE] [--by atp_star|atp_qk|atp] [--verified K] [--subsets N] "

@@ -2,7 +2,8 @@
 /edges/eap_ig and /edges/eap_ig_act match the independent float64 PyTorch reference (tests/reference/edges_ref.py, fixtures written by
 gen_edges.py) edge by edge, by name; the file has the edge names, ends and shapes; the fast path
 (batched suffix) and the naive one (--naive), small batches, 1 and 3 ranks, a resumed run and an
-edited job write the same bits; two metrics give each metric's bits; the induction known answer.
+edited job write the same bits; two metrics give each metric's bits; the induction known answer, and
+`patchsweep top --edges` lists its top cells.
 
 Tolerance: 5e-5 + 1e-4 |value|, as tests/cli/test_results_file.py justifies for node effects (float32
 against float64; an effect is a difference of two metrics read off logits of magnitude ~10). The
@@ -223,6 +224,15 @@ def induction_known_answer(tmp):
     check(bool(hits), f"induction: no previous-token head -> layer-1 key edge at position 8 in the top 10: {top}")
     print(f"induction-2l: previous-token -> induction key edge {hits[0] if hits else None} ranks {rank} of "
           f"{score.size} cells by |exact|")
+    # patchsweep top --edges lists the same cells first; plain top says to use --edges
+    p = subprocess.run([binary, "top", "--edges", "-k", "10", job["output"]], capture_output=True, text=True, timeout=60)
+    rows = [line.split() for line in p.stdout.splitlines() if line[:4].strip().isdigit()]
+    listed = [(row[1], int(row[2])) for row in rows]
+    check(p.returncode == 0 and listed == top, f"top --edges: exit {p.returncode}, rows {listed} != {top}: {p.stderr}")
+    problem, _ = user_error([binary, "top", job["output"]], "patchsweep top --edges")
+    check(problem is None, f"top on an edge-only file: {problem}")
+    problem, _ = user_error([binary, "top", "--edges", "--site", "z", job["output"]], "--site selects nodes")
+    check(problem is None, f"top --edges --site: {problem}")
 
 
 with tempfile.TemporaryDirectory() as tmp:
