@@ -50,6 +50,13 @@ void attrib_free(Attributor *a);
 void attrib_estimates(Attributor *a, const Job *job, const Plan *plan, const PromptRuns *r, float *out[N_ESTIMATES],
                       double seconds[N_ESTIMATES]);
 
+/* Edge estimates of prompt r for every edge of the plan at every position column and metric
+ * (docs/edges.md, "Estimates"): out[e][(k*S + j)*M + i] for each edge estimator e the job asks
+ * for (out[e] NULL for the others; NaN past the prompt's end), the mean over noise samples of
+ * sum over the column's rows of (u^S - u^B) . g_v, g_v = d metric / d x_v at the base run through
+ * v's own norm and projection; eap_ig and eap_ig_act average g_v over job->ig_steps runs. */
+void edge_estimates(const Model *m, const Job *job, const Plan *plan, const PromptRuns *r, float *out[N_EDGE_ESTIMATES]);
+
 /* ---- bounding the false negatives left after verifying the top of a ranking ---------------------
  * (docs/methods.md, "Bounding what the ranking missed"). The unverified cells U are patched
  * jointly in K random subsets; I_k is the effect of subset k. For a cell n,

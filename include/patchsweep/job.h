@@ -13,11 +13,28 @@ typedef enum { DIR_DENOISE, DIR_NOISE } Direction;
 typedef enum { METRIC_LOGIT_DIFF, METRIC_LOGPROB, METRIC_PROB, METRIC_KL, N_METRICS } MetricKind;
 typedef enum { EST_ATP, EST_ATP_QK, EST_ATP_STAR, N_ESTIMATES } Estimate;
 typedef enum { POS_EACH, POS_ALL, POS_LIST } PositionMode;
+/* Edge estimators (docs/edges.md, "Estimates"). */
+typedef enum { EST_EAP, EST_EAP_IG, EST_EAP_IG_ACT, N_EDGE_ESTIMATES } EdgeEstimate;
+/* The two ends of an edge (docs/edges.md, "The graph"): what writes into the residual stream and
+ * what reads it. */
+typedef enum { UP_EMBED, UP_HEAD, UP_MLP, N_UP_KINDS } UpKind;
+typedef enum { DOWN_Q, DOWN_K, DOWN_V, DOWN_MLP_IN, DOWN_LOGITS, N_DOWN_KINDS } DownKind;
 
 const char *corruption_name(Corruption c);
 const char *direction_name(Direction d);
 const char *metric_name(MetricKind m);
 const char *estimate_name(Estimate e);
+const char *edge_estimate_name(EdgeEstimate e);
+const char *up_kind_name(UpKind k);     /* "embed", "head", "mlp": the filter's "from" names */
+const char *down_kind_name(DownKind k); /* "q", "k", "v", "mlp_in", "logits": its "to" names */
+
+/* The job's "edges" key: on = 0 when absent. A kind is kept when its bit (1 << kind) is set; a
+ * layer when first <= layer <= last (embed passes any from-layers, logits any to-layers). */
+typedef struct {
+    int on;
+    unsigned from_kinds, to_kinds;
+    int from_first, from_last, to_first, to_last;
+} EdgeFilter;
 
 typedef struct {
     int *clean, *corrupt; /* corrupt is NULL unless the corruption is "pair" */
@@ -61,7 +78,10 @@ typedef struct {
     Site sever;          /* SITE_MLP_OUT or SITE_ATTN_OUT: held at the base run at the patched positions
                           * of every layer (ROME's severed paths); N_SITES: none */
     int estimates[N_ESTIMATES]; /* which estimators to compute (1/0) */
-    int exact;           /* run the exact sweep */
+    int exact;           /* run the exact sweep (of nodes and of edges) */
+    EdgeFilter edges;    /* which edges to patch (docs/edges.md); edges.on = 0: none */
+    int edge_estimates[N_EDGE_ESTIMATES]; /* which edge estimators to compute (1/0) */
+    int ig_steps;        /* EAP-IG's steps m (default 5) */
     char *canonical;     /* the job as normalised JSON (prompts inline as token ids, defaults filled in) */
     int had_text;        /* some prompts were given as text */
     int add_bos;         /* text prompts: put the BOS token first (1/0); -1: as the tokenizer's template does */

@@ -5,6 +5,7 @@
 #define PATCHSWEEP_PATCH_H
 
 #include "patchsweep/job.h"
+#include "patchsweep/plan.h"
 #include "patchsweep/transformer.h"
 
 /* ---- metrics: read at the last position ------------------------------------------------ */
@@ -112,5 +113,26 @@ void engine_effects_naive(Engine *e, const Job *job, const PromptRuns *r, Site s
  * sample, for the job's metric number `metric`. patches[i].src is ignored: each sample patches
  * in its own source run. */
 double engine_joint_effect(Engine *e, const PromptRuns *r, Patch *patches, int n, int metric);
+
+/* ---- edges (docs/edges.md) ----------------------------------------------------------------------- */
+/* Upstream node u's output in a run, row t, into out[d] (double): embed = the block-0 input, head
+ * h of layer l = z_h W_O[h] without the output bias, an MLP = mlp_out. run NULL: zeros. */
+void edge_upstream_row(const Model *m, const EdgeEnd *u, const RunCache *run, int t, double *out);
+/* delta[t * d + i] = u^S[t] - u^B[t] for rows lo..hi (other rows untouched); returns 1 when any
+ * entry is not exactly 0 (else patching the edge there is the base run itself). */
+int edge_upstream_delta(const Model *m, const EdgeEnd *u, const RunCache *base, const RunCache *source, int lo, int hi,
+                        double *delta);
+
+typedef struct EdgeScratch EdgeScratch;
+/* Room for prompts of up to max_T tokens and fast-path batches of up to max_batch patches. */
+EdgeScratch *edge_scratch_new(const Model *m, int max_T, int max_batch);
+void edge_scratch_free(EdgeScratch *w);
+/* Exact effects of patching edges[0..n) of one prompt (edges into one downstream input), one at
+ * a time, at each position column: out[(k * n_positions + j) * n_metrics + i] = mean over noise
+ * samples of metric i (patched) - metric i (base), NaN where the column is past the prompt
+ * (docs/edges.md, "Exact edge patching"). Fast (batched suffix) or naive (one full-length pass per
+ * patch); the same bits either way. */
+void edge_effects(EdgeScratch *w, const PromptRuns *r, const Edge *edges, int n, const int *positions, int n_positions,
+                  float *out, int naive);
 
 #endif

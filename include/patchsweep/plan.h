@@ -15,10 +15,29 @@ typedef struct {
 /* "L3.resid_pre", "L3.H5.z", "L3.KV1.k", "L3.N1234" (docs/design.md, "Sites per architecture") */
 void node_name(const Node *n, char *out, size_t cap);
 
-typedef enum { UNIT_EXACT, UNIT_ESTIMATE } UnitKind;
+/* ---- the edge graph (docs/edges.md, "The graph") ---------------------------------------------- */
+typedef struct {
+    int kind;  /* UpKind or DownKind */
+    int layer; /* -1 for embed and logits */
+    int index; /* head (q), key/value head (k, v); -1 otherwise */
+} EdgeEnd;
+typedef struct {
+    EdgeEnd up, down;
+} Edge;
+/* "embed", "L3.H5", "L3.mlp" / "L5.H2.q", "L5.KV1.k", "L5.mlp_in", "logits"; and "u->v". */
+void edge_up_name(const EdgeEnd *e, char *out, size_t cap);
+void edge_down_name(const EdgeEnd *e, char *out, size_t cap);
+void edge_name(const Edge *e, char *out, size_t cap);
+/* The edges the filter keeps, in contract order (by downstream input, then upstream node), into
+ * out (NULL: only counted); returns their number. The filter may be off: then every edge. */
+long edge_graph(const ModelConfig *c, const EdgeFilter *f, Edge *out);
+
+typedef enum { UNIT_EXACT, UNIT_ESTIMATE, UNIT_EDGE_EXACT, UNIT_EDGE_ESTIMATE } UnitKind;
 
 /* Exact units: one prompt, nodes node0..node0+n_nodes-1 (one site, one layer), every position
- * column. Estimate units: one prompt, every node, every estimator the job asks for. */
+ * column. Estimate units: one prompt, every node, every estimator the job asks for. Edge units
+ * read node0/n_nodes as edges: an exact edge unit holds edges that share their downstream input
+ * (at most EDGE_BLOCK of them), the edge estimate unit every edge of the prompt. */
 typedef struct {
     UnitKind kind;
     int prompt, node0, n_nodes;
@@ -32,12 +51,16 @@ typedef struct {
     int n_positions;
     int *prompt_positions; /* [n_prompts, n_positions]: column j of prompt p's position; -1 = all at
                             * once; JOB_NO_POSITION where the prompt has none (past its end) */
+    Edge *edges;    /* the job's edges, in contract order */
+    int n_edges;
     Unit *units;    /* prompt-major: a prompt's units are contiguous */
     int n_units;
     int max_T;
     int batch_limit; /* sequences per engine batch, from the memory budget */
 } Plan;
 
+/* Edges into one downstream input are cut into blocks of this many per unit. */
+#define EDGE_BLOCK 64
 /* Neurons of one layer are cut into blocks of this many nodes per unit. */
 #define NEURON_BLOCK 64
 /* Engine scratch budget per rank. */

@@ -13,8 +13,9 @@ typedef struct {
     int P, N, S, T, M;        /* prompts, nodes, position columns, longest prompt, metrics */
     char **metrics;           /* [M] */
     int metric;               /* the metric read: results_read_cells and base/source are its values */
-    char **node_names;        /* [N] */
-    char **node_sites;        /* [N] */
+    const char *group;        /* where the cells are: "/effects" (nodes), or "/edges" (results_open_edges) */
+    char **node_names;        /* [N]: node names, or edge names ("L0.H3->L1.KV2.k") */
+    char **node_sites;        /* [N]: sites, or edges' downstream inputs */
     int *positions;           /* [S]: a position, -1 for "all positions at once", -2 per prompt */
     char **position_names;    /* [S]: "3", "-1", "all", "IO" */
     int *prompt_positions;    /* [P, S]: where column s sits in prompt p; -1 all, -2 none */
@@ -28,7 +29,10 @@ typedef struct {
  * `metric` (NULL: the file's first). PS_EUSER with one line when it is missing, unreadable, not a
  * patchsweep results file of this format, damaged, or without that metric. */
 int results_open(Results *r, const char *path, int writable, const char *metric);
-/* /effects/<name> of the metric read ([P, N, S] floats, malloc'd) into *out; *out = NULL and
+/* The same for the edges of an edge job's file (docs/edges.md), read-only: N = the edges,
+ * node_names = /edges/name, node_sites = /edges/downstream, the cells /edges/<name>. */
+int results_open_edges(Results *r, const char *path, const char *metric);
+/* <group>/<name> (/effects/<name>, or /edges/<name>) of the metric read ([P, N, S] floats, malloc'd) into *out; *out = NULL and
  * PS_OK when the file has no such dataset, PS_EUSER when it has one of another shape or type. */
 int results_read_cells(const Results *r, const char *name, float **out);
 /* Checks /effects/<name> without reading it: *present = 0 (PS_OK) when absent, PS_EUSER with one

@@ -20,7 +20,9 @@ typedef struct {
     hid_t base, source;            /* baseline/base, baseline/source */
     hid_t done, seconds, rank;     /* progress/done, progress/seconds, progress/rank */
     hid_t estimator_seconds;       /* progress/estimator_seconds [U, N_ESTIMATES] */
-    int n_prompts, n_nodes, n_positions, n_units, n_metrics;
+    hid_t edge_exact;              /* /edges/exact, or H5I_INVALID_HID */
+    hid_t edge_estimate[N_EDGE_ESTIMATES]; /* /edges/<estimator>, or H5I_INVALID_HID */
+    int n_prompts, n_nodes, n_edges, n_positions, n_units, n_metrics;
     char path[4096];
 } Store;
 
@@ -41,7 +43,8 @@ int store_extend_edited(const char *path, const Job *job, const Plan *plan, cons
 /* Reads /progress/done into done[n_units] (independent). */
 int store_read_done(Store *s, uint8_t *done);
 /* Writes one finished unit: values[0] = exact effects, values[1 + e] = estimator e (NULL where
- * not computed), each [n_nodes, n_positions, n_metrics]; the prompt's baselines ([n_metrics]);
+ * not computed), each [n_nodes, n_positions, n_metrics]; for an edge unit the same of its edges
+ * (values[1 + e] = edge estimator e) into /edges; the prompt's baselines ([n_metrics]);
  * its compute time, each estimator's time (NULL for exact units) and rank; then its done flag.
  * Independent. */
 int store_write_unit(Store *s, const Plan *plan, int unit, const float *values[1 + N_ESTIMATES], const double *base_metric,

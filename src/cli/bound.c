@@ -93,6 +93,9 @@ static int parse_options(int argc, char **argv, BoundOptions *o) {
 /* The site, from the options or the job's only choice, and the ranking estimator --by names
  * (*given = -1 without --by: bound_choose_ranker picks one from the file). */
 static int choose(const Job *job, const BoundOptions *o, Site *site, int *given) {
+    if (job->n_sites == 0) /* an edge job: bound reads /effects, which it has none of */
+        return ps_fail(PS_EUSER, "bound: the job %s patches edges only; bound works on node sites (edges: not yet, docs/edges.md)",
+                       job->path);
     if (o->site) {
         int listed = 0;
         if (site_from_name(o->site, site)) return ps_fail(PS_EUSER, "bound: --site \"%s\" is not a site", o->site);

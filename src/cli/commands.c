@@ -8,7 +8,7 @@ const Command commands[] = {
      "run or resume a job (under mpirun: on every rank)"},
     {"plan", cmd_plan, "patchsweep plan JOB.json [--cores N] [--ranks-per-node R]",
      "what a job would compute: counts, FLOPs, memory per rank and node, time on N cores (no weight is read)"},
-    {"top", cmd_top, "patchsweep top RESULTS.h5 [-k 20] [--site SITE] [--metric METRIC]",
+    {"top", cmd_top, "patchsweep top RESULTS.h5 [-k 20] [--site SITE | --edges] [--metric METRIC]",
      "the largest effects in a results file, with each estimator's rank of them"},
     {"bound", cmd_bound,
      "patchsweep bound JOB.json [--site SITE] [--by atp_star|atp_qk|atp] [--verified K] [--subsets N] "

@@ -86,7 +86,7 @@ int cmd_plan(int argc, char **argv) {
     PlanStats st;
     plan_stats(&plan, &job, &m.cfg, &st);
     int exact_units = 0;
-    for (int u = 0; u < plan.n_units; u++) exact_units += plan.units[u].kind == UNIT_EXACT;
+    for (int u = 0; u < plan.n_units; u++) exact_units += plan.units[u].kind == UNIT_EXACT || plan.units[u].kind == UNIT_EDGE_EXACT;
     char a[32], b[32], c[32];
     printf("job        %s\n", job.path);
     printf("model      %s (%s, %d layers, d_model %d, %d heads / %d kv heads, d_mlp %d, vocab %d)\n", job.model_dir,
@@ -96,6 +96,7 @@ int cmd_plan(int argc, char **argv) {
     printf("nodes      %d (", plan.n_nodes);
     for (int s = 0; s < job.n_sites; s++) printf("%s%s", s ? ", " : "", site_name(job.sites[s]));
     printf(")\n");
+    if (job.edges.on) printf("edges      %d (docs/edges.md)\n", plan.n_edges);
     printf("positions  %d (%s)\n", plan.n_positions,
            job.positions == POS_ALL ? "all at once" : job.positions == POS_EACH ? "each" : "listed");
     char metrics[64] = "";

@@ -1,6 +1,7 @@
-/* patchsweep top RESULTS.h5 [-k 20] [--site z]: the (node, position) cells with the largest
- * mean |exact effect| over prompts, with their tokens, the baselines, and each cell's rank under
- * every estimator in the file: a quick look without Python. Works on unfinished files (cells
+/* patchsweep top RESULTS.h5 [-k 20] [--site z] [--edges]: the (node, position) cells with the
+ * largest mean |exact effect| over prompts, with their tokens, the baselines, and each cell's rank
+ * under every estimator in the file: a quick look without Python. --edges: the (edge, position)
+ * cells of an edge job, ranked under eap, eap_ig, eap_ig_act. Works on unfinished files (cells
  * not computed yet are NaN and skipped). Read, aggregate, rank, print: one function each. */
 #include <math.h>
 #include <stdio.h>
@@ -13,15 +14,18 @@
 #include "patchsweep/results.h"
 #include "patchsweep/store.h"
 
-static const char *const estimator_names[N_ESTIMATES] = {"atp", "atp_qk", "atp_star"};
+static const char *const node_estimators[N_ESTIMATES] = {"atp", "atp_qk", "atp_star"};
+static const char *const edge_estimators[N_ESTIMATES] = {"eap", "eap_ig", "eap_ig_act"};
+_Static_assert((int)N_EDGE_ESTIMATES == (int)N_ESTIMATES, "one estimator column per edge estimator");
+static const char *const *estimator_names = node_estimators; /* edge_estimators with --edges */
 
 typedef struct {
     const char *path, *site, *metric;
-    int k;
+    int k, edges;
 } TopOptions;
 
 static int parse_options(int argc, char **argv, TopOptions *o) {
-    *o = (TopOptions){NULL, NULL, NULL, 20};
+    *o = (TopOptions){NULL, NULL, NULL, 20, 0};
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-k") == 0 && i + 1 < argc) {
             char *end;
@@ -32,6 +36,8 @@ static int parse_options(int argc, char **argv, TopOptions *o) {
             Site s;
             o->site = argv[++i];
             if (site_from_name(o->site, &s)) return ps_fail(PS_EUSER, "top: --site \"%s\" is not a site", o->site);
+        } else if (strcmp(argv[i], "--edges") == 0) {
+            o->edges = 1;
         } else if (strcmp(argv[i], "--metric") == 0 && i + 1 < argc) {
             o->metric = argv[++i];
         } else if (argv[i][0] != '-' && !o->path) {
@@ -40,6 +46,7 @@ static int parse_options(int argc, char **argv, TopOptions *o) {
             return ps_fail(PS_EUSER, "top: unexpected argument \"%s\"; %s", argv[i], command_usage("top"));
         }
     }
+    if (o->edges && o->site) return ps_fail(PS_EUSER, "top: --site selects nodes; with --edges every edge is ranked");
     return o->path ? PS_OK : ps_fail(PS_EUSER, "top: %s", command_usage("top"));
 }
 
@@ -159,6 +166,9 @@ static double mean_finite(const double *x, int n, int *count) {
     return *count ? sum / *count : NAN;
 }
 
+/* Edge names are longer than node names ("L10.H11->L11.KV7.k"). */
+static int name_width(const Results *r) { return strcmp(r->group, "/edges") == 0 ? 24 : 14; }
+
 /* Rows of the table: the best cells with want_all = whether they must be present in every prompt. */
 static void print_rows(const Results *r, const CellTable *t, const Tokenizer *tok, const int *order, int k, int want_all) {
     size_t cells = (size_t)r->N * r->S;
@@ -171,8 +181,8 @@ static void print_rows(const Results *r, const CellTable *t, const Tokenizer *to
         previous = c;
         char token[64];
         token_label(r, tok, c % r->S, token, sizeof token);
-        printf("%4d  %-14s %4s  %-14s %7d %12.4g %12.4g", rank, r->node_names[c / r->S], r->position_names[c % r->S], token,
-               t->prompts[c], t->mean[c], t->mean_abs[c]);
+        printf("%4d  %-*s %4s  %-14s %7d %12.4g %12.4g", rank, name_width(r), r->node_names[c / r->S], r->position_names[c % r->S],
+               token, t->prompts[c], t->mean[c], t->mean_abs[c]);
         for (int e = 0; e < N_ESTIMATES; e++)
             if (t->estimator_rank[e]) printf(" %9d", t->estimator_rank[e][c]);
         printf("\n");
@@ -183,7 +193,8 @@ static void print_table(const Results *r, const CellTable *t, const TopOptions *
     size_t cells = (size_t)r->N * r->S;
     int with_base, with_source;
     double base = mean_finite(r->base, r->P, &with_base), source = mean_finite(r->source, r->P, &with_source);
-    printf("%s: %d prompts x %d nodes x %d positions; corruption %s, direction %s, metric %s\n", r->path, r->P, r->N,
+    const char *what = name_width(r) == 24 ? "edge" : "node";
+    printf("%s: %d prompts x %d %ss x %d positions; corruption %s, direction %s, metric %s\n", r->path, r->P, r->N, what,
            r->S, r->corruption, r->direction, r->metrics[r->metric]);
     if (with_base < r->P)
         printf("a partial file: %d of %d prompts have results so far (rerun the job to finish it)\n", with_base, r->P);
@@ -192,9 +203,10 @@ static void print_table(const Results *r, const CellTable *t, const TopOptions *
     else printf(", no source run (%s corruption)\n", r->corruption);
     int partial_cells = 0;
     for (size_t c = 0; c < cells; c++) partial_cells += !isnan(t->mean_abs[c]) && t->prompts[c] < r->P;
-    printf("top %d%s%s (node, position) cells by mean |exact effect| over the prompts that have them%s\n", o->k,
-           o->site ? " " : "", o->site ? o->site : "", partial_cells ? ", present in every prompt" : "");
-    printf("%4s  %-14s %4s  %-14s %7s %12s %12s", "rank", "node", "pos", "token", "prompts", "mean effect", "mean |effect|");
+    printf("top %d%s%s (%s, position) cells by mean |exact effect| over the prompts that have them%s\n", o->k,
+           o->site ? " " : "", o->site ? o->site : "", what, partial_cells ? ", present in every prompt" : "");
+    printf("%4s  %-*s %4s  %-14s %7s %12s %12s", "rank", name_width(r), what, "pos", "token", "prompts", "mean effect",
+           "mean |effect|");
     int any_estimator = 0;
     for (int e = 0; e < N_ESTIMATES; e++)
         if (t->estimator_rank[e]) printf(" %9s", estimator_names[e]), any_estimator = 1;
@@ -221,7 +233,8 @@ int cmd_top(int argc, char **argv) {
     float *exact = NULL;
     int rc = parse_options(argc, argv, &o);
     if (rc) return report_error(rc);
-    rc = results_open(&r, o.path, 0, o.metric);
+    estimator_names = o.edges ? edge_estimators : node_estimators;
+    rc = o.edges ? results_open_edges(&r, o.path, o.metric) : results_open(&r, o.path, 0, o.metric);
     if (!rc) rc = results_read_cells(&r, "exact", &exact);
     if (!rc && !exact) rc = ps_fail(PS_EUSER, "%s: holds no exact effects (a job with \"exact\": false)", o.path);
     if (!rc && o.site) { /* a site the file lacks is a mistake, not an empty table */

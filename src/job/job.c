@@ -6,6 +6,8 @@
 #include <string.h>
 #include "patchsweep/core.h"
 #include "patchsweep/job.h"
+#include "patchsweep/plan.h"
+#include "edge_filter.h"
 
 static const char *const corruption_names[] = {"pair", "gaussian", "mean", "zero", "resample"};
 static const char *const direction_names[] = {"denoise", "noise"};
@@ -331,12 +333,16 @@ static int parse_positions(Job *job, const cJSON *pos, const char *where) {
 static int parse_estimates(Job *job, const cJSON *est, const char *where) {
     if (!est) return PS_OK;
     if (!cJSON_IsArray(est)) return ps_fail(PS_EUSER, "%s: \"estimates\" must be an array", where);
+    const char *all[N_ESTIMATES + N_EDGE_ESTIMATES]; /* node estimators, then edge estimators */
+    for (int i = 0; i < N_ESTIMATES; i++) all[i] = estimate_names[i];
+    for (int i = 0; i < N_EDGE_ESTIMATES; i++) all[N_ESTIMATES + i] = edge_estimate_name((EdgeEstimate)i);
     for (const cJSON *it = est->child; it; it = it->next) {
-        int i = cJSON_IsString(it) ? lookup_name(estimate_names, N_ESTIMATES, it->valuestring) : -1;
+        int i = cJSON_IsString(it) ? lookup_name(all, N_ESTIMATES + N_EDGE_ESTIMATES, it->valuestring) : -1;
         if (i < 0)
             return ps_fail(PS_EUSER, "%s: estimates: \"%s\" is not known (expected one of: %s)", where,
-                           cJSON_IsString(it) ? it->valuestring : "?", name_list(estimate_names, N_ESTIMATES));
-        job->estimates[i] = 1;
+                           cJSON_IsString(it) ? it->valuestring : "?", name_list(all, N_ESTIMATES + N_EDGE_ESTIMATES));
+        if (i < N_ESTIMATES) job->estimates[i] = 1;
+        else job->edge_estimates[i - N_ESTIMATES] = 1;
     }
     return PS_OK;
 }
@@ -496,7 +502,12 @@ static char *canonical_json(const Job *job) {
     cJSON *est = cJSON_AddArrayToObject(o, "estimates");
     for (int e = 0; e < N_ESTIMATES; e++)
         if (job->estimates[e]) cJSON_AddItemToArray(est, cJSON_CreateString(estimate_names[e]));
+    for (int e = 0; e < N_EDGE_ESTIMATES; e++)
+        if (job->edge_estimates[e]) cJSON_AddItemToArray(est, cJSON_CreateString(edge_estimate_name((EdgeEstimate)e)));
     cJSON_AddBoolToObject(o, "exact", job->exact);
+    /* Only edge jobs name these, so the node jobs of earlier versions keep their fingerprints. */
+    edge_filter_json(&job->edges, o);
+    if (job->edges.on) cJSON_AddNumberToObject(o, "ig_steps", job->ig_steps); /* so an edit may add eap_ig alone */
     return json_take_text(o);
 }
 
@@ -547,10 +558,30 @@ static int parse_sever(Job *job, const cJSON *v, const char *where) {
     return PS_OK;
 }
 
+/* What an edge job may combine with (docs/edges.md, "Job keys"): node estimators need nodes, edge
+ * estimators need edges, severed paths are a node experiment, and "ig_steps" is EAP-IG's. */
+static int check_edge_keys(Job *job, const cJSON *root, const char *where) {
+    int node_estimates = job->estimates[EST_ATP] || job->estimates[EST_ATP_QK] || job->estimates[EST_ATP_STAR];
+    int edge_estimates = job->edge_estimates[EST_EAP] || job->edge_estimates[EST_EAP_IG] || job->edge_estimates[EST_EAP_IG_ACT];
+    if (node_estimates && job->n_sites == 0)
+        return ps_fail(PS_EUSER, "%s: node estimates (atp, atp_qk, atp_star) need \"nodes\"; an edge job's are eap, eap_ig, eap_ig_act", where);
+    if (edge_estimates && !job->edges.on)
+        return ps_fail(PS_EUSER, "%s: edge estimates (eap, eap_ig, eap_ig_act) need \"edges\"", where);
+    if (job->edges.on && job->sever != N_SITES)
+        return ps_fail(PS_EUSER, "%s: \"sever\" does not apply to edges (an edge patch already changes one input alone); "
+                                 "remove \"sever\" or \"edges\"", where);
+    if (!job->edges.on && cJSON_GetObjectItemCaseSensitive(root, "ig_steps"))
+        return ps_fail(PS_EUSER, "%s: \"ig_steps\" is for the edge estimates eap_ig and eap_ig_act; the job has no \"edges\"", where);
+    long steps = 5;
+    int rc = json_get_int(root, "ig_steps", where, 0, 1, 1 << 16, &steps);
+    job->ig_steps = (int)steps;
+    return rc;
+}
+
 static int parse_root(Job *job, const cJSON *root, const char *where, const char *dir) {
     static const char *const keys[] = {"model", "prompts", "prompts_file", "corruption", "direction", "metric", "nodes",
                                        "positions", "window", "sever", "estimates", "exact", "output", "description",
-                                       "add_bos"};
+                                       "add_bos", "edges", "ig_steps"};
     if (!cJSON_IsObject(root)) return ps_fail(PS_EUSER, "%s: a job must be a JSON object", where);
     int rc = check_keys(root, where, keys, (int)(sizeof keys / sizeof keys[0]));
     const char *model = NULL, *output = NULL, *description = NULL;
@@ -608,14 +639,19 @@ static int parse_root(Job *job, const cJSON *root, const char *where, const char
     }
     job->direction = (Direction)direction;
     if ((rc = parse_metrics(job, cJSON_GetObjectItemCaseSensitive(root, "metric"), where))) return rc;
-    if ((rc = parse_nodes(job, cJSON_GetObjectItemCaseSensitive(root, "nodes"), where))) return rc;
+    if ((rc = edge_filter_parse(&job->edges, cJSON_GetObjectItemCaseSensitive(root, "edges"), where))) return rc;
+    const cJSON *nodes = cJSON_GetObjectItemCaseSensitive(root, "nodes");
+    if ((nodes || !job->edges.on) && (rc = parse_nodes(job, nodes, where))) return rc; /* an edge job may have none */
     if ((rc = parse_positions(job, cJSON_GetObjectItemCaseSensitive(root, "positions"), where))) return rc;
     if ((rc = parse_window(job, cJSON_GetObjectItemCaseSensitive(root, "window"), where))) return rc;
     if ((rc = parse_estimates(job, cJSON_GetObjectItemCaseSensitive(root, "estimates"), where))) return rc;
     if ((rc = parse_sever(job, cJSON_GetObjectItemCaseSensitive(root, "sever"), where))) return rc;
     job->exact = 1;
     if ((rc = json_get_bool(root, "exact", where, 0, &job->exact))) return rc;
-    if (!job->exact && !job->estimates[EST_ATP] && !job->estimates[EST_ATP_QK] && !job->estimates[EST_ATP_STAR])
+    if ((rc = check_edge_keys(job, root, where))) return rc;
+    int any_estimate = job->estimates[EST_ATP] || job->estimates[EST_ATP_QK] || job->estimates[EST_ATP_STAR];
+    for (int e = 0; e < N_EDGE_ESTIMATES; e++) any_estimate |= job->edge_estimates[e];
+    if (!job->exact && !any_estimate)
         return ps_fail(PS_EUSER, "%s: \"exact\" is false and no \"estimates\" are asked for: nothing to compute", where);
     job->add_bos = -1; /* the tokenizer's own habit */
     if (cJSON_GetObjectItemCaseSensitive(root, "add_bos") && (rc = json_get_bool(root, "add_bos", where, 0, &job->add_bos)))
@@ -886,6 +922,8 @@ int job_check(Job *job, const Model *m) {
             return ps_fail(PS_EUSER, "%s: prompts[%d]: answer/wrong token outside the vocabulary [0, %d)", where, i,
                            cfg->vocab);
     }
+    if (job->edges.on && edge_graph(cfg, &job->edges, NULL) == 0)
+        return ps_fail(PS_EUSER, "%s: \"edges\" selects no edge of this model (%d layers)", where, cfg->n_layer);
     if (job->window > cfg->n_layer)
         return ps_fail(PS_EUSER, "%s: window %d is larger than the model's %d layers", where, job->window, cfg->n_layer);
     add_warnings(job, m);

@@ -57,6 +57,43 @@ static int batch_limit(const ModelConfig *c, int T, double budget_bytes) {
     return limit < 1 ? 1 : limit > 4096 ? 4096 : (int)limit;
 }
 
+static int same_input(const EdgeEnd *a, const EdgeEnd *b) {
+    return a->kind == b->kind && a->layer == b->layer && a->index == b->index;
+}
+
+/* Prompt p's edge units: blocks of edges sharing a downstream input (the patched run starts at
+ * that input's layer), then one estimate unit if the job asks for edge estimates. */
+static void add_edge_units(Plan *pl, const Job *job, const ModelConfig *c, int p, int *cap) {
+    int T = job->prompts[p].T, est = 0;
+    for (int e = 0; e < N_EDGE_ESTIMATES; e++) est |= job->edge_estimates[e];
+    for (int k = 0; job->exact && k < pl->n_edges;) {
+        const EdgeEnd *v = &pl->edges[k].down;
+        int len = 0;
+        while (k + len < pl->n_edges && len < EDGE_BLOCK && same_input(&pl->edges[k + len].down, v)) len++;
+        /* a patched run recomputes the rows from the column's on, from v's layer on, as a patch of
+         * that layer's block input does (the logits: the final norm alone) */
+        double cost = 0.0;
+        for (int j = 0; j < pl->n_positions; j++) {
+            int pos = plan_prompt_positions(pl, p)[j];
+            if (pos < T) cost += v->kind == DOWN_LOGITS ? 2.0 * c->d_model * c->vocab : patch_flops(c, T, v->layer, SITE_RESID_PRE, pos);
+        }
+        if (pl->n_units == *cap) pl->units = xrealloc(pl->units, sizeof(Unit) * (size_t)(*cap *= 2));
+        pl->units[pl->n_units++] = (Unit){UNIT_EDGE_EXACT, p, k, len, cost * len * job_samples(job)};
+        k += len;
+    }
+    if (est && pl->n_edges) {
+        if (pl->n_units == *cap) pl->units = xrealloc(pl->units, sizeof(Unit) * (size_t)(*cap *= 2));
+        /* per metric one backward (~ two forwards) at B for eap; per step a forward and a backward
+         * per metric at each interpolated run: the embeddings' (eap_ig) or every component's
+         * (eap_ig_act: embed, each attention layer, each MLP) */
+        double per_run = 1.0 + 2.0 * job->n_metrics, m = job->ig_steps, passes = 0.0;
+        if (job->edge_estimates[EST_EAP]) passes += 2.0 * job->n_metrics;
+        if (job->edge_estimates[EST_EAP_IG_ACT]) passes += (1 + 2 * c->n_layer) * m * per_run;
+        else if (job->edge_estimates[EST_EAP_IG]) passes += m * per_run;
+        pl->units[pl->n_units++] = (Unit){UNIT_EDGE_ESTIMATE, p, 0, pl->n_edges, passes * forward_flops(c, T) * job_samples(job)};
+    }
+}
+
 void plan_build(Plan *pl, const Job *job, const ModelConfig *c) {
     memset(pl, 0, sizeof *pl);
     for (int p = 0; p < job->n_prompts; p++)
@@ -96,7 +133,14 @@ void plan_build(Plan *pl, const Job *job, const ModelConfig *c) {
                                                       : fixed >= T ? JOB_NO_POSITION : fixed;
         }
 
-    /* Units: per prompt, the exact blocks in node order, then one estimate unit. */
+    if (job->edges.on) {
+        pl->n_edges = (int)edge_graph(c, &job->edges, NULL);
+        pl->edges = xmalloc(sizeof(Edge) * (size_t)(pl->n_edges ? pl->n_edges : 1));
+        edge_graph(c, &job->edges, pl->edges);
+    }
+
+    /* Units: per prompt, the exact blocks in node order, then one estimate unit, then the edges'
+     * exact blocks and their estimate unit. */
     int est = job->estimates[EST_ATP] || job->estimates[EST_ATP_QK] || job->estimates[EST_ATP_STAR];
     int cap = 16;
     pl->units = xmalloc(sizeof(Unit) * (size_t)cap);
@@ -124,13 +168,15 @@ void plan_build(Plan *pl, const Job *job, const ModelConfig *c) {
             double passes = 1.0 + job->n_metrics * (2.0 + (job->estimates[EST_ATP_STAR] ? c->n_layer : 0));
             pl->units[pl->n_units++] = (Unit){UNIT_ESTIMATE, p, 0, pl->n_nodes, passes * forward_flops(c, T) * job_samples(job)};
         }
+        add_edge_units(pl, job, c, p, &cap);
     }
     /* A batch never holds more than one unit's nodes times the noise samples; beyond that the
      * memory budget caps it. Both depend only on the job and the model, as they must (every
      * rank batches alike). */
     int widest = 1;
     for (int u = 0; u < pl->n_units; u++)
-        if (pl->units[u].kind == UNIT_EXACT && pl->units[u].n_nodes > widest) widest = pl->units[u].n_nodes;
+        if ((pl->units[u].kind == UNIT_EXACT || pl->units[u].kind == UNIT_EDGE_EXACT) && pl->units[u].n_nodes > widest)
+            widest = pl->units[u].n_nodes;
     int needed = widest * job_samples(job), budget = batch_limit(c, pl->max_T, ENGINE_BUDGET_BYTES);
     pl->batch_limit = needed < budget ? needed : budget;
     /* PATCHSWEEP_BATCH caps it further (checked by the command line before anything runs).
@@ -142,6 +188,7 @@ void plan_build(Plan *pl, const Job *job, const ModelConfig *c) {
 
 void plan_free(Plan *pl) {
     free(pl->nodes);
+    free(pl->edges);
     free(pl->positions), free(pl->prompt_positions);
     free(pl->units);
     memset(pl, 0, sizeof *pl);
@@ -151,7 +198,7 @@ void plan_stats(const Plan *pl, const Job *job, const ModelConfig *c, PlanStats 
     memset(st, 0, sizeof *st);
     for (int u = 0; u < pl->n_units; u++) {
         const Unit *unit = &pl->units[u];
-        if (unit->kind != UNIT_EXACT) continue;
+        if (unit->kind != UNIT_EXACT && unit->kind != UNIT_EDGE_EXACT) continue;
         int T = job->prompts[unit->prompt].T;
         for (int j = 0; j < pl->n_positions; j++)
             if (plan_prompt_positions(pl, unit->prompt)[j] < T) st->patches += (long long)unit->n_nodes * job_samples(job);
@@ -162,7 +209,7 @@ void plan_stats(const Plan *pl, const Job *job, const ModelConfig *c, PlanStats 
         double full = forward_flops(c, T);
         long long patches = 0;
         for (int j = 0; j < pl->n_positions; j++) patches += plan_prompt_positions(pl, p)[j] < T;
-        st->naive_flops += full * patches * (job->exact ? pl->n_nodes : 0) * job_samples(job);
+        st->naive_flops += full * patches * (job->exact ? pl->n_nodes + pl->n_edges : 0) * job_samples(job);
     }
     /* Memory: weights, the runs of one prompt (clean + source/base per sample), the mean runs,
      * and the engine scratch. */
@@ -170,7 +217,8 @@ void plan_stats(const Plan *pl, const Job *job, const ModelConfig *c, PlanStats 
     size_t layer[N_LAYER_ACTS];
     layer_acts_sizes(c, 1, pl->max_T, pl->max_T, pl->max_T, 0, layer);
     size_t per_run = layer_acts_floats(layer) * c->n_layer + (size_t)pl->max_T * (c->d_model + 2);
-    int runs = 2 + job_samples(job) + (job->corruption == CORR_MEAN);
+    /* edges: the patched run of the exact sweep and the estimates' interpolated run and gradients */
+    int runs = 2 + job_samples(job) + (job->corruption == CORR_MEAN) + (pl->n_edges ? 3 : 0);
     size_t scratch[N_LAYER_ACTS];
     layer_acts_sizes(c, 1, pl->max_T, pl->max_T, pl->max_T, 1, scratch);
     size_t per_seq = layer_acts_floats(scratch);

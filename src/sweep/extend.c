@@ -135,7 +135,9 @@ static int read_old_progress(hid_t f, int P, int n_old, OldProgress *o) {
     o->rank = xcalloc((size_t)P * (size_t)n_old, sizeof(int));
     int ok = kind && prompt && node0 && nodes && done && seconds && rank;
     for (int u = 0; ok && u < U; u++) {
-        ok = prompt[u] >= 0 && prompt[u] < P && node0[u] >= 0 && nodes[u] > 0 && node0[u] <= n_old - nodes[u];
+        ok = prompt[u] >= 0 && prompt[u] < P;
+        if (ok && (kind[u] == UNIT_EDGE_EXACT || kind[u] == UNIT_EDGE_ESTIMATE)) continue; /* edges are computed again */
+        ok = ok && node0[u] >= 0 && nodes[u] > 0 && node0[u] <= n_old - nodes[u];
         if (!ok || !done[u] || kind[u] != UNIT_EXACT) continue;
         for (int n = node0[u]; n < node0[u] + nodes[u]; n++) {
             size_t cell = (size_t)prompt[u] * (size_t)n_old + (size_t)n;

@@ -158,9 +158,11 @@ static int read_metrics(Results *r, const char *metric) {
     return ps_fail(PS_EUSER, "%s holds no metric \"%s\" (it has: %s)", r->path, metric, have);
 }
 
-int results_open(Results *r, const char *path, int writable, const char *metric) {
+static int open_cells(Results *r, const char *path, int writable, const char *metric, int edges) {
     memset(r, 0, sizeof *r);
     r->file = -1;
+    r->group = edges ? "/edges" : "/effects";
+    const char *names = edges ? "/edges/name" : "/nodes/name", *sites = edges ? "/edges/downstream" : "/nodes/site";
     snprintf(r->path, sizeof r->path, "%s", path);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     if (!file_exists(path)) return ps_fail(PS_EUSER, "%s: no such file", path);
@@ -184,11 +186,14 @@ int results_open(Results *r, const char *path, int writable, const char *metric)
     hsize_t pt[2] = {0}, s1[1] = {0}, n1[1] = {0};
     int rc = check_dataset(r, "/prompts/base_tokens", H5T_INTEGER, 2, NULL, pt, NULL);
     if (!rc) rc = check_dataset(r, "/positions", H5T_INTEGER, 1, NULL, s1, NULL);
-    if (!rc) rc = check_dataset(r, "/nodes/name", H5T_STRING, 1, NULL, n1, NULL);
+    if (!edges && !rc && H5Lexists(r->file, "/edges", H5P_DEFAULT) > 0 && H5Lexists(r->file, "/effects", H5P_DEFAULT) <= 0)
+        return ps_fail(PS_EUSER, "%s holds edges only (an edge job without nodes): read its edges (patchsweep top --edges)", path);
+    if (!rc) rc = check_dataset(r, names, H5T_STRING, 1, NULL, n1, NULL);
     if (rc) return rc;
     r->P = (int)pt[0], r->T = (int)pt[1], r->S = (int)s1[0], r->N = (int)n1[0];
     if (r->P < 1 || r->T < 1 || r->S < 1 || r->N < 1)
-        return ps_fail(PS_EUSER, "%s: empty (%d prompts, %d tokens, %d positions, %d nodes)", path, r->P, r->T, r->S, r->N);
+        return ps_fail(PS_EUSER, "%s: empty (%d prompts, %d tokens, %d positions, %d %s)", path, r->P, r->T, r->S, r->N,
+                       edges ? "edges" : "nodes");
     if ((rc = read_metrics(r, metric))) return rc;
     hsize_t p1[1] = {pt[0]}, pm[2] = {pt[0], (hsize_t)r->M};
     const char *prompts = "the prompts of /prompts/base_tokens and /metrics";
@@ -202,8 +207,8 @@ int results_open(Results *r, const char *path, int writable, const char *metric)
     if (!rc) rc = read_numbers(r, "/baseline/base", H5T_NATIVE_DOUBLE, sizeof(double), 2, pm, prompts, (void **)&r->base);
     if (!rc) rc = read_numbers(r, "/baseline/source", H5T_NATIVE_DOUBLE, sizeof(double), 2, pm, prompts, (void **)&r->source);
     if (!rc) keep_column(r->base, (size_t)r->P, r->M, r->metric), keep_column(r->source, (size_t)r->P, r->M, r->metric);
-    if (!rc) rc = read_strings(r, "/nodes/name", n1[0], &r->node_names);
-    if (!rc) rc = read_strings(r, "/nodes/site", n1[0], &r->node_sites);
+    if (!rc) rc = read_strings(r, names, n1[0], &r->node_names);
+    if (!rc) rc = read_strings(r, sites, n1[0], &r->node_sites);
     if (!rc) rc = check_values(r);
     if (rc) return rc;
     const char *attrs[] = {"direction", "corruption", "model_dir", "model_config", "job_fingerprint"};
@@ -216,11 +221,17 @@ int results_open(Results *r, const char *path, int writable, const char *metric)
     return PS_OK;
 }
 
+int results_open(Results *r, const char *path, int writable, const char *metric) {
+    return open_cells(r, path, writable, metric, 0);
+}
+
+int results_open_edges(Results *r, const char *path, const char *metric) { return open_cells(r, path, 0, metric, 1); }
+
 int results_read_cells(const Results *r, const char *name, float **out) {
     char dset[64];
-    snprintf(dset, sizeof dset, "/effects/%s", name);
+    snprintf(dset, sizeof dset, "%s/%s", r->group, name);
     *out = NULL;
-    if (H5Lexists(r->file, "/effects", H5P_DEFAULT) <= 0 || H5Lexists(r->file, dset, H5P_DEFAULT) <= 0) return PS_OK;
+    if (H5Lexists(r->file, r->group, H5P_DEFAULT) <= 0 || H5Lexists(r->file, dset, H5P_DEFAULT) <= 0) return PS_OK;
     hsize_t want[4] = {(hsize_t)r->P, (hsize_t)r->N, (hsize_t)r->S, (hsize_t)r->M};
     int rc = read_numbers(r, dset, H5T_NATIVE_FLOAT, sizeof(float), 4, want,
                           "prompts x nodes x positions x metrics: /prompts/base_tokens, /nodes/name, /positions, /metrics",
@@ -233,8 +244,8 @@ int results_read_cells(const Results *r, const char *name, float **out) {
 
 int results_check_cells(const Results *r, const char *name, int *present) {
     char dset[64];
-    snprintf(dset, sizeof dset, "/effects/%s", name);
-    *present = H5Lexists(r->file, "/effects", H5P_DEFAULT) > 0 && H5Lexists(r->file, dset, H5P_DEFAULT) > 0;
+    snprintf(dset, sizeof dset, "%s/%s", r->group, name);
+    *present = H5Lexists(r->file, r->group, H5P_DEFAULT) > 0 && H5Lexists(r->file, dset, H5P_DEFAULT) > 0;
     if (!*present) return PS_OK;
     hsize_t want[4] = {(hsize_t)r->P, (hsize_t)r->N, (hsize_t)r->S, (hsize_t)r->M};
     int rc = check_dataset(r, dset, H5T_FLOAT, 4, want, NULL,
@@ -253,7 +264,7 @@ int results_read_prompt(const Results *r, const char *name, int p, float *out, i
     int rc = results_check_cells(r, name, present);
     if (rc || !*present) return rc;
     char dset[64];
-    snprintf(dset, sizeof dset, "/effects/%s", name);
+    snprintf(dset, sizeof dset, "%s/%s", r->group, name);
     /* the slab [p, :, :, metric] into [N * S] */
     hsize_t start[4] = {(hsize_t)p, 0, 0, (hsize_t)r->metric}, count[4] = {1, (hsize_t)r->N, (hsize_t)r->S, 1};
     hsize_t cells = (hsize_t)r->N * (hsize_t)r->S;

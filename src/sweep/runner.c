@@ -30,6 +30,8 @@ typedef struct {
     Attributor *attrib;
     int naive;
     float *values[1 + N_ESTIMATES]; /* exact, then each estimator, [N, S, M] */
+    EdgeScratch *edges;
+    float *edge_values[1 + N_EDGE_ESTIMATES]; /* the same for edges, [E, S, M] */
 } UnitWork;
 
 /* Computes one exact unit into w->values; returns the number of patched runs. */
@@ -46,6 +48,16 @@ static double compute_exact(UnitWork *w, const PromptRuns *r, const Unit *u) {
     return (double)u->n_nodes * valid * r->n_samples;
 }
 
+/* Computes one exact edge unit into w->edge_values[0]; returns the number of patched runs. */
+static double compute_edges(UnitWork *w, const PromptRuns *r, const Unit *u) {
+    int S = w->plan->n_positions;
+    const int *positions = plan_prompt_positions(w->plan, u->prompt);
+    edge_effects(w->edges, r, w->plan->edges + u->node0, u->n_nodes, positions, S, w->edge_values[0], w->naive);
+    int valid = 0;
+    for (int j = 0; j < S; j++) valid += positions[j] < r->T;
+    return (double)u->n_nodes * valid * r->n_samples;
+}
+
 /* Takes units until there are none, writes each, then marks the file complete. */
 static int compute_units(const Job *job, const Model *m, const Plan *plan, const JobRuns *jr, Store *store,
                          const uint8_t *done, MPI_Comm comm, const RunOptions *opt) {
@@ -56,10 +68,16 @@ static int compute_units(const Job *job, const Model *m, const Plan *plan, const
     progress_init(&progress, plan, done, opt->quiet);
     Scheduler *sched = sched_new(plan, done, comm, rank == 0 ? &progress : NULL);
     UnitWork w = {job, m, plan, engine_new(m, plan->max_T, plan->batch_limit), attrib_new(m, plan->max_T),
-                  opt->naive, {NULL}};
+                  opt->naive, {NULL}, NULL, {NULL}};
     for (int i = 0; i < 1 + N_ESTIMATES; i++)
         if (i == 0 ? job->exact : job->estimates[i - 1])
-            w.values[i] = alloc_floats((size_t)plan->n_nodes * plan->n_positions * job->n_metrics);
+            w.values[i] = alloc_floats((size_t)plan->n_nodes * plan->n_positions * job->n_metrics + 1);
+    if (plan->n_edges) {
+        w.edges = edge_scratch_new(m, plan->max_T, plan->batch_limit);
+        for (int i = 0; i < 1 + N_EDGE_ESTIMATES; i++)
+            if (i == 0 ? job->exact : job->edge_estimates[i - 1])
+                w.edge_values[i] = alloc_floats((size_t)plan->n_edges * plan->n_positions * job->n_metrics);
+    }
     engine_set_poll(w.engine, poll_scheduler, sched);
 
     double seconds_runs = 0.0;
@@ -79,6 +97,12 @@ static int compute_units(const Job *job, const Model *m, const Plan *plan, const
         if (unit->kind == UNIT_EXACT) {
             patches = compute_exact(&w, &runs, unit);
             values[0] = w.values[0];
+        } else if (unit->kind == UNIT_EDGE_EXACT) {
+            patches = compute_edges(&w, &runs, unit);
+            values[0] = w.edge_values[0];
+        } else if (unit->kind == UNIT_EDGE_ESTIMATE) {
+            edge_estimates(m, job, plan, &runs, w.edge_values + 1);
+            for (int e = 0; e < N_EDGE_ESTIMATES; e++) values[1 + e] = w.edge_values[1 + e];
         } else {
             float *est[N_ESTIMATES] = {w.values[1], w.values[2], w.values[3]};
             attrib_estimates(w.attrib, job, plan, &runs, est, est_seconds);
@@ -87,7 +111,7 @@ static int compute_units(const Job *job, const Model *m, const Plan *plan, const
         double spent = now_seconds() - t0, base[N_METRICS], source[N_METRICS];
         sample_means(runs.base_metric, runs.n_samples, job->n_metrics, base);
         sample_means(runs.source_metric, runs.n_samples, job->n_metrics, source);
-        rc = store_write_unit(store, plan, u, values, base, source, spent, unit->kind == UNIT_EXACT ? NULL : est_seconds,
+        rc = store_write_unit(store, plan, u, values, base, source, spent, unit->kind == UNIT_ESTIMATE ? est_seconds : NULL,
                               rank);
         if (rc) { /* the file cannot take more here: stop every rank, keeping what is written */
             sched_fail(sched);
@@ -104,6 +128,8 @@ static int compute_units(const Job *job, const Model *m, const Plan *plan, const
     if (!rc) rc = mpi_agree(store_finish(store, 1, size, runs_total), comm);
     if (rank == 0 && !opt->quiet) progress_end(&progress);
     for (int i = 0; i < 1 + N_ESTIMATES; i++) free(w.values[i]);
+    for (int i = 0; i < 1 + N_EDGE_ESTIMATES; i++) free(w.edge_values[i]);
+    edge_scratch_free(w.edges);
     engine_free(w.engine);
     attrib_free(w.attrib);
     return rc;
@@ -138,11 +164,13 @@ int sweep_run(const char *job_path, MPI_Comm comm, const RunOptions *opt) {
     if (!rc) {
         int already = 0;
         for (int u = 0; u < plan.n_units; u++) already += done[u];
+        char edges_note[48] = "";
+        if (plan.n_edges) snprintf(edges_note, sizeof edges_note, " + %d edges", plan.n_edges);
         for (int i = 0; rank == 0 && !opt->quiet && i < job.n_warnings; i++)
             fprintf(stderr, "patchsweep: warning: %s\n", job.warnings[i]);
         if (rank == 0 && !opt->quiet)
-            fprintf(stderr, "patchsweep: %s: %d prompts x %d nodes x %d positions, %d units%s, %d ranks -> %s\n",
-                    job.path, job.n_prompts, plan.n_nodes, plan.n_positions, plan.n_units,
+            fprintf(stderr, "patchsweep: %s: %d prompts x %d nodes%s x %d positions, %d units%s, %d ranks -> %s\n",
+                    job.path, job.n_prompts, plan.n_nodes, edges_note, plan.n_positions, plan.n_units,
                     resumed ? (already == plan.n_units ? " (all done already)" : " (resuming)") : "", size, job.output);
         rc = compute_units(&job, &m, &plan, &jr, &store, done, comm, opt);
         if (rank == 0 && !opt->quiet && !rc) fprintf(stderr, "patchsweep: wrote %s\n", job.output);

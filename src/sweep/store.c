@@ -31,6 +31,9 @@ static int write_failed(const char *path, const char *what) {
 }
 
 static const char *const dataset_names[] = {"/effects/atp", "/effects/atp_qk", "/effects/atp_star"};
+static const char *const edge_dataset_names[N_EDGE_ESTIMATES] = {"/edges/eap", "/edges/eap_ig", "/edges/eap_ig_act"};
+/* store_write_unit's values[1 + e] is node estimator e or edge estimator e, by the unit's kind. */
+_Static_assert((int)N_EDGE_ESTIMATES <= (int)N_ESTIMATES, "an edge unit's estimates fit the values array");
 
 static hid_t create_dataset(hid_t file, const char *name, hid_t type, int rank, const hsize_t *dims, const void *fill) {
     hid_t space = H5Screate_simple(rank, dims, NULL);
@@ -140,6 +143,28 @@ static int write_nodes(hid_t file, const Plan *plan) {
     return failed;
 }
 
+/* /edges/name ("u->v"), /edges/upstream, /edges/downstream, in contract order (docs/edges.md). */
+static int write_edges(hid_t file, const Plan *plan) {
+    int E = plan->n_edges;
+    enum { NAME = 48 };
+    char *names = xcalloc((size_t)E, NAME), *up = xcalloc((size_t)E, NAME), *down = xcalloc((size_t)E, NAME);
+    for (int i = 0; i < E; i++) {
+        const Edge *e = &plan->edges[i];
+        edge_name(e, names + (size_t)i * NAME, NAME);
+        edge_up_name(&e->up, up + (size_t)i * NAME, NAME);
+        edge_down_name(&e->down, down + (size_t)i * NAME, NAME);
+    }
+    hid_t str = H5Tcopy(H5T_C_S1);
+    H5Tset_size(str, NAME);
+    hsize_t dims[1] = {(hsize_t)E};
+    int failed = write_small(file, "/edges/name", str, 1, dims, names);
+    failed |= write_small(file, "/edges/upstream", str, 1, dims, up);
+    failed |= write_small(file, "/edges/downstream", str, 1, dims, down);
+    H5Tclose(str);
+    free(names), free(up), free(down);
+    return failed;
+}
+
 static char *job_attr_json(const Job *job) {
     /* the canonical job plus where it read and wrote */
     cJSON *o = cJSON_Parse(job->canonical);
@@ -152,9 +177,10 @@ static char *job_attr_json(const Job *job) {
  * attributes (the job's JSON is the large one), and HDF5's own structures. */
 static double results_file_bytes(const Job *job, const Plan *plan) {
     double P = job->n_prompts, N = plan->n_nodes, S = plan->n_positions, U = plan->n_units, T = plan->max_T;
-    int arrays = job->exact;
+    int arrays = job->exact, edge_arrays = job->exact;
     for (int e = 0; e < N_ESTIMATES; e++) arrays += job->estimates[e];
-    double data = 4.0 * P * N * S * job->n_metrics * arrays + P * (4.0 * (2 * T + 4) + 16 * job->n_metrics) + U * (4 * 5 + 1 + 8 + 4 + 8 * N_ESTIMATES) +
+    for (int e = 0; e < N_EDGE_ESTIMATES; e++) edge_arrays += job->edge_estimates[e];
+    double data = 4.0 * P * S * job->n_metrics * (N * arrays + (double)plan->n_edges * edge_arrays) + 144.0 * plan->n_edges + P * (4.0 * (2 * T + 4) + 16 * job->n_metrics) + U * (4 * 5 + 1 + 8 + 4 + 8 * N_ESTIMATES) +
                   N * (32 * 2 + 12) + 4 * S;
     return 1.1 * (data + 2.0 * (double)strlen(job->canonical)) + 1.0e6;
 }
@@ -209,6 +235,7 @@ int store_write_structure(const char *creating, const char *path, const Job *job
     h5_set_string_attr(f, "created", text);
 
     int failed = write_prompts(f, job, plan) | write_nodes(f, plan);
+    if (plan->n_edges) failed |= write_edges(f, plan);
     hsize_t S = (hsize_t)plan->n_positions, P = (hsize_t)job->n_prompts, U = (hsize_t)plan->n_units;
     failed |= write_positions(f, job, plan);
     hsize_t M = (hsize_t)job->n_metrics;
@@ -236,11 +263,17 @@ int store_write_structure(const char *creating, const char *path, const Job *job
     uint8_t no = 0;
     int no_rank = -1;
     hsize_t dims[4] = {P, (hsize_t)plan->n_nodes, S, M}, base_dims[2] = {P, M}, est_dims[2] = {U, N_ESTIMATES};
+    hsize_t edge_dims[4] = {P, (hsize_t)plan->n_edges, S, M};
+    int has_nodes = plan->n_nodes > 0, edges = plan->n_edges > 0; /* an edge job may have no nodes: no /effects */
     struct { const char *name; hid_t type; int rank; const hsize_t *dims; const void *fill; int wanted; } sets[] = {
-        {"/effects/exact", H5T_NATIVE_FLOAT, 4, dims, &nan_float, job->exact},
-        {"/effects/atp", H5T_NATIVE_FLOAT, 4, dims, &nan_float, job->estimates[EST_ATP]},
-        {"/effects/atp_qk", H5T_NATIVE_FLOAT, 4, dims, &nan_float, job->estimates[EST_ATP_QK]},
-        {"/effects/atp_star", H5T_NATIVE_FLOAT, 4, dims, &nan_float, job->estimates[EST_ATP_STAR]},
+        {"/effects/exact", H5T_NATIVE_FLOAT, 4, dims, &nan_float, has_nodes && job->exact},
+        {"/effects/atp", H5T_NATIVE_FLOAT, 4, dims, &nan_float, has_nodes && job->estimates[EST_ATP]},
+        {"/effects/atp_qk", H5T_NATIVE_FLOAT, 4, dims, &nan_float, has_nodes && job->estimates[EST_ATP_QK]},
+        {"/effects/atp_star", H5T_NATIVE_FLOAT, 4, dims, &nan_float, has_nodes && job->estimates[EST_ATP_STAR]},
+        {"/edges/exact", H5T_NATIVE_FLOAT, 4, edge_dims, &nan_float, edges && job->exact},
+        {"/edges/eap", H5T_NATIVE_FLOAT, 4, edge_dims, &nan_float, edges && job->edge_estimates[EST_EAP]},
+        {"/edges/eap_ig", H5T_NATIVE_FLOAT, 4, edge_dims, &nan_float, edges && job->edge_estimates[EST_EAP_IG]},
+        {"/edges/eap_ig_act", H5T_NATIVE_FLOAT, 4, edge_dims, &nan_float, edges && job->edge_estimates[EST_EAP_IG_ACT]},
         {"/baseline/base", H5T_NATIVE_DOUBLE, 2, base_dims, &nan_double, 1},
         {"/baseline/source", H5T_NATIVE_DOUBLE, 2, base_dims, &nan_double, 1},
         {"/progress/done", H5T_NATIVE_UINT8, 1, &U, &no, 1},
@@ -276,7 +309,7 @@ static int write_structure(const char *path, const Job *job, const Plan *plan, c
  * were changed is refused before anything touches it. */
 static int check_shapes(Store *s, const Job *job, const char *advice) {
     hsize_t P = (hsize_t)s->n_prompts, N = (hsize_t)s->n_nodes, S = (hsize_t)s->n_positions, U = (hsize_t)s->n_units;
-    hsize_t M = (hsize_t)s->n_metrics;
+    hsize_t M = (hsize_t)s->n_metrics, E = (hsize_t)s->n_edges;
     struct {
         const char *name;
         hid_t d;
@@ -284,6 +317,10 @@ static int check_shapes(Store *s, const Job *job, const char *advice) {
         int rank;
         hsize_t dims[4];
     } want[] = {
+        {"/edges/exact", s->edge_exact, H5T_FLOAT, 4, {P, E, S, M}},
+        {"/edges/eap", s->edge_estimate[0], H5T_FLOAT, 4, {P, E, S, M}},
+        {"/edges/eap_ig", s->edge_estimate[1], H5T_FLOAT, 4, {P, E, S, M}},
+        {"/edges/eap_ig_act", s->edge_estimate[2], H5T_FLOAT, 4, {P, E, S, M}},
         {"/effects/exact", s->exact, H5T_FLOAT, 4, {P, N, S, M}},
         {"/effects/atp", s->estimate[0], H5T_FLOAT, 4, {P, N, S, M}},
         {"/effects/atp_qk", s->estimate[1], H5T_FLOAT, 4, {P, N, S, M}},
@@ -297,8 +334,10 @@ static int check_shapes(Store *s, const Job *job, const char *advice) {
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         if (want[i].d < 0) { /* a dataset this job does not write */
-            if (i < 4 && (i == 0 ? job->exact : job->estimates[i - 1]))
-                return ps_fail(PS_EUSER, "%s: %s is missing; %s", s->path, want[i].name, advice);
+            int edge = i < 4, k = edge ? (int)i : (int)i - 4;
+            int wanted = k < 4 && (edge ? E > 0 && (k == 0 ? job->exact : job->edge_estimates[k - 1])
+                                        : N > 0 && (k == 0 ? job->exact : job->estimates[k - 1]));
+            if (wanted) return ps_fail(PS_EUSER, "%s: %s is missing; %s", s->path, want[i].name, advice);
             continue;
         }
         hid_t type = H5Dget_type(want[i].d), space = H5Dget_space(want[i].d);
@@ -357,9 +396,14 @@ static int reopen_file(Store *s, const Job *job, uint64_t fingerprint, hid_t fap
     free(format);
     free(stored);
     if (rc) return rc;
-    s->exact = job->exact ? H5Dopen2(s->file, "/effects/exact", H5P_DEFAULT) : H5I_INVALID_HID;
+    int nodes = s->n_nodes > 0, edges = s->n_edges > 0;
+    s->exact = nodes && job->exact ? H5Dopen2(s->file, "/effects/exact", H5P_DEFAULT) : H5I_INVALID_HID;
     for (int e = 0; e < N_ESTIMATES; e++)
-        s->estimate[e] = job->estimates[e] ? H5Dopen2(s->file, dataset_names[e], H5P_DEFAULT) : H5I_INVALID_HID;
+        s->estimate[e] = nodes && job->estimates[e] ? H5Dopen2(s->file, dataset_names[e], H5P_DEFAULT) : H5I_INVALID_HID;
+    s->edge_exact = edges && job->exact ? H5Dopen2(s->file, "/edges/exact", H5P_DEFAULT) : H5I_INVALID_HID;
+    for (int e = 0; e < N_EDGE_ESTIMATES; e++)
+        s->edge_estimate[e] = edges && job->edge_estimates[e] ? H5Dopen2(s->file, edge_dataset_names[e], H5P_DEFAULT)
+                                                              : H5I_INVALID_HID;
     s->base = H5Dopen2(s->file, "/baseline/base", H5P_DEFAULT);
     s->source = H5Dopen2(s->file, "/baseline/source", H5P_DEFAULT);
     s->done = H5Dopen2(s->file, "/progress/done", H5P_DEFAULT);
@@ -367,7 +411,7 @@ static int reopen_file(Store *s, const Job *job, uint64_t fingerprint, hid_t fap
     s->rank = H5Dopen2(s->file, "/progress/rank", H5P_DEFAULT);
     s->estimator_seconds = H5Dopen2(s->file, "/progress/estimator_seconds", H5P_DEFAULT);
     if (s->base < 0 || s->done < 0 || s->seconds < 0 || s->rank < 0 || s->estimator_seconds < 0 ||
-        (job->exact && s->exact < 0))
+        (nodes && job->exact && s->exact < 0) || (edges && job->exact && s->edge_exact < 0))
         return ps_fail(PS_EUSER, "%s: the results file is missing datasets; %s", s->path, advice);
     return check_shapes(s, job, advice);
 }
@@ -377,9 +421,12 @@ int store_open(Store *s, const Job *job, const Plan *plan, const Model *m, uint6
     memset(s, 0, sizeof *s);
     s->file = s->exact = s->base = s->source = s->done = s->seconds = s->rank = s->estimator_seconds = H5I_INVALID_HID;
     for (int e = 0; e < N_ESTIMATES; e++) s->estimate[e] = H5I_INVALID_HID;
+    s->edge_exact = H5I_INVALID_HID;
+    for (int e = 0; e < N_EDGE_ESTIMATES; e++) s->edge_estimate[e] = H5I_INVALID_HID;
     snprintf(s->path, sizeof s->path, "%s", job->output);
     s->n_prompts = job->n_prompts;
     s->n_nodes = plan->n_nodes;
+    s->n_edges = plan->n_edges;
     s->n_positions = plan->n_positions;
     s->n_units = plan->n_units;
     s->n_metrics = job->n_metrics;
@@ -432,6 +479,10 @@ int store_write_unit(Store *s, const Plan *plan, int unit, const float *values[1
     hsize_t count[4] = {1, (hsize_t)u->n_nodes, (hsize_t)plan->n_positions, M};
     herr_t rc = 0;
     hid_t targets[1 + N_ESTIMATES] = {s->exact, s->estimate[0], s->estimate[1], s->estimate[2]};
+    if (u->kind == UNIT_EDGE_EXACT || u->kind == UNIT_EDGE_ESTIMATE) {
+        targets[0] = s->edge_exact;
+        for (int e = 0; e < N_ESTIMATES; e++) targets[1 + e] = e < N_EDGE_ESTIMATES ? s->edge_estimate[e] : H5I_INVALID_HID;
+    }
     for (int i = 0; i < 1 + N_ESTIMATES; i++)
         if (values[i] && targets[i] >= 0) rc |= write_block(targets[i], H5T_NATIVE_FLOAT, 4, start, count, values[i]);
     hsize_t one = 1, at = (hsize_t)unit, row[2] = {(hsize_t)u->prompt, 0}, metrics[2] = {1, M};
@@ -486,8 +537,9 @@ int store_finish(Store *s, int complete, int n_ranks, double seconds_runs) {
 }
 
 void store_close(Store *s) {
-    hid_t ids[] = {s->exact, s->estimate[0], s->estimate[1], s->estimate[2], s->base, s->source, s->done,
-                   s->seconds, s->rank, s->estimator_seconds};
+    hid_t ids[] = {s->exact, s->estimate[0], s->estimate[1], s->estimate[2], s->edge_exact, s->edge_estimate[0],
+                   s->edge_estimate[1], s->edge_estimate[2], s->base, s->source, s->done, s->seconds, s->rank,
+                   s->estimator_seconds};
     for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
         if (ids[i] >= 0) H5Dclose(ids[i]);
     if (s->file >= 0) H5Fclose(s->file);

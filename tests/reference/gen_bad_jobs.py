@@ -154,6 +154,20 @@ CASES = [
      "the corpus holds 1 token; a standard deviation needs at least two"),
     ("corpus_bad_line", variant(prompts=CLEAN_ONLY, corruption={"gaussian": {"positions": [1], "std": {"corpus": "corpus_bad.txt"}}}),
      "corpus_bad.txt:1: not a JSON list of token ids"),
+    # edges (docs/edges.md, "Job keys")
+    ("edges_unknown_from_kind", variant(nodes=None, edges={"from": ["head", "neuron"]}),
+     'edges.from: "neuron" is not an edge end of that side'),
+    ("edges_unknown_to_kind", variant(nodes=None, edges={"to": ["z"]}), 'edges.to: "z" is not an edge end of that side'),
+    ("edges_inverted_layers", variant(nodes=None, edges={"from_layers": [1, 0]}), "edges.from_layers [1, 0] is inverted"),
+    ("edges_layers_not_pair", variant(nodes=None, edges={"to_layers": [1]}), "edges.to_layers must be [first, last]"),
+    ("edges_unknown_key", variant(nodes=None, edges={"from": ["head"], "layers": [0, 1]}), 'edges: unknown key "layers"'),
+    ("edges_not_all", variant(nodes=None, edges="every"), '"edges" must be "all" or an object'),
+    ("edges_with_sever", variant(nodes=["resid_pre"], edges="all", sever="mlp"), '"sever" does not apply to edges'),
+    ("edges_select_none", variant(nodes=None, edges={"from_layers": [5, 6], "from": ["head"]}), '"edges" selects no edge'),
+    ("edges_node_estimate_without_nodes", variant(nodes=None, edges="all", estimates=["atp"]), 'node estimates (atp, atp_qk, atp_star) need "nodes"'),
+    ("edges_estimate_without_edges", variant(estimates=["eap"]), 'edge estimates (eap, eap_ig, eap_ig_act) need "edges"'),
+    ("edges_ig_steps_without_edges", variant(ig_steps=3), '"ig_steps" is for the edge estimates'),
+    ("edges_ig_steps_zero", variant(nodes=None, edges="all", ig_steps=0), '"ig_steps" must be an integer from 1'),
 ]
 
 
