@@ -11,12 +11,12 @@ Command line: python3 -m analysis report RESULTS.h5 -o DIR [-k 20] [--metric M] 
 """
 from .results import Results, load
 from .metrics import (bound_check, bound_subsets, cell_importance, estimator_agreement, estimator_disagreements, estimator_ranks,
-                      estimator_score, false_negatives, metric_agreement, normalized, random_order_cost, recall_within_budget, true_ranks,
+                      edge_verification_cost, estimator_score, false_negatives, metric_agreement, normalized, random_order_cost, recall_within_budget, true_ranks,
                       trivial_cells, verification_cost, zero_ties)
 
 __all__ = ["Results", "load", "normalized", "cell_importance", "estimator_score", "estimator_ranks", "true_ranks",
            "verification_cost", "random_order_cost", "recall_within_budget", "false_negatives", "zero_ties",
-           "estimator_agreement", "estimator_disagreements", "metric_agreement", "trivial_cells",
+           "estimator_agreement", "estimator_disagreements", "metric_agreement", "edge_verification_cost", "trivial_cells",
            "bound_check", "bound_subsets", "report", "trace_report"]
 
 

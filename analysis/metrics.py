@@ -409,3 +409,13 @@ def bound_subsets(results, prompt):
         masks[k, cells] = _uniforms(int(b["seed"]), prompt, k, cells.size) < b["inclusion"]
     return masks.reshape(K, N, S)
 
+
+def edge_verification_cost(results, estimator, ks=(10,)):
+    """Edges: for each k, how many (edge, position) cells one verifies in `estimator`'s order
+    (eap, eap_ig, eap_ig_act; mean |estimate| over prompts, ties at the end of their block)
+    before the true top k by mean |exact effect| are all verified (verification_cost)."""
+    if "exact" not in results.edges or estimator not in results.edges:
+        raise ValueError(f"{results.path} holds edge arrays {sorted(results.edges)}; needs exact and {estimator}")
+    importance = _aggregate(results.edges["exact"], "mean_abs")
+    score = _aggregate(results.edges[estimator], "mean_abs")
+    return verification_cost(importance, score, list(ks))

@@ -8,6 +8,7 @@ import numpy as np
 
 ESTIMATORS = ("atp", "atp_qk", "atp_star")
 EFFECTS = ("exact",) + ESTIMATORS  # the datasets of /effects, each [P, N, S, M]
+EDGE_EFFECTS = ("exact", "eap", "eap_ig", "eap_ig_act")  # the datasets of /edges, each [P, E, S, M]
 
 
 def _text(value):
@@ -56,6 +57,8 @@ class Results:
     metrics           the file's metrics, in the job's order (format 2 has a metric axis)
     metric            the selected one (load(path, metric=...); default the first)
     for_metric(name)  the same file read as another of its metrics (no second read of the file)
+    edges             {"exact": ..., "eap": ..., ...}: the edge arrays the file holds, [P, E, S] of the metric
+    edge_names, edge_upstream, edge_downstream: lists of str ("L0.H3->L1.KV2.k", "L0.H3", "L1.KV2.k")
     exact             float32 [P, N, S] (None for an estimates-only job); NaN = not computed
     estimates         {"atp": ..., "atp_qk": ..., "atp_star": ...}: the ones the file holds
     node_names, node_sites: lists of str; node_layers, node_heads, node_neurons: int arrays
@@ -142,6 +145,11 @@ class Results:
             axis = (lambda a: a)
         self._all = {e: axis(f[f"effects/{e}"][()]) for e in EFFECTS if f"effects/{e}" in f}
         self._all["base"], self._all["source"] = axis(f["baseline/base"][()]), axis(f["baseline/source"][()])
+        # edges (docs/edges.md): names, ends, and their exact effects and estimates [P, E, S, M]
+        self.edge_names = [_text(n) for n in f["edges/name"][()]] if "edges/name" in f else []
+        self.edge_upstream = [_text(n) for n in f["edges/upstream"][()]] if self.edge_names else []
+        self.edge_downstream = [_text(n) for n in f["edges/downstream"][()]] if self.edge_names else []
+        self._all_edges = {e: f[f"edges/{e}"][()] for e in EDGE_EFFECTS if f"edges/{e}" in f}
         self._select(metric)
 
     def _select(self, metric):
@@ -154,6 +162,7 @@ class Results:
         self.exact = self._all["exact"][..., k] if "exact" in self._all else None
         self.estimates = {e: self._all[e][..., k] for e in ESTIMATORS if e in self._all}
         self.base, self.source = self._all["base"][..., k], self._all["source"][..., k]
+        self.edges = {e: v[..., k] for e, v in self._all_edges.items()}
 
     def for_metric(self, metric):
         """This file read as another of its metrics: a copy sharing every array but the

@@ -1,0 +1,29 @@
+"""Edges in the analysis package: /edges/* load as labelled arrays of the selected metric, and
+edge_verification_cost counts in an estimator's order (a perfect estimator needs exactly k)."""
+import shutil
+
+import h5py
+import numpy as np
+
+import analysis
+from conftest import run_job
+
+
+def test_edges_load_and_rank(tmp_path):
+    path = run_job(str(tmp_path), "edges-gpt2-pair-noise-each")
+    r = analysis.load(path)
+    with h5py.File(path, "r") as f:
+        names = [n.decode() for n in f["edges/name"][()]]
+        exact, eap = f["edges/exact"][()], f["edges/eap"][()]
+    assert r.edge_names == names and r.edge_upstream[0] + "->" + r.edge_downstream[0] == names[0]
+    assert r.edges["exact"].tobytes() == exact[..., 0].tobytes() and r.edges["eap"].tobytes() == eap[..., 0].tobytes()
+    assert r.exact is None and not r.estimates  # a job of edges alone has no node effects
+    # an estimator equal to the exact effect finds the true top k in k verifications
+    perfect = str(tmp_path / "perfect.h5")
+    shutil.copy(path, perfect)
+    with h5py.File(perfect, "r+") as f:
+        f["edges/eap"][...] = f["edges/exact"][()]
+    cells = int(np.isfinite(np.nanmean(np.abs(exact[..., 0]), axis=0)).sum())
+    assert list(analysis.edge_verification_cost(analysis.load(perfect), "eap", [1, 5])) == [1, 5]
+    cost = analysis.edge_verification_cost(r, "eap", [5])[0]
+    assert 5 <= cost <= cells
