@@ -405,3 +405,83 @@ def bound_figure(r):
     fig.suptitle(f"Bounding what the ranking missed ({what})", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+EDGE_ESTIMATORS = ("eap", "eap_ig", "eap_ig_act")
+
+
+def edge_scatter(r):
+    """Each edge estimator against the exact edge effect, one point per (edge, position) cell
+    (means over prompts), with the correlation; None without exact edges or estimates."""
+    estimators = [e for e in EDGE_ESTIMATORS if e in r.edges]
+    if "exact" not in r.edges or not estimators:
+        return None
+    exact = mean_over_prompts(r.edges["exact"]).ravel()
+    fig, axes = plt.subplots(1, len(estimators), figsize=(3.6 * len(estimators), 3.4), squeeze=False)
+    for ax, e in zip(axes[0], estimators):
+        est = mean_over_prompts(r.edges[e]).ravel()
+        ok = np.isfinite(exact) & np.isfinite(est)
+        x, y = exact[ok], est[ok]
+        corr = np.corrcoef(x, y)[0, 1] if len(x) > 1 and np.std(x) > 0 and np.std(y) > 0 else float("nan")
+        ax.scatter(x, y, s=5, alpha=0.5)
+        lo, hi = (min(x.min(), y.min()), max(x.max(), y.max())) if len(x) else (0, 1)
+        ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8)
+        ax.set_title(f"{e}: r = {corr:.3f}", fontsize=10)
+        ax.set_xlabel(f"exact edge effect ({effect_unit(r)})")
+        ax.set_ylabel(f"{e} ({effect_unit(r)})")
+    fig.suptitle("Edge estimates against the exact edge effect, per (edge, position) cell, means over prompts")
+    fig.tight_layout()
+    return fig
+
+
+def _component(name, n_layer):
+    """Where an edge end sits in the drawing: (x, y) of its component. Upstream nodes are
+    themselves ("embed", "L1.H3", "L1.mlp"); an input goes to the component that reads it
+    ("L1.H3.q" -> head 3, "L1.KV2.k" -> head 2, "L1.mlp_in" -> L1.mlp, "logits" past the last layer)."""
+    if name == "embed":
+        return (-1.0, 0.0)
+    if name == "logits":
+        return (float(n_layer), 0.0)
+    layer, part = name.split(".", 1)
+    layer = int(layer[1:])
+    if part.startswith("mlp"):
+        return (layer + 0.5, 0.0)
+    index = int(part.split(".")[0].lstrip("HKV"))
+    return (float(layer), float(index + 1))
+
+
+def edge_graph(r, k=20):
+    """The k edges of largest mean |exact effect| (summed over positions), drawn between their
+    components, width and label the effect, red raising the metric and blue lowering it."""
+    if "exact" not in r.edges or not r.edge_names:
+        return None
+    n_layer = int(r.model_config.get("n_layer", 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=RuntimeWarning)
+        signed = np.nansum(np.nanmean(r.edges["exact"], axis=0), axis=1)
+    order = np.argsort(-np.abs(signed))[:k]
+    largest = float(np.abs(signed[order]).max()) if len(order) else 1.0
+    fig, ax = plt.subplots(figsize=(2.2 * (n_layer + 2), 5))
+    points = {}  # (x, y) -> the component's label
+    for e in order:
+        a, b = _component(r.edge_upstream[e], n_layer), _component(r.edge_downstream[e], n_layer)
+        for x, y in (a, b):
+            points[(x, y)] = ("embed" if x < 0 else "logits" if x >= n_layer else f"L{int(x)}.mlp" if x % 1 else
+                              f"L{int(x)}.H{int(y) - 1}")
+        width = 0.5 + 6.0 * abs(signed[e]) / (largest or 1.0)
+        ax.annotate("", xy=b, xytext=a, arrowprops=dict(arrowstyle="->", lw=width, alpha=0.6,
+                                                        color="crimson" if signed[e] > 0 else "royalblue",
+                                                        connectionstyle="arc3,rad=0.15"))
+        ax.text((a[0] + b[0]) / 2, (a[1] + b[1]) / 2, f"{r.edge_downstream[e].split('.')[-1]} {signed[e]:.2g}",
+                fontsize=6, ha="center")
+    for (x, y), name in points.items():
+        ax.scatter([x], [y], s=60, color="black", zorder=3)
+        ax.text(x, y - 0.15, name, fontsize=7, ha="center", va="top")
+    ax.set_xlim(-1.6, n_layer + 0.6)
+    ax.set_ylim(-0.8, max([y for _, y in points] + [1]) + 0.6)
+    ax.set_xlabel("layer (embeddings left, logits right; MLPs between layers)")
+    ax.set_ylabel("head + 1 (0: MLP, embeddings, logits)")
+    ax.set_title(f"The {len(order)} edges of largest |exact effect| (mean over prompts, summed over positions; "
+                 f"{effect_unit(r)}); width ∝ |effect|", fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -112,8 +112,16 @@ def build_report(path, out_dir, k=20, hide_trivial=False, prompts=3, metric=None
     r = load(path, metric)
     os.makedirs(out_dir, exist_ok=True)
     page = Page(out_dir)
-    top = Top(r, k, hide_trivial)
     title = html.escape(r.job.get("description") or os.path.basename(path))
+    if not r.node_names:  # a job of edges alone
+        page.text(f"<h1>patchsweep report: {title}</h1>")
+        page.text(f"<p><b>{html.escape(path)}</b>: {len(r.lengths)} prompts × {len(r.edge_names)} edges × "
+                  f"{len(r.positions)} positions; metric <b>{html.escape(r.metric)}</b>, corruption "
+                  f"<b>{html.escape(_corruption(r))}</b>, direction <b>{html.escape(str(r.attrs.get('direction')))}</b>.</p>")
+        _edges_section(page, r, k)
+        _provenance(page, r, path)
+        return page.write(title)
+    top = Top(r, k, hide_trivial)
     _header(page, r, path, title)
     if r.exact is not None:
         _summary(page, r, top)
@@ -136,6 +144,8 @@ def build_report(path, out_dir, k=20, hide_trivial=False, prompts=3, metric=None
         _estimators_against_each_other(page, r, k)
     if r.bound is not None:
         _bound_section(page, r)
+    if r.edge_names:
+        _edges_section(page, r, k)
     if prompts > 0 and (r.exact is not None or r.estimates):
         _prompt_by_prompt(page, r, top, prompts)
     _provenance(page, r, path)
@@ -600,6 +610,41 @@ def _one_prompt(page, r, p, of, hidden, k):
         site = next((s for s in figures.HEAD_SITES if s in r.sites), None)
         fig = figures.heads_by_position(r, site, of, prompt=p) if site else None
     page.figure(fig, f"prompt{p}_layers", f"Prompt {p} alone, on its own tokens.")
+
+
+def _edges_section(page, r, k):
+    """Edges (docs/edges.md): the largest exact edge effects with each estimator's rank of them,
+    the cost of finding the true top edges in each estimator's order, scatter and graph."""
+    page.text("<h2>Edges</h2>")
+    if "exact" not in r.edges:
+        page.text("<p class='note'>The file holds edge estimates only: no exact edge effect to compare them with.</p>")
+        return
+    page.text("<p class='note'>An edge u→v is patched by giving input v (a head's query, key or value, an MLP's input, "
+              "or the logits) the base run's stream with u's base output replaced by its source output; everything "
+              "else reads the unpatched stream. EAP and EAP-IG estimate the same quantity from gradients.</p>")
+    importance = metrics._aggregate(r.edges["exact"], "mean_abs")
+    mean = figures.mean_over_prompts(r.edges["exact"])
+    estimators = [e for e in figures.EDGE_ESTIMATORS if e in r.edges]
+    ranks = {e: metrics.tied_last_ranks(metrics._aggregate(r.edges[e], "mean_abs"), np.isfinite(importance))
+             for e in estimators}
+    order = np.argsort(-np.where(np.isfinite(importance), importance, -np.inf), axis=None, kind="stable")[:k]
+    rows = []
+    for i, flat in enumerate(order):
+        e_index, s = np.unravel_index(flat, importance.shape)
+        rows.append([i + 1, r.edge_names[e_index], r.position_names[s], _fmt(float(mean[e_index, s]), 3)]
+                    + [int(ranks[e][e_index, s]) for e in estimators])
+    page.text(_table(["rank", "edge", "position", f"mean exact ({figures.effect_unit(r)})"]
+                     + [f"rank by {e}" for e in estimators], rows, left=2))
+    if estimators:
+        n_cells = int(np.isfinite(importance).sum())
+        ks = [x for x in (5, 10, 20) if x <= n_cells]
+        cost_rows = [[e] + [int(c) for c in metrics.edge_verification_cost(r, e, ks)] for e in estimators]
+        cost_rows.append(["random order (expected)"] + [int(round(c)) for c in metrics.random_order_cost(n_cells, ks)])
+        page.text(f"<p>Verifying (edge, position) cells in an estimator's order, one exact edge patch each, finding the "
+                  f"true top k of {n_cells} cells takes:</p>")
+        page.text(_table(["order"] + [f"top {x}" for x in ks], cost_rows))
+        page.figure(figures.edge_scatter(r), "edge_scatter", "Each edge estimator against the exact edge effect.")
+    page.figure(figures.edge_graph(r), "edge_graph", "The largest exact edges between their components.")
 
 
 def _provenance(page, r, path):

@@ -27,3 +27,15 @@ def test_edges_load_and_rank(tmp_path):
     assert list(analysis.edge_verification_cost(analysis.load(perfect), "eap", [1, 5])) == [1, 5]
     cost = analysis.edge_verification_cost(r, "eap", [5])[0]
     assert 5 <= cost <= cells
+
+
+def test_report_of_an_edge_job(tmp_path):
+    """A job of edges alone gets a report: the edge table with each estimator's ranks, the cost
+    of finding the true top edges, the scatter and the graph; no numpy warnings."""
+    import warnings
+    path = run_job(str(tmp_path), "edges-gpt2-pair-denoise-all")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", category=RuntimeWarning)
+        text = open(analysis.report(path, str(tmp_path / "report"))).read()
+    assert "<h2>Edges</h2>" in text and "rank by eap" in text and "edge_graph.png" in text
+    assert (tmp_path / "report" / "edge_graph.png").exists()
