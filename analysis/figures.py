@@ -221,6 +221,16 @@ def prompt_spread(r, k=12, hide=None):
     return fig
 
 
+def _scatter_with_diagonal(ax, x, y):
+    """The cells where both are finite, with the line y = x; returns their correlation."""
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    ax.scatter(x, y, s=5, alpha=0.5)
+    lo, hi = (min(x.min(), y.min()), max(x.max(), y.max())) if len(x) else (0, 1)
+    ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8)
+    return np.corrcoef(x, y)[0, 1] if len(x) > 1 and np.std(x) > 0 and np.std(y) > 0 else float("nan")
+
+
 def estimate_scatter(r, estimator):
     """Estimate against exact effect, one point per cell (means over prompts), one panel per site,
     with the correlation. AtP* is a magnitude: it is plotted against |exact|."""
@@ -239,13 +249,7 @@ def estimate_scatter(r, estimator):
         ax.axis("off")
     for ax, site in zip(axes.ravel(), sites):
         nodes = r.nodes(site)
-        x, y = exact[nodes].ravel(), est[nodes].ravel()
-        ok = np.isfinite(x) & np.isfinite(y)
-        x, y = x[ok], y[ok]
-        corr = np.corrcoef(x, y)[0, 1] if len(x) > 1 and np.std(x) > 0 and np.std(y) > 0 else float("nan")
-        ax.scatter(x, y, s=5, alpha=0.5)
-        lo, hi = (min(x.min(), y.min()), max(x.max(), y.max())) if len(x) else (0, 1)
-        ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8)
+        corr = _scatter_with_diagonal(ax, exact[nodes].ravel(), est[nodes].ravel())
         for n in nodes:  # name the worst misses: large exact effects this estimator ranks low
             for s_col, pos in enumerate(r.position_names):
                 if (r.node_names[n], pos) in misses and np.isfinite(exact[n, s_col]):
@@ -419,13 +423,7 @@ def edge_scatter(r):
     exact = mean_over_prompts(r.edges["exact"]).ravel()
     fig, axes = plt.subplots(1, len(estimators), figsize=(3.6 * len(estimators), 3.4), squeeze=False)
     for ax, e in zip(axes[0], estimators):
-        est = mean_over_prompts(r.edges[e]).ravel()
-        ok = np.isfinite(exact) & np.isfinite(est)
-        x, y = exact[ok], est[ok]
-        corr = np.corrcoef(x, y)[0, 1] if len(x) > 1 and np.std(x) > 0 and np.std(y) > 0 else float("nan")
-        ax.scatter(x, y, s=5, alpha=0.5)
-        lo, hi = (min(x.min(), y.min()), max(x.max(), y.max())) if len(x) else (0, 1)
-        ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8)
+        corr = _scatter_with_diagonal(ax, exact, mean_over_prompts(r.edges[e]).ravel())
         ax.set_title(f"{e}: r = {corr:.3f}", fontsize=10)
         ax.set_xlabel(f"exact edge effect ({effect_unit(r)})")
         ax.set_ylabel(f"{e} ({effect_unit(r)})")
