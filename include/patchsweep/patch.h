@@ -4,6 +4,8 @@
 #ifndef PATCHSWEEP_PATCH_H
 #define PATCHSWEEP_PATCH_H
 
+#include <math.h>
+
 #include "patchsweep/job.h"
 #include "patchsweep/plan.h"
 #include "patchsweep/transformer.h"
@@ -134,5 +136,11 @@ void edge_scratch_free(EdgeScratch *w);
  * patch); the same bits either way. */
 void edge_effects(EdgeScratch *w, const PromptRuns *r, const Edge *edges, int n, const int *positions, int n_positions,
                   float *out, int naive);
+
+/* Column j of out ([n, n_positions, n_metrics]) as not computed: the prompt has no such position. */
+static inline void column_not_computed(float *out, int n, int n_positions, int j, int n_metrics) {
+    for (int k = 0; k < n; k++)
+        for (int i = 0; i < n_metrics; i++) out[((size_t)k * n_positions + j) * n_metrics + i] = NAN;
+}
 
 #endif

@@ -148,19 +148,28 @@ static int parse_prompt(Prompt *p, const cJSON *obj, const char *where) {
     return rc;
 }
 
+/* The next line of a file's text that is not blank (blank lines are allowed), cut out in place
+ * and without its leading spaces; *line counts the lines passed; NULL at the end. */
+static char *next_nonblank_line(char **cursor, int *line) {
+    while (*cursor && **cursor) {
+        char *s = *cursor, *next = strchr(s, '\n');
+        if (next) *next++ = 0;
+        *cursor = next;
+        ++*line;
+        while (*s == ' ' || *s == '\t' || *s == '\r') s++;
+        if (*s) return s;
+    }
+    return NULL;
+}
+
 static int parse_prompts_file(Job *job, const char *path) {
     char *text;
     int rc = read_text_file(path, &text, NULL);
     if (rc) return rc;
     int cap = 16, line = 0;
     job->prompts = xcalloc((size_t)cap, sizeof(Prompt));
-    for (char *s = text, *next; s && *s && !rc; s = next) {
-        line++;
-        next = strchr(s, '\n');
-        if (next) *next++ = 0;
-        const char *c = s;
-        while (*c == ' ' || *c == '\t' || *c == '\r') c++;
-        if (!*c) continue; /* blank lines are allowed */
+    char *cursor = text, *s;
+    while (!rc && (s = next_nonblank_line(&cursor, &line))) {
         char where[4200];
         snprintf(where, sizeof where, "%s:%d", path, line);
         cJSON *obj = cJSON_Parse(s);
@@ -837,13 +846,8 @@ static int read_corpus(Job *job, const Model *m) {
     int rc = read_text_file(job->noise_corpus, &text, NULL), line = 0, cap = 256;
     if (rc) return rc;
     job->corpus_ids = xmalloc(sizeof(int) * (size_t)cap);
-    for (char *s = text, *next; s && *s && !rc; s = next) {
-        line++;
-        next = strchr(s, '\n');
-        if (next) *next++ = 0;
-        const char *c = s;
-        while (*c == ' ' || *c == '\t' || *c == '\r') c++;
-        if (!*c) continue;
+    char *cursor = text, *c;
+    while (!rc && (c = next_nonblank_line(&cursor, &line))) {
         char where[PATH_CAP + 32];
         snprintf(where, sizeof where, "%s:%d", job->noise_corpus, line);
         int *ids = NULL, n = 0;

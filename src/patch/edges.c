@@ -257,8 +257,7 @@ void edge_effects(EdgeScratch *w, const PromptRuns *r, const Edge *edges, int n,
     for (int j = 0; j < n_positions; j++) {
         int pos = positions[j];
         if (pos >= T) {
-            for (int k = 0; k < n; k++)
-                for (int i = 0; i < M; i++) out[((size_t)k * n_positions + j) * M + i] = NAN;
+            column_not_computed(out, n, n_positions, j, M);
             continue;
         }
         memset(sum, 0, sizeof(double) * (size_t)n * M);

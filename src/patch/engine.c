@@ -214,8 +214,7 @@ static void effects(Engine *e, const Job *job, const PromptRuns *r, Site site, i
     for (int j = 0; j < n_positions; j++) {
         int pos = positions[j];
         if (pos >= r->T) {
-            for (int k = 0; k < n; k++)
-                for (int i = 0; i < M; i++) out[((size_t)k * n_positions + j) * M + i] = NAN;
+            column_not_computed(out, n, n_positions, j, M);
             continue;
         }
         memset(sum, 0, sizeof(double) * (size_t)n * M);

@@ -58,6 +58,16 @@ static int write_small(hid_t file, const char *name, hid_t type, int rank, const
     return failed;
 }
 
+/* n fixed-length strings of width bytes each (NUL-padded rows) as a 1-D dataset. */
+static int write_strings(hid_t file, const char *name, const char *rows, size_t n, size_t width) {
+    hid_t str = H5Tcopy(H5T_C_S1);
+    H5Tset_size(str, width);
+    hsize_t dims[1] = {(hsize_t)n};
+    int failed = write_small(file, name, str, 1, dims, rows);
+    H5Tclose(str);
+    return failed;
+}
+
 static int write_prompts(hid_t file, const Job *job, const Plan *plan) {
     int P = job->n_prompts, T = plan->max_T;
     int *base = xmalloc(sizeof(int) * (size_t)P * T), *src = xmalloc(sizeof(int) * (size_t)P * T);
@@ -107,12 +117,9 @@ static int write_positions(hid_t file, const Job *job, const Plan *plan) {
             at[(size_t)p * S + j] = pos == JOB_NO_POSITION ? PLAN_VARIES : pos;
         }
     hsize_t s1 = (hsize_t)S, ps[2] = {(hsize_t)P, (hsize_t)S};
-    hid_t str = H5Tcopy(H5T_C_S1);
-    H5Tset_size(str, NAME);
     int failed = write_small(file, "/positions", H5T_NATIVE_INT, 1, &s1, plan->positions);
-    failed |= write_small(file, "/position_names", str, 1, &s1, names);
+    failed |= write_strings(file, "/position_names", names, (size_t)S, NAME);
     failed |= write_small(file, "/prompts/position", H5T_NATIVE_INT, 2, ps, at);
-    H5Tclose(str);
     free(names), free(at);
     return failed;
 }
@@ -130,15 +137,12 @@ static int write_nodes(hid_t file, const Plan *plan) {
         head[i] = n->site == SITE_MLP_POST ? -1 : n->index;
         neuron[i] = n->site == SITE_MLP_POST ? n->index : -1;
     }
-    hid_t str = H5Tcopy(H5T_C_S1);
-    H5Tset_size(str, NAME);
     hsize_t dims[1] = {(hsize_t)N};
-    int failed = write_small(file, "/nodes/name", str, 1, dims, names);
-    failed |= write_small(file, "/nodes/site", str, 1, dims, sites);
+    int failed = write_strings(file, "/nodes/name", names, (size_t)N, NAME);
+    failed |= write_strings(file, "/nodes/site", sites, (size_t)N, NAME);
     failed |= write_small(file, "/nodes/layer", H5T_NATIVE_INT, 1, dims, layer);
     failed |= write_small(file, "/nodes/head", H5T_NATIVE_INT, 1, dims, head);
     failed |= write_small(file, "/nodes/neuron", H5T_NATIVE_INT, 1, dims, neuron);
-    H5Tclose(str);
     free(names), free(sites), free(layer), free(head), free(neuron);
     return failed;
 }
@@ -154,13 +158,9 @@ static int write_edges(hid_t file, const Plan *plan) {
         edge_up_name(&e->up, up + (size_t)i * NAME, NAME);
         edge_down_name(&e->down, down + (size_t)i * NAME, NAME);
     }
-    hid_t str = H5Tcopy(H5T_C_S1);
-    H5Tset_size(str, NAME);
-    hsize_t dims[1] = {(hsize_t)E};
-    int failed = write_small(file, "/edges/name", str, 1, dims, names);
-    failed |= write_small(file, "/edges/upstream", str, 1, dims, up);
-    failed |= write_small(file, "/edges/downstream", str, 1, dims, down);
-    H5Tclose(str);
+    int failed = write_strings(file, "/edges/name", names, (size_t)E, NAME);
+    failed |= write_strings(file, "/edges/upstream", up, (size_t)E, NAME);
+    failed |= write_strings(file, "/edges/downstream", down, (size_t)E, NAME);
     free(names), free(up), free(down);
     return failed;
 }
@@ -241,10 +241,7 @@ int store_write_structure(const char *creating, const char *path, const Job *job
     hsize_t M = (hsize_t)job->n_metrics;
     char metrics[N_METRICS][16] = {{0}};
     for (int k = 0; k < job->n_metrics; k++) snprintf(metrics[k], sizeof metrics[k], "%s", metric_name(job->metrics[k]));
-    hid_t str = H5Tcopy(H5T_C_S1);
-    H5Tset_size(str, sizeof metrics[0]);
-    failed |= write_small(f, "/metrics", str, 1, &M, metrics);
-    H5Tclose(str);
+    failed |= write_strings(f, "/metrics", metrics[0], (size_t)M, sizeof metrics[0]);
     /* What each unit covers, so a reader can tell which cells a done flag vouches for. */
     int *kind = xmalloc(sizeof(int) * U), *prompt = xmalloc(sizeof(int) * U), *node0 = xmalloc(sizeof(int) * U),
         *nodes = xmalloc(sizeof(int) * U);
