@@ -270,12 +270,13 @@ static int run_circuits(const Job *job, const Model *m, const Plan *plan, int qu
         circuit_scratch_free(w.eval);
     }
     if (rank == 0) circuit_file_close(&cf);
+    int closing = PS_OK; /* every earlier status is agreed already: only this one is new */
     if (file >= 0) {
         int flushed = H5Fflush(file, H5F_SCOPE_GLOBAL) >= 0;
         H5Fclose(file);
-        if (!flushed && !rc) rc = ps_fail(PS_EUSER, "circuit: writing %s failed (disk full?)", job->output);
+        if (!flushed) closing = ps_fail(PS_EUSER, "circuit: writing %s failed (disk full?)", job->output);
     }
-    rc = mpi_agree(rc, comm);
+    if (!rc) rc = mpi_agree(closing, comm);
     free(done);
     circuits_free_rows(&cs);
     return rc;
