@@ -12,7 +12,7 @@
   faithfulness is exactly 1 and the empty one's exactly 0 under every choice; the top k edges by
   exact effect beat a random ranking at every k; edge and node ablation of the same circuit differ;
   the exact ranking's members are the top k of /edges/exact recomputed here;
-- 1 and 3 ranks write the same bits; a run killed mid-way (SIGKILL once a prompt's units are
+- 1 and 3 ranks, and 2 threads, write the same bits; a run killed mid-way (SIGKILL once a prompt's units are
   flagged done) and rerun gives the same bits (the sanitizer build: one resume of cleared units on
   one rank instead); a changed "circuits" key replaces the group; a ranking by
   an array that is not complete is refused in one line; plan counts the circuit passes.
@@ -51,8 +51,8 @@ def command(verb, job, ranks=1):
     return base if ranks == 1 else ["mpiexec", "-n", str(ranks), "--oversubscribe", *base]
 
 
-def run(verb, job, ranks=1):
-    p = subprocess.run(command(verb, job, ranks), capture_output=True, text=True, timeout=300, env=ENV)
+def run(verb, job, ranks=1, env=None):
+    p = subprocess.run(command(verb, job, ranks), capture_output=True, text=True, timeout=300, env=dict(ENV, **(env or {})))
     check(p.returncode == 0, f"{verb} {job} ({ranks} ranks): exit {p.returncode}: {p.stderr.strip()}")
     return p.returncode == 0
 
@@ -255,6 +255,10 @@ def ranks_and_resume(tmp, job, path):
     json.dump(three, open(path3, "w"))
     if run("circuit", path3, ranks=3):
         same_bits(one, three["output"], "1 vs 3 ranks")
+    with h5py.File(three["output"], "a") as f:
+        del f["circuits"]
+    if run("circuit", path3, env={"PATCHSWEEP_THREADS": "2"}):
+        same_bits(one, three["output"], "1 vs 2 threads")
     # SIGKILL a 2-rank run once some units are flagged done, then rerun: the same bits. The run
     # resumes the group of the same key whose flags (and values) were cleared here.
     with h5py.File(three["output"], "a") as f:
