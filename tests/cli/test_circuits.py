@@ -12,6 +12,8 @@
   faithfulness is exactly 1 and the empty one's exactly 0 under every choice; the top k edges by
   exact effect beat a random ranking at every k; edge and node ablation of the same circuit differ;
   the exact ranking's members are the top k of /edges/exact recomputed here;
+- every kind of ranked set (effects/ nodes, a threshold, a signed score, position-specific cells,
+  random cells): its members recomputed from the file's arrays;
 - 1 and 3 ranks, and 2 threads, write the same bits; a run killed mid-way (SIGKILL once a prompt's units are
   flagged done) and rerun gives the same bits (the sanitizer build: one resume of cleared units on
   one rank instead); a changed "circuits" key replaces the group; a ranking by
@@ -225,6 +227,57 @@ def ioi_known_answers(tmp):
     return job, path
 
 
+def rankings(tmp):
+    """Every kind of ranked set, its members recomputed here from the file's arrays: effects/
+    (nodes: the top heads and MLPs by mean |atp|, embed added, every edge out of them), a threshold,
+    a signed score, position-specific cells, a seeded random ranking of cells."""
+    job = json.load(open(os.path.join(repo, "jobs", "ioi.json")))
+    job = {"model": job["model"], "prompts": job["prompts"][:3], "corruption": "pair", "direction": "denoise",
+           "metric": "logit_diff", "nodes": ["z", "mlp_out"], "edges": "all", "positions": [10, -1],
+           "estimates": ["atp", "eap"],
+           "circuits": {"sets": [{"name": "atp", "rank": "effects/atp", "k": [2, 4]},
+                                 {"name": "big", "rank": "edges/exact", "threshold": 0.05},
+                                 {"name": "signed", "rank": "edges/eap", "score": "signed", "k": [5]},
+                                 {"name": "cells", "rank": "edges/exact", "positions": "specific", "k": [10]},
+                                 {"name": "rcells", "rank": "random", "seed": 3, "positions": "specific", "k": [7]}],
+                        "ablation": ["zero"]}}
+    job, path = local_job(job, os.path.join(repo, "jobs"), tmp, "rankings")
+    if not (run("run", path) and run("circuit", path)):
+        return
+    got = check_layout(job["output"], job, "rankings")
+    members, size = got["members"], got["size"]
+    with h5py.File(job["output"], "r") as f:
+        edges = [x.decode() for x in f["edges/name"][:]]
+        exact, eap = (f[f"edges/{a}"][()][..., 0].astype(np.float64) for a in ("exact", "eap"))
+        atp = f["effects/atp"][()][..., 0].astype(np.float64)
+        nodes = [x.decode() for x in f["nodes/name"][:]]
+        all_positions = f["circuits/all_positions"][()]
+    E, S = len(edges), exact.shape[2]
+    # effects/atp: heads and MLPs by the sum over columns of the mean |atp|, ties in upstream order
+    upstream = ["embed"] + [f"L{l}.{n}" for l in range(3) for n in ("H0", "H1", "H2", "H3", "mlp")]
+    score = {n.replace(".z", "").replace(".mlp_out", ".mlp"): np.nanmean(np.abs(atp[:, i]), axis=0).sum()
+             for i, n in enumerate(nodes)}
+    order = sorted(score, key=lambda u: (-score[u], upstream.index(u)))
+    for r, k in enumerate((2, 4)):
+        kept = {"embed", *order[:k]}
+        want = np.array([[e.split("->")[0] in kept] * S for e in edges], np.uint8)
+        check(np.array_equal(members[r], want), f"rankings: effects/atp top {k} members")
+        check(size[r] == int(want[:, 0].sum()), f"rankings: effects/atp top {k} size {size[r]}")
+    edge_score = np.nanmean(np.abs(exact), axis=0).sum(1)
+    want = (edge_score >= 0.05).astype(np.uint8)
+    check(np.array_equal(members[2][:, 0], want) and size[2] == want.sum(), f"rankings: threshold 0.05 ({size[2]} vs {want.sum()})")
+    signed = np.nanmean(eap, axis=0).sum(1)
+    want = np.zeros(E, np.uint8)
+    want[sorted(range(E), key=lambda e: (-signed[e], e))[:5]] = 1
+    check(np.array_equal(members[3][:, 0], want), "rankings: signed eap top 5")
+    cells = np.nanmean(np.abs(exact), axis=0).reshape(-1)
+    want = np.zeros(E * S, np.uint8)
+    want[sorted(range(E * S), key=lambda c: (-cells[c], c))[:10]] = 1
+    check(np.array_equal(members[4].reshape(-1), want) and size[4] == 10, "rankings: specific exact top 10 cells")
+    check(members[5].sum() == 7 and size[5] == 7 and list(all_positions) == [1, 1, 1, 1, 0, 0],
+          f"rankings: random cells {members[5].sum()}, all_positions {list(all_positions)}")
+
+
 def done_offset(path):
     """(byte offset, count) of /circuits/done: contiguous, allocated when the group is made and never
     moved while a run of the same key writes, so its bytes can be polled while rank 0 writes."""
@@ -330,6 +383,7 @@ def replaced(tmp, job, path):
 
 with tempfile.TemporaryDirectory() as tmp:
     reference_jobs(tmp)
+    rankings(tmp)
     ioi = ioi_known_answers(tmp)
     if ioi:
         refusals(tmp, ioi[0])
