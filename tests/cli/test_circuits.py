@@ -6,8 +6,8 @@
   independent float64 reference (tests/reference/circuits_ref.py, fixtures by gen_circuits.py):
   full, empty and every circuit's metric within 5e-5 + 1e-4 |value| (the edge tests' tolerance: the
   evaluator computes in float32 what the reference computes in float64, metrics of size ~10);
-- the file's /circuits layout: names, shapes and dtypes of the contract, faithfulness and the
-  summaries recomputed from the stored metrics;
+- the file's /circuits layout: names, shapes and dtypes of the contract, faithfulness, the
+  summaries and the curves (area, k80/k90/k100) recomputed from the stored metrics;
 - known answers on models/ioi-small (jobs/ioi.json prompts, an edge job): the full circuit's
   faithfulness is exactly 1 and the empty one's exactly 0 under every choice; the top k edges by
   exact effect beat a random ranking at every k; edge and node ablation of the same circuit differ;
@@ -215,6 +215,22 @@ def ioi_known_answers(tmp):
     gap = np.abs(got["metric"][2:, 0] - got["metric"][2:, A // 2])  # edges pair vs nodes pair, ranked circuits
     check(float(gap.max()) > 1e-3, f"ioi: edge and node ablation of the same circuits agree (largest gap {gap.max()})")
     print(f"ioi: exact k=10, pair: edges {rom[3, 0, 0]:.4f}, nodes {rom[3, A // 2, 0]:.4f}")
+    # the curves: trapezoids over x = k / E from (0, 0), divided by the last x; the smallest k reaching a level
+    with h5py.File(job["output"], "r") as f:
+        E = len(f["edges/name"])
+        auc, reach = f["circuits/sets/auc"][()], [f[f"circuits/sets/k{n}"][()] for n in (80, 90, 100)]
+        curve_names = [x.decode() for x in f["circuits/sets/name"][:]]
+    check(curve_names == ["exact", "random", "eap"], f"ioi: sets/name {curve_names}")
+    for i, (first, ks) in enumerate(((2, KS), (2 + len(KS), KS), (2 + 2 * len(KS), [5, 20]))):
+        for a in range(A):
+            y = rom[first:first + len(ks), a, 0]
+            x = np.array(ks, float) / E
+            xs, ys = np.concatenate([[0.0], x]), np.concatenate([[0.0], y])
+            want = float(np.sum((xs[1:] - xs[:-1]) * (ys[1:] + ys[:-1]) / 2) / x[-1])
+            check(abs(auc[i, a, 0] - want) <= 1e-12, f"ioi: auc of {curve_names[i]} choice {a}: {auc[i, a, 0]} vs {want}")
+            for level, got_k in zip((0.8, 0.9, 1.0), reach):
+                hit = [k for k, v in zip(ks, y) if v >= level]
+                check(got_k[i, a, 0] == (hit[0] if hit else -1), f"ioi: k{level} of {curve_names[i]} choice {a}")
     # the exact ranking's members: the top k of the mean over prompts of |/edges/exact|, ties by index
     with h5py.File(job["output"], "r") as f:
         scores = np.abs(f["edges/exact"][()][..., 0].astype(np.float64)).mean(0).sum(1)
