@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "patchsweep/core.h"
+#include "patchsweep/kernels.h"
 #include "patchsweep/ops.h"
 #include "patchsweep/patch.h"
 
@@ -148,8 +149,13 @@ void input_row_forward(const Model *m, const EdgeEnd *v, const float *x, float *
         const float *bias = is_q ? m->w.bq : v->kind == DOWN_K ? m->w.bk : m->w.bv;
         norm_forward(c->norm, s->normed, c->norm == NORM_LAYER ? s->mean : NULL, s->rstd, x, m->w.ln1_w + L * d,
                      m->w.ln1_b ? m->w.ln1_b + L * d : NULL, 1, d, c->norm_eps);
+        size_t col0 = (size_t)v->index * dh;
+        if (dh % PANEL == 0) { /* the head's columns are whole panels: its slice alone, the same fma chains */
+            matmul_forward(out + col0, s->normed, packed + col0 * d, bias ? bias + L * width + col0 : NULL, 1, d, dh);
+            return;
+        }
         matmul_forward(s->proj, s->normed, packed, bias ? bias + L * width : NULL, 1, d, width);
-        memcpy(out + (size_t)v->index * dh, s->proj + (size_t)v->index * dh, sizeof(float) * dh);
+        memcpy(out + col0, s->proj + col0, sizeof(float) * dh);
         return;
     }
     int dm = c->d_mlp;
