@@ -243,12 +243,17 @@ static void cover(const Plan *plan, int p, int s, int T, uint8_t *rows) {
     else if (pos < T) rows[pos] = 1;
 }
 
+/* Node u is in the node circuit at the rows marked. */
+static void mark(uint8_t *nodes_in, int u, const uint8_t *rows, int T) {
+    for (int t = 0; t < T; t++) nodes_in[(size_t)u * T + t] |= rows[t];
+}
+
 /* nodes_in [U, T]: the node circuit of a row: its nodes, or the upstream ends of its edges and the
  * nodes owning their downstream ends (a query head; every query head of a key/value group; the
  * MLP; none for the logits). */
 static void node_circuit(const Circuits *cs, const CircuitRow *row, const ModelConfig *cfg, const Plan *plan, int p, int T,
                          uint8_t *nodes_in, uint8_t *rows) {
-    int S = cs->S, H = cfg->n_head, group = cfg->n_head / cfg->n_kv_head;
+    int S = cs->S, group = cfg->n_head / cfg->n_kv_head;
     memset(nodes_in, 0, (size_t)cs->U * T);
     if (row->node_cols) {
         for (int u = 0; u < cs->U; u++) {
@@ -264,15 +269,13 @@ static void node_circuit(const Circuits *cs, const CircuitRow *row, const ModelC
         memset(rows, row->everywhere[e], (size_t)T);
         for (int s = 0; s < S; s++)
             if (row->members[(size_t)e * S + s]) cover(plan, p, s, T, rows);
-        int owners[64], n = 0;
-        owners[n++] = circuit_upstream_index(cfg, &edge->up);
+        mark(nodes_in, circuit_upstream_index(cfg, &edge->up), rows, T);
         const EdgeEnd *v = &edge->down;
-        if (v->kind == DOWN_Q) owners[n++] = 1 + v->layer * (H + 1) + v->index;
-        else if (v->kind == DOWN_MLP_IN) owners[n++] = 1 + v->layer * (H + 1) + H;
-        else if (v->kind != DOWN_LOGITS)
-            for (int h = v->index * group; h < (v->index + 1) * group && n < 64; h++) owners[n++] = 1 + v->layer * (H + 1) + h;
-        for (int i = 0; i < n; i++)
-            for (int t = 0; t < T; t++) nodes_in[(size_t)owners[i] * T + t] |= rows[t];
+        if (v->kind == DOWN_Q) mark(nodes_in, circuit_upstream_index(cfg, &(EdgeEnd){UP_HEAD, v->layer, v->index}), rows, T);
+        else if (v->kind == DOWN_MLP_IN) mark(nodes_in, circuit_upstream_index(cfg, &(EdgeEnd){UP_MLP, v->layer, -1}), rows, T);
+        else if (v->kind != DOWN_LOGITS) /* every query head of the key/value group */
+            for (int h = v->index * group; h < (v->index + 1) * group; h++)
+                mark(nodes_in, circuit_upstream_index(cfg, &(EdgeEnd){UP_HEAD, v->layer, h}), rows, T);
     }
 }
 
