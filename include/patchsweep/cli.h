@@ -12,6 +12,7 @@ int cmd_train(int argc, char **argv);
 int cmd_heads(int argc, char **argv);
 int cmd_top(int argc, char **argv);
 int cmd_bound(int argc, char **argv);
+int cmd_circuit(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 
 /* The subcommands (src/cli/commands.c): name, entry point, usage line, one-line summary. */

@@ -14,6 +14,8 @@ const Command commands[] = {
      "patchsweep bound JOB.json [--site SITE] [--by atp_star|atp_qk|atp] [--verified K] [--subsets N] "
      "[--inclusion P] [--confidence C] [--seed S] [--ties bound|verify] [--metric METRIC] [--quiet]",
      "after a run: bound the effects that verifying only the top of a ranking missed"},
+    {"circuit", cmd_circuit, "patchsweep circuit JOB.json [--quiet]",
+     "after a run: the faithfulness of the job's \"circuits\" under each ablation choice (docs/circuits.md)"},
     {"heads", cmd_heads, "patchsweep heads --model DIR [--run N]",
      "induction and previous-token scores of each head, from attention patterns"},
     {"forward", cmd_forward, "patchsweep forward --model DIR --tokens ID,ID,... [--top K]",

@@ -109,6 +109,10 @@ int cmd_plan(int argc, char **argv) {
         printf("severed    %s held at the base run at the patched position in every layer\n", site_name(job.sever));
     printf("patches    %lld patched runs\n", st.patches);
     printf("units      %d (%d exact, %d estimate)\n", plan.n_units, exact_units, plan.n_units - exact_units);
+    if (job.circuits) /* patchsweep circuit, after the run (docs/circuits.md) */
+        printf("circuits   %d circuits x %d choices x %d prompts = %lld units, %.0f forward passes (patchsweep circuit)\n",
+               circuits_rows(job.circuits), job.circuits->n_choices, job.n_prompts,
+               (long long)circuits_rows(job.circuits) * job.circuits->n_choices * job.n_prompts, circuits_forward_passes(&job));
     printf("FLOPs      %s (a full forward per patch would be %s; %.1fx less)\n", human(st.flops, a, sizeof a),
            human(st.naive_flops, b, sizeof b), st.flops > 0 ? st.naive_flops / st.flops : 0.0);
     long ranks = per_node ? per_node : sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1;
