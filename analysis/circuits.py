@@ -14,6 +14,37 @@ import numpy as np
 
 SUMMARIES = ("ratio_of_means", "mean_of_ratios", "median", "q1", "q3")
 REACHES = (("k80", 0.8), ("k90", 0.9), ("k100", 1.0))  # the curve's thresholds (docs/circuits.md)
+CURVE_NUMBERS = ("auc", "k80", "k90", "k100")
+
+
+def _shapes(C, A, P, M, E, S, K):
+    """Every dataset of /circuits and its shape (docs/circuits.md); sets/* only with a k list."""
+    out = {"set": (C,), "k": (C,), "size": (C,), "members": (C, E, S), "all_positions": (C,), "choice": (A,),
+           "full": (P, M), "empty": (A, P, M), "metric": (C, A, P, M), "faithfulness": (C, A, P, M), "done": (C, A, P)}
+    out.update({name: (C, A, M) for name in SUMMARIES})
+    if K is not None:
+        out["sets/name"] = (K,)
+        out.update({f"sets/{name}": (K, A, M) for name in CURVE_NUMBERS})
+    return out
+
+
+def _check_shapes(g, M, P, E, S):
+    """Refuses a /circuits group whose datasets are missing or disagree with the file and each
+    other, naming the first such dataset. E is None when the file names no edges."""
+    for name in ("set", "choice"):
+        if name not in g:
+            raise ValueError(f"/circuits/{name} is missing")
+    C, A = len(g["set"]), len(g["choice"])
+    K = len(g["sets/name"]) if "sets/name" in g else None
+    for name, shape in _shapes(C, A, P, M, E, S, K).items():
+        if name not in g:
+            raise ValueError(f"/circuits/{name} is missing")
+        got = g[name].shape
+        if name == "members" and E is None:
+            shape = (C, got[1] if len(got) == 3 else -1, S)
+        if got != shape:
+            raise ValueError(f"/circuits/{name} has shape {list(got)}, expected {list(shape)} "
+                             "(circuits, choices, prompts, metrics, edges, columns of the file)")
 
 
 def _text(value):
@@ -36,8 +67,11 @@ class Circuits:
     job               the "circuits" job key (dict); fingerprint, seconds: attributes of /circuits
     """
 
-    def __init__(self, g, metrics):
+    def __init__(self, g, metrics, prompts, edges, columns):
+        """g: the /circuits group; the file's metric names and its counts of prompts, edges and
+        position columns, which the group's shapes must agree with (ValueError naming the dataset)."""
         self.metrics = list(metrics)
+        _check_shapes(g, len(self.metrics), prompts, edges, columns)
         self.set = [_text(s) for s in g["set"][()]]
         self.k = g["k"][()].astype(int)
         self.size = g["size"][()].astype(int)
@@ -51,7 +85,7 @@ class Circuits:
         for name in SUMMARIES:
             setattr(self, name, g[name][()])
         self.set_names = [_text(s) for s in g["sets/name"][()]] if "sets/name" in g else []
-        for name in ("auc", "k80", "k90", "k100"):
+        for name in CURVE_NUMBERS:
             setattr(self, name, g[f"sets/{name}"][()] if f"sets/{name}" in g else np.zeros((0,) + self.ratio_of_means.shape[1:]))
         self.done = g["done"][()].astype(bool)
         attrs = {key: (_text(v) if isinstance(v, (bytes, str)) else v.item()) for key, v in g.attrs.items()}
@@ -81,7 +115,10 @@ class Circuits:
 
 def read(f, metrics):
     """The /circuits group of an open results file, or None when it has none."""
-    return Circuits(f["circuits"], metrics) if "circuits" in f else None
+    if "circuits" not in f:
+        return None
+    edges = len(f["edges/name"]) if "edges/name" in f else None
+    return Circuits(f["circuits"], metrics, len(f["prompts/length"]), edges, len(f["positions"]))
 
 
 def per_prompt(circuit, empty, full):
@@ -178,7 +215,7 @@ def faithfulness_curve(r, set_name, choice, metric=None):
     curve = {"k": c.k[order], "size": c.size[order], "faithfulness": c.ratio_of_means[order, a, m]}
     if set_name in c.set_names:
         i = c.set_names.index(set_name)
-        curve.update({name: getattr(c, name)[i, a, m].item() for name in ("auc", "k80", "k90", "k100")})
+        curve.update({name: getattr(c, name)[i, a, m].item() for name in CURVE_NUMBERS})
     return curve
 
 

@@ -2,6 +2,9 @@
 summaries and curve numbers recomputed from the per-prompt values equal hand-computed ones (and
 the file's, and a wrong stored value is caught), and the report has a circuits section exactly
 when the file has /circuits. Synthetic files, written per the contract by conftest.write_circuits."""
+import os
+import subprocess
+import sys
 import warnings
 
 import h5py
@@ -11,7 +14,7 @@ import pytest
 import analysis
 from analysis import circuit_figures, circuits_report
 from analysis.figures import plt
-from conftest import write_circuits, write_synthetic
+from conftest import ROOT, write_circuits, write_synthetic
 from test_report import axes_are_labelled
 
 EDGES = ["embed->L0.H0.q", "embed->L0.mlp_in", "L0.H0->L0.mlp_in", "embed->logits", "L0.H0->logits", "L0.mlp->logits"]
@@ -199,3 +202,25 @@ def test_graph_without_exact_edges_draws_the_circuit_alike(circuits_path):
     fig = circuit_figures.graph(r, 3)
     assert "its 2 edges" in fig.axes[0].get_title()
     plt.close(fig)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"faithfulness": np.zeros((9, 2, 3, 2))}, "/circuits/faithfulness has shape [9, 2, 3, 2], expected [9, 2, 4, 2]"),
+    ({"members": np.zeros((9, 5, 2))}, "/circuits/members has shape [9, 5, 2], expected [9, 6, 2]"),
+    ({"sets/k90": np.zeros((1, 2, 2))}, "/circuits/sets/k90 has shape [1, 2, 2], expected [2, 2, 2]"),
+])
+def test_a_malformed_group_is_refused_in_one_line(tmp_path, change, message):
+    """The report's command line refuses a /circuits group whose shapes disagree with the file,
+    naming the dataset, exit status 2; a missing dataset likewise."""
+    path = circuit_file(tmp_path, **change)
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    done = subprocess.run([sys.executable, "-m", "analysis", "report", path, "-o", str(tmp_path / "r")],
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 2 and done.stderr == f"analysis: {path}: {message} (circuits, choices, prompts, metrics, " \
+                                                   "edges, columns of the file)\n", done.stderr
+    datasets = circuit_datasets()
+    del datasets["q1"]
+    with pytest.raises(ValueError, match=r"^/circuits/q1 is missing$"):
+        analysis.load(write_circuits(write_synthetic(str(tmp_path / "m.h5"), np.ones((4, 1, 2, 2)), {}, base=np.zeros((4, 2)),
+                                                     source=np.ones((4, 2)), metrics=("logit_diff", "prob")),
+                                     EDGES, datasets))
