@@ -56,9 +56,13 @@ def spread(r, rows):
         return None
     m = c.metric_index(r.metric)
     A = len(c.choices)
-    fig, axes = plt.subplots(1, len(rows), figsize=(max(4.0, 0.9 * A + 2.2) * len(rows), 4.6), squeeze=False)
+    cols = min(len(rows), 2)
+    lines = (len(rows) + cols - 1) // cols
+    fig, axes = plt.subplots(lines, cols, figsize=(max(4.0, 0.9 * A + 2.2) * cols, 4.6 * lines), squeeze=False)
+    for ax in axes.ravel()[len(rows):]:
+        ax.axis("off")
     jitter = np.random.default_rng(0)  # a fixed spread of the points, the same figure every time
-    for ax, row in zip(axes[0], rows):
+    for ax, row in zip(axes.ravel(), rows):
         values = c.faithfulness[row, :, :, m]  # [A, P]
         data = [v[np.isfinite(v)] for v in values]
         ax.boxplot(data, positions=range(A), widths=0.5, showfliers=False)

@@ -4,20 +4,31 @@ import html
 
 from . import circuit_figures
 
-MOST_FEATURED = 4  # circuits given a spread panel and a drawing
+MOST_FEATURED = 6  # circuits given a spread panel and a drawing
+
+
+def reference_set(c):
+    """The ranked set the others are compared at: the first ranked by exact edge effects (the
+    reference no estimator has), else the first with a k list; None without such sets."""
+    ranks = {entry.get("name"): entry.get("rank") for entry in c.job.get("sets", []) if isinstance(entry, dict)}
+    exact = [name for name in c.set_names if ranks.get(name) == "edges/exact"]
+    return (exact or c.set_names or [None])[0]
 
 
 def featured_rows(c, m):
-    """The circuits the spread and the drawings show: every explicit or threshold circuit, and per
-    ranked set its smallest k reaching 0.8 under the first choice (else its largest k); at most
-    MOST_FEATURED, in file order."""
+    """The circuits the spread and the drawings show: every explicit or threshold circuit, then
+    each ranked set's circuit of one common k, the smallest at which the reference set (above)
+    reaches 0.8 under the first choice (else its middle k), so that rankings compare at one size;
+    at most MOST_FEATURED."""
     rows = [row for row in range(len(c.set)) if c.k[row] < 0]
-    for i, name in enumerate(c.set_names):
-        set_rows = c.rows(name)
-        reached = int(c.k80[i, 0, m])
-        pick = [row for row in set_rows if c.k[row] == reached] if reached > 0 else []
-        rows.append(pick[0] if pick else max(set_rows, key=lambda row: c.k[row]))
-    return sorted(dict.fromkeys(rows))[:MOST_FEATURED]
+    reference = reference_set(c)
+    if reference is not None:
+        common = int(c.k80[c.set_names.index(reference), 0, m])
+        if common < 0:
+            ks = sorted(c.k[c.rows(reference)])
+            common = int(ks[len(ks) // 2])
+        rows += [row for name in c.set_names for row in c.rows(name) if c.k[row] == common][:len(c.set_names)]
+    return list(dict.fromkeys(rows))[:MOST_FEATURED]
 
 
 def circuits_section(page, r):

@@ -78,7 +78,11 @@ def circuit_file(folder, **changes):
                            source=np.ones((P, 2)), metrics=("logit_diff", "prob"))
     edge_exact = np.arange(P * len(EDGES) * S * 2, dtype=float).reshape(P, len(EDGES), S, 2) / 10 - 2
     return write_circuits(path, EDGES, dict(circuit_datasets(), **changes), edge_exact=edge_exact,
-                          job={"sets": [{"name": "hand"}], "ablation": ["pair", "mean"]})
+                          job={"sets": [{"name": "hand", "edges": ["embed->L0.H0.q@1", "L0.H0->logits"]},
+                                        {"name": "exact", "rank": "edges/exact", "k": [4, 1, 2, 10]},
+                                        {"name": "rand", "rank": "random", "k": [1, 2, 4]},
+                                        {"name": "big", "rank": "edges/exact", "threshold": 0.5}],
+                               "ablation": ["pair", "mean"], "granularity": ["edges", "nodes"], "positions": "specific"})
 
 
 @pytest.fixture
@@ -94,7 +98,7 @@ def test_circuits_load_as_labelled_arrays(circuits_path, tmp_path):
     assert c.members.dtype == bool and c.members.shape == (9, len(EDGES), 2) and list(c.all_positions) == [False] + [True] * 8
     assert c.metric.shape == c.faithfulness.shape == (9, 2, 4, 2) and c.empty.shape == (2, 4, 2) and c.full.shape == (4, 2)
     assert c.rows("rand") == [5, 6, 7] and c.set_names == ["exact", "rand"] and c.auc.shape == c.k80.shape == (2, 2, 2)
-    assert c.job["ablation"] == ["pair", "mean"] and c.fingerprint == "0123abcd" and c.seconds == 1.5 and c.done.all()
+    assert c.job["ablation"] == ["pair", "mean"] and c.job["sets"][1]["rank"] == "edges/exact" and c.fingerprint == "0123abcd" and c.seconds == 1.5 and c.done.all()
     assert analysis.circuit_edges(r, 0) == [(0, [1]), (4, [0, 1])]
     one = analysis.circuit_faithfulness(r, 0, "nodes mean")
     assert one["median"] == 2.0 and np.isnan(one["per_prompt"][3]) and one["per_prompt"][1] == pytest.approx(-2 / 3)
@@ -168,11 +172,14 @@ def test_report_has_a_circuits_section(circuits_path, tmp_path):
     assert "2.11 · 1.11 · 2 [0.667, 2]" in text  # and under "nodes mean"
     assert "nodes mean: ratio of means · mean of ratios · median [q1, q3]" in text
     assert "<td class='l'>exact</td><td class='l'>edges pair</td><td class=''>0.796</td><td class=''>2</td>" in text
-    for name in ("circuit_curves", "circuit_spread", "circuit_graph_0", "circuit_graph_3", "circuit_graph_7", "circuit_graph_8"):
+    for name in ("circuit_curves", "circuit_spread", "circuit_graph_0", "circuit_graph_3", "circuit_graph_6", "circuit_graph_8"):
         assert f"src='{name}.png'" in text and (tmp_path / "report" / f"{name}.png").stat().st_size > 5000, name
     assert "The axis is linear" in text
     r = analysis.load(circuits_path)
-    assert circuits_report.featured_rows(r.circuits, 0) == [0, 3, 7, 8]  # hand, exact's k80 (k=2), rand's largest, big
+    assert circuits_report.featured_rows(r.circuits, 0) == [0, 8, 3, 6]  # hand, big; at k = 2, where "exact" reaches 0.8: exact, rand
+    r.circuits.job["sets"][1]["rank"], r.circuits.job["sets"][2]["rank"] = "random", "edges/exact"
+    assert circuits_report.reference_set(r.circuits) == "rand"  # the set ranked by exact edge effects, wherever it is
+    assert circuits_report.featured_rows(r.circuits, 0) == [0, 8, 3, 6]  # rand reaches 0.8 nowhere: its middle k, 2
     for fig in (circuit_figures.curves(r), circuit_figures.spread(r, [0, 3]), circuit_figures.graph(r, 0)):
         axes_are_labelled(fig, "circuits")
         plt.close(fig)
