@@ -117,11 +117,13 @@ CIRCUIT_TYPES = {"set": "S", "k": np.int32, "size": np.int32, "members": np.uint
 def write_circuits(path, edge_names, circuits, edge_exact=None, job=None):
     """Adds to a results file (write_synthetic's) the edges named ("u->v") and a /circuits group
     laid out as docs/circuits.md says: `circuits` maps each dataset's path under /circuits to its
-    values, written with the contract's type; edge_exact [P, E, S, M] becomes /edges/exact."""
+    values, written with the contract's type; edge_exact [P, E, S, M] becomes /edges/exact.
+    edge_names None writes no /edges (a node job whose circuits were ranked by its node effects)."""
     with h5py.File(path, "r+") as f:
-        f["edges/name"] = np.array([e.encode() for e in edge_names], dtype="S64")
-        f["edges/upstream"] = np.array([e.split("->")[0].encode() for e in edge_names], dtype="S32")
-        f["edges/downstream"] = np.array([e.split("->")[1].encode() for e in edge_names], dtype="S32")
+        if edge_names is not None:
+            f["edges/name"] = np.array([e.encode() for e in edge_names], dtype="S64")
+            f["edges/upstream"] = np.array([e.split("->")[0].encode() for e in edge_names], dtype="S32")
+            f["edges/downstream"] = np.array([e.split("->")[1].encode() for e in edge_names], dtype="S32")
         if edge_exact is not None:
             f["edges/exact"] = np.asarray(edge_exact, dtype=np.float32)
         g = f.create_group("circuits")

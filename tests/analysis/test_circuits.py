@@ -72,12 +72,14 @@ def circuit_datasets():
     return out
 
 
-def circuit_file(folder, **changes):
+def circuit_file(folder, edges=True, **changes):
+    """The synthetic file with /circuits (changes: datasets replaced); edges=False: without /edges."""
     P, S = len(FULL), 2
     path = write_synthetic(str(folder / "circuits.h5"), np.ones((P, 1, S, 2)), {}, base=np.zeros((P, 2)),
                            source=np.ones((P, 2)), metrics=("logit_diff", "prob"))
     edge_exact = np.arange(P * len(EDGES) * S * 2, dtype=float).reshape(P, len(EDGES), S, 2) / 10 - 2
-    return write_circuits(path, EDGES, dict(circuit_datasets(), **changes), edge_exact=edge_exact,
+    return write_circuits(path, EDGES if edges else None, dict(circuit_datasets(), **changes),
+                          edge_exact=edge_exact if edges else None,
                           job={"sets": [{"name": "hand", "edges": ["embed->L0.H0.q@1", "L0.H0->logits"]},
                                         {"name": "exact", "rank": "edges/exact", "k": [4, 1, 2, 10]},
                                         {"name": "rand", "rank": "random", "k": [1, 2, 4]},
@@ -231,3 +233,14 @@ def test_a_malformed_group_is_refused_in_one_line(tmp_path, change, message):
         analysis.load(write_circuits(write_synthetic(str(tmp_path / "m.h5"), np.ones((4, 1, 2, 2)), {}, base=np.zeros((4, 2)),
                                                      source=np.ones((4, 2)), metrics=("logit_diff", "prob")),
                                      EDGES, datasets))
+
+
+def test_a_file_without_edges_reports_its_circuits_undrawn(tmp_path):
+    """Circuits of a node job (ranked by its node effects) in a file without /edges: they load,
+    and the report gives their numbers and says why it draws none."""
+    r = analysis.load(circuit_file(tmp_path, edges=False))
+    assert r.circuits.members.shape == (9, len(EDGES), 2) and not r.edge_names
+    assert circuit_figures.graph(r, 0) is None
+    text = open(analysis.report(r.path, str(tmp_path / "report"), prompts=0)).read()
+    assert "0.7 · 0.625 · 0.5 [0.5, 0.625]" in text and "no edge names (<code>/edges/name</code>): the circuits are not drawn" in text
+    assert "circuit_graph_" not in text
