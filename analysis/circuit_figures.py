@@ -92,20 +92,20 @@ def graph(r, row, most=40):
     effect| summed over its kept columns when the file has exact edges, else the first `most`),
     width and colour the effect; grey and alike without exact edges. None without edge names."""
     c = r.circuits
-    if c is None or not r.edge_names:
-        return None
-    kept = circuits.circuit_edges(r, row)
+    names = circuits.edge_names(r) if c is not None else []
+    kept = circuits.circuit_edges(r, row) if names else []
     if not kept:
         return None
     edges = np.array([e for e, _ in kept])
     values = None
-    if "exact" in r.edges:
+    if "exact" in r.edges and names == r.edge_names:
         mean = mean_over_prompts(r.edges["exact"])  # [E, S]
         values = np.array([np.nansum(mean[e, columns]) for e, columns in kept])
         order = np.argsort(-np.abs(values), kind="stable")[:most]
         edges, values = edges[order], values[order]
     else:
         edges = edges[:most]
+    ends = [tuple(names[e].split("->")) for e in edges]
     shown = f"the {len(edges)} of largest |effect| of its {len(kept)} edges" if len(edges) < len(kept) else f"its {len(kept)} edges"
     what = f";\nwidth ∝ mean exact edge effect over its kept positions ({effect_unit(r)})" if values is not None else ""
-    return draw_edges(r, edges, values, f"Circuit {c.row_label(row)}: {shown}{what}")
+    return draw_edges(r, ends, values, f"Circuit {c.row_label(row)}: {shown}{what}")

@@ -36,6 +36,10 @@ def _check_shapes(g, M, P, E, S):
             raise ValueError(f"/circuits/{name} is missing")
     C, A = len(g["set"]), len(g["choice"])
     K = len(g["sets/name"]) if "sets/name" in g else None
+    if "edge_name" in g:  # a node job has no /edges/name; with both, they name the same edges
+        if E is not None and g["edge_name"].shape != (E,):
+            raise ValueError(f"/circuits/edge_name has shape {list(g['edge_name'].shape)}, expected [{E}] (the edges of /edges/name)")
+        E = len(g["edge_name"])
     for name, shape in _shapes(C, A, P, M, E, S, K).items():
         if name not in g:
             raise ValueError(f"/circuits/{name} is missing")
@@ -63,15 +67,22 @@ class Circuits:
     metric            [C, A, P, M]: the circuit's metric; faithfulness [C, A, P, M]: per prompt
     ratio_of_means, mean_of_ratios, median, q1, q3: [C, A, M] as the file stores them
     set_names         [K]: the sets with a k list; auc [K, A, M], k80, k90, k100 int [K, A, M]
+    edge_names        [E]: the members' edges ("u->v"), from /circuits/edge_name; None when the
+                      file has only /edges/name (the same edges)
     done              bool [C, A, P]
     job               the "circuits" job key (dict); fingerprint, seconds: attributes of /circuits
     """
 
-    def __init__(self, g, metrics, prompts, edges, columns):
-        """g: the /circuits group; the file's metric names and its counts of prompts, edges and
-        position columns, which the group's shapes must agree with (ValueError naming the dataset)."""
+    def __init__(self, g, metrics, prompts, edges, columns, node_items=0, node_cells=0):
+        """g: the /circuits group; the file's metric names and its counts of prompts, edges (None
+        when it names none) and position columns, which the group's shapes must agree with
+        (ValueError naming the dataset); the items a ranking of node effects has (nodes, and
+        cells in columns some prompt has)."""
         self.metrics = list(metrics)
         _check_shapes(g, len(self.metrics), prompts, edges, columns)
+        # the members' edge axis: /circuits/edge_name (its layout's addition), else /edges/name's
+        self.edge_names = [_text(s) for s in g["edge_name"][()]] if "edge_name" in g else None
+        self.node_items, self.node_cells = node_items, node_cells
         self.set = [_text(s) for s in g["set"][()]]
         self.k = g["k"][()].astype(int)
         self.size = g["size"][()].astype(int)
@@ -118,7 +129,11 @@ def read(f, metrics):
     if "circuits" not in f:
         return None
     edges = len(f["edges/name"]) if "edges/name" in f else None
-    return Circuits(f["circuits"], metrics, len(f["prompts/length"]), edges, len(f["positions"]))
+    sites = [_text(s) for s in f["nodes/site"][()]] if "nodes/site" in f else []
+    nodes = sum(site in ("z", "mlp_out") for site in sites)
+    columns = f["prompts/position"][()] if "prompts/position" in f else np.zeros((1, len(f["positions"])))
+    cells = nodes * int((columns != -2).any(axis=0).sum())
+    return Circuits(f["circuits"], metrics, len(f["prompts/length"]), edges, len(f["positions"]), nodes, cells)
 
 
 def per_prompt(circuit, empty, full):
@@ -165,14 +180,15 @@ def recompute_summaries(c):
     return out
 
 
-def curve_metrics(ks, sizes, faithfulness):
+def curve_metrics(ks, kept, faithfulness):
     """A faithfulness curve's numbers (docs/circuits.md): auc, the trapezoid area under the
-    faithfulness against x = size / total with (0, 0) added, divided by the largest x; k80, k90,
-    k100, the smallest k whose faithfulness reaches 0.8, 0.9, 1.0 (-1: none). The total (edges or
-    cells) scales the area and the largest x alike, so it cancels: x = size will do. Points are
-    taken in order of size (then k); a NaN faithfulness makes auc NaN and reaches nothing."""
-    order = np.lexsort((np.asarray(ks), np.asarray(sizes)))
-    ks, x, y = np.asarray(ks)[order], np.asarray(sizes, dtype=np.float64)[order], np.asarray(faithfulness, dtype=np.float64)[order]
+    faithfulness against x = kept / items with (0, 0) added, divided by the largest x; k80, k90,
+    k100, the smallest k whose faithfulness reaches 0.8, 0.9, 1.0 (-1: none). kept: the items each
+    circuit took of its ranking, min(k, items) (items_kept). The number of items scales the area
+    and the largest x alike, so it cancels: x = kept will do. Points are taken in order of kept
+    (then k); a NaN faithfulness makes auc NaN and reaches nothing."""
+    order = np.lexsort((np.asarray(ks), np.asarray(kept)))
+    ks, x, y = np.asarray(ks)[order], np.asarray(kept, dtype=np.float64)[order], np.asarray(faithfulness, dtype=np.float64)[order]
     out = {}
     if len(x) == 0 or x[-1] <= 0:
         out["auc"] = float("nan")
@@ -188,6 +204,18 @@ def curve_metrics(ks, sizes, faithfulness):
     return out
 
 
+def items_kept(c, row):
+    """How many items of its ranking a ranked circuit row took: min(k, items). A ranking of edges
+    (or random) takes edges or cells, which `size` counts; a ranking of node effects
+    ("effects/...") takes nodes, the file's z and mlp_out nodes (their cells, when position-
+    specific, in columns some prompt has), while `size` counts the edges out of them."""
+    rank = next((entry.get("rank", "") for entry in c.job.get("sets", []) if entry.get("name") == c.set[row]), "")
+    if not str(rank).startswith("effects/"):
+        return int(c.size[row])
+    items = c.node_items if c.all_positions[row] else c.node_cells
+    return min(int(c.k[row]), items)
+
+
 def recompute_curves(c):
     """auc, k80, k90, k100 [K, A, M] of every set with a k list, from the ratios of means the file
     stores; the sets in c.set_names order."""
@@ -198,7 +226,7 @@ def recompute_curves(c):
         rows = c.rows(name)
         for a in range(A):
             for m in range(M):
-                numbers = curve_metrics(c.k[rows], c.size[rows], c.ratio_of_means[rows, a, m])
+                numbers = curve_metrics(c.k[rows], [items_kept(c, row) for row in rows], c.ratio_of_means[rows, a, m])
                 for key, value in numbers.items():
                     out[key][i, a, m] = value
     return out
@@ -229,8 +257,15 @@ def circuit_faithfulness(r, row, choice, metric=None):
     return out
 
 
+def edge_names(r):
+    """The names of the members' edge axis: /circuits/edge_name, else the file's /edges/name."""
+    c = _circuits_of(r)
+    return c.edge_names if c.edge_names is not None else r.edge_names
+
+
 def circuit_edges(r, row):
-    """The edges of one circuit row: (edge index, [columns kept]) for every kept edge."""
+    """The edges of one circuit row: (edge index, [columns kept]) for every kept edge; edge_names(r)
+    names the indices."""
     c = _circuits_of(r)
     return [(e, list(np.flatnonzero(c.members[row, e]))) for e in np.flatnonzero(c.members[row].any(axis=1))]
 

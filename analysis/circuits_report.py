@@ -2,7 +2,7 @@
 the faithfulness curves of each ranking, the per-prompt spread, and circuits drawn as graphs."""
 import html
 
-from . import circuit_figures
+from . import circuit_figures, circuits
 
 MOST_FEATURED = 6  # circuits given a spread panel and a drawing
 
@@ -74,8 +74,9 @@ def circuits_section(page, r):
                 "under each choice (box: quartiles and 1.5 IQR whiskers; dots: prompts; red diamond: ratio of means). "
                 + ("The axis is <b>symlog</b> (linear within ±1, logarithmic beyond, signs kept), because some "
                    "values pass ±10." if scale == "symlog" else "The axis is linear (no value passes ±10)."))
-    if not r.edge_names:
-        page.text("<p class='note'>The file has no edge names (<code>/edges/name</code>): the circuits are not drawn.</p>")
+    if not circuits.edge_names(r):
+        page.text("<p class='note'>The file names no edges (neither <code>/circuits/edge_name</code> nor "
+                  "<code>/edges/name</code>): the circuits are not drawn.</p>")
         return
     page.text("<h3>The circuits drawn</h3>")
     for row in featured:

@@ -111,7 +111,8 @@ CIRCUIT_TYPES = {"set": "S", "k": np.int32, "size": np.int32, "members": np.uint
                  "choice": "S", "full": np.float64, "empty": np.float64, "metric": np.float64,
                  "faithfulness": np.float64, "ratio_of_means": np.float64, "mean_of_ratios": np.float64,
                  "median": np.float64, "q1": np.float64, "q3": np.float64, "sets/name": "S", "sets/auc": np.float64,
-                 "sets/k80": np.int32, "sets/k90": np.int32, "sets/k100": np.int32, "done": np.uint8}
+                 "sets/k80": np.int32, "sets/k90": np.int32, "sets/k100": np.int32, "done": np.uint8,
+                 "edge_name": "S"}  # edge_name: the layout's addition naming the members' edges (node jobs have no /edges)
 
 
 def write_circuits(path, edge_names, circuits, edge_exact=None, job=None):

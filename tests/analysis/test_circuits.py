@@ -72,19 +72,22 @@ def circuit_datasets():
     return out
 
 
-def circuit_file(folder, edges=True, **changes):
-    """The synthetic file with /circuits (changes: datasets replaced); edges=False: without /edges."""
+def circuit_file(folder, edges=True, sites=("resid_pre",), ranks=None, **changes):
+    """The synthetic file with /circuits (changes: datasets replaced); edges=False: without /edges;
+    sites: its nodes'; ranks: {set: "rank"} replaced in the job."""
     P, S = len(FULL), 2
-    path = write_synthetic(str(folder / "circuits.h5"), np.ones((P, 1, S, 2)), {}, base=np.zeros((P, 2)),
-                           source=np.ones((P, 2)), metrics=("logit_diff", "prob"))
+    path = write_synthetic(str(folder / "circuits.h5"), np.ones((P, len(sites), S, 2)), {}, sites=list(sites),
+                           base=np.zeros((P, 2)), source=np.ones((P, 2)), metrics=("logit_diff", "prob"))
+    job = {"sets": [{"name": "hand", "edges": ["embed->L0.H0.q@1", "L0.H0->logits"]},
+                    {"name": "exact", "rank": "edges/exact", "k": [4, 1, 2, 10]},
+                    {"name": "rand", "rank": "random", "k": [1, 2, 4]},
+                    {"name": "big", "rank": "edges/exact", "threshold": 0.5}],
+           "ablation": ["pair", "mean"], "granularity": ["edges", "nodes"], "positions": "specific"}
+    for entry in job["sets"]:
+        entry["rank"] = (ranks or {}).get(entry["name"], entry.get("rank"))
     edge_exact = np.arange(P * len(EDGES) * S * 2, dtype=float).reshape(P, len(EDGES), S, 2) / 10 - 2
     return write_circuits(path, EDGES if edges else None, dict(circuit_datasets(), **changes),
-                          edge_exact=edge_exact if edges else None,
-                          job={"sets": [{"name": "hand", "edges": ["embed->L0.H0.q@1", "L0.H0->logits"]},
-                                        {"name": "exact", "rank": "edges/exact", "k": [4, 1, 2, 10]},
-                                        {"name": "rand", "rank": "random", "k": [1, 2, 4]},
-                                        {"name": "big", "rank": "edges/exact", "threshold": 0.5}],
-                               "ablation": ["pair", "mean"], "granularity": ["edges", "nodes"], "positions": "specific"})
+                          edge_exact=edge_exact if edges else None, job=job)
 
 
 @pytest.fixture
@@ -235,12 +238,36 @@ def test_a_malformed_group_is_refused_in_one_line(tmp_path, change, message):
                                      EDGES, datasets))
 
 
+def test_a_ranking_of_node_effects_counts_nodes_on_its_curve(tmp_path):
+    """An "effects/" ranking takes k nodes (the file's z and mlp_out nodes, 3 here), not the edges
+    `size` counts: rand's k = 1, 2, 4 take 1, 2, 3 nodes, so its area under 0.1, 0.2, 0.4 is
+    (0.05 + 0.15 + 0.3) / 3, where sizes 1, 2, 4 would give 0.8 / 4."""
+    path = circuit_file(tmp_path, sites=("z", "mlp_out", "resid_pre", "z"), ranks={"rand": "effects/atp"})
+    c = analysis.load(path).circuits
+    assert (c.node_items, c.node_cells) == (3, 6) and [analysis.circuits.items_kept(c, row) for row in c.rows("rand")] == [1, 2, 3]
+    auc = analysis.recompute_curves(c)["auc"]
+    assert auc[1, 0, 0] == pytest.approx(0.5 / 3, abs=1e-12) and auc[0, 0, 0] == pytest.approx(4.775 / 6, abs=1e-12)
+
+
+def test_circuits_of_a_node_job_are_drawn_from_their_own_edge_names(tmp_path):
+    """A node job's file has no /edges: /circuits/edge_name names the members' edges, and the
+    circuits are drawn from it (alike, in grey: there are no exact edge effects)."""
+    r = analysis.load(circuit_file(tmp_path, edges=False, edge_name=EDGES))
+    assert r.circuits.edge_names == EDGES and not r.edge_names and analysis.circuits.edge_names(r) == EDGES
+    fig = circuit_figures.graph(r, 0)
+    assert fig.axes[0].get_title() == "Circuit hand: its 2 edges"
+    plt.close(fig)
+    assert "circuit_graph_0.png" in open(analysis.report(r.path, str(tmp_path / "report"), prompts=0)).read()
+    with pytest.raises(ValueError, match=r"/circuits/edge_name has shape \[5\], expected \[6\] \(the edges of /edges/name\)"):
+        analysis.load(circuit_file(tmp_path, edge_name=EDGES[:5]))
+
+
 def test_a_file_without_edges_reports_its_circuits_undrawn(tmp_path):
-    """Circuits of a node job (ranked by its node effects) in a file without /edges: they load,
-    and the report gives their numbers and says why it draws none."""
+    """Circuits in a file that names no edges (neither /edges nor /circuits/edge_name, as the
+    first layout had it): they load, and the report gives their numbers and says why it draws none."""
     r = analysis.load(circuit_file(tmp_path, edges=False))
     assert r.circuits.members.shape == (9, len(EDGES), 2) and not r.edge_names
     assert circuit_figures.graph(r, 0) is None
     text = open(analysis.report(r.path, str(tmp_path / "report"), prompts=0)).read()
-    assert "0.7 · 0.625 · 0.5 [0.5, 0.625]" in text and "no edge names (<code>/edges/name</code>): the circuits are not drawn" in text
+    assert "0.7 · 0.625 · 0.5 [0.5, 0.625]" in text and "names no edges (neither <code>/circuits/edge_name</code> nor <code>/edges/name</code>): the circuits are not drawn" in text
     assert "circuit_graph_" not in text

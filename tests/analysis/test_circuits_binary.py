@@ -14,7 +14,8 @@ from conftest import BINARY, run_job
 CIRCUITS = {"sets": [{"name": "hand", "nodes": ["embed", "L0.H1", "L1.mlp"]},
                      {"name": "exact", "rank": "edges/exact", "k": [1, 5, 20, 110, 500]},
                      {"name": "eap", "rank": "edges/eap", "k": [1, 5, 20]},
-                     {"name": "rand", "rank": "random", "seed": 3, "k": [1, 5, 20]}],
+                     {"name": "rand", "rank": "random", "seed": 3, "k": [1, 5, 20]},
+                     {"name": "atp", "rank": "effects/atp", "k": [1, 3, 100]}],  # 10 heads and MLPs: 100 is clipped
             "granularity": ["edges", "nodes"], "ablation": ["pair"]}
 
 
@@ -29,7 +30,8 @@ def circuit_results(tmp_path_factory):
     if not binary_has_circuit():
         pytest.skip(f"{BINARY} has no `circuit` command yet (docs/circuits.md)")
     folder = str(tmp_path_factory.mktemp("circuits"))
-    path = run_job(folder, "edges-gpt2-pair-denoise-all", circuits=CIRCUITS)  # 3 prompts, 110 edges
+    path = run_job(folder, "edges-gpt2-pair-denoise-all", circuits=CIRCUITS, nodes=["z", "mlp_out"],
+                   estimates=["eap", "atp"])  # 3 prompts, 110 edges; 10 nodes a ranking of node effects takes
     done = subprocess.run([BINARY, "circuit", path[:-3] + ".json"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     return path
@@ -42,7 +44,7 @@ def test_stored_summaries_follow_the_definitions(circuit_results):
     for name, values in again.items():  # both in float64 from the same values: only rounding apart
         assert np.allclose(getattr(c, name), values, rtol=1e-12, atol=1e-12, equal_nan=True), name
     curves = analysis.recompute_curves(c)
-    assert c.set_names == ["exact", "eap", "rand"]
+    assert c.set_names == ["exact", "eap", "rand", "atp"] and c.node_items == 10
     assert np.allclose(c.auc, curves["auc"], rtol=1e-12, atol=1e-12, equal_nan=True)
     for name in ("k80", "k90", "k100"):
         assert (getattr(c, name) == curves[name]).all(), name
