@@ -49,6 +49,10 @@ def circuits_section(page, r):
               "full = empty left out), which can spread over orders of magnitude while the ratio of means looks "
               f"fine (Miller, Chughtai &amp; Saunders 2024). Metric <b>{html.escape(r.metric)}</b>; "
               f"{c.faithfulness.shape[2]} prompts; {_fmt(c.seconds)} s.</p>")
+    if not c.done.all():
+        page.text(f"<p class='warn'><b>Incomplete</b>: {int(c.done.sum())} of {c.done.size} (circuit, choice, prompt) "
+                  "units are done; the summaries and curves stay NaN until all are (rerun <code>patchsweep circuit</code> "
+                  "to resume).</p>")
     headers = ["circuit", "k", "kept"] + [f"{choice}: ratio of means · mean of ratios · median [q1, q3]" for choice in c.choices]
     rows = []
     for row in range(len(c.set)):

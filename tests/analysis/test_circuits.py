@@ -192,6 +192,14 @@ def test_report_has_a_circuits_section(circuits_path, tmp_path):
     assert "Circuits and" not in open(analysis.report(plain, str(tmp_path / "plain"), prompts=0)).read()
 
 
+def test_an_unfinished_group_is_reported_as_such(tmp_path):
+    """A run of `patchsweep circuit` killed half-way: the report says how many units are done."""
+    done = np.ones((9, 2, 4))
+    done[:, :, 2:] = 0
+    text = open(analysis.report(circuit_file(tmp_path, done=done), str(tmp_path / "report"), prompts=0)).read()
+    assert "<b>Incomplete</b>: 36 of 72 (circuit, choice, prompt) units are done" in text
+
+
 def test_spread_turns_symlog_when_values_span_decades(tmp_path):
     """Per-prompt values far beyond 1, of either sign (Miller et al.: outliers in the tens of
     thousands of percent): the spread's axis is symlog and the report says so."""
