@@ -125,6 +125,22 @@ void edge_upstream_row(const Model *m, const EdgeEnd *u, const RunCache *run, in
 int edge_upstream_delta(const Model *m, const EdgeEnd *u, const RunCache *base, const RunCache *source, int lo, int hi,
                         double *delta);
 
+/* Room to rebuild one patched input row (v's read point) at a time. */
+typedef struct {
+    float *x, *normed, *mean, *rstd; /* v's input row, its norm, the norm's statistics */
+    float *proj, *pre, *up, *hidden; /* a full q/k/v projection row, the MLP's layers */
+} EdgeRowWork;
+void edge_row_work_init(EdgeRowWork *w, const ModelConfig *c);
+void edge_row_work_free(EdgeRowWork *w);
+/* w->x = float(stream + delta) over d entries: v's input row as the model computes it. */
+void edge_patched_row(EdgeRowWork *w, const float *stream, const double *delta, int d);
+/* v (a query, key or value input) reads stream + delta: ln1, then v's projection alone, written
+ * to its slice of dst (the row of a->q, a->k or a->v). */
+void edge_read_attention(const Model *m, EdgeRowWork *w, const EdgeEnd *v, const float *stream, const double *delta,
+                         float *dst);
+/* The MLP of `layer` reads stream + delta: ln2, the MLP, its output row into out[d]. */
+void edge_read_mlp(const Model *m, EdgeRowWork *w, int layer, const float *stream, const double *delta, float *out);
+
 typedef struct EdgeScratch EdgeScratch;
 /* Room for prompts of up to max_T tokens and fast-path batches of up to max_batch patches. */
 EdgeScratch *edge_scratch_new(const Model *m, int max_T, int max_batch);
@@ -136,6 +152,20 @@ void edge_scratch_free(EdgeScratch *w);
  * patch); the same bits either way. */
 void edge_effects(EdgeScratch *w, const PromptRuns *r, const Edge *edges, int n, const int *positions, int n_positions,
                   float *out, int naive);
+
+/* A set of edge cells patched at once (docs/edges.md, "Joint patches"): cell = edge number (into
+ * the edges array) and a position (-1: every row). */
+typedef struct {
+    int edge, pos;
+} EdgeCell;
+typedef struct EdgeJoint EdgeJoint;
+EdgeJoint *edge_joint_new(const Model *m, int max_T);
+void edge_joint_free(EdgeJoint *w);
+/* Mean over noise samples of metric number `metric` (patched) - metric (base) with every cell of
+ * cells[0..n) patched at once: each edge u -> v carries u^S instead of u's output in the patched
+ * run on its cells' rows (positions inside the prompt). Sorts cells. One of them alone gives
+ * edge_effects' value bit for bit. */
+double edge_joint_effect(EdgeJoint *w, const PromptRuns *r, const Edge *edges, EdgeCell *cells, int n, int metric);
 
 /* Column j of out ([n, n_positions, n_metrics]) as not computed: the prompt has no such position. */
 static inline void column_not_computed(float *out, int n, int n_positions, int j, int n_metrics) {

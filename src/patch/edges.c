@@ -29,8 +29,7 @@ struct EdgeScratch {
     double *deltas;      /* [max_batch, max_T, d] */
     int *item;           /* [max_batch]: edge * samples + sample */
     double *metric;      /* [max_batch, N_METRICS] */
-    float *x, *normed, *mean, *rstd; /* one row: v's input, its norm, the norm's statistics */
-    float *proj, *pre, *up, *hidden; /* one row: a full q/k/v projection, the MLP's layers */
+    EdgeRowWork row;     /* one patched input row at a time */
     MetricWork work;
 };
 
@@ -63,6 +62,11 @@ EdgeScratch *edge_scratch_new(const Model *m, int max_T, int max_batch) {
     w->delta_of = xcalloc((size_t)w->max_batch, sizeof(double *));
     w->item = xcalloc((size_t)w->max_batch, sizeof(int));
     w->metric = alloc_doubles((size_t)w->max_batch * N_METRICS);
+    edge_row_work_init(&w->row, c);
+    return w;
+}
+
+void edge_row_work_init(EdgeRowWork *w, const ModelConfig *c) {
     w->x = alloc_floats((size_t)c->d_model);
     w->normed = alloc_floats((size_t)c->d_model);
     w->mean = alloc_floats(1);
@@ -72,15 +76,58 @@ EdgeScratch *edge_scratch_new(const Model *m, int max_T, int max_batch) {
     w->pre = alloc_floats((size_t)c->d_mlp);
     w->up = alloc_floats((size_t)c->d_mlp);
     w->hidden = alloc_floats((size_t)c->d_mlp);
-    return w;
+}
+
+void edge_row_work_free(EdgeRowWork *w) {
+    free(w->x), free(w->normed), free(w->mean), free(w->rstd);
+    free(w->proj), free(w->pre), free(w->up), free(w->hidden);
+}
+
+void edge_patched_row(EdgeRowWork *w, const float *stream, const double *delta, int d) {
+    for (int i = 0; i < d; i++) w->x[i] = (float)((double)stream[i] + delta[i]);
+}
+
+void edge_read_attention(const Model *m, EdgeRowWork *w, const EdgeEnd *v, const float *stream, const double *delta,
+                         float *dst) {
+    const ModelConfig *c = &m->cfg;
+    int d = c->d_model, dh = c->d_head, is_q = v->kind == DOWN_Q, width = is_q ? cfg_q_dim(c) : cfg_kv_dim(c);
+    size_t L = (size_t)v->layer;
+    const float *packed = is_q ? m->packed.wq + L * packed_floats(width, d)
+                          : v->kind == DOWN_K ? m->packed.wk + L * packed_floats(width, d)
+                                              : m->packed.wv + L * packed_floats(width, d);
+    const float *bias = is_q ? m->w.bq : v->kind == DOWN_K ? m->w.bk : m->w.bv;
+    edge_patched_row(w, stream, delta, d);
+    norm_forward(c->norm, w->normed, c->norm == NORM_LAYER ? w->mean : NULL, w->rstd, w->x, m->w.ln1_w + L * d,
+                 m->w.ln1_b ? m->w.ln1_b + L * d : NULL, 1, d, c->norm_eps);
+    matmul_forward(w->proj, w->normed, packed, bias ? bias + L * width : NULL, 1, d, width);
+    memcpy(dst + (size_t)v->index * dh, w->proj + (size_t)v->index * dh, sizeof(float) * dh);
+}
+
+void edge_read_mlp(const Model *m, EdgeRowWork *w, int layer, const float *stream, const double *delta, float *out) {
+    const ModelConfig *c = &m->cfg;
+    int d = c->d_model, dm = c->d_mlp;
+    size_t L = (size_t)layer;
+    edge_patched_row(w, stream, delta, d);
+    norm_forward(c->norm, w->normed, c->norm == NORM_LAYER ? w->mean : NULL, w->rstd, w->x, m->w.ln2_w + L * d,
+                 m->w.ln2_b ? m->w.ln2_b + L * d : NULL, 1, d, c->norm_eps);
+    const float *b_in = m->w.b_in ? m->w.b_in + L * dm : NULL;
+    if (c->gated_mlp) { /* as block_forward: silu(gate) * up */
+        matmul_forward(w->pre, w->normed, m->packed.w_gate + L * packed_floats(dm, d), NULL, 1, d, dm);
+        matmul_forward(w->up, w->normed, m->packed.w_in + L * packed_floats(dm, d), b_in, 1, d, dm);
+        swiglu_forward(w->hidden, w->pre, w->up, dm);
+    } else {
+        matmul_forward(w->pre, w->normed, m->packed.w_in + L * packed_floats(dm, d), b_in, 1, d, dm);
+        act_forward(c->act, w->hidden, w->pre, dm);
+    }
+    matmul_forward(out, w->hidden, m->packed.w_out + L * packed_floats(d, dm), m->w.b_out ? m->w.b_out + L * d : NULL, 1,
+                   dm, d);
 }
 
 void edge_scratch_free(EdgeScratch *w) {
     if (!w) return;
     scratch_release(w);
     free(w->k_prefix), free(w->v_prefix), free(w->base_of), free(w->delta_of), free(w->item), free(w->metric);
-    free(w->x), free(w->normed), free(w->mean), free(w->rstd);
-    free(w->proj), free(w->pre), free(w->up), free(w->hidden);
+    edge_row_work_free(&w->row);
     metric_work_free(&w->work);
     free(w);
 }
@@ -134,13 +181,6 @@ typedef struct {
     const double *const *delta_of;
 } EdgeHook;
 
-/* w->x = the stream row plus delta row t, in float as the model computes. */
-static void patched_row(EdgeScratch *w, const float *stream, const double *delta, int t) {
-    int d = w->m->cfg.d_model;
-    const double *dl = delta + (size_t)t * d;
-    for (int i = 0; i < d; i++) w->x[i] = (float)((double)stream[i] + dl[i]);
-}
-
 /* Absolute row t of sequence b in a block's buffers: kv rows [B, R] from r0, q rows [B, Rq] from
  * block_q_pos0 (-1 when the q side does not compute that row: it cannot reach the metric). */
 static long kv_row(const BlockRun *run, int b, int t) { return (long)b * run->R + (t - run->r0); }
@@ -152,51 +192,27 @@ static long q_row(const BlockRun *run, int b, int t) {
 static void edge_hook(void *ctx, Stage stage, int layer, LayerActs *a, const BlockRun *run) {
     const EdgeHook *h = ctx;
     EdgeScratch *w = h->w;
-    const Model *m = w->m;
-    const ModelConfig *c = &m->cfg;
+    const ModelConfig *c = &w->m->cfg;
     if (layer != h->v->layer) return;
     int d = c->d_model;
-    size_t L = (size_t)layer;
     if (stage == ST_QKV && h->v->kind != DOWN_MLP_IN) {
-        int qd = cfg_q_dim(c), kvd = cfg_kv_dim(c), dh = c->d_head;
-        int is_q = h->v->kind == DOWN_Q, width = is_q ? qd : kvd;
-        const float *packed = is_q ? m->packed.wq + L * packed_floats(qd, d)
-                              : h->v->kind == DOWN_K ? m->packed.wk + L * packed_floats(kvd, d)
-                                                     : m->packed.wv + L * packed_floats(kvd, d);
-        const float *bias = is_q ? m->w.bq : h->v->kind == DOWN_K ? m->w.bk : m->w.bv;
+        int is_q = h->v->kind == DOWN_Q, width = is_q ? cfg_q_dim(c) : cfg_kv_dim(c);
         float *dst = is_q ? a->q : h->v->kind == DOWN_K ? a->k : a->v;
         for (int b = 0; b < run->B; b++)
             for (int t = h->lo; t <= h->hi; t++) {
                 long at = is_q ? q_row(run, b, t) : kv_row(run, b, t);
-                if (at < 0) continue;
-                patched_row(w, a->resid_pre + kv_row(run, b, t) * d, h->delta_of[b], t);
-                norm_forward(c->norm, w->normed, c->norm == NORM_LAYER ? w->mean : NULL, w->rstd, w->x,
-                             m->w.ln1_w + L * d, m->w.ln1_b ? m->w.ln1_b + L * d : NULL, 1, d, c->norm_eps);
-                matmul_forward(w->proj, w->normed, packed, bias ? bias + L * width : NULL, 1, d, width);
-                memcpy(dst + at * width + (size_t)h->v->index * dh, w->proj + (size_t)h->v->index * dh, sizeof(float) * dh);
+                if (at >= 0)
+                    edge_read_attention(w->m, &w->row, h->v, a->resid_pre + kv_row(run, b, t) * d,
+                                        h->delta_of[b] + (size_t)t * d, dst + at * width);
             }
     } else if (stage == ST_MLP_OUT && h->v->kind == DOWN_MLP_IN) {
-        int dm = c->d_mlp;
         for (int b = 0; b < run->B; b++)
             for (int t = h->lo; t <= h->hi; t++) {
                 long at = q_row(run, b, t);
                 if (at < 0) continue;
                 /* sequential blocks: the MLP reads resid_mid; the parallel residual: the block input */
                 const float *stream = c->parallel_residual ? a->resid_pre + kv_row(run, b, t) * d : a->resid_mid + at * d;
-                patched_row(w, stream, h->delta_of[b], t);
-                norm_forward(c->norm, w->normed, c->norm == NORM_LAYER ? w->mean : NULL, w->rstd, w->x,
-                             m->w.ln2_w + L * d, m->w.ln2_b ? m->w.ln2_b + L * d : NULL, 1, d, c->norm_eps);
-                const float *b_in = m->w.b_in ? m->w.b_in + L * dm : NULL;
-                if (c->gated_mlp) { /* as block_forward: silu(gate) * up */
-                    matmul_forward(w->pre, w->normed, m->packed.w_gate + L * packed_floats(dm, d), NULL, 1, d, dm);
-                    matmul_forward(w->up, w->normed, m->packed.w_in + L * packed_floats(dm, d), b_in, 1, d, dm);
-                    swiglu_forward(w->hidden, w->pre, w->up, dm);
-                } else {
-                    matmul_forward(w->pre, w->normed, m->packed.w_in + L * packed_floats(dm, d), b_in, 1, d, dm);
-                    act_forward(c->act, w->hidden, w->pre, dm);
-                }
-                matmul_forward(a->mlp_out + at * d, w->hidden, m->packed.w_out + L * packed_floats(d, dm),
-                               m->w.b_out ? m->w.b_out + L * d : NULL, 1, dm, d);
+                edge_read_mlp(w->m, &w->row, layer, stream, h->delta_of[b] + (size_t)t * d, a->mlp_out + at * d);
             }
     }
 }
@@ -240,8 +256,8 @@ static void fast_metrics(EdgeScratch *w, const PromptRuns *r, int B, EdgeHook *h
 static void logits_metrics(EdgeScratch *w, const PromptRuns *r, int s, const double *delta, double *out) {
     const Model *m = w->m;
     int T = r->T, d = m->cfg.d_model, L = m->cfg.n_layer;
-    patched_row(w, r->base[s]->layer[L - 1].resid_post + (size_t)(T - 1) * d, delta, T - 1);
-    metric_rows(m, &r->spec, w->x, 1, out, &w->work);
+    edge_patched_row(&w->row, r->base[s]->layer[L - 1].resid_post + (size_t)(T - 1) * d, delta + (size_t)(T - 1) * d, d);
+    metric_rows(m, &r->spec, w->row.x, 1, out, &w->work);
 }
 
 void edge_effects(EdgeScratch *w, const PromptRuns *r, const Edge *edges, int n, const int *positions, int n_positions,
