@@ -1,5 +1,6 @@
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include "bench_common.h"
 #include "patchsweep/core.h"
 
@@ -12,9 +13,15 @@ void bench_model(Model *m) {
 }
 
 void bench_job(Job *job, const Model *m, int n_prompts, int T, const char *nodes, const char *estimates) {
-    size_t cap = (size_t)n_prompts * T * 24 + 1024;
+    char keys[1024];
+    snprintf(keys, sizeof keys, "\"nodes\": %s, \"estimates\": %s", nodes, estimates);
+    bench_job_keys(job, m, n_prompts, T, keys);
+}
+
+void bench_job_keys(Job *job, const Model *m, int n_prompts, int T, const char *keys) {
+    size_t cap = (size_t)n_prompts * T * 24 + 1024 + strlen(keys);
     char *text = xmalloc(cap);
-    int n = snprintf(text, cap, "{\"model\": \"in memory\", \"nodes\": %s, \"estimates\": %s, \"prompts\": [", nodes, estimates);
+    int n = snprintf(text, cap, "{\"model\": \"in memory\", %s, \"prompts\": [", keys);
     Rng rng;
     rng_seed(&rng, 42, 0, 0);
     int V = m->cfg.vocab, *clean = xmalloc(sizeof(int) * (size_t)T), *corrupt = xmalloc(sizeof(int) * (size_t)T);

@@ -11,5 +11,7 @@ void bench_model(Model *m);
 /* n_prompts prompts of T random tokens, the corrupt copy differing in 3 places; the given
  * nodes (a JSON list) and estimates (a JSON list, may be "[]"). */
 void bench_job(Job *job, const Model *m, int n_prompts, int T, const char *nodes, const char *estimates);
+/* The same prompts with the job's other keys given as JSON text ("\"edges\": \"all\""). */
+void bench_job_keys(Job *job, const Model *m, int n_prompts, int T, const char *keys);
 
 #endif
