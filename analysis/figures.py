@@ -367,7 +367,8 @@ def bound_figure(r):
         return None
     check = metrics.bound_check(r)
     site, by, conf = b.get("site"), b.get("ranked_by"), b.get("confidence")
-    what = f"site {site}, top {b.get('n_verified')} by {by} verified, {b.get('subsets')} subsets, confidence {conf}"
+    where = "edges" if b.get("cells") == "edges" else f"site {site}"
+    what = f"{where}, top {b.get('n_verified')} by {by} verified, {b.get('subsets')} subsets, confidence {conf}"
     if check is None:
         fig, ax = plt.subplots(figsize=(6.5, 4))
         theta = np.where(np.isinf(b["theta"]), np.nan, b["theta"])

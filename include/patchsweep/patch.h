@@ -147,6 +147,20 @@ void edge_scratch_free(EdgeScratch *w);
 void edge_effects(EdgeScratch *w, const PromptRuns *r, const Edge *edges, int n, const int *positions, int n_positions,
                   float *out, int naive);
 
+/* A set of edge cells patched at once (docs/edges.md, "Joint patches"): cell = edge number (into
+ * the edges array) and a position (-1: every row). */
+typedef struct {
+    int edge, pos;
+} EdgeCell;
+typedef struct EdgeJoint EdgeJoint;
+EdgeJoint *edge_joint_new(const Model *m, int max_T);
+void edge_joint_free(EdgeJoint *w);
+/* Mean over noise samples of metric number `metric` (patched) - metric (base) with every cell of
+ * cells[0..n) patched at once: each edge u -> v carries u^S instead of u's output in the patched
+ * run on its cells' rows (positions inside the prompt). Sorts cells. One of them alone gives
+ * edge_effects' value bit for bit. */
+double edge_joint_effect(EdgeJoint *w, const PromptRuns *r, const Edge *edges, EdgeCell *cells, int n, int metric);
+
 /* ---- circuits (docs/circuits.md) ------------------------------------------------------------------ */
 /* Upstream nodes in contract order: embed, then per layer its heads and its MLP (U of them). */
 int circuit_n_upstream(const ModelConfig *c);

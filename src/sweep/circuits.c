@@ -88,7 +88,7 @@ static int read_scores(const Job *job, const Plan *plan, const ModelConfig *cfg,
     Results r;
     const char *metric = metric_name(job->metrics[set->metric]);
     int edges = set->by == RANK_EDGES;
-    int rc = edges ? results_open_edges(&r, path, metric) : results_open(&r, path, 0, metric);
+    int rc = edges ? results_open_edges(&r, path, 0, metric) : results_open(&r, path, 0, metric);
     float *cells = NULL;
     if (!rc) rc = results_read_cells(&r, set->array, &cells);
     if (!rc && !cells)
