@@ -100,10 +100,10 @@ void edge_upstream_row(const Model *m, const EdgeEnd *u, const RunCache *run, in
         for (int i = 0; i < d; i++) out[i] = x[i];
     } else { /* the head's columns of W_O ([d, q_dim]) times its slice of z; no output bias */
         const float *z = run->layer[u->layer].z + (size_t)t * qd + (size_t)u->index * dh;
-        const float *wo = m->w.wo + (size_t)u->layer * d * qd + (size_t)u->index * dh;
+        WeightRef wo = weight_at(model_param(m, PARAM_WO), (size_t)u->layer * d * qd + (size_t)u->index * dh);
         for (int i = 0; i < d; i++) {
             double s = 0.0;
-            for (int j = 0; j < dh; j++) s += (double)wo[(size_t)i * qd + j] * z[j];
+            for (int j = 0; j < dh; j++) s += (double)weight_value(wo, (size_t)i * qd + j) * z[j];
             out[i] = s;
         }
     }
@@ -160,9 +160,7 @@ static void edge_hook(void *ctx, Stage stage, int layer, LayerActs *a, const Blo
     if (stage == ST_QKV && h->v->kind != DOWN_MLP_IN) {
         int qd = cfg_q_dim(c), kvd = cfg_kv_dim(c), dh = c->d_head;
         int is_q = h->v->kind == DOWN_Q, width = is_q ? qd : kvd;
-        const float *packed = is_q ? m->packed.wq + L * packed_floats(qd, d)
-                              : h->v->kind == DOWN_K ? m->packed.wk + L * packed_floats(kvd, d)
-                                                     : m->packed.wv + L * packed_floats(kvd, d);
+        WeightRef packed = model_packed(m, is_q ? PACKED_WQ : h->v->kind == DOWN_K ? PACKED_WK : PACKED_WV, layer);
         const float *bias = is_q ? m->w.bq : h->v->kind == DOWN_K ? m->w.bk : m->w.bv;
         float *dst = is_q ? a->q : h->v->kind == DOWN_K ? a->k : a->v;
         for (int b = 0; b < run->B; b++)
@@ -172,7 +170,7 @@ static void edge_hook(void *ctx, Stage stage, int layer, LayerActs *a, const Blo
                 patched_row(w, a->resid_pre + kv_row(run, b, t) * d, h->delta_of[b], t);
                 norm_forward(c->norm, w->normed, c->norm == NORM_LAYER ? w->mean : NULL, w->rstd, w->x,
                              m->w.ln1_w + L * d, m->w.ln1_b ? m->w.ln1_b + L * d : NULL, 1, d, c->norm_eps);
-                matmul_forward(w->proj, w->normed, packed, bias ? bias + L * width : NULL, 1, d, width);
+                matmul_forward_ref(w->proj, w->normed, packed, bias ? bias + L * width : NULL, 1, d, width);
                 memcpy(dst + at * width + (size_t)h->v->index * dh, w->proj + (size_t)h->v->index * dh, sizeof(float) * dh);
             }
     } else if (stage == ST_MLP_OUT && h->v->kind == DOWN_MLP_IN) {
@@ -188,14 +186,14 @@ static void edge_hook(void *ctx, Stage stage, int layer, LayerActs *a, const Blo
                              m->w.ln2_w + L * d, m->w.ln2_b ? m->w.ln2_b + L * d : NULL, 1, d, c->norm_eps);
                 const float *b_in = m->w.b_in ? m->w.b_in + L * dm : NULL;
                 if (c->gated_mlp) { /* as block_forward: silu(gate) * up */
-                    matmul_forward(w->pre, w->normed, m->packed.w_gate + L * packed_floats(dm, d), NULL, 1, d, dm);
-                    matmul_forward(w->up, w->normed, m->packed.w_in + L * packed_floats(dm, d), b_in, 1, d, dm);
+                    matmul_forward_ref(w->pre, w->normed, model_packed(m, PACKED_W_GATE, layer), NULL, 1, d, dm);
+                    matmul_forward_ref(w->up, w->normed, model_packed(m, PACKED_W_IN, layer), b_in, 1, d, dm);
                     swiglu_forward(w->hidden, w->pre, w->up, dm);
                 } else {
-                    matmul_forward(w->pre, w->normed, m->packed.w_in + L * packed_floats(dm, d), b_in, 1, d, dm);
+                    matmul_forward_ref(w->pre, w->normed, model_packed(m, PACKED_W_IN, layer), b_in, 1, d, dm);
                     act_forward(c->act, w->hidden, w->pre, dm);
                 }
-                matmul_forward(a->mlp_out + at * d, w->hidden, m->packed.w_out + L * packed_floats(d, dm),
+                matmul_forward_ref(a->mlp_out + at * d, w->hidden, model_packed(m, PACKED_W_OUT, layer),
                                m->w.b_out ? m->w.b_out + L * d : NULL, 1, dm, d);
             }
     }
