@@ -30,6 +30,9 @@ static inline size_t packed_floats(int OC, int C) { return (size_t)((OC + PANEL 
  * bits as the same product on the widened float32 matrix. */
 typedef enum { WEIGHTS_F32, WEIGHTS_BF16, WEIGHTS_F16 } WeightType;
 static inline size_t weight_type_size(WeightType t) { return t == WEIGHTS_F32 ? 4 : 2; }
+static inline const char *weight_type_name(WeightType t) {
+    return t == WEIGHTS_F32 ? "float32" : t == WEIGHTS_BF16 ? "bfloat16" : "float16";
+}
 /* bfloat16 is the top half of a float32. */
 static inline float bf16_widen(uint16_t h) {
     uint32_t bits = (uint32_t)h << 16;
@@ -47,15 +50,17 @@ static inline float f16_widen(uint16_t h) {
 }
 static inline float half_widen(uint16_t h, WeightType t) { return t == WEIGHTS_BF16 ? bf16_widen(h) : f16_widen(h); }
 
-/* A read-only weight array as it is held: where it starts and its type. */
+/* A read-only weight array as it is held: where it starts, its type, and for a matrix whether
+ * these are its rows or its packed panels (ops.h: pack_weights). */
 typedef struct {
     const void *p;
     WeightType type;
+    int packed;
 } WeightRef;
-static inline WeightRef weight_f32(const float *p) { return (WeightRef){p, WEIGHTS_F32}; }
+static inline WeightRef weight_f32(const float *p) { return (WeightRef){p, WEIGHTS_F32, 0}; }
 /* The array from element i on (NULL stays NULL: a parameter the model does not have). */
 static inline WeightRef weight_at(WeightRef w, size_t i) {
-    return w.p ? (WeightRef){(const char *)w.p + i * weight_type_size(w.type), w.type} : w;
+    return w.p ? (WeightRef){(const char *)w.p + i * weight_type_size(w.type), w.type, w.packed} : w;
 }
 /* Element i, widened to float32. */
 static inline float weight_value(WeightRef w, size_t i) {

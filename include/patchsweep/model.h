@@ -92,11 +92,11 @@ typedef struct Tokenizer Tokenizer;
 
 typedef struct {
     ModelConfig cfg;
-    Params w;              /* float32 parameters; in a 16-bit model the matrices are NULL here (half) */
-    uint16_t *half[N_PARAM_TENSORS]; /* a 16-bit model's matrices (param_is_matrix), else NULL */
+    Params w;              /* float32 parameters; in a 16-bit model the matrices are NULL here */
+    uint16_t *half[N_PARAM_TENSORS]; /* a 16-bit model's embeddings (wte, wpe; unembed when tied), else NULL */
     Packed packed;
     float *weights;        /* the one block (model_point): the float32 parameters (n_weights floats),
-                            * a 16-bit model's matrices, then the packed copies */
+                            * a 16-bit model's embeddings, then the packed copies */
     int owns_weights;      /* 0 when the block belongs to the caller (shared between ranks) */
     size_t n_weights;      /* the float32 parameters: all of a F32 model's (what training updates) */
     double *rope_inv_freq; /* [rotary_dims / 2] */
@@ -163,9 +163,27 @@ void model_attach(Model *m, const ModelConfig *cfg, void *weights);
 /* Points m's parameters, half and packed into block by m->cfg (NULL: only counts); returns the
  * bytes it spans. */
 size_t model_point(Model *m, void *block);
-/* Parameter field (PARAM_*) as held, all layers: float32, or 16 bits for a 16-bit model's matrices. */
+/* Parameter field (PARAM_*) as held, all layers: float32 vectors, a float32 model's matrices, a
+ * 16-bit model's embeddings in 16 bits; {NULL} for a 16-bit model's projections (packed only). */
 WeightRef model_param(const Model *m, int field);
-/* Layer `layer` of packed matrix `which` (PACKED_*), as held. */
+/* Layer `layer` of a matrix field (param_is_matrix) wherever it is held: its rows, or a 16-bit
+ * model's packed copy (.packed = 1). matmul_backward_ref reads either. */
+WeightRef model_matrix(const Model *m, int field, int layer);
+/* Element [o, c] of a layer's matrix, widened to float32, read through a view taken once. */
+typedef struct {
+    WeightRef w;
+    size_t inputs; /* C of the [rows, C] matrix */
+} MatrixView;
+MatrixView model_view(const Model *m, int field, int layer);
+static inline float view_value(MatrixView v, int o, int c) {
+    /* packed: panel o / PANEL, row c, column o % PANEL */
+    size_t i = v.w.packed ? ((size_t)(o / PANEL) * v.inputs + (size_t)c) * PANEL + (size_t)(o % PANEL)
+                          : (size_t)o * v.inputs + (size_t)c;
+    return weight_value(v.w, i);
+}
+/* Stores layer `layer` of a matrix field from row-major values in the model's weight type: into
+ * its rows, or packed (a 16-bit model's projections). model_pack then packs the rest. */
+void model_store_matrix(Model *m, int field, int layer, const void *rows);
 WeightRef model_packed(const Model *m, int which, int layer);
 /* Reads the checkpoint into the parameters and packs them. */
 int model_read_weights(Model *m, const char *dir);

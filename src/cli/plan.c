@@ -115,9 +115,10 @@ int cmd_plan(int argc, char **argv) {
     if (cores && ranks > cores) ranks = cores;
     char d[32];
     printf("memory     %sB per rank (one prompt's runs, engine scratch of %d sequences) + %sB of weights per node "
-           "(shared by its ranks): %sB for a node of %ld rank%s\n", human(st.bytes_per_rank, c, sizeof c), plan.batch_limit,
-           human(st.bytes_weights, a, sizeof a), human(st.bytes_weights + (double)ranks * st.bytes_per_rank, d, sizeof d),
-           ranks, ranks == 1 ? "" : "s");
+           "(matrices in %s%s, shared by its ranks): %sB for a node of %ld rank%s\n", human(st.bytes_per_rank, c, sizeof c),
+           plan.batch_limit, human(st.bytes_weights, a, sizeof a), weight_type_name(m.cfg.weight_type),
+           m.cfg.weight_type == WEIGHTS_F32 ? "" : " as the checkpoint stores them",
+           human(st.bytes_weights + (double)ranks * st.bytes_per_rank, d, sizeof d), ranks, ranks == 1 ? "" : "s");
     if (cores) {
         double rate = matmul_rate(m.cfg.d_model), busiest = 0.0;
         /* units go whole to ranks: no rank finishes before its largest unit does */

@@ -149,10 +149,49 @@ void matmul_forward(float *out, const float *inp, const float *w_packed, const f
     matmul_forward_ref(out, inp, weight_f32(w_packed), bias, N, C, OC);
 }
 
+/* dinp[N, C] += dout[N, OC] w[OC, C] with w given packed (panel o / PANEL, row c, column o % PANEL):
+ * the b operand's panel of columns c0 .. c0 + PANEL - 1 is rows c0.. of w's panels read across,
+ * so each thread gathers np such panels (widened, exactly) into a buffer and runs the tile on it.
+ * Every element is still the one chain over o in order: the bits of the product on w's rows. */
+typedef struct {
+    const Kernels *kern;
+    int N, C, OC;
+    const float *dout;
+    WeightRef w;
+    float *dinp;
+} GatherJob;
+
+static void gather_task(void *ctx, int index, int count) {
+    const GatherJob *j = ctx;
+    int groups = (j->C + PANEL * j->kern->np - 1) / (PANEL * j->kern->np);
+    int g0 = (int)((long)groups * index / count), g1 = (int)((long)groups * (index + 1) / count);
+    if (g1 <= g0) return;
+    size_t panel = (size_t)j->OC * PANEL;
+    float *buffer = alloc_floats(panel * (size_t)j->kern->np);
+    for (int g = g0; g < g1; g++) {
+        int c0 = g * PANEL * j->kern->np, cols = j->C - c0 < PANEL * j->kern->np ? j->C - c0 : PANEL * j->kern->np;
+        int np = (cols + PANEL - 1) / PANEL;
+        for (int q = 0; q < np; q++)
+            for (int o = 0; o < j->OC; o++)
+                for (int jj = 0; jj < PANEL; jj++) {
+                    int c = c0 + q * PANEL + jj;
+                    size_t at = ((size_t)(o / PANEL) * j->C + (size_t)c) * PANEL + (size_t)(o % PANEL);
+                    buffer[q * panel + (size_t)o * PANEL + jj] = c < j->C ? weight_value(j->w, at) : 0.0f;
+                }
+        Panels b = {weight_f32(buffer), PANEL, (ptrdiff_t)panel};
+        panels_product(j->kern, j->N, j->OC, j->dout, j->OC, 1, b, np, c0, cols, j->dinp, j->C, NULL, 1);
+    }
+    free(buffer);
+}
+
 void matmul_backward_ref(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, WeightRef w,
                          int N, int C, int OC) {
     if (N == 0) return;
-    if (dinp) { /* dinp[N,C] += dout[N,OC] w[OC,C]: w's rows are the panels' rows */
+    if (dinp && w.packed) {
+        GatherJob job = {kernels(), N, C, OC, dout, w, dinp};
+        if (threads_count() > 1 && (long)N * C * OC >= THREADED_FMAS) threads_run(gather_task, &job);
+        else gather_task(&job, 0, 1);
+    } else if (dinp) { /* dinp[N,C] += dout[N,OC] w[OC,C]: w's rows are the panels' rows */
         Panels w_rows = {w, C, PANEL};
         gemm(N, C, OC, dout, OC, 1, w_rows, 0, dinp, C, NULL, 1);
     }

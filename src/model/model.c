@@ -97,19 +97,29 @@ uint64_t model_fingerprint(const Model *m) {
     free(json);
     size_t sizes[N_PARAM_TENSORS];
     param_sizes(&m->cfg, sizes);
-    float chunk[4096];
+    int C_max = m->cfg.d_model > m->cfg.d_mlp ? m->cfg.d_model : m->cfg.d_mlp;
+    float *row = alloc_floats((size_t)(C_max > cfg_q_dim(&m->cfg) ? C_max : cfg_q_dim(&m->cfg)));
     for (int f = 0; f < N_PARAM_TENSORS; f++) {
         WeightRef w = model_param(m, f);
+        if (!sizes[f]) continue;
         if (w.type == WEIGHTS_F32) {
-            if (sizes[f]) h = hash_bytes(h, w.p, sizes[f] * sizeof(float));
+            h = hash_bytes(h, w.p, sizes[f] * sizeof(float));
             continue;
         }
-        for (size_t i = 0; i < sizes[f]; i += 4096) {
-            size_t n = sizes[f] - i < 4096 ? sizes[f] - i : 4096;
-            weights_widen(chunk, weight_at(w, i), n);
-            h = hash_bytes(h, chunk, n * sizeof(float));
+        /* 16 bits: row by row of each layer, widened, wherever the matrix is held */
+        int layers = f == PARAM_WTE || f == PARAM_WPE || f == PARAM_UNEMBED ? 1 : m->cfg.n_layer;
+        size_t per_layer = sizes[f] / (size_t)layers;
+        int inputs = f == PARAM_WO ? cfg_q_dim(&m->cfg) : f == PARAM_W_OUT ? m->cfg.d_mlp : m->cfg.d_model;
+        int rows = (int)(per_layer / (size_t)inputs);
+        for (int l = 0; l < layers; l++) {
+            MatrixView v = model_view(m, f, l);
+            for (int o = 0; o < rows; o++) {
+                for (int c = 0; c < inputs; c++) row[c] = view_value(v, o, c);
+                h = hash_bytes(h, row, (size_t)inputs * sizeof(float));
+            }
         }
     }
+    free(row);
     return h;
 }
 
@@ -267,6 +277,7 @@ static int read_tensors(const Architecture *arch, Model *m, const StSet *st) {
         if (n > largest) largest = n;
     }
     float *stored = alloc_floats(largest);
+    uint16_t *staged = xmalloc(3 * largest * sizeof(uint16_t)); /* a 16-bit matrix's parts, as rows */
     int rc = PS_OK;
     for (int i = 0; i < arch->n_tensors && !rc; i++) {
         const TensorSpec *t = &arch->tensors[i];
@@ -275,22 +286,26 @@ static int read_tensors(const Architecture *arch, Model *m, const StSet *st) {
         int64_t shape[2] = {tensor_dim(c, t->shape[0]), tensor_dim(c, t->shape[1])};
         WeightType type = model_param(m, t->fields[0]).type;
         size_t es = weight_type_size(type);
+        int fused = t->layout == TENSOR_QKV_COLUMNS || t->layout == TENSOR_QKV_HEADS;
         for (int l = 0; l < (t->per_layer ? c->n_layer : 1) && !rc; l++) {
             char name[256];
             snprintf(name, sizeof name, t->name, prefix, l);
             if (type == WEIGHTS_F32) rc = st_read_f32(st, name, ndim, shape, stored);
             else rc = st_read_16(st, name, ndim, shape, type == WEIGHTS_BF16 ? "BF16" : "F16", (uint16_t *)stored);
-            int fused = t->layout == TENSOR_QKV_COLUMNS || t->layout == TENSOR_QKV_HEADS;
             void *dst[3] = {NULL, NULL, NULL};
             for (int k = 0; k < (fused ? 3 : 1); k++) { /* layer l's slice of each field */
                 int f = t->fields[k];
                 size_t at = (size_t)l * (t->per_layer ? sizes[f] / (size_t)c->n_layer : 0);
-                dst[k] = (char *)model_param(m, f).p + at * es;
+                dst[k] = type == WEIGHTS_F32 ? (void *)((char *)model_param(m, f).p + at * es) : staged + k * largest;
             }
-            if (!rc) place_tensor(c, t, stored, es, shape[0], ndim == 2 ? shape[1] : 1, dst);
+            if (rc) break;
+            place_tensor(c, t, stored, es, shape[0], ndim == 2 ? shape[1] : 1, dst);
+            for (int k = 0; k < (fused ? 3 : 1) && type != WEIGHTS_F32; k++)
+                model_store_matrix(m, t->fields[k], t->per_layer ? l : 0, dst[k]);
         }
     }
     free(stored);
+    free(staged);
     return rc;
 }
 

@@ -76,9 +76,25 @@ static void packed_shapes(const ModelConfig *c, MatrixShape s[N_PACKED_TENSORS])
     memcpy(s, shapes, sizeof shapes);
 }
 
-/* Float32 fields first, in the order of Params; then, in a 16-bit model, its matrices in that
- * order; then the packed copies in the type of the matrices. A float32 model's block is its
- * parameters (as params_point lays them out) followed by the packed copies. */
+/* Which packed matrix holds field f (-1: none; the embeddings have no packed copy of their own). */
+static int packed_of(const ModelConfig *c, int field) {
+    MatrixShape s[N_PACKED_TENSORS];
+    packed_shapes(c, s);
+    for (int i = 0; i < N_PACKED_TENSORS; i++)
+        if (s[i].field == field && s[i].layers) return i;
+    return -1;
+}
+
+/* A 16-bit model holds a matrix only packed when it has a packed copy: the projections and an
+ * untied unembedding. The embeddings' rows are looked up, so they stay rows. */
+static int held_packed_only(const ModelConfig *c, int field) {
+    return c->weight_type != WEIGHTS_F32 && param_is_matrix(field) && field != PARAM_WTE && field != PARAM_WPE;
+}
+
+/* Float32 fields first, in the order of Params; then a 16-bit model's embeddings in 16 bits;
+ * then the packed copies in the type of the matrices. A float32 model's block is its parameters
+ * (as params_point lays them out) followed by the packed copies; a 16-bit model holds its
+ * projection matrices only packed (the backward pass reads the panels transposed), one copy. */
 size_t model_point(Model *m, void *block) {
     const ModelConfig *c = &m->cfg;
     size_t sizes[N_PARAM_TENSORS], size16 = weight_type_size(c->weight_type);
@@ -91,7 +107,7 @@ size_t model_point(Model *m, void *block) {
     for (int pass = 0; pass < 2; pass++) { /* float32, then 16 bits */
         for (int i = 0; i < N_PARAM_TENSORS; i++) {
             int in_16 = held16 && param_is_matrix(i);
-            if (in_16 != pass) continue;
+            if (in_16 != pass || held_packed_only(c, i)) continue;
             if (in_16) m->half[i] = sizes[i] && at ? (uint16_t *)(at + bytes) : NULL;
             else *fields[i] = sizes[i] && at ? (float *)(at + bytes) : NULL;
             bytes += sizes[i] * (in_16 ? size16 : sizeof(float));
@@ -114,7 +130,7 @@ size_t model_point(Model *m, void *block) {
 
 WeightRef model_param(const Model *m, int field) {
     if (m->cfg.weight_type != WEIGHTS_F32 && param_is_matrix(field))
-        return (WeightRef){m->half[field], m->cfg.weight_type};
+        return (WeightRef){m->half[field], m->cfg.weight_type, 0};
     float **fields[N_PARAM_TENSORS];
     params_fields((Params *)&m->w, fields);
     return weight_f32(*fields[field]);
@@ -123,23 +139,51 @@ WeightRef model_param(const Model *m, int field) {
 WeightRef model_packed(const Model *m, int which, int layer) {
     MatrixShape s[N_PACKED_TENSORS];
     packed_shapes(&m->cfg, s);
-    WeightRef all = {m->packed.at[which], m->cfg.weight_type};
+    WeightRef all = {m->packed.at[which], m->cfg.weight_type, 1};
     return weight_at(all, (size_t)layer * packed_floats(s[which].rows, s[which].inputs));
+}
+
+/* [rows, inputs] of a matrix field's layer. */
+static MatrixShape matrix_shape(const ModelConfig *c, int field) {
+    if (field == PARAM_WTE) return (MatrixShape){c->vocab, c->d_model, 1, field};
+    if (field == PARAM_WPE) return (MatrixShape){c->n_ctx, c->d_model, 1, field};
+    MatrixShape s[N_PACKED_TENSORS];
+    packed_shapes(c, s);
+    MatrixShape shape = s[field == PARAM_UNEMBED ? PACKED_UNEMBED : packed_of(c, field)];
+    shape.field = field;
+    return shape;
+}
+
+WeightRef model_matrix(const Model *m, int field, int layer) {
+    MatrixShape s = matrix_shape(&m->cfg, field);
+    if (held_packed_only(&m->cfg, field) && !(field == PARAM_UNEMBED && m->cfg.tied_unembed))
+        return model_packed(m, packed_of(&m->cfg, field), layer);
+    return weight_at(model_param(m, field), (size_t)layer * s.rows * s.inputs);
+}
+
+MatrixView model_view(const Model *m, int field, int layer) {
+    return (MatrixView){model_matrix(m, field, layer), (size_t)matrix_shape(&m->cfg, field).inputs};
+}
+
+void model_store_matrix(Model *m, int field, int layer, const void *rows) {
+    MatrixShape s = matrix_shape(&m->cfg, field);
+    WeightRef to = model_matrix(m, field, layer);
+    if (to.packed) pack_weights16((uint16_t *)to.p, rows, s.rows, s.inputs);
+    else memcpy((void *)to.p, rows, (size_t)s.rows * s.inputs * weight_type_size(to.type));
 }
 
 void model_pack(Model *m) {
     MatrixShape s[N_PACKED_TENSORS];
     packed_shapes(&m->cfg, s);
     for (int i = 0; i < N_PACKED_TENSORS; i++) {
-        size_t packed = packed_floats(s[i].rows, s[i].inputs), matrix = (size_t)s[i].rows * s[i].inputs;
         WeightRef from = model_param(m, s[i].field);
+        if (!from.p) continue; /* held only packed: model_store_matrix packed it */
+        size_t size = weight_type_size(from.type);
         for (int l = 0; l < s[i].layers; l++) {
-            if (m->cfg.weight_type == WEIGHTS_F32)
-                pack_weights((float *)m->packed.at[i] + l * packed, (const float *)from.p + l * matrix, s[i].rows,
-                             s[i].inputs);
-            else
-                pack_weights16((uint16_t *)m->packed.at[i] + l * packed, (const uint16_t *)from.p + l * matrix,
-                               s[i].rows, s[i].inputs);
+            void *to = (void *)model_packed(m, i, l).p;
+            const void *rows = (const char *)from.p + (size_t)l * s[i].rows * s[i].inputs * size;
+            if (from.type == WEIGHTS_F32) pack_weights(to, rows, s[i].rows, s[i].inputs);
+            else pack_weights16(to, rows, s[i].rows, s[i].inputs);
         }
     }
 }

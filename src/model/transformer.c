@@ -210,7 +210,7 @@ void block_backward(const Model *m, int l, int T, const LayerActs *a, LayerActs 
     int dim = c->d_model, qd = cfg_q_dim(c), kvd = cfg_kv_dim(c), dm = c->d_mlp;
     size_t L = (size_t)l;
 #define LAYER(p, size) ((p) ? (p) + L * (size) : NULL)
-#define MATRIX(field, size) weight_at(model_param(m, field), L * (size))
+#define MATRIX(field, size) model_matrix(m, field, l)
     zero_layer_grads(c, d, T);
     /* resid_post = resid_mid + mlp_out */
     residual_backward(d->resid_mid, cut ? NULL : d->mlp_out, d->resid_post, T * dim);

@@ -100,10 +100,10 @@ void edge_upstream_row(const Model *m, const EdgeEnd *u, const RunCache *run, in
         for (int i = 0; i < d; i++) out[i] = x[i];
     } else { /* the head's columns of W_O ([d, q_dim]) times its slice of z; no output bias */
         const float *z = run->layer[u->layer].z + (size_t)t * qd + (size_t)u->index * dh;
-        WeightRef wo = weight_at(model_param(m, PARAM_WO), (size_t)u->layer * d * qd + (size_t)u->index * dh);
+        MatrixView wo = model_view(m, PARAM_WO, u->layer);
         for (int i = 0; i < d; i++) {
             double s = 0.0;
-            for (int j = 0; j < dh; j++) s += (double)weight_value(wo, (size_t)i * qd + j) * z[j];
+            for (int j = 0; j < dh; j++) s += (double)view_value(wo, i, u->index * dh + j) * z[j];
             out[i] = s;
         }
     }

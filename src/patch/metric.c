@@ -49,11 +49,11 @@ void final_logprobs(const Model *m, const float *resid_row, double *out, MetricW
 /* logit(answer) - logit(wrong) from the normed rows: two unembedding rows are all it needs. */
 static double logit_diff(const Model *m, const MetricSpec *spec, const float *x) {
     size_t d = (size_t)m->cfg.d_model;
-    WeightRef u = model_param(m, PARAM_UNEMBED);
+    MatrixView u = model_view(m, PARAM_UNEMBED, 0);
     double la = 0.0, lw = 0.0;
     for (size_t k = 0; k < d; k++) {
-        la += (double)x[k] * weight_value(u, (size_t)spec->answer * d + k);
-        lw += (double)x[k] * weight_value(u, (size_t)spec->wrong * d + k);
+        la += (double)x[k] * view_value(u, spec->answer, (int)k);
+        lw += (double)x[k] * view_value(u, spec->wrong, (int)k);
     }
     return la - lw;
 }
@@ -94,9 +94,8 @@ void metric_grad(const Model *m, const MetricSpec *spec, int which, const float 
     float *dlnf = xcalloc((size_t)d, sizeof(float));
     MetricKind kind = spec->kinds[which];
     if (kind == METRIC_LOGIT_DIFF) { /* d(lnf . (U[a] - U[w]))/dlnf */
-        WeightRef u = model_param(m, PARAM_UNEMBED);
-        for (int k = 0; k < d; k++)
-            dlnf[k] = weight_value(u, (size_t)spec->answer * d + k) - weight_value(u, (size_t)spec->wrong * d + k);
+        MatrixView u = model_view(m, PARAM_UNEMBED, 0);
+        for (int k = 0; k < d; k++) dlnf[k] = view_value(u, spec->answer, k) - view_value(u, spec->wrong, k);
     } else {
         matmul_forward_ref(w->logits, w->lnf, model_packed(m, PACKED_UNEMBED, 0), NULL, 1, d, V);
         double *lp = xmalloc(sizeof(double) * (size_t)V);
@@ -109,7 +108,7 @@ void metric_grad(const Model *m, const MetricSpec *spec, int which, const float 
             else if (kind == METRIC_PROB) dlogits[v] = (float)(pa * (onehot - p));       /* d p_a */
             else dlogits[v] = (float)(p - det_exp(spec->clean_logprobs[v]));             /* d KL(clean || p) */
         }
-        matmul_backward_ref(dlnf, NULL, NULL, dlogits, w->lnf, model_param(m, PARAM_UNEMBED), 1, d, V);
+        matmul_backward_ref(dlnf, NULL, NULL, dlogits, w->lnf, model_matrix(m, PARAM_UNEMBED, 0), 1, d, V);
         free(lp);
         free(dlogits);
     }

@@ -263,10 +263,10 @@ static long check_products(const char *fam) {
                 uint16_t *w16 = xmalloc(2 * (size_t)N * K + 2), *packed16 = xmalloc(2 * packed_floats(N, K));
                 for (size_t i = 0; i < (size_t)N * K; i++)
                     w16[i] = (uint16_t)(bits(w[i]) >> 16) & (t == WEIGHTS_F16 ? 0xbfff : 0xffff);
-                WeightRef held = {w16, (WeightType)t};
+                WeightRef held = {w16, (WeightType)t, 0};
                 weights_widen(w, held, (size_t)N * K);
                 pack_weights16(packed16, w16, N, K);
-                matmul_forward_ref(out, a, (WeightRef){packed16, (WeightType)t}, bias, M, K, N);
+                matmul_forward_ref(out, a, (WeightRef){packed16, (WeightType)t, 1}, bias, M, K, N);
                 for (int i = 0; i < M; i++)
                     for (int j = 0; j < N; j++) want[i * N + j] = chain(a + i * K, 1, w + j * K, 1, K) + bias[j];
                 expect_chain(fam, t == WEIGHTS_BF16 ? "forward on bf16" : "forward on f16", out, want, (size_t)M * N, M,
@@ -277,7 +277,12 @@ static long check_products(const char *fam) {
                 matmul_backward_ref(dinp, NULL, NULL, dout, a, held, M, K, N);
                 expect_chain(fam, t == WEIGHTS_BF16 ? "dinp on bf16" : "dinp on f16", dinp, want_dinp, (size_t)M * K, M,
                              N, K);
-                n += 2;
+                /* and from the packed copy alone, its panels read across (a 16-bit model's backward) */
+                memset(dinp, 0, sizeof(float) * (size_t)M * K);
+                matmul_backward_ref(dinp, NULL, NULL, dout, a, (WeightRef){packed16, (WeightType)t, 1}, M, K, N);
+                expect_chain(fam, t == WEIGHTS_BF16 ? "dinp on packed bf16" : "dinp on packed f16", dinp, want_dinp,
+                             (size_t)M * K, M, N, K);
+                n += 3;
                 free(w16), free(packed16);
             }
             free(a), free(w), free(bias), free(packed), free(out), free(want), free(dout), free(dinp), free(dw);

@@ -115,8 +115,8 @@ static uint16_t *random_half(Rng *rng, size_t n, WeightType t) {
 }
 
 /* Products on weights held in 16 bits equal the products on the widened float32 weights (which
- * the test above holds to the fma chain), for forward (packed) and dinp (rows, ragged last
- * panel), on every family and both types. */
+ * the test above holds to the fma chain), for forward (packed) and dinp (from rows, ragged last
+ * panel, and from the packed copy), on every family and both types. */
 static void test_products_on_16_bit_weights(void **state) {
     (void)state;
     const Kernels *fam[8];
@@ -134,24 +134,31 @@ static void test_products_on_16_bit_weights(void **state) {
                     uint16_t *w16 = random_half(&rng, (size_t)N * K, (WeightType)t);
                     uint16_t *packed16 = xmalloc(sizeof(uint16_t) * packed_floats(N, K));
                     float *w = alloc_floats((size_t)N * K), *packed = alloc_floats(packed_floats(N, K));
-                    WeightRef held = {w16, (WeightType)t};
+                    WeightRef held = {w16, (WeightType)t, 0};
                     weights_widen(w, held, (size_t)N * K);
                     pack_weights(packed, w, N, K);
                     pack_weights16(packed16, w16, N, K);
                     float *a = randn(&rng, (size_t)M * K), *bias = randn(&rng, N);
                     float *out = alloc_floats((size_t)M * N), *want = alloc_floats((size_t)M * N);
                     matmul_forward(want, a, packed, bias, M, K, N);
-                    matmul_forward_ref(out, a, (WeightRef){packed16, (WeightType)t}, bias, M, K, N);
+                    matmul_forward_ref(out, a, (WeightRef){packed16, (WeightType)t, 1}, bias, M, K, N);
                     expect_bits(t == WEIGHTS_BF16 ? "forward on bf16" : "forward on f16", fam[f], out, want,
                                 (size_t)M * N, M, N, K);
                     float *dout = randn(&rng, (size_t)M * N), *dinp = randn(&rng, (size_t)M * K);
                     float *want_dinp = alloc_floats((size_t)M * K);
                     memcpy(want_dinp, dinp, sizeof(float) * (size_t)M * K);
                     matmul_backward(want_dinp, NULL, NULL, dout, a, w, M, K, N);
+                    float *from_packed = alloc_floats((size_t)M * K);
+                    memcpy(from_packed, dinp, sizeof(float) * (size_t)M * K);
                     matmul_backward_ref(dinp, NULL, NULL, dout, a, held, M, K, N);
                     expect_bits(t == WEIGHTS_BF16 ? "dinp on bf16" : "dinp on f16", fam[f], dinp, want_dinp,
                                 (size_t)M * K, M, N, K);
-                    checked += 2;
+                    /* from the packed copy alone, its panels read across (a 16-bit model's backward) */
+                    matmul_backward_ref(from_packed, NULL, NULL, dout, a, (WeightRef){packed16, (WeightType)t, 1}, M, K, N);
+                    expect_bits(t == WEIGHTS_BF16 ? "dinp on packed bf16" : "dinp on packed f16", fam[f], from_packed,
+                                want_dinp, (size_t)M * K, M, N, K);
+                    free(from_packed);
+                    checked += 3;
                     free(w16), free(packed16), free(w), free(packed), free(a), free(bias), free(out), free(want);
                     free(dout), free(dinp), free(want_dinp);
                 }
