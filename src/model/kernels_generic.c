@@ -27,8 +27,13 @@ static void tile16_generic(int m, int np, int K, const float *a, ptrdiff_t rs_a,
             const uint16_t *panel = b + p * panel_stride;
             float acc[PANEL] = {0};
             for (int k = 0; k < K; k++) {
-                float a_ik = a[i * rs_a + k * cs_a];
-                for (int j = 0; j < PANEL; j++) acc[j] = fmaf(a_ik, half_widen(panel[k * ldb + j], type), acc[j]);
+                float a_ik = a[i * rs_a + k * cs_a], b_k[PANEL];
+                /* the type tested once per row of the panel, so both loops stay plain (and vectorise) */
+                if (type == WEIGHTS_BF16)
+                    for (int j = 0; j < PANEL; j++) b_k[j] = bf16_widen(panel[k * ldb + j]);
+                else
+                    for (int j = 0; j < PANEL; j++) b_k[j] = f16_widen(panel[k * ldb + j]);
+                for (int j = 0; j < PANEL; j++) acc[j] = fmaf(a_ik, b_k[j], acc[j]);
             }
             for (int j = 0; j < PANEL; j++) tile[i * ldt + p * PANEL + j] = acc[j];
         }

@@ -149,7 +149,9 @@ static MatrixShape matrix_shape(const ModelConfig *c, int field) {
     if (field == PARAM_WPE) return (MatrixShape){c->n_ctx, c->d_model, 1, field};
     MatrixShape s[N_PACKED_TENSORS];
     packed_shapes(c, s);
-    MatrixShape shape = s[field == PARAM_UNEMBED ? PACKED_UNEMBED : packed_of(c, field)];
+    int which = field == PARAM_UNEMBED ? PACKED_UNEMBED : packed_of(c, field);
+    if (which < 0) return (MatrixShape){0, 0, 0, field}; /* a matrix this model does not have */
+    MatrixShape shape = s[which];
     shape.field = field;
     return shape;
 }
