@@ -86,9 +86,11 @@ static int packed_of(const ModelConfig *c, int field) {
 }
 
 /* A 16-bit model holds a matrix only packed when it has a packed copy: the projections and an
- * untied unembedding. The embeddings' rows are looked up, so they stay rows. */
+ * untied unembedding. The embeddings' rows are looked up, so they stay rows (a tied unembedding
+ * is the embedding's rows). */
 static int held_packed_only(const ModelConfig *c, int field) {
-    return c->weight_type != WEIGHTS_F32 && param_is_matrix(field) && field != PARAM_WTE && field != PARAM_WPE;
+    return c->weight_type != WEIGHTS_F32 && param_is_matrix(field) && field != PARAM_WTE && field != PARAM_WPE &&
+           !(field == PARAM_UNEMBED && c->tied_unembed);
 }
 
 /* Float32 fields first, in the order of Params; then a 16-bit model's embeddings in 16 bits;
@@ -158,8 +160,7 @@ static MatrixShape matrix_shape(const ModelConfig *c, int field) {
 
 WeightRef model_matrix(const Model *m, int field, int layer) {
     MatrixShape s = matrix_shape(&m->cfg, field);
-    if (held_packed_only(&m->cfg, field) && !(field == PARAM_UNEMBED && m->cfg.tied_unembed))
-        return model_packed(m, packed_of(&m->cfg, field), layer);
+    if (held_packed_only(&m->cfg, field)) return model_packed(m, packed_of(&m->cfg, field), layer);
     return weight_at(model_param(m, field), (size_t)layer * s.rows * s.inputs);
 }
 
