@@ -7,7 +7,6 @@
 #include <string.h>
 #include "patchsweep/core.h"
 #include "patchsweep/model.h"
-#include "patchsweep/ops.h"
 
 static const Architecture *const architectures[] = {&arch_gpt2, &arch_llama, &arch_gpt_neox};
 
