@@ -4,7 +4,7 @@ a job gives the results file of the F32 model whose weights are the widened 16-b
 bit: exact effects, estimates (AtP, AtP*, EAP, EAP-IG) and edges, on 1 rank and on 2 ranks sharing
 the node's weights; GPT-2, Llama (GQA) and GPT-NeoX. A checkpoint that mixes 16-bit and F32
 matrices is widened at load (plan says float32), and a non-finite 16-bit weight is one line, exit
-2. Each run costs ~2.7 s of MPI start-up here, so the cases are few; the sanitizer build leaves
+2. Each run costs up to ~2.7 s of MPI start-up here, so the cases are few; the sanitizer build leaves
 this test out (test_weights16, the unit test, runs the same code paths under it).
 Usage: test_weights16.py BINARY FIXTURES SHARED"""
 import json
