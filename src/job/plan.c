@@ -213,7 +213,7 @@ void plan_stats(const Plan *pl, const Job *job, const ModelConfig *c, PlanStats 
     }
     /* Memory: weights, the runs of one prompt (clean + source/base per sample), the mean runs,
      * and the engine scratch. */
-    size_t weights = model_weight_count(c); /* the parameters and their packed copies */
+    size_t weight_bytes = model_weight_bytes(c); /* the parameters and their packed copies, as held */
     size_t layer[N_LAYER_ACTS];
     layer_acts_sizes(c, 1, pl->max_T, pl->max_T, pl->max_T, 0, layer);
     size_t per_run = layer_acts_floats(layer) * c->n_layer + (size_t)pl->max_T * (c->d_model + 2);
@@ -222,6 +222,6 @@ void plan_stats(const Plan *pl, const Job *job, const ModelConfig *c, PlanStats 
     size_t scratch[N_LAYER_ACTS];
     layer_acts_sizes(c, 1, pl->max_T, pl->max_T, pl->max_T, 1, scratch);
     size_t per_seq = layer_acts_floats(scratch);
-    st->bytes_weights = 4.0 * (double)weights;
+    st->bytes_weights = (double)weight_bytes;
     st->bytes_per_rank = 4.0 * ((double)runs * per_run + (double)pl->batch_limit * (per_seq + c->vocab));
 }

@@ -94,10 +94,10 @@ void edge_upstream_row(const Model *m, const EdgeEnd *u, const RunCache *run, in
         for (int i = 0; i < d; i++) out[i] = x[i];
     } else { /* the head's columns of W_O ([d, q_dim]) times its slice of z; no output bias */
         const float *z = run->layer[u->layer].z + (size_t)t * qd + (size_t)u->index * dh;
-        const float *wo = m->w.wo + (size_t)u->layer * d * qd + (size_t)u->index * dh;
+        MatrixView wo = model_view(m, PARAM_WO, u->layer);
         for (int i = 0; i < d; i++) {
             double s = 0.0;
-            for (int j = 0; j < dh; j++) s += (double)wo[(size_t)i * qd + j] * z[j];
+            for (int j = 0; j < dh; j++) s += (double)view_value(wo, i, u->index * dh + j) * z[j];
             out[i] = s;
         }
     }
@@ -143,18 +143,16 @@ void input_row_forward(const Model *m, const EdgeEnd *v, const float *x, float *
     if (v->kind != DOWN_MLP_IN) { /* ln1, then the full projection, of which v keeps its head's slice */
         int qd = cfg_q_dim(c), kvd = cfg_kv_dim(c), dh = c->d_head;
         int is_q = v->kind == DOWN_Q, width = is_q ? qd : kvd;
-        const float *packed = is_q ? m->packed.wq + L * packed_floats(qd, d)
-                              : v->kind == DOWN_K ? m->packed.wk + L * packed_floats(kvd, d)
-                                                  : m->packed.wv + L * packed_floats(kvd, d);
+        WeightRef packed = model_packed(m, is_q ? PACKED_WQ : v->kind == DOWN_K ? PACKED_WK : PACKED_WV, v->layer);
         const float *bias = is_q ? m->w.bq : v->kind == DOWN_K ? m->w.bk : m->w.bv;
         norm_forward(c->norm, s->normed, c->norm == NORM_LAYER ? s->mean : NULL, s->rstd, x, m->w.ln1_w + L * d,
                      m->w.ln1_b ? m->w.ln1_b + L * d : NULL, 1, d, c->norm_eps);
         size_t col0 = (size_t)v->index * dh;
         if (dh % PANEL == 0) { /* the head's columns are whole panels: its slice alone, the same fma chains */
-            matmul_forward(out + col0, s->normed, packed + col0 * d, bias ? bias + L * width + col0 : NULL, 1, d, dh);
+            matmul_forward_ref(out + col0, s->normed, weight_at(packed, col0 * d), bias ? bias + L * width + col0 : NULL, 1, d, dh);
             return;
         }
-        matmul_forward(s->proj, s->normed, packed, bias ? bias + L * width : NULL, 1, d, width);
+        matmul_forward_ref(s->proj, s->normed, packed, bias ? bias + L * width : NULL, 1, d, width);
         memcpy(out + col0, s->proj + col0, sizeof(float) * dh);
         return;
     }
@@ -163,14 +161,14 @@ void input_row_forward(const Model *m, const EdgeEnd *v, const float *x, float *
                  m->w.ln2_b ? m->w.ln2_b + L * d : NULL, 1, d, c->norm_eps);
     const float *b_in = m->w.b_in ? m->w.b_in + L * dm : NULL;
     if (c->gated_mlp) { /* as block_forward: silu(gate) * up */
-        matmul_forward(s->pre, s->normed, m->packed.w_gate + L * packed_floats(dm, d), NULL, 1, d, dm);
-        matmul_forward(s->up, s->normed, m->packed.w_in + L * packed_floats(dm, d), b_in, 1, d, dm);
+        matmul_forward_ref(s->pre, s->normed, model_packed(m, PACKED_W_GATE, v->layer), NULL, 1, d, dm);
+        matmul_forward_ref(s->up, s->normed, model_packed(m, PACKED_W_IN, v->layer), b_in, 1, d, dm);
         swiglu_forward(s->hidden, s->pre, s->up, dm);
     } else {
-        matmul_forward(s->pre, s->normed, m->packed.w_in + L * packed_floats(dm, d), b_in, 1, d, dm);
+        matmul_forward_ref(s->pre, s->normed, model_packed(m, PACKED_W_IN, v->layer), b_in, 1, d, dm);
         act_forward(c->act, s->hidden, s->pre, dm);
     }
-    matmul_forward(out, s->hidden, m->packed.w_out + L * packed_floats(d, dm), m->w.b_out ? m->w.b_out + L * d : NULL, 1,
+    matmul_forward_ref(out, s->hidden, model_packed(m, PACKED_W_OUT, v->layer), m->w.b_out ? m->w.b_out + L * d : NULL, 1,
                    dm, d);
 }
 
