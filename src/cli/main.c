@@ -36,11 +36,13 @@ int main(int argc, char **argv) {
     const Command *c = command_find(argv[1]);
     if (!c) return report_error(ps_fail(PS_EUSER, "unknown command \"%s\" (patchsweep help lists them)", argv[1]));
     if (argc > 2 && is_help_flag(argv[2])) return print_command_help(argv[1]);
-    /* Open MPI 4.1's "lockedfile" shared-file-pointer component formats <file>.lock into a fixed
-     * buffer while MPI_File_open picks components, and aborts on paths over ~232 characters.
-     * patchsweep never uses shared file pointers, so leave that component out (unless the user
-     * chose components); MCA settings are read from the environment at MPI_Init. */
-    setenv("OMPI_MCA_sharedfp", "^lockedfile", 0);
+    /* patchsweep never uses MPI shared file pointers, yet Open MPI 4.1 sets one up at every
+     * MPI_File_open. Two of its components break runs: "lockedfile" formats <file>.lock into a
+     * fixed buffer and aborts on paths over ~232 characters; "sm" maps a file in the job's session
+     * directory, which isolated singletons (below) all share (/tmp/ompi.HOST.UID/jf.0): one run's exit
+     * can remove another's. Leave both out (unless the user chose components); "individual"
+     * remains. MCA settings are read from the environment at MPI_Init. */
+    setenv("OMPI_MCA_sharedfp", "^lockedfile,sm", 0);
     /* Started without mpirun/srun, Open MPI 4.1's singleton MPI_Init forks a daemon and spends
      * ~2.5 s on it (measured here), which a single-rank run never needs: it spawns no
      * processes. Under a launcher (its rank variables are set) nothing changes. */
