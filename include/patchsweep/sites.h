@@ -41,7 +41,9 @@ typedef struct {
     unsigned long of;   /* the viewed cache's id */
     unsigned *want;     /* [n_layer] */
 } RunView;
-void run_view_build(RunView *v, const Model *m, const RunCache *c, const unsigned *want);
+/* scratch_room: at least layer_floats(cfg, T, 0) floats the build may overwrite (NULL: it
+ * allocates its own). */
+void run_view_build(RunView *v, const Model *m, const RunCache *c, const unsigned *want, float *scratch_room);
 void run_view_free(RunView *v);
 /* Whether v views cache c with exactly want (then it needs no rebuild). */
 int run_view_matches(const RunView *v, const ModelConfig *cfg, const RunCache *c, const unsigned *want);
@@ -54,7 +56,7 @@ typedef struct {
  * one matches, else a new one; the set's views that no runs[i] asked for are freed, so a set
  * holds only the current unit's. */
 void view_set_update(ViewSet *set, const Model *m, const RunCache *const *runs, const unsigned *const *wants, int n,
-                     const RunCache **out);
+                     const RunCache **out, float *scratch_room);
 void view_set_free(ViewSet *set);
 /* Floats a view of a lean cache of T rows holds for want. */
 size_t run_view_floats(const ModelConfig *cfg, int T, const unsigned *want);

@@ -41,7 +41,7 @@ size_t run_view_floats(const ModelConfig *cfg, int T, const unsigned *want) {
     return total;
 }
 
-void run_view_build(RunView *v, const Model *m, const RunCache *c, const unsigned *want) {
+void run_view_build(RunView *v, const Model *m, const RunCache *c, const unsigned *want, float *scratch_room) {
     const ModelConfig *cfg = &m->cfg;
     int L = cfg->n_layer;
     memset(v, 0, sizeof *v);
@@ -59,8 +59,14 @@ void run_view_build(RunView *v, const Model *m, const RunCache *c, const unsigne
     if (!total) return;
     v->block = alloc_floats(total);
     LayerActs scratch;
-    float *scratch_block, *p = v->block;
-    layer_scratch_init(&scratch, &scratch_block, cfg, c->T, 0);
+    float *scratch_block = NULL, *p = v->block;
+    if (scratch_room) { /* the caller's room, laid out for one layer of T rows */
+        size_t sizes[N_LAYER_ACTS];
+        layer_acts_sizes(cfg, 1, c->T, c->T, 0, 0, sizes);
+        layer_acts_point(&scratch, scratch_room, sizes);
+    } else {
+        layer_scratch_init(&scratch, &scratch_block, cfg, c->T, 0);
+    }
     for (int l = 0; l < L; l++) {
         unsigned need = missing(&c->layer[l], want[l]);
         if (!need) continue;
@@ -88,7 +94,8 @@ void run_view_free(RunView *v) {
 }
 
 /* The set's view of c with want, reused when one matches, else built; marks it used. */
-static const RunCache *view_of(ViewSet *set, const Model *m, const RunCache *c, const unsigned *want, char *used) {
+static const RunCache *view_of(ViewSet *set, const Model *m, const RunCache *c, const unsigned *want, char *used,
+                               float *scratch_room) {
     if (!c) return NULL;
     for (int i = 0; i < set->n; i++)
         if (run_view_matches(set->views[i], &m->cfg, c, want)) {
@@ -97,15 +104,15 @@ static const RunCache *view_of(ViewSet *set, const Model *m, const RunCache *c, 
         }
     set->views = xrealloc(set->views, sizeof(RunView *) * (size_t)(set->n + 1));
     set->views[set->n] = xmalloc(sizeof(RunView));
-    run_view_build(set->views[set->n], m, c, want);
+    run_view_build(set->views[set->n], m, c, want, scratch_room);
     used[set->n] = 1;
     return &set->views[set->n++]->run;
 }
 
 void view_set_update(ViewSet *set, const Model *m, const RunCache *const *runs, const unsigned *const *wants, int n,
-                     const RunCache **out) {
+                     const RunCache **out, float *scratch_room) {
     char *used = xcalloc((size_t)set->n + (size_t)n, 1);
-    for (int i = 0; i < n; i++) out[i] = view_of(set, m, runs[i], wants[i], used);
+    for (int i = 0; i < n; i++) out[i] = view_of(set, m, runs[i], wants[i], used, scratch_room);
     /* the views kept move down the list; what out points to (the RunView structures) does not move */
     int kept = 0;
     for (int i = 0; i < set->n; i++) {

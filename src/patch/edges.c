@@ -275,7 +275,7 @@ static void set_views(EdgeScratch *w, const PromptRuns *r, const Edge *edges, in
         w->runs[s] = r->base[s], w->runs[S + s] = r->source[s];
         w->wants[s] = w->wants[S + s] = w->want;
     }
-    view_set_update(&w->views, w->m, w->runs, w->wants, 2 * S, w->views_of);
+    view_set_update(&w->views, w->m, w->runs, w->wants, 2 * S, w->views_of, w->layer_block);
 }
 
 void edge_effects(EdgeScratch *w, const PromptRuns *r, const Edge *edges, int n, const int *positions, int n_positions,

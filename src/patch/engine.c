@@ -49,7 +49,9 @@ Engine *engine_new(const Model *m, int max_T, int max_batch) {
     e->max_batch = max_batch;
     size_t sizes[N_LAYER_ACTS];
     layer_acts_sizes(&m->cfg, max_batch, max_T, max_T, 0, 1, sizes); /* no pattern: nothing reads it */
-    e->acts_block = alloc_floats(layer_acts_floats(sizes));
+    /* also room for one layer of max_T rows, where the views are built (set_views) */
+    size_t room = layer_acts_floats(sizes), one_layer = layer_floats(&m->cfg, max_T, 0);
+    e->acts_block = alloc_floats(room > one_layer ? room : one_layer);
     layer_acts_point(&e->acts, e->acts_block, sizes);
     e->k_prefix = xcalloc((size_t)max_batch, sizeof(float *));
     e->v_prefix = xcalloc((size_t)max_batch, sizeof(float *));
@@ -103,7 +105,8 @@ static void set_views(Engine *e, const PromptRuns *r) {
         e->runs[s] = r->base[s], e->wants[s] = e->want_base;
         e->runs[S + s] = r->source[s], e->wants[S + s] = e->want_source;
     }
-    view_set_update(&e->views, e->m, e->runs, e->wants, 2 * S, e->views_of);
+    /* the batch's room is free between calls and holds one layer of a prompt (engine_new) */
+    view_set_update(&e->views, e->m, e->runs, e->wants, 2 * S, e->views_of, e->acts_block);
     e->view_base = e->views_of;
     e->view_source = e->views_of + S;
 }
