@@ -81,8 +81,12 @@ void block_forward(const Model *m, int layer, LayerActs *a, const BlockRun *run,
  * rotated keys and the values (and k, the same bits, when there is no rotary embedding), and the
  * last layer's output; a layer's resid_post is the next layer's resid_pre, the same buffer. Every
  * other field of a lean cache is NULL; run_layer recomputes a layer's activations from it. */
+/* Rows a lean cache's forward pass computes at a time (its scratch is this many rows of a layer). */
+#define LEAN_CHUNK_ROWS 64
+
 typedef struct {
     int T, lean;
+    int chunk;                       /* lean: rows run_forward computes at a time (LEAN_CHUNK_ROWS) */
     unsigned long id;                /* unique per initialised cache (views are keyed by it) */
     LayerActs *layer;                /* [n_layer] views into block */
     float *lnf, *lnf_mean, *lnf_rstd; /* [T, d], [T], [T] (NULL in a lean cache) */

@@ -231,7 +231,8 @@ static double rank_floats(const Plan *pl, const Job *job, const ModelConfig *c) 
     /* a prompt's lean runs: the clean run, the corrupt (or resampled) one, one per noise sample */
     int runs = 1 + (job->corruption == CORR_PAIR || job->corruption == CORR_RESAMPLE) + (gaussian ? S : 0);
     double lean = (double)run_cache_lean_floats(c, T), full = (double)layer_floats(c, T, 1) * L + (double)T * (d + 2);
-    double total = runs * lean + (double)layer_floats(c, T, 0); /* + one full layer while a run is computed */
+    /* + the chunk of a layer a run is computed in */
+    double total = runs * lean + (double)layer_floats(c, T < LEAN_CHUNK_ROWS ? T : LEAN_CHUNK_ROWS, 0);
     /* mean corruption: the mean of every activation (a full run) and, while it is summed, a
      * clean run */
     if (job->corruption == CORR_MEAN) total += 2 * full;

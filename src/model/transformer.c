@@ -173,6 +173,7 @@ void run_cache_init_lean(RunCache *c, const ModelConfig *cfg, int T) {
     memset(c, 0, sizeof *c);
     c->T = T;
     c->lean = 1;
+    c->chunk = LEAN_CHUNK_ROWS;
     c->id = next_cache_id++;
     size_t d = (size_t)cfg->d_model, kvd = (size_t)cfg_kv_dim(cfg);
     c->block = alloc_floats(run_cache_lean_floats(cfg, T));
@@ -239,20 +240,34 @@ void run_cache_free(RunCache *c) {
     memset(c, 0, sizeof *c);
 }
 
-/* A lean cache's forward: each layer computed whole in one layer of scratch (no pattern), then
- * what the cache keeps copied out. */
+/* A lean cache's forward, layer by layer, each layer in chunks of c->chunk rows: a chunk reads
+ * the keys and values of the rows before it from the cache (as the engine's suffixes do), so
+ * the scratch is a chunk of one layer, not the whole. The bits are the full pass's: a row's
+ * values depend on nothing computed beside it, and the keys after a query's position enter its
+ * attention with weight exactly 0. */
 static void lean_forward(const Model *m, RunCache *c, BlockHook hook, void *ctx) {
     const ModelConfig *cfg = &m->cfg;
-    size_t T = (size_t)c->T, d = (size_t)cfg->d_model, kvd = (size_t)cfg_kv_dim(cfg);
-    LayerActs a;
-    float *block;
-    layer_scratch_init(&a, &block, cfg, c->T, 0);
+    size_t d = (size_t)cfg->d_model, kvd = (size_t)cfg_kv_dim(cfg);
+    int chunk = c->chunk < c->T ? c->chunk : c->T;
+    size_t sizes[N_LAYER_ACTS];
+    layer_acts_sizes(cfg, 1, chunk, chunk, 0, 0, sizes);
+    float *block = alloc_floats(layer_acts_floats(sizes));
     for (int l = 0; l < cfg->n_layer; l++) {
         LayerActs *keep = &c->layer[l];
-        lean_layer(m, c, l, &a, hook, ctx);
-        memcpy(keep->k_rot, a.k_rot, sizeof(float) * T * kvd);
-        memcpy(keep->v, a.v, sizeof(float) * T * kvd);
-        memcpy(keep->resid_post, a.resid_post, sizeof(float) * T * d);
+        const float *k_prefix = keep->k_rot, *v_prefix = keep->v;
+        for (int r0 = 0; r0 < c->T; r0 += chunk) {
+            int R = c->T - r0 < chunk ? c->T - r0 : chunk;
+            LayerActs a;
+            layer_acts_sizes(cfg, 1, R, R, 0, 0, sizes);
+            layer_acts_point(&a, block, sizes);
+            memcpy(a.resid_pre, keep->resid_pre + r0 * d, sizeof(float) * R * d);
+            BlockRun run = {.B = 1, .R = R, .r0 = r0, .last_only = 0, .from_stage = ST_RESID_PRE,
+                            .k_prefix = &k_prefix, .v_prefix = &v_prefix};
+            block_forward(m, l, &a, &run, hook, ctx);
+            memcpy(keep->k_rot + r0 * kvd, a.k_rot, sizeof(float) * R * kvd);
+            memcpy(keep->v + r0 * kvd, a.v, sizeof(float) * R * kvd);
+            memcpy(keep->resid_post + r0 * d, a.resid_post, sizeof(float) * R * d);
+        }
     }
     free(block);
 }
