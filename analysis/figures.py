@@ -367,7 +367,8 @@ def bound_figure(r):
         return None
     check = metrics.bound_check(r)
     site, by, conf = b.get("site"), b.get("ranked_by"), b.get("confidence")
-    what = f"site {site}, top {b.get('n_verified')} by {by} verified, {b.get('subsets')} subsets, confidence {conf}"
+    where = "edges" if b.get("cells") == "edges" else f"site {site}"
+    what = f"{where}, top {b.get('n_verified')} by {by} verified, {b.get('subsets')} subsets, confidence {conf}"
     if check is None:
         fig, ax = plt.subplots(figsize=(6.5, 4))
         theta = np.where(np.isinf(b["theta"]), np.nan, b["theta"])
@@ -453,25 +454,35 @@ def edge_graph(r, k=20):
     components, width and label the effect, red raising the metric and blue lowering it."""
     if "exact" not in r.edges or not r.edge_names:
         return None
-    n_layer = int(r.model_config.get("n_layer", 1))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=RuntimeWarning)
         signed = np.nansum(np.nanmean(r.edges["exact"], axis=0), axis=1)
     order = np.argsort(-np.abs(signed))[:k]
-    largest = float(np.abs(signed[order]).max()) if len(order) else 1.0
+    ends = [(r.edge_upstream[e], r.edge_downstream[e]) for e in order]
+    return draw_edges(r, ends, signed[order], f"The {len(order)} edges of largest |exact effect| (mean over prompts, "
+                      f"summed over positions; {effect_unit(r)}); width ∝ |effect|")
+
+
+def draw_edges(r, ends, values, title):
+    """Edges, as (upstream, downstream) names, drawn between their components: with values
+    (signed, one per edge) width and label say the value, red raising the metric and blue lowering
+    it; values None draws them alike, in grey."""
+    n_layer = int(r.model_config.get("n_layer", 1))
+    largest = float(np.abs(values).max()) if values is not None and len(values) else 1.0
     fig, ax = plt.subplots(figsize=(2.2 * (n_layer + 2), 5))
     points = {}  # (x, y) -> the component's label
-    for e in order:
-        a, b = _component(r.edge_upstream[e], n_layer), _component(r.edge_downstream[e], n_layer)
+    for i, (upstream, downstream) in enumerate(ends):
+        a, b = _component(upstream, n_layer), _component(downstream, n_layer)
         for x, y in (a, b):
             points[(x, y)] = ("embed" if x < 0 else "logits" if x >= n_layer else f"L{int(x)}.mlp" if x % 1 else
                               f"L{int(x)}.H{int(y) - 1}")
-        width = 0.5 + 6.0 * abs(signed[e]) / (largest or 1.0)
-        ax.annotate("", xy=b, xytext=a, arrowprops=dict(arrowstyle="->", lw=width, alpha=0.6,
-                                                        color="crimson" if signed[e] > 0 else "royalblue",
+        value = None if values is None else float(values[i])
+        width = 1.5 if value is None else 0.5 + 6.0 * abs(value) / (largest or 1.0)
+        color = "grey" if value is None else "crimson" if value > 0 else "royalblue"
+        ax.annotate("", xy=b, xytext=a, arrowprops=dict(arrowstyle="->", lw=width, alpha=0.6, color=color,
                                                         connectionstyle="arc3,rad=0.15"))
-        ax.text((a[0] + b[0]) / 2, (a[1] + b[1]) / 2, f"{r.edge_downstream[e].split('.')[-1]} {signed[e]:.2g}",
-                fontsize=6, ha="center")
+        ax.text((a[0] + b[0]) / 2, (a[1] + b[1]) / 2, downstream.split('.')[-1]
+                + ("" if value is None else f" {value:.2g}"), fontsize=6, ha="center")
     for (x, y), name in points.items():
         ax.scatter([x], [y], s=60, color="black", zorder=3)
         ax.text(x, y - 0.15, name, fontsize=7, ha="center", va="top")
@@ -479,7 +490,6 @@ def edge_graph(r, k=20):
     ax.set_ylim(-0.8, max([y for _, y in points] + [1]) + 0.6)
     ax.set_xlabel("layer (embeddings left, logits right; MLPs between layers)")
     ax.set_ylabel("head + 1 (0: MLP, embeddings, logits)")
-    ax.set_title(f"The {len(order)} edges of largest |exact effect| (mean over prompts, summed over positions; "
-                 f"{effect_unit(r)}); width ∝ |effect|", fontsize=9)
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig

@@ -7,7 +7,7 @@ import os
 import matplotlib.pyplot as plt
 import numpy as np
 
-from . import causal_trace, figures, metrics
+from . import causal_trace, circuits_report, figures, metrics
 from .results import load
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
@@ -119,6 +119,10 @@ def build_report(path, out_dir, k=20, hide_trivial=False, prompts=3, metric=None
                   f"{len(r.positions)} positions; metric <b>{html.escape(r.metric)}</b>, corruption "
                   f"<b>{html.escape(_corruption(r))}</b>, direction <b>{html.escape(str(r.attrs.get('direction')))}</b>.</p>")
         _edges_section(page, r, k)
+        if r.bound is not None:
+            _bound_section(page, r)
+        if r.circuits is not None:
+            circuits_report.circuits_section(page, r)
         _provenance(page, r, path)
         return page.write(title)
     top = Top(r, k, hide_trivial)
@@ -146,6 +150,8 @@ def build_report(path, out_dir, k=20, hide_trivial=False, prompts=3, metric=None
         _bound_section(page, r)
     if r.edge_names:
         _edges_section(page, r, k)
+    if r.circuits is not None:
+        circuits_report.circuits_section(page, r)
     if prompts > 0 and (r.exact is not None or r.estimates):
         _prompt_by_prompt(page, r, top, prompts)
     _provenance(page, r, path)
@@ -522,7 +528,8 @@ def _bound_section(page, r):
     unit = figures.effect_unit(r)
     b = r.bound
     page.text("<h2>Bounding what verifying the top missed</h2>")
-    page.text(f"<p class='note'>Written by <code>patchsweep bound</code>: for each prompt the {html.escape(str(b.get('site')))} "
+    what = "edge (edge × position)" if b.get("cells") == "edges" else html.escape(str(b.get("site")))
+    page.text(f"<p class='note'>Written by <code>patchsweep bound</code>: for each prompt the {what} "
               f"cells were ranked by {html.escape(str(b.get('ranked_by')))} (metric {html.escape(str(b.get('metric', r.metrics[0])))}"
               f"{'; ' + html.escape(str(b['ranked_by_reason'])) if 'ranked_by_reason' in b else ''}), the top {b.get('n_verified')} taken as verified "
               "(fewer, or more, where a tie block straddles that place), "

@@ -331,6 +331,18 @@ def _covers(bound, value):
         return np.asarray(value, dtype=np.float32) <= np.asarray(bound, dtype=np.float64).astype(np.float32)
 
 
+def _bound_arrays(results):
+    """What a /bound was computed on, for the metric it bounded: (exact [P, N, S] or None, the
+    ranking estimates {name: [P, N, S]}, computed cells bool [P, N, S]); N the nodes, or the
+    edges for an edge bound (its `cells` attribute "edges", docs/edges.md)."""
+    b = results.bound
+    r = results.for_metric(b.get("metric", results.metrics[0]))
+    if b.get("cells") == "edges":
+        exact = r.edges.get("exact")
+        return exact, r.edges, (None if exact is None else ~np.isnan(exact))
+    return r.exact, r.estimates, results.computed
+
+
 def bound_check(results):
     """The false-negative bound of `patchsweep bound` against the exact sweep. Per prompt: theta
     (the bound on every unverified cell's |effect|), the largest exact |effect| among those
@@ -342,12 +354,14 @@ def bound_check(results):
     metric results was loaded to read. "Held" and "covered" compare at float32, the precision the
     exact effects are stored in."""
     b = results.bound
-    if b is None or results.exact is None:
+    if b is None:
         return None
-    exact = results.for_metric(b.get("metric", results.metrics[0])).exact
-    cells = ~np.isnan(b["ucb"]) & results.computed  # the unverified cells (ucb may be +inf)
+    exact, _, computed = _bound_arrays(results)
+    if exact is None:
+        return None
+    cells = ~np.isnan(b["ucb"]) & computed  # the unverified cells (ucb may be +inf)
     missed = np.array([np.nanmax(np.abs(exact[p][cells[p]])) if cells[p].any() else np.nan
-                       for p in range(results.shape[0])])
+                       for p in range(exact.shape[0])])
     # at the exact effects' float32 precision: a bound equal to a cell's own effect (computed in
     # double) must not miss it by the effect's rounding
     ucb = b["ucb"][cells]
@@ -394,16 +408,17 @@ def bound_subsets(results, prompt):
     masks): the unverified cells (those with a ucb) in rank order, by |estimate| of the ranking
     estimator as float32 for the bounded metric, largest first, ties in cell order; subset k
     takes cell u when the u-th uniform of the stream (seed, prompt, k) is below the inclusion.
-    K * N * S bytes per prompt."""
+    K * N * S bytes per prompt. An edge bound (`patchsweep bound --edges`): bool [K, E, S] over
+    the edges."""
     b = results.bound
     if b is None:
         raise ValueError(f"{results.path} has no /bound group (run patchsweep bound first)")
-    metric = b.get("metric", results.metrics[0])
-    key = np.abs(results.for_metric(metric).estimates[b["ranked_by"]][prompt].astype(np.float32)).ravel()
+    _, estimates, _ = _bound_arrays(results)
+    key = np.abs(estimates[b["ranked_by"]][prompt].astype(np.float32)).ravel()
     unverified = ~np.isnan(b["ucb"][prompt].ravel())
     cells = np.flatnonzero(unverified)
     cells = cells[np.argsort(-key[cells], kind="stable")]  # cells ascend, so ties stay in cell order
-    K, (_, N, S) = int(b["subsets"]), results.shape
+    K, (N, S) = int(b["subsets"]), b["ucb"].shape[1:]
     masks = np.zeros((K, N * S), dtype=bool)
     for k in range(K):
         masks[k, cells] = _uniforms(int(b["seed"]), prompt, k, cells.size) < b["inclusion"]

@@ -6,6 +6,8 @@ import os
 import h5py
 import numpy as np
 
+from . import circuits
+
 ESTIMATORS = ("atp", "atp_qk", "atp_star")
 EFFECTS = ("exact",) + ESTIMATORS  # the datasets of /effects, each [P, N, S, M]
 EDGE_EFFECTS = ("exact", "eap", "eap_ig", "eap_ig_act")  # the datasets of /edges, each [P, E, S, M]
@@ -71,6 +73,7 @@ class Results:
     base, source      float64 [P]: metric of the unpatched base and source runs; gap = source − base
     effects(name)     the [P, N, S] values of "exact" or an estimator, ValueError when absent
     computed          bool [P, N, S]: cells whose work unit is done and position within the prompt
+    circuits          /circuits (analysis.circuits.Circuits: rows, choices, faithfulness [C, A, P, M], curves), or None
     job, model_config dicts; attrs: every root attribute
     """
 
@@ -119,6 +122,8 @@ class Results:
                                                             "boundary_ties")
                                    if k in g})
                 self.bound["verified"] = self.bound["verified"].astype(bool)
+            # written by `patchsweep circuit` (docs/circuits.md); every metric, selected by name
+            self.circuits = circuits.read(f, self.metrics)
         P, N, S = len(self.lengths), len(self.node_names), len(self.positions)
         self.shape = (P, N, S)
         # A cell is computed when its exact unit is done (estimates-only jobs: its estimate unit)

@@ -13,7 +13,6 @@ sample of (layer, head, position) triples; the cost per patch does not depend on
 
 Reports the rates and the ratios. Skipped, saying so, where PyTorch is absent.
 usage: /usr/bin/python3 bench/bench_torch.py [BENCH_ENGINE=build/bench/bench_engine] [forwards=24]"""
-import math
 import os
 import subprocess
 import sys
@@ -22,60 +21,17 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 engine = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "build", "bench", "bench_engine")
 forwards = int(sys.argv[2]) if len(sys.argv) > 2 else 24
-# One core: torch.set_num_threads does not reach the BLAS PyTorch calls (Debian's links OpenBLAS,
-# which starts a thread per core unless told before it loads).
-for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[var] = "1"
 try:
-    import torch
+    from torch_gpt2 import H, L, V, random_model, torch
 except ImportError:
     print("bench_torch: skipped, PyTorch is not installed (Debian: python3-torch)")
     sys.exit(0)
 
-L, H, D, DM, V, T, B = 12, 12, 768, 3072, 50257, 24, 8
-torch.set_num_threads(1)
-torch.manual_seed(0)
-
-
-class Block(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.ln1, self.ln2 = torch.nn.LayerNorm(D), torch.nn.LayerNorm(D)
-        self.qkv, self.out = torch.nn.Linear(D, 3 * D), torch.nn.Linear(D, D)
-        self.up, self.down = torch.nn.Linear(D, DM), torch.nn.Linear(DM, D)
-
-    def forward(self, x, hook):
-        b, t, _ = x.shape
-        q, k, v = self.qkv(self.ln1(x)).split(D, dim=-1)
-        q, k, v = (y.view(b, t, H, D // H).transpose(1, 2) for y in (q, k, v))
-        scores = q @ k.transpose(-1, -2) / math.sqrt(D // H)
-        scores = scores.masked_fill(torch.triu(torch.ones(t, t, dtype=torch.bool), 1), float("-inf"))
-        z = (scores.softmax(-1) @ v).transpose(1, 2)  # [b, t, H, d_head]: the hook point
-        z = hook(z)
-        x = x + self.out(z.reshape(b, t, D))
-        return x + self.down(torch.nn.functional.gelu(self.up(self.ln2(x)), approximate="tanh"))
-
-
-class Model(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.wte, self.wpe = torch.nn.Embedding(V, D), torch.nn.Embedding(1024, D)
-        self.blocks = torch.nn.ModuleList(Block() for _ in range(L))
-        self.lnf = torch.nn.LayerNorm(D)
-
-    def forward(self, tokens, hooks, every_position):
-        x = self.wte(tokens) + self.wpe(torch.arange(tokens.shape[1]))
-        for layer, block in enumerate(self.blocks):
-            x = block(x, hooks.get(layer, lambda z: z))
-        if every_position:  # [b, t, V], as HookedTransformer returns them
-            return (self.lnf(x) @ self.wte.weight.T)[:, -1]
-        return self.lnf(x[:, -1]) @ self.wte.weight.T
+T, B = 24, 8
 
 
 with torch.no_grad():
-    model = Model()
-    for p in model.parameters():
-        p.normal_(0.0, 0.02)
+    model = random_model()
     base = torch.randint(0, V, (B, T))
     source = base.clone()
     source[:, 3] = torch.randint(0, V, (B,))

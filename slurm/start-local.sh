@@ -33,6 +33,9 @@ ClusterName=patchsweep-local
 SlurmctldHost=localhost
 SlurmUser=root
 AuthType=auth/munge
+# a requeued job waits cred_expire seconds before it starts again (120 by default): short here,
+# so the test of full_sweep.slurm's requeue takes seconds
+AuthInfo=cred_expire=10
 StateSaveLocation=$dir/spool/ctld
 SlurmdSpoolDir=$dir/spool/d
 SlurmctldPidFile=$dir/slurmctld.pid

@@ -23,7 +23,7 @@ OWNER = {
     "job.h": "job", "plan.h": "job",
     "patch.h": "patch",
     "attrib.h": "attrib", "bound.h": "attrib",
-    "sweep.h": "sweep", "store.h": "sweep", "results.h": "sweep",
+    "sweep.h": "sweep", "store.h": "sweep", "results.h": "sweep", "circuits.h": "sweep",
     "train.h": "train",
     "cli.h": "cli",
 }

@@ -123,6 +123,9 @@ uint64_t hash_bytes(uint64_t h, const void *data, size_t n);
 
 /* ---- time ------------------------------------------------------------------------------------- */
 double now_seconds(void);  /* monotonic */
+/* CPU seconds of the calling thread: what it did, not what it waited for (nor, on an oversubscribed
+ * core, the time another process had the core). */
+double thread_cpu_seconds(void);
 
 /* Threads per rank (src/core/threads.c): threads_start(n) makes a pool of n threads, the caller
  * included (1: none); threads_run(task, ctx) calls task(ctx, i, n) for i = 0..n-1 side by side

@@ -51,6 +51,48 @@ typedef struct {
 /* What the gaussian noise's standard deviation is measured on (times its scale). */
 typedef enum { NOISE_STD_VOCABULARY, NOISE_STD_SUBJECTS, NOISE_STD_CORPUS } NoiseStd;
 
+/* ---- circuits (docs/circuits.md): the job's "circuits" key, read by `patchsweep circuit` ---- */
+typedef enum { CSET_EDGES, CSET_NODES, CSET_RANK } CircuitSetKind;
+typedef enum { RANK_EDGES, RANK_EFFECTS, RANK_RANDOM } RankSource;
+typedef struct {
+    char name[32];
+    CircuitSetKind kind;
+    char **names;          /* CSET_EDGES: edge names (may end in @COL); CSET_NODES: upstream node names */
+    int n_names;
+    RankSource by;         /* CSET_RANK: */
+    char array[16];        /* exact, eap, ... (the dataset of /edges or /effects) */
+    int signed_score;      /* "score": "signed" (1) or "abs" (0) */
+    int metric;            /* index into the job's metrics */
+    uint64_t seed;         /* "random" */
+    int *k, n_k;           /* sizes of the curve (n_k = 0: explicit or threshold) */
+    int has_threshold;
+    double threshold;
+    int specific;          /* "positions": "specific" (1) or "all" (0) */
+} CircuitSet;
+typedef enum { ABLATE_PAIR, ABLATE_MEAN, ABLATE_RESAMPLE, ABLATE_ZERO } Ablation;
+typedef struct {
+    int nodes;             /* granularity: 1 nodes, 0 edges */
+    Ablation ablation;
+    int seeds;             /* resample: seeds seed .. seed + seeds - 1 */
+    uint64_t seed;
+    int mean_set;          /* mean: index into CircuitsSpec.mean_sets, -1 for the job's prompts */
+    char name[300];        /* "edges pair", "nodes mean:abc.jsonl", "edges resample:3" */
+} CircuitChoice;
+typedef struct {
+    char label[256];       /* the file as the job names it */
+    Prompt *prompts;
+    int n;
+} MeanSet;
+typedef struct {
+    CircuitSet *sets;
+    int n_sets;
+    CircuitChoice *choices; /* granularity-major */
+    int n_choices;
+    MeanSet *mean_sets;
+    int n_mean_sets;
+    char *canonical;        /* the key as normalised JSON (set by job_check: mean sets as token ids) */
+} CircuitsSpec;
+
 typedef struct {
     char path[4096];     /* the job file */
     char model_dir[4096];
@@ -88,12 +130,18 @@ typedef struct {
     char *warnings[4];   /* what job_check found questionable but not wrong, one line each */
     int n_warnings;
     int *resample_from;  /* resample: prompt p's source is prompt resample_from[p] (a seeded derangement) */
+    CircuitsSpec *circuits; /* the "circuits" key, or NULL; not part of the canonical job (a circuit run
+                             * reads the file the job's run wrote) */
 } Job;
 
 /* Column k of a "positions" list in prompt p: the token position (counted from the end when
  * negative, or the prompt's named position), JOB_NO_POSITION when the prompt has none there. */
 #define JOB_NO_POSITION 0x7fffffff /* larger than any length, so "pos >= T" reads it as absent */
 int job_list_position(const Job *job, int p, int k);
+/* The number of position columns (docs/results.md: the S axis) and column j's name as
+ * /position_names holds it ("3", "-1", "all", "IO"). */
+int job_n_columns(const Job *job);
+void job_column_name(const Job *job, int j, char *out, size_t cap);
 
 /* The positions noised in prompt p's gaussian runs. */
 static inline const int *job_noise_positions(const Job *job, int p, int *n) {
@@ -134,6 +182,13 @@ int job_check(Job *job, const Model *m);
 void job_free(Job *job);
 /* Fingerprint of what the job computes (not where it reads or writes). */
 uint64_t job_fingerprint(const Job *job, uint64_t model_fingerprint);
+/* The seeded permutation of n prompts with no fixed point that resample draws (docs/methods.md,
+ * "Randomness"); malloc'd. */
+int *job_derangement(int n, uint64_t seed);
+/* The rows `patchsweep circuit` evaluates (one per explicit or threshold set, one per k), and the
+ * forward passes it runs for them on one rank (each rank computes the means it needs itself). */
+int circuits_rows(const CircuitsSpec *c);
+double circuits_forward_passes(const Job *job);
 /* Number of noise draws per prompt: samples for gaussian, else 1. */
 static inline int job_samples(const Job *j) { return j->corruption == CORR_GAUSSIAN ? j->noise_samples : 1; }
 

@@ -14,18 +14,69 @@
 #ifndef PATCHSWEEP_KERNELS_H
 #define PATCHSWEEP_KERNELS_H
 
+#include <math.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 
 /* Output columns per packed weight panel, the same on every instruction set. */
 enum { PANEL = 16 };
 /* Floats of a matrix of OC output columns by C inputs, packed: whole panels of PANEL columns. */
 static inline size_t packed_floats(int OC, int C) { return (size_t)((OC + PANEL - 1) / PANEL) * PANEL * (size_t)C; }
 
+/* How a weight matrix is held in memory: float32, or the 16-bit type of a BF16 / F16 checkpoint,
+ * widened to float32 as the kernel reads it. Widening is exact (every bfloat16 and every float16
+ * value, subnormals included, is a float32 value), so a product on 16-bit weights has the same
+ * bits as the same product on the widened float32 matrix. */
+typedef enum { WEIGHTS_F32, WEIGHTS_BF16, WEIGHTS_F16 } WeightType;
+static inline size_t weight_type_size(WeightType t) { return t == WEIGHTS_F32 ? 4 : 2; }
+static inline const char *weight_type_name(WeightType t) {
+    return t == WEIGHTS_F32 ? "float32" : t == WEIGHTS_BF16 ? "bfloat16" : "float16";
+}
+/* bfloat16 is the top half of a float32. */
+static inline float bf16_widen(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float v;
+    memcpy(&v, &bits, sizeof v);
+    return v;
+}
+static inline float f16_widen(uint16_t h) {
+    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
+    float v;
+    if (exp == 0) v = ldexpf((float)mant, -24); /* zero and subnormals */
+    else if (exp == 31) v = mant ? NAN : INFINITY;
+    else v = ldexpf((float)(mant | 0x400), (int)exp - 25);
+    return sign ? -v : v;
+}
+static inline float half_widen(uint16_t h, WeightType t) { return t == WEIGHTS_BF16 ? bf16_widen(h) : f16_widen(h); }
+
+/* A read-only weight array as it is held: where it starts, its type, and for a matrix whether
+ * these are its rows or its packed panels (ops.h: pack_weights). */
+typedef struct {
+    const void *p;
+    WeightType type;
+    int packed;
+} WeightRef;
+static inline WeightRef weight_f32(const float *p) { return (WeightRef){p, WEIGHTS_F32, 0}; }
+/* The array from element i on (NULL stays NULL: a parameter the model does not have). */
+static inline WeightRef weight_at(WeightRef w, size_t i) {
+    return w.p ? (WeightRef){(const char *)w.p + i * weight_type_size(w.type), w.type, w.packed} : w;
+}
+/* Element i, widened to float32. */
+static inline float weight_value(WeightRef w, size_t i) {
+    if (w.type == WEIGHTS_F32) return ((const float *)w.p)[i];
+    return half_widen(((const uint16_t *)w.p)[i], w.type);
+}
+
 /* tile[i * ldt + p * PANEL + j] = sum over k = 0..K-1, as one fma chain from +0, of
  *   a[i * rs_a + k * cs_a] * b[p * panel_stride + k * ldb + j]
  * for rows i < m (1 <= m <= mr) and panels p < np (1 <= np <= the family's np), j < PANEL. */
 typedef void (*TileKernel)(int m, int np, int K, const float *a, ptrdiff_t rs_a, ptrdiff_t cs_a, const float *b,
                            ptrdiff_t ldb, ptrdiff_t panel_stride, float *tile, ptrdiff_t ldt);
+/* The same with b held in 16 bits (type WEIGHTS_BF16 or WEIGHTS_F16), each element widened to
+ * float32 before its multiply-add: the same bits as tile on the widened b. */
+typedef void (*Tile16Kernel)(int m, int np, int K, const float *a, ptrdiff_t rs_a, ptrdiff_t cs_a, const uint16_t *b,
+                             WeightType type, ptrdiff_t ldb, ptrdiff_t panel_stride, float *tile, ptrdiff_t ldt);
 /* out[i] = f(x[i]) for i < n (out may be x). */
 typedef void (*ArrayFn)(float *out, const float *x, int n);
 
@@ -34,6 +85,7 @@ typedef struct {
     int mr, np;        /* largest tile: mr rows by np panels */
     TileKernel tile;
     ArrayFn exp, tanh, erf;
+    Tile16Kernel tile16;
 } Kernels;
 
 /* The family in use. The first call selects one (kernels_select(NULL)) if nobody has. */

@@ -28,6 +28,9 @@ typedef struct {
                             * resid_post = resid_pre + attn_out + mlp_out */
     char assumed[512];   /* what config.json left out and was assumed: "rms_norm_eps = 1e-06, ..." */
     int bos_token_id;    /* config.json's, or -1 (model_bos prefers the tokenizer's) */
+    WeightType weight_type; /* how the matrices are held in memory: BF16 / F16 when every matrix of the
+                             * checkpoint is stored so, else F32 (model_check_checkpoint sets it; it is
+                             * not part of model_config_json: the values, not their storage, make the model) */
 } ModelConfig;
 
 /* Records "key = value" in c->assumed when config.json does not set key (plan prints it, the
@@ -68,28 +71,34 @@ enum {
 void params_fields(Params *p, float **fields[N_PARAM_TENSORS]);
 /* Sizes in floats, in the order of the fields of Params. */
 void param_sizes(const ModelConfig *c, size_t sizes[N_PARAM_TENSORS]);
-/* Points every field of p into block (which holds the sum of sizes); returns that sum. */
+/* Points every field of p into block (which holds the sum of sizes, all float32: a model of
+ * weight type F32, or gradients); returns that sum. */
 size_t params_point(Params *p, float *block, const ModelConfig *c);
+/* 1 for the fields a 16-bit model holds in 16 bits: the embeddings, the unembedding and every
+ * projection matrix. Norm gains and biases stay float32 (exactly the checkpoint's values). */
+int param_is_matrix(int field);
 
 /* The matrices once more, packed for the forward product (ops.h: pack_weights), stacked over
- * layers like Params: layer l of wq starts at wq + l * packed_floats(q_dim, d). The forward pass
- * reads only these; the backward pass and everything else read Params. NULL where Params is. */
+ * layers, in the model's weight type: layer l of wq starts l * packed_floats(q_dim, d) elements
+ * in (model_packed). The forward pass reads only these; the backward pass and everything else
+ * read the parameters. NULL where the parameter is. */
+enum { PACKED_WQ, PACKED_WK, PACKED_WV, PACKED_WO, PACKED_W_GATE, PACKED_W_IN, PACKED_W_OUT, PACKED_UNEMBED,
+       N_PACKED_TENSORS };
 typedef struct {
-    float *wq, *wk, *wv, *wo, *w_gate, *w_in, *w_out, *unembed;
+    void *at[N_PACKED_TENSORS];
 } Packed;
-enum { N_PACKED_TENSORS = 8 };
-size_t packed_point(Packed *p, float *block, const ModelConfig *c);
-void params_pack(Packed *dst, const Params *src, const ModelConfig *c);
 
 typedef struct Tokenizer Tokenizer;
 
 typedef struct {
     ModelConfig cfg;
-    Params w;
+    Params w;              /* float32 parameters; in a 16-bit model the matrices are NULL here */
+    uint16_t *half[N_PARAM_TENSORS]; /* a 16-bit model's embeddings (wte, wpe; unembed when tied), else NULL */
     Packed packed;
-    float *weights;        /* the one block: the parameters (n_weights floats), then packed copies */
+    float *weights;        /* the one block (model_point): the float32 parameters (n_weights floats),
+                            * a 16-bit model's embeddings, then the packed copies */
     int owns_weights;      /* 0 when the block belongs to the caller (shared between ranks) */
-    size_t n_weights;      /* the parameters alone: what the fingerprint hashes, what training updates */
+    size_t n_weights;      /* the float32 parameters: all of a F32 model's (what training updates) */
     double *rope_inv_freq; /* [rotary_dims / 2] */
     Tokenizer *tokenizer;  /* NULL when the folder has no tokenizer.json */
     uint64_t fingerprint;  /* hash of the configuration and every weight */
@@ -144,15 +153,41 @@ int model_load_shape(Model *m, const char *dir);
 int model_read_config(const char *dir, ModelConfig *cfg);
 /* Checks that the folder's checkpoint has every tensor the configuration implies, with the shape
  * it implies, reading headers only: before anything the size of the model is allocated. A
- * mismatch names the config.json keys behind the expected shape and what was assumed. */
-int model_check_checkpoint(const ModelConfig *cfg, const char *dir);
-/* Floats of the whole block: the parameters and their packed copies. */
-size_t model_weight_count(const ModelConfig *cfg);
-/* Sets m up around a block of model_weight_count floats; NULL allocates one. */
-void model_attach(Model *m, const ModelConfig *cfg, float *weights);
+ * mismatch names the config.json keys behind the expected shape and what was assumed. Sets
+ * cfg->weight_type from the matrices' dtypes. */
+int model_check_checkpoint(ModelConfig *cfg, const char *dir);
+/* Bytes of the whole block: the parameters and their packed copies, in cfg->weight_type. */
+size_t model_weight_bytes(const ModelConfig *cfg);
+/* Sets m up around a block of model_weight_bytes (aligned as malloc aligns); NULL allocates one. */
+void model_attach(Model *m, const ModelConfig *cfg, void *weights);
+/* Points m's parameters, half and packed into block by m->cfg (NULL: only counts); returns the
+ * bytes it spans. */
+size_t model_point(Model *m, void *block);
+/* Parameter field (PARAM_*) as held, all layers: float32 vectors, a float32 model's matrices, a
+ * 16-bit model's embeddings in 16 bits; {NULL} for a 16-bit model's projections (packed only). */
+WeightRef model_param(const Model *m, int field);
+/* Layer `layer` of a matrix field (param_is_matrix) wherever it is held: its rows, or a 16-bit
+ * model's packed copy (.packed = 1). matmul_backward_ref reads either. */
+WeightRef model_matrix(const Model *m, int field, int layer);
+/* Element [o, c] of a layer's matrix, widened to float32, read through a view taken once. */
+typedef struct {
+    WeightRef w;
+    size_t inputs; /* C of the [rows, C] matrix */
+} MatrixView;
+MatrixView model_view(const Model *m, int field, int layer);
+static inline float view_value(MatrixView v, int o, int c) {
+    /* packed: panel o / PANEL, row c, column o % PANEL */
+    size_t i = v.w.packed ? ((size_t)(o / PANEL) * v.inputs + (size_t)c) * PANEL + (size_t)(o % PANEL)
+                          : (size_t)o * v.inputs + (size_t)c;
+    return weight_value(v.w, i);
+}
+/* Stores layer `layer` of a matrix field from row-major values in the model's weight type: into
+ * its rows, or packed (a 16-bit model's projections). model_pack then packs the rest. */
+void model_store_matrix(Model *m, int field, int layer, const void *rows);
+WeightRef model_packed(const Model *m, int which, int layer);
 /* Reads the checkpoint into the parameters and packs them. */
 int model_read_weights(Model *m, const char *dir);
-/* Packs the matrices again from Params: after anything writes parameters (training, tests). */
+/* Packs the matrices again from the parameters: after anything writes them (training, tests). */
 void model_pack(Model *m);
 int model_read_tokenizer(Model *m, const char *dir);
 uint64_t model_fingerprint(const Model *m);

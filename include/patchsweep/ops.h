@@ -11,6 +11,8 @@
  * The forward reads a weight matrix w[OC,C] packed once at load (pack_weights: panels of PANEL
  * output columns, k-major, zero past OC, packed_floats(OC, C) floats); the backward reads w as is. */
 void pack_weights(float *packed, const float *w, int OC, int C);
+/* The same for a matrix held in 16 bits (bfloat16 or float16). */
+void pack_weights16(uint16_t *packed, const uint16_t *w, int OC, int C);
 /* out[N,OC] = inp[N,C] w[OC,C]^T + bias[OC] (bias may be NULL), w given packed */
 void matmul_forward(float *out, const float *inp, const float *w_packed, const float *bias, int N, int C, int OC);
 /* The same with row strides: row n of inp at inp + n * ld_inp, of out at out + n * ld_out. */
@@ -18,6 +20,13 @@ void matmul_packed(float *out, ptrdiff_t ld_out, const float *inp, ptrdiff_t ld_
                    const float *bias, int N, int C, int OC);
 void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
                      int N, int C, int OC);
+/* The same on weights held in any WeightType (a model's: model_packed, model_matrix), widened
+ * exactly inside the kernel: the bits of the float32 product on the widened matrix. */
+void matmul_forward_ref(float *out, const float *inp, WeightRef w_packed, const float *bias, int N, int C, int OC);
+void matmul_backward_ref(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, WeightRef w,
+                         int N, int C, int OC);
+/* dst[i] = element i of w, widened to float32, for i < n. */
+void weights_widen(float *dst, WeightRef w, size_t n);
 
 /* LayerNorm (biased variance) or RMSNorm over rows of C; mean is unused (NULL) for RMSNorm. */
 void norm_forward(NormKind kind, float *out, float *mean, float *rstd, const float *inp, const float *w,
@@ -69,9 +78,8 @@ void attention_forward_batch(float *z, float *pattern, const float *q, const flo
 void attention_backward(float *dq, float *dk, float *dv, float *dpattern, const float *dz, const float *q,
                         const float *k, const float *v, const float *pattern, const AttnShape *s);
 
-/* resid[T,d] = wte[token] + wpe[t] (if wpe) + noise[t] (if noise) */
-void embedding_forward(float *out, const int *tokens, int T, const float *wte, const float *wpe,
-                       const float *noise, int d);
+/* resid[T,d] = wte[token] + wpe[t] (if wpe.p) + noise[t] (if noise); rows widened as they are read */
+void embedding_forward(float *out, const int *tokens, int T, WeightRef wte, WeightRef wpe, const float *noise, int d);
 void embedding_backward(float *dwte, float *dwpe, const float *dout, const int *tokens, int T, int d);
 
 #endif

@@ -129,6 +129,16 @@ void edge_upstream_row(const Model *m, const EdgeEnd *u, const RunCache *run, in
 int edge_upstream_delta(const Model *m, const EdgeEnd *u, const RunCache *base, const RunCache *source, int lo, int hi,
                         double *delta);
 
+/* A downstream input's own computation of one row x ([d]) of its stream: its norm, then its
+ * projection only. q/k/v: head (key/value head) v->index's slice of the projection, written at
+ * out + index * d_head of a q (k, v) row; mlp_in: the MLP's output row out [d]. */
+typedef struct {
+    float *normed, *mean, *rstd, *proj, *pre, *up, *hidden;
+} InputScratch;
+void input_scratch_init(InputScratch *s, const ModelConfig *c);
+void input_scratch_free(InputScratch *s);
+void input_row_forward(const Model *m, const EdgeEnd *v, const float *x, float *out, InputScratch *s);
+
 typedef struct EdgeScratch EdgeScratch;
 /* Room for prompts of up to max_T tokens and fast-path batches of up to max_batch patches. */
 EdgeScratch *edge_scratch_new(const Model *m, int max_T, int max_batch);
@@ -140,6 +150,39 @@ void edge_scratch_free(EdgeScratch *w);
  * patch); the same bits either way. */
 void edge_effects(EdgeScratch *w, const PromptRuns *r, const Edge *edges, int n, const int *positions, int n_positions,
                   float *out, int naive);
+
+/* A set of edge cells patched at once (docs/edges.md, "Joint patches"): cell = edge number (into
+ * the edges array) and a position (-1: every row). */
+typedef struct {
+    int edge, pos;
+} EdgeCell;
+typedef struct EdgeJoint EdgeJoint;
+EdgeJoint *edge_joint_new(const Model *m, int max_T);
+void edge_joint_free(EdgeJoint *w);
+/* Mean over noise samples of metric number `metric` (patched) - metric (base) with every cell of
+ * cells[0..n) patched at once: each edge u -> v carries u^S instead of u's output in the patched
+ * run on its cells' rows (positions inside the prompt). Sorts cells. One of them alone gives
+ * edge_effects' value bit for bit. */
+double edge_joint_effect(EdgeJoint *w, const PromptRuns *r, const Edge *edges, EdgeCell *cells, int n, int metric);
+
+/* ---- circuits (docs/circuits.md) ------------------------------------------------------------------ */
+/* Upstream nodes in contract order: embed, then per layer its heads and its MLP (U of them). */
+int circuit_n_upstream(const ModelConfig *c);
+int circuit_upstream_index(const ModelConfig *c, const EdgeEnd *u);
+/* Every upstream node's output in a run of T rows (edge_upstream_row), out [U, T, d]. */
+void node_outputs(const Model *m, const RunCache *run, int T, double *out);
+
+typedef struct CircuitScratch CircuitScratch;
+/* edges: the model's whole graph (filter off), in contract order. */
+CircuitScratch *circuit_scratch_new(const Model *m, const Edge *edges, long n_edges, int max_T);
+void circuit_scratch_free(CircuitScratch *w);
+/* The metrics (out [spec->n_kinds]) of a forward pass of `tokens` in which every downstream input v
+ * reads, at row t, its stream minus, for each edge u -> v not kept at t, u's current output plus
+ * u's ablated one: x_v = x_v(this run) + sum over those edges of (abl_u - u). kept [E, T]: 1 where
+ * edge e carries u's current output at row t; abl [U, T, d]. With every edge kept it is the plain
+ * forward pass, bit for bit. */
+void circuit_metrics(CircuitScratch *w, const int *tokens, int T, const double *abl, const uint8_t *kept,
+                     const MetricSpec *spec, double *out);
 
 /* Column j of out ([n, n_positions, n_metrics]) as not computed: the prompt has no such position. */
 static inline void column_not_computed(float *out, int n, int n_positions, int j, int n_metrics) {

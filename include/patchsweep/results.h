@@ -29,9 +29,9 @@ typedef struct {
  * `metric` (NULL: the file's first). PS_EUSER with one line when it is missing, unreadable, not a
  * patchsweep results file of this format, damaged, or without that metric. */
 int results_open(Results *r, const char *path, int writable, const char *metric);
-/* The same for the edges of an edge job's file (docs/edges.md), read-only: N = the edges,
+/* The same for the edges of an edge job's file (docs/edges.md): N = the edges,
  * node_names = /edges/name, node_sites = /edges/downstream, the cells /edges/<name>. */
-int results_open_edges(Results *r, const char *path, const char *metric);
+int results_open_edges(Results *r, const char *path, int writable, const char *metric);
 /* <group>/<name> (/effects/<name>, or /edges/<name>) of the metric read ([P, N, S] floats, malloc'd) into *out; *out = NULL and
  * PS_OK when the file has no such dataset, PS_EUSER when it has one of another shape or type. */
 int results_read_cells(const Results *r, const char *name, float **out);

@@ -54,9 +54,8 @@ const StTensor *st_set_find(const StSet *s, const char *name, const StFile **fil
 int st_check(const StSet *s, const char *name, int ndim, const int64_t *shape);
 /* Reads a tensor that must have exactly this shape, converting F32/F16/BF16 to float32. */
 int st_read_f32(const StSet *s, const char *name, int ndim, const int64_t *shape, float *dst);
-
-/* Conversions (exposed for tests). */
-float f16_to_f32(uint16_t h);
-float bf16_to_f32(uint16_t h);
+/* Reads a tensor of this shape stored as dtype ("BF16" or "F16") as it is, 16 bits an element;
+ * PS_EUSER with one line if its dtype differs or it holds a NaN or an infinity. */
+int st_read_16(const StSet *s, const char *name, int ndim, const int64_t *shape, const char *dtype, uint16_t *dst);
 
 #endif

@@ -69,6 +69,13 @@ int bound_file_write(BoundFile *bf, int p, const PromptBound *b);
 void bound_file_close(BoundFile *bf);
 
 /* ---- small HDF5 helpers (serial or parallel files alike) ------------------------------------ */
+/* A dataset allocated whole at creation (filled with *fill when not NULL), intermediate groups
+ * created; a negative id on failure. */
+hid_t h5_create_dataset(hid_t file, const char *name, hid_t type, int rank, const hsize_t *dims, const void *fill);
+/* Writes a whole small dataset and closes it; 0 on success. */
+int h5_write_small(hid_t file, const char *name, hid_t type, int rank, const hsize_t *dims, const void *data);
+/* n fixed-length strings of width bytes each (NUL-padded rows) as a 1-D dataset; 0 on success. */
+int h5_write_strings(hid_t file, const char *name, const char *rows, size_t n, size_t width);
 /* Sets a scalar attribute, replacing one of the same name. */
 void h5_set_string_attr(hid_t obj, const char *name, const char *value);
 void h5_set_number_attr(hid_t obj, const char *name, hid_t type, const void *value);

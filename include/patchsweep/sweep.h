@@ -14,6 +14,11 @@ typedef struct {
     double total_cost, done_cost, patches;
     int tty;
     int quiet;
+    /* rank 0 of several: the coordinator's messages and CPU seconds; over every rank: the units
+     * written, the seconds their writes took (summed, the slowest) and the ranks' seconds in all
+     * (docs/sizing.md, "Many ranks") */
+    long coordinator_messages, writes;
+    double coordinator_seconds, write_seconds, write_max, rank_seconds;
 } Progress;
 
 void progress_init(Progress *p, const Plan *plan, const uint8_t *done, int quiet);
@@ -26,6 +31,22 @@ void progress_end(Progress *p);
  * remaining work shrinks evenly (guided scheduling), and a rank keeps getting units of the
  * prompt it is on while there are any, so its cached runs stay useful. */
 typedef struct Scheduler Scheduler;
+
+/* Rank 0's queue (src/sweep/sched_queue.c), without MPI: bench/bench_sched.c drives it for
+ * simulated ranks. pending: the unit ids not done, grouped by prompt in plan order. */
+typedef struct {
+    const Plan *plan;
+    int n_ranks, n_prompts;
+    int *pending, *prompt_begin, *prompt_cursor, *prompt_end;
+    double remaining_cost;
+} SchedQueue;
+void sched_queue_init(SchedQueue *q, const Plan *plan, const uint8_t *done, int n_ranks);
+void sched_queue_free(SchedQueue *q);
+/* The chunk for a rank holding current_prompt (-1: none): pending[*first .. *first + *count),
+ * units of one prompt worth about 1/(2 n_ranks) of the remaining cost (at least one unit): the
+ * rank's own prompt while it has units left, else a prompt nobody started, else the one with the
+ * most left. *count = 0: everything is handed out. */
+void sched_queue_take(SchedQueue *q, int current_prompt, int *first, int *count);
 
 /* progress (rank 0, may be NULL) is updated as units finish anywhere. */
 Scheduler *sched_new(const Plan *plan, const uint8_t *done, MPI_Comm comm, Progress *progress);

@@ -1,5 +1,6 @@
-/* The bound command's work on one prompt (bound.h): rank the site's cells, patch random subsets
- * of the unverified ones jointly, and turn the subset effects into bounds (attrib.h). */
+/* The bound command's work on one prompt (bound.h): rank the site's cells (or the edges' cells),
+ * patch random subsets of the unverified ones jointly, and turn the subset effects into bounds
+ * (attrib.h). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,13 +26,25 @@ void prompt_bound_free(PromptBound *b) {
     free(b->bytes);
 }
 
+size_t bound_cell_count(const Plan *plan, int edges) {
+    return (size_t)(edges ? plan->n_edges : plan->n_nodes) * plan->n_positions;
+}
+
+int bound_has_cell(const Plan *plan, const Job *job, int edges, Site site, int p, size_t c) {
+    int S = plan->n_positions;
+    if (!edges && plan->nodes[c / S].site != site) return 0;
+    return plan_prompt_positions(plan, p)[c % S] < job->prompts[p].T; /* JOB_NO_POSITION too */
+}
+
 struct BoundWork {
     const Model *m;
     const Job *job;
     const Plan *plan;
     BoundSpec spec;
     JobRuns jr;
-    Engine *engine;
+    Engine *engine;    /* nodes */
+    EdgeJoint *joint;  /* edges */
+    EdgeCell *edge_cells; /* [C]: one subset's edge cells */
     int *order;        /* [C] the site's cells, ranked */
     int *cell_of, *rank_to_index; /* [C] the site's cells in cell order; the ranking as indices into it */
     double *key;       /* [C] |estimate| of each of the site's cells */
@@ -43,10 +56,15 @@ struct BoundWork {
 
 BoundWork *bound_work_new(const Model *m, const Job *job, const Plan *plan, const BoundSpec *spec) {
     BoundWork *w = xcalloc(1, sizeof *w);
-    size_t C = (size_t)plan->n_nodes * plan->n_positions;
+    size_t C = bound_cell_count(plan, spec->edges);
     w->m = m, w->job = job, w->plan = plan, w->spec = *spec;
     job_runs_init(&w->jr, m, job);
-    w->engine = engine_new(m, plan->max_T, 1);
+    if (spec->edges) {
+        w->joint = edge_joint_new(m, plan->max_T);
+        w->edge_cells = xmalloc(sizeof(EdgeCell) * C + 1);
+    } else {
+        w->engine = engine_new(m, plan->max_T, 1);
+    }
     w->order = xmalloc(sizeof(int) * C);
     w->cell_of = xmalloc(sizeof(int) * C);
     w->rank_to_index = xmalloc(sizeof(int) * C);
@@ -60,6 +78,8 @@ void bound_work_free(BoundWork *w) {
     if (!w) return;
     job_runs_free(&w->jr);
     engine_free(w->engine);
+    edge_joint_free(w->joint);
+    free(w->edge_cells);
     free(w->order), free(w->cell_of), free(w->rank_to_index), free(w->key);
     free(w->in), free(w->patches), free(w->cells);
     free(w);
@@ -96,16 +116,25 @@ static int subset_patches(BoundWork *w, int p, const int *unverified, int U, con
     return n;
 }
 
+/* The joint effect of the unverified edge cells that in[] marks. */
+static double edge_subset_effect(BoundWork *w, const PromptRuns *runs, int p, const int *unverified, int U,
+                                 const uint8_t *in) {
+    const int *positions = plan_prompt_positions(w->plan, p);
+    int S = w->plan->n_positions, n = 0;
+    for (int u = 0; u < U; u++)
+        if (in[u]) w->edge_cells[n++] = (EdgeCell){unverified[u] / S, positions[unverified[u] % S]};
+    return edge_joint_effect(w->joint, runs, w->plan->edges, w->edge_cells, n, w->spec.metric);
+}
+
 void bound_prompt(BoundWork *w, int p, const float *estimates, PromptBound *out) {
     const Plan *plan = w->plan;
     const BoundSpec *spec = &w->spec;
-    int S = plan->n_positions, K = spec->n_subsets, T = w->job->prompts[p].T, n_cells = 0;
-    size_t C = (size_t)plan->n_nodes * S;
-    const int *positions = plan_prompt_positions(plan, p);
+    int K = spec->n_subsets, n_cells = 0;
+    size_t C = bound_cell_count(plan, spec->edges);
     /* the site's cells by |estimate|, largest first, ties in cell order (the verified set takes a
      * tie block whole or not at all, so the order inside one matters only to the subsets' draw) */
     for (size_t c = 0; c < C; c++)
-        if (plan->nodes[c / S].site == spec->site && positions[c % S] < T) w->cell_of[n_cells++] = (int)c;
+        if (bound_has_cell(plan, w->job, spec->edges, spec->site, p, c)) w->cell_of[n_cells++] = (int)c;
     for (int i = 0; i < n_cells; i++) w->key[i] = fabs(estimates[w->cell_of[i]]);
     order_by_key(w->key, n_cells, w->rank_to_index);
     for (int i = 0; i < n_cells; i++) w->order[i] = w->cell_of[w->rank_to_index[i]];
@@ -117,14 +146,20 @@ void bound_prompt(BoundWork *w, int p, const float *estimates, PromptBound *out)
 
     /* K random subsets of the unverified cells, each patched jointly */
     PromptSubsets subsets = {spec, p};
-    PromptRuns runs;
+    PromptRuns runs, full;
     prompt_runs_build(&runs, w->m, w->job, &w->jr, p);
+    /* joint edge patches read every layer's upstream outputs of both runs: the prompt's lean runs
+     * expanded (the node engine recomputes the sites it reads itself) */
+    if (spec->edges) prompt_runs_expand(&runs, w->m, &full);
     for (int k = 0; k < K; k++) {
         draw_prompt_subset(&subsets, k, U, w->in);
-        int n = subset_patches(w, p, unverified, U, w->in);
-        out->subset_effect[k] = U ? engine_joint_effect(w->engine, &runs, w->patches, n, spec->metric) : 0.0;
+        if (!U) out->subset_effect[k] = 0.0;
+        else if (spec->edges) out->subset_effect[k] = edge_subset_effect(w, &full, p, unverified, U, w->in);
+        else out->subset_effect[k] = engine_joint_effect(w->engine, &runs, w->patches, subset_patches(w, p, unverified, U, w->in),
+                                                         spec->metric);
     }
     int samples = runs.n_samples;
+    if (spec->edges) prompt_runs_expanded_free(&full);
     prompt_runs_free(&runs);
 
     double z = normal_upper_quantile((1.0 - spec->confidence) / (2.0 * (U > 0 ? U : 1))), theta = 0.0;

@@ -51,11 +51,10 @@ static void input_gradient(EapWork *w, const EdgeEnd *v, const RunCache *acts, c
         /* the normed row's gradient through this head's rows of the projection ([out, in]) */
         int width = v->kind == DOWN_Q ? cfg_q_dim(c) : cfg_kv_dim(c);
         const float *dout = (v->kind == DOWN_Q ? da->q : v->kind == DOWN_K ? da->k : da->v) + (size_t)t * width + (size_t)v->index * dh;
-        const float *wt = (v->kind == DOWN_Q ? m->w.wq : v->kind == DOWN_K ? m->w.wk : m->w.wv) + l * width * d +
-                          (size_t)v->index * dh * d;
+        MatrixView wt = model_view(m, v->kind == DOWN_Q ? PARAM_WQ : v->kind == DOWN_K ? PARAM_WK : PARAM_WV, (int)l);
         for (int i = 0; i < d; i++) {
             double s = 0.0;
-            for (int j = 0; j < dh; j++) s += (double)dout[j] * wt[(size_t)j * d + i];
+            for (int j = 0; j < dh; j++) s += (double)dout[j] * view_value(wt, v->index * dh + j, i);
             row[i] = (float)s;
         }
         norm_backward(c->norm, g + (size_t)t * d, NULL, NULL, row, a->resid_pre + (size_t)t * d, m->w.ln1_w + l * d,

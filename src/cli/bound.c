@@ -1,6 +1,7 @@
 /* patchsweep bound JOB.json [options]: after a job has run, bound what its gradient ranking
  * missed (docs/methods.md, "Bounding what the ranking missed"). For each prompt, the cells of one
- * site (node x position) are ranked by an estimator; the top --verified are taken as verified;
+ * site (node x position), or with --edges the edge cells (edge x position, docs/edges.md), are
+ * ranked by an estimator; the top --verified are taken as verified;
  * the rest are patched jointly in --subsets random subsets (each cell in with probability
  * --inclusion), and the subset effects give, for every unverified cell, an upper confidence
  * bound on its |exact effect|, for one of the job's metrics (--metric, default its first).
@@ -27,7 +28,7 @@ typedef struct {
     const char *job, *site, *by, *ties, *metric;
     long verified, subsets, seed;
     double inclusion, confidence;
-    int quiet;
+    int quiet, edges;
 } BoundOptions;
 
 static int parse_long(const char *flag, const char *text, long lo, long *out) {
@@ -55,8 +56,8 @@ static int parse_options(int argc, char **argv, BoundOptions *o) {
     int seen[N_FLAGS] = {0}, rc = PS_OK;
     for (int i = 1; i < argc && !rc; i++) {
         const char *a = argv[i];
-        if (strcmp(a, "--quiet") == 0) {
-            o->quiet = 1;
+        if (strcmp(a, "--quiet") == 0 || strcmp(a, "--edges") == 0) {
+            *(a[2] == 'q' ? &o->quiet : &o->edges) = 1;
             continue;
         }
         if (a[0] != '-') {
@@ -90,12 +91,37 @@ static int parse_options(int argc, char **argv, BoundOptions *o) {
     return rc;
 }
 
-/* The site, from the options or the job's only choice, and the ranking estimator --by names
- * (*given = -1 without --by: bound_choose_ranker picks one from the file). */
-static int choose(const Job *job, const BoundOptions *o, Site *site, int *given) {
-    if (job->n_sites == 0) /* an edge job: bound reads /effects, which it has none of */
-        return ps_fail(PS_EUSER, "bound: the job %s patches edges only; bound works on node sites (edges: not yet, docs/edges.md)",
-                       job->path);
+/* The ranking estimator --by names (*given = -1 without --by: bound_choose_ranker picks one
+ * from the file). */
+static int choose_by(const Job *job, const BoundOptions *o, int edges, int *given) {
+    const char *kind = edges ? "edge estimator (eap, eap_ig, eap_ig_act)" : "estimator (atp, atp_qk, atp_star)";
+    *given = -1;
+    if (o->by) {
+        for (int e = 0; e < BOUND_RANKERS; e++)
+            if (strcmp(o->by, bound_ranker_name(edges, e)) == 0) {
+                *given = e;
+                if (!bound_ranker_computed(job, edges, e))
+                    return ps_fail(PS_EUSER, "bound: --by %s: the job %s does not compute that estimate", o->by, job->path);
+                return PS_OK;
+            }
+        return ps_fail(PS_EUSER, "bound: --by \"%s\" is not an %s", o->by, kind);
+    }
+    for (int e = 0; e < BOUND_RANKERS; e++)
+        if (bound_ranker_computed(job, edges, e)) return PS_OK;
+    return ps_fail(PS_EUSER, "bound: the job %s computes no %ss to rank by (add \"estimates\" and run it)", job->path,
+                   edges ? "edge estimate" : "estimate");
+}
+
+/* Edges or a node site (from the options, or the job's only choice), then the ranker. An edge
+ * job without "nodes" bounds its edges; a job with both bounds nodes unless --edges says edges. */
+static int choose(const Job *job, const BoundOptions *o, int *edges, Site *site, int *given) {
+    *edges = o->edges || job->n_sites == 0;
+    if (*edges && !job->edges.on)
+        return ps_fail(PS_EUSER, "bound: --edges: the job %s patches no edges (docs/edges.md)", job->path);
+    if (*edges && o->site)
+        return ps_fail(PS_EUSER, "bound: --site %s: with edges the cells are the job's edges at its positions; leave --site out",
+                       o->site);
+    if (*edges) return choose_by(job, o, 1, given);
     if (o->site) {
         int listed = 0;
         if (site_from_name(o->site, site)) return ps_fail(PS_EUSER, "bound: --site \"%s\" is not a site", o->site);
@@ -109,20 +135,7 @@ static int choose(const Job *job, const BoundOptions *o, Site *site, int *given)
             snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "", site_name(job->sites[i]));
         return ps_fail(PS_EUSER, "bound: the job patches several sites (%s); choose one with --site", names);
     }
-    *given = -1;
-    if (o->by) {
-        for (int e = 0; e < N_ESTIMATES; e++)
-            if (strcmp(o->by, estimate_name(e)) == 0) {
-                *given = e;
-                if (!job->estimates[e])
-                    return ps_fail(PS_EUSER, "bound: --by %s: the job %s does not compute that estimate", o->by, job->path);
-                return PS_OK;
-            }
-        return ps_fail(PS_EUSER, "bound: --by \"%s\" is not an estimator (atp, atp_qk, atp_star)", o->by);
-    }
-    for (int e = 0; e < N_ESTIMATES; e++)
-        if (job->estimates[e]) return PS_OK;
-    return ps_fail(PS_EUSER, "bound: the job %s computes no estimates to rank by (add \"estimates\" and run it)", job->path);
+    return choose_by(job, o, 0, given);
 }
 
 /* The metric to bound: --metric, or the job's first (every rank finds it in the job). */
@@ -141,10 +154,10 @@ static int choose_metric(const Job *job, const char *name, int *metric) {
 
 /* Opens the job's results file for writing after checking it holds this job, then (its metrics
  * being the job's) to read the given metric. */
-static int open_results(const Job *job, const Model *m, int metric, Results *r) {
+static int open_results(const Job *job, const Model *m, int edges, int metric, Results *r) {
     if (!file_exists(job->output))
         return ps_fail(PS_EUSER, "bound: %s does not exist; run the job first (patchsweep run %s)", job->output, job->path);
-    int rc = results_open(r, job->output, 1, NULL);
+    int rc = edges ? results_open_edges(r, job->output, 1, NULL) : results_open(r, job->output, 1, NULL);
     if (rc) return rc;
     char want[32];
     snprintf(want, sizeof want, "%016llx", (unsigned long long)job_fingerprint(job, m->fingerprint));
@@ -153,35 +166,36 @@ static int open_results(const Job *job, const Model *m, int metric, Results *r) 
                        job->output, r->job_fingerprint, want);
     if (metric == 0) return PS_OK;
     results_close(r);
-    return results_open(r, job->output, 1, metric_name(job->metrics[metric]));
+    const char *name = metric_name(job->metrics[metric]);
+    return edges ? results_open_edges(r, job->output, 1, name) : results_open(r, job->output, 1, name);
 }
 
 /* Rank 0 checks, before anything is written: the file's shape against the plan and the exact
  * effects' dataset ... */
-static int check_shape(const Results *r, const Job *job, const Plan *plan) {
-    int present;
-    if (r->P != job->n_prompts || r->N != plan->n_nodes || r->S != plan->n_positions)
-        return ps_fail(PS_EUSER, "bound: %s holds %d prompts x %d nodes x %d positions, the job %d x %d x %d", r->path,
-                       r->P, r->N, r->S, job->n_prompts, plan->n_nodes, plan->n_positions);
+static int check_shape(const Results *r, const Job *job, const Plan *plan, int edges) {
+    int present, N = edges ? plan->n_edges : plan->n_nodes;
+    if (r->P != job->n_prompts || r->N != N || r->S != plan->n_positions)
+        return ps_fail(PS_EUSER, "bound: %s holds %d prompts x %d %s x %d positions, the job %d x %d x %d", r->path, r->P, r->N,
+                       edges ? "edges" : "nodes", r->S, job->n_prompts, N, plan->n_positions);
     return job->exact ? results_check_cells(r, "exact", &present) : PS_OK; /* read prompt by prompt, later */
 }
 
 /* ... and that every cell of the site has its ranking estimate. */
-static int check_estimates(const Results *r, const Job *job, const Plan *plan, Site site, Estimate by, float *row) {
+static int check_estimates(const Results *r, const Job *job, const Plan *plan, const BoundSpec *spec, int by, float *row) {
     int P = job->n_prompts, S = plan->n_positions, present, rc;
-    size_t C = (size_t)plan->n_nodes * S;
+    size_t C = bound_cell_count(plan, spec->edges);
+    const char *by_name = bound_ranker_name(spec->edges, by);
     for (int p = 0; p < P; p++) {
-        rc = results_read_prompt(r, estimate_name(by), p, row, &present);
+        rc = results_read_prompt(r, by_name, p, row, &present);
         if (rc) return rc;
-        if (!present) return ps_fail(PS_EUSER, "bound: %s has no /effects/%s dataset", r->path, estimate_name(by));
+        if (!present) return ps_fail(PS_EUSER, "bound: %s has no %s/%s dataset", r->path, r->group, by_name);
         for (size_t c = 0; c < C; c++) {
-            const Node *node = &plan->nodes[c / S];
-            int pos = plan_prompt_positions(plan, p)[c % S];
-            if (node->site != site || pos >= job->prompts[p].T || !isnan(row[c])) continue;
-            char name[64];
-            node_name(node, name, sizeof name);
+            if (!bound_has_cell(plan, job, spec->edges, spec->site, p, c) || !isnan(row[c])) continue;
+            char name[96];
+            if (spec->edges) edge_name(&plan->edges[c / S], name, sizeof name);
+            else node_name(&plan->nodes[c / S], name, sizeof name);
             return ps_fail(PS_EUSER, "bound: %s: prompt %d has no %s estimate for %s at position %d yet; finish the job first (patchsweep run %s)",
-                           r->path, p, estimate_name(by), name, pos, job->path);
+                           r->path, p, by_name, name, plan_prompt_positions(plan, p)[c % S], job->path);
         }
     }
     return PS_OK;
@@ -230,11 +244,11 @@ static int largest_missed(BoundReport *rep, size_t C, int p, const PromptBound *
  * cell alone, computed in double) must not miss it by the effect's rounding. */
 static int covers(double bound, double missed) { return (float)missed <= (float)bound; }
 
-static int report_prompt(BoundReport *rep, const Plan *plan, int K, int p, const PromptBound *b) {
+static int report_prompt(BoundReport *rep, int K, int p, const PromptBound *b) {
     int rc = bound_file_write(&rep->file, p, b);
     const double *sum = b->summary;
     double missed;
-    if (!rc) rc = largest_missed(rep, (size_t)plan->n_nodes * plan->n_positions, p, b, &missed);
+    if (!rc) rc = largest_missed(rep, (size_t)b->n_bytes, p, b, &missed);
     if (rc) return rc;
     rep->theta_max = fmax(rep->theta_max, sum[BOUND_THETA]);
     rep->passes += (long long)K * (long long)sum[BOUND_SAMPLES];
@@ -265,28 +279,28 @@ enum { TAG_ESTIMATES = 1, TAG_DOUBLES, TAG_BYTES };
 /* Rank 0, at the start of a round: sends every other rank its prompt's ranking estimates (read
  * from the file one prompt at a time), then reads its own. After a failed read it still sends,
  * so that nobody waits forever; the failure is returned and nothing more is written. */
-static int hand_out(const Results *r, Estimate by, int first, int P, int size, size_t C, float *row, MPI_Comm comm) {
+static int hand_out(const Results *r, const char *by, int first, int P, int size, size_t C, float *row, MPI_Comm comm) {
     int rc = PS_OK, present;
     for (int q = first + 1; q < first + size && q < P; q++) {
-        int failed = results_read_prompt(r, estimate_name(by), q, row, &present);
+        int failed = results_read_prompt(r, by, q, row, &present);
         rc = rc ? rc : failed;
         mpi_send_long(row, C, MPI_FLOAT, q - first, TAG_ESTIMATES, comm, PS_MPI_PIECE);
     }
-    int failed = results_read_prompt(r, estimate_name(by), first, row, &present);
+    int failed = results_read_prompt(r, by, first, row, &present);
     return rc ? rc : failed;
 }
 
 /* Rank 0, at the end of a round: each prompt's bound in prompt order (its own, then the others'
  * as they arrive), written and reported. After a failure it keeps receiving: the others are
  * sending. */
-static int gather(BoundReport *rep, const Plan *plan, int K, int first, int P, int size, PromptBound *b, int rc,
+static int gather(BoundReport *rep, int K, int first, int P, int size, PromptBound *b, int rc,
                   MPI_Comm comm) {
     for (int q = first; q < first + size && q < P; q++) {
         if (q > first) {
             mpi_recv_long(b->doubles, b->n_doubles, MPI_DOUBLE, q - first, TAG_DOUBLES, comm, PS_MPI_PIECE);
             mpi_recv_long(b->bytes, b->n_bytes, MPI_UINT8_T, q - first, TAG_BYTES, comm, PS_MPI_PIECE);
         }
-        if (!rc) rc = report_prompt(rep, plan, K, q, b);
+        if (!rc) rc = report_prompt(rep, K, q, b);
     }
     return rc;
 }
@@ -299,12 +313,13 @@ static void finish_report(BoundReport *rep, const Job *job, const BoundSpec *spe
     double delta_sign = det_pow(1.0 - inclusion / 2.0, K); /* the sign-symmetric test's error bound */
     long n_verified = spec->n_verified_max, seed = (long)spec->seed;
     hid_t g = rep->file.group;
-    h5_set_string_attr(g, "site", site_name(spec->site));
-    h5_set_string_attr(g, "ranked_by", estimate_name(ranker->by));
+    h5_set_string_attr(g, "cells", spec->edges ? "edges" : "nodes"); /* the axis of [P, N, S]: /nodes or /edges */
+    h5_set_string_attr(g, "site", spec->edges ? "edges" : site_name(spec->site));
+    h5_set_string_attr(g, "ranked_by", bound_ranker_name(spec->edges, ranker->by));
     h5_set_string_attr(g, "ranked_by_reason", ranker->reason);
-    for (int e = 0; e < N_ESTIMATES; e++) { /* recall_atp, ...: where measured */
+    for (int e = 0; e < BOUND_RANKERS; e++) { /* recall_atp, ... or recall_eap, ...: where measured */
         char name[32];
-        snprintf(name, sizeof name, "recall_%s", estimate_name(e));
+        snprintf(name, sizeof name, "recall_%s", bound_ranker_name(spec->edges, e));
         if (!isnan(ranker->recall[e])) h5_set_number_attr(g, name, H5T_NATIVE_DOUBLE, &ranker->recall[e]);
     }
     h5_set_string_attr(g, "ties", spec->verify_ties ? "verify" : "bound");
@@ -340,28 +355,30 @@ static void finish_report(BoundReport *rep, const Job *job, const BoundSpec *spe
  * time, and a prompt's bound does not depend on which rank computed it. */
 static int run_bound(const Job *job, const Model *m, const Plan *plan, const BoundSpec *spec, const BoundOptions *o,
                      const BoundRanker *ranker, const Results *r, MPI_Comm comm) {
-    Estimate by = ranker->by;
+    const char *by = bound_ranker_name(spec->edges, ranker->by);
     int rank, size, P = job->n_prompts, K = spec->n_subsets;
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &size);
-    size_t C = (size_t)plan->n_nodes * plan->n_positions;
+    size_t C = bound_cell_count(plan, spec->edges);
     double t0 = now_seconds();
-    BoundReport rep = {.results = r, .has_exact = job->exact, .by = estimate_name(by), .budget = spec->n_verified_max,
+    BoundReport rep = {.results = r, .has_exact = job->exact, .by = by, .budget = spec->n_verified_max,
                        .verify_ties = spec->verify_ties, .quiet = o->quiet};
-    int rc = rank == 0 ? bound_file_create(&rep.file, r->file, job->output, P, K, plan->n_nodes, plan->n_positions) : PS_OK;
+    int N = spec->edges ? plan->n_edges : plan->n_nodes;
+    int rc = rank == 0 ? bound_file_create(&rep.file, r->file, job->output, P, K, N, plan->n_positions) : PS_OK;
     rc = mpi_agree(rc, comm); /* reported once, by mpi_agree */
     if (rc) {
         if (rank == 0) bound_file_close(&rep.file);
         return rc;
     }
     if (rank == 0 && !o->quiet)
-        printf("%s: site %s, metric %s, ranked by %s; %d prompts; top %d verified (ties across the boundary: %s), "
+        printf("%s: %s%s, metric %s, ranked by %s; %d prompts; top %d verified (ties across the boundary: %s), "
                "%d subsets each (inclusion %g), confidence %g; %d ranks\n",
-               job->output, site_name(spec->site), metric_name(job->metrics[spec->metric]), estimate_name(by), P,
+               job->output, spec->edges ? "edges" : "site ", spec->edges ? "" : site_name(spec->site),
+               metric_name(job->metrics[spec->metric]), by, P,
                spec->n_verified_max,
                spec->verify_ties ? "verify" : "bound", K, spec->inclusion,
                spec->confidence, size);
-    if (rank == 0 && !o->quiet) printf("ranked by %s: %s\n", estimate_name(by), ranker->reason);
+    if (rank == 0 && !o->quiet) printf("ranked by %s: %s\n", by, ranker->reason);
     BoundWork *work = bound_work_new(m, job, plan, spec);
     PromptBound b;
     prompt_bound_init(&b, C, K);
@@ -377,7 +394,7 @@ static int run_bound(const Job *job, const Model *m, const Plan *plan, const Bou
         }
         if (mine < P) bound_prompt(work, mine, estimates, &b);
         if (rank == 0) {
-            rc = gather(&rep, plan, K, first, P, size, &b, rc, comm);
+            rc = gather(&rep, K, first, P, size, &b, rc, comm);
         } else if (mine < P) {
             mpi_send_long(b.doubles, b.n_doubles, MPI_DOUBLE, 0, TAG_DOUBLES, comm, PS_MPI_PIECE);
             mpi_send_long(b.bytes, b.n_bytes, MPI_UINT8_T, 0, TAG_BYTES, comm, PS_MPI_PIECE);
@@ -408,23 +425,25 @@ int cmd_bound(int argc, char **argv) {
     Site site = SITE_Z;
     BoundRanker ranker;
     memset(&ranker, 0, sizeof ranker);
-    int given = -1, metric = 0, parsed = 0, loaded = 0, rc = mpi_agree(parse_options(argc, argv, &o), comm);
+    int given = -1, metric = 0, edges = 0, parsed = 0, loaded = 0, rc = mpi_agree(parse_options(argc, argv, &o), comm);
     if (!rc) rc = mpi_agree(job_parse_file(&job, o.job), comm), parsed = 1; /* job_free is safe after a failure */
     if (!rc) rc = model_load_shared(&m, &job, comm, &shared), loaded = 1;
     if (!rc) rc = mpi_agree(job_check(&job, &m), comm);
-    if (!rc) rc = mpi_agree(choose(&job, &o, &site, &given), comm);
+    if (!rc) rc = mpi_agree(choose(&job, &o, &edges, &site, &given), comm);
     if (!rc) rc = mpi_agree(choose_metric(&job, o.metric, &metric), comm);
     Plan plan;
     memset(&plan, 0, sizeof plan);
     if (!rc) plan_build(&plan, &job, &m.cfg);
     int budget = (int)(o.verified < 1 << 30 ? o.verified : 1 << 30);
+    BoundSpec spec = {edges, site, metric, budget, (int)o.subsets,
+                      o.ties && strcmp(o.ties, "verify") == 0, o.inclusion, o.confidence, (uint64_t)o.seed};
     if (!rc) { /* only rank 0 touches the file; the others get each prompt's estimates from it */
-        int status = rank == 0 ? open_results(&job, &m, metric, &results) : PS_OK;
-        if (!status && rank == 0) status = check_shape(&results, &job, &plan);
-        if (!status && rank == 0) status = bound_choose_ranker(&results, &job, &plan, site, budget, given, &ranker);
+        int status = rank == 0 ? open_results(&job, &m, edges, metric, &results) : PS_OK;
+        if (!status && rank == 0) status = check_shape(&results, &job, &plan, edges);
+        if (!status && rank == 0) status = bound_choose_ranker(&results, &job, &plan, edges, site, budget, given, &ranker);
         if (!status && rank == 0) {
-            float *row = alloc_floats((size_t)plan.n_nodes * plan.n_positions);
-            status = check_estimates(&results, &job, &plan, site, ranker.by, row);
+            float *row = alloc_floats(bound_cell_count(&plan, edges));
+            status = check_estimates(&results, &job, &plan, &spec, ranker.by, row);
             free(row);
         }
         rc = mpi_agree(status, comm);
@@ -432,11 +451,7 @@ int cmd_bound(int argc, char **argv) {
         if (!rc) MPI_Bcast(&by, 1, MPI_INT, 0, comm);
         ranker.by = by;
     }
-    if (!rc) {
-        BoundSpec spec = {site, metric, budget, (int)o.subsets,
-                          o.ties && strcmp(o.ties, "verify") == 0, o.inclusion, o.confidence, (uint64_t)o.seed};
-        rc = run_bound(&job, &m, &plan, &spec, &o, &ranker, &results, comm);
-    }
+    if (!rc) rc = run_bound(&job, &m, &plan, &spec, &o, &ranker, &results, comm);
     int closed = results.file < 0 || H5Fflush(results.file, H5F_SCOPE_GLOBAL) >= 0;
     results_close(&results);
     if (!rc) rc = mpi_agree(closed ? PS_OK : ps_fail(PS_EUSER, "bound: writing %s failed (disk full?)", job.output), comm);

@@ -11,9 +11,11 @@ const Command commands[] = {
     {"top", cmd_top, "patchsweep top RESULTS.h5 [-k 20] [--site SITE | --edges] [--metric METRIC]",
      "the largest effects in a results file, with each estimator's rank of them"},
     {"bound", cmd_bound,
-     "patchsweep bound JOB.json [--site SITE] [--by atp_star|atp_qk|atp] [--verified K] [--subsets N] "
+     "patchsweep bound JOB.json [--site SITE | --edges] [--by atp|atp_qk|atp_star|eap|eap_ig|eap_ig_act] [--verified K] [--subsets N] "
      "[--inclusion P] [--confidence C] [--seed S] [--ties bound|verify] [--metric METRIC] [--quiet]",
      "after a run: bound the effects that verifying only the top of a ranking missed"},
+    {"circuit", cmd_circuit, "patchsweep circuit JOB.json [--quiet]",
+     "after a run: the faithfulness of the job's \"circuits\" under each ablation choice (docs/circuits.md)"},
     {"heads", cmd_heads, "patchsweep heads --model DIR [--run N]",
      "induction and previous-token scores of each head, from attention patterns"},
     {"forward", cmd_forward, "patchsweep forward --model DIR --tokens ID,ID,... [--top K]",

@@ -17,22 +17,31 @@ static const char *human(double x, char *buf, size_t cap) {
     return buf;
 }
 
-/* FLOP/s of one core's matrix product here, on a d x d weight (capped at 2048) and 64 rows, for
- * about a quarter of a second: the rate plan's time estimate divides by. */
-static double matmul_rate(int d) {
+/* FLOP/s of one core's matrix product here, on a d x d weight (capped at 2048) held as the model
+ * holds its matrices, and 64 rows, for about a quarter of a second: the rate plan's time
+ * estimate divides by. */
+static double matmul_rate(int d, WeightType type) {
     int C = d < 64 ? 64 : d > 2048 ? 2048 : d, OC = C, N = 64;
     float *w = alloc_floats((size_t)OC * C), *packed = alloc_floats(packed_floats(OC, C));
     float *in = alloc_floats((size_t)N * C), *out = alloc_floats((size_t)N * OC);
     for (size_t i = 0; i < (size_t)OC * C; i++) w[i] = (float)((i * 2654435761u) % 1000) * 1e-3f - 0.5f;
     for (size_t i = 0; i < (size_t)N * C; i++) in[i] = (float)((i * 40503u) % 1000) * 1e-3f - 0.5f;
     pack_weights(packed, w, OC, C);
+    /* 16 bits: the top half of each float32 (a bfloat16; as float16 bits it is as good for timing) */
+    uint16_t *packed16 = xmalloc(sizeof(uint16_t) * packed_floats(OC, C));
+    for (size_t i = 0; i < packed_floats(OC, C); i++) {
+        uint32_t bits;
+        memcpy(&bits, &packed[i], sizeof bits);
+        packed16[i] = (uint16_t)(bits >> 16);
+    }
+    WeightRef held = type == WEIGHTS_F32 ? (WeightRef){packed, type, 1} : (WeightRef){packed16, type, 1};
     double start = now_seconds(), elapsed = 0.0;
     long calls = 0;
     do {
-        matmul_forward(out, in, packed, NULL, N, C, OC);
+        matmul_forward_ref(out, in, held, NULL, N, C, OC);
         calls++;
     } while ((elapsed = now_seconds() - start) < 0.25);
-    free(w), free(packed), free(in), free(out);
+    free(w), free(packed), free(packed16), free(in), free(out);
     return 2.0 * N * C * OC * (double)calls / elapsed;
 }
 
@@ -109,25 +118,31 @@ int cmd_plan(int argc, char **argv) {
         printf("severed    %s held at the base run at the patched position in every layer\n", site_name(job.sever));
     printf("patches    %lld patched runs\n", st.patches);
     printf("units      %d (%d exact, %d estimate)\n", plan.n_units, exact_units, plan.n_units - exact_units);
+    if (job.circuits) /* patchsweep circuit, after the run (docs/circuits.md) */
+        printf("circuits   %d circuits x %d choices x %d prompts = %lld units, %.0f forward passes (patchsweep circuit)\n",
+               circuits_rows(job.circuits), job.circuits->n_choices, job.n_prompts,
+               (long long)circuits_rows(job.circuits) * job.circuits->n_choices * job.n_prompts, circuits_forward_passes(&job));
     printf("FLOPs      %s (a full forward per patch would be %s; %.1fx less)\n", human(st.flops, a, sizeof a),
            human(st.naive_flops, b, sizeof b), st.flops > 0 ? st.naive_flops / st.flops : 0.0);
     long ranks = per_node ? per_node : sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1;
     if (cores && ranks > cores) ranks = cores;
     char d[32];
     printf("memory     %sB per rank (one prompt's runs, engine scratch of %d sequences) + %sB of weights per node "
-           "(shared by its ranks): %sB for a node of %ld rank%s\n", human(st.bytes_per_rank, c, sizeof c), plan.batch_limit,
-           human(st.bytes_weights, a, sizeof a), human(st.bytes_weights + (double)ranks * st.bytes_per_rank, d, sizeof d),
-           ranks, ranks == 1 ? "" : "s");
+           "(matrices in %s%s, shared by its ranks): %sB for a node of %ld rank%s\n", human(st.bytes_per_rank, c, sizeof c),
+           plan.batch_limit, human(st.bytes_weights, a, sizeof a), weight_type_name(m.cfg.weight_type),
+           m.cfg.weight_type == WEIGHTS_F32 ? "" : " as the checkpoint stores them",
+           human(st.bytes_weights + (double)ranks * st.bytes_per_rank, d, sizeof d), ranks, ranks == 1 ? "" : "s");
     if (cores) {
-        double rate = matmul_rate(m.cfg.d_model), busiest = 0.0;
+        double rate = matmul_rate(m.cfg.d_model, m.cfg.weight_type), busiest = 0.0;
         /* units go whole to ranks: no rank finishes before its largest unit does */
         for (int u = 0; u < plan.n_units; u++)
             if (plan.units[u].cost > busiest) busiest = plan.units[u].cost;
         double seconds = (st.flops / (double)cores > busiest ? st.flops / (double)cores : busiest) / rate;
         char e[32], f[32];
-        printf("time       at least %s on %ld core%s (%sFLOP/s per core: this machine's matrix product at width %d; "
-               "attention, norms and the file add to it)\n", duration(seconds, e, sizeof e), cores, cores == 1 ? "" : "s", human(rate, f, sizeof f),
-               m.cfg.d_model < 2048 ? m.cfg.d_model : 2048);
+        printf("time       at least %s on %ld core%s (%sFLOP/s per core: this machine's matrix product at width %d on "
+               "%s weights; attention, norms and the file add to it)\n", duration(seconds, e, sizeof e), cores,
+               cores == 1 ? "" : "s", human(rate, f, sizeof f), m.cfg.d_model < 2048 ? m.cfg.d_model : 2048,
+               weight_type_name(m.cfg.weight_type));
     }
     printf("kernels    %s (the same bits with any: PATCHSWEEP_ISA, PATCHSWEEP_BATCH)\n", kernels()->name);
     printf("output     %s\n", job.output);

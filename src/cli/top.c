@@ -234,7 +234,7 @@ int cmd_top(int argc, char **argv) {
     int rc = parse_options(argc, argv, &o);
     if (rc) return report_error(rc);
     estimator_names = o.edges ? edge_estimators : node_estimators;
-    rc = o.edges ? results_open_edges(&r, o.path, o.metric) : results_open(&r, o.path, 0, o.metric);
+    rc = o.edges ? results_open_edges(&r, o.path, 0, o.metric) : results_open(&r, o.path, 0, o.metric);
     if (!rc) rc = results_read_cells(&r, "exact", &exact);
     if (!rc && !exact) rc = ps_fail(PS_EUSER, "%s: holds no exact effects (a job with \"exact\": false)", o.path);
     if (!rc && o.site) { /* a site the file lacks is a mistake, not an empty table */

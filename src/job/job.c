@@ -7,6 +7,7 @@
 #include "patchsweep/core.h"
 #include "patchsweep/job.h"
 #include "patchsweep/plan.h"
+#include "circuits_spec.h"
 #include "edge_filter.h"
 
 static const char *const corruption_names[] = {"pair", "gaussian", "mean", "zero", "resample"};
@@ -186,6 +187,14 @@ static int parse_prompts_file(Job *job, const char *path) {
         cJSON_Delete(obj);
     }
     free(text);
+    return rc;
+}
+
+int job_read_prompts_file(const char *path, Prompt **out, int *n) {
+    Job holder; /* parse_prompts_file fills a job's prompt list */
+    memset(&holder, 0, sizeof holder);
+    int rc = parse_prompts_file(&holder, path);
+    *out = holder.prompts, *n = holder.n_prompts;
     return rc;
 }
 
@@ -446,7 +455,22 @@ int job_list_position(const Job *job, int p, int k) {
     return v >= 0 && v < pr->T ? v : JOB_NO_POSITION;
 }
 
-static cJSON *prompt_json(const Prompt *p) {
+int job_n_columns(const Job *job) {
+    if (job->positions == POS_ALL) return 1;
+    if (job->positions == POS_LIST) return job->n_position_list;
+    int longest = 0;
+    for (int p = 0; p < job->n_prompts; p++) longest = job->prompts[p].T > longest ? job->prompts[p].T : longest;
+    return longest;
+}
+
+void job_column_name(const Job *job, int j, char *out, size_t cap) {
+    if (job->positions == POS_LIST && job->position_names[j]) snprintf(out, cap, "%s", job->position_names[j]);
+    else if (job->positions == POS_LIST) snprintf(out, cap, "%d", job->position_list[j]);
+    else if (job->positions == POS_ALL) snprintf(out, cap, "all");
+    else snprintf(out, cap, "%d", j);
+}
+
+cJSON *job_prompt_json(const Prompt *p) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddItemToObject(o, "clean", cJSON_CreateIntArray(p->clean, p->T));
     if (p->corrupt) cJSON_AddItemToObject(o, "corrupt", cJSON_CreateIntArray(p->corrupt, p->T));
@@ -464,7 +488,7 @@ static cJSON *prompt_json(const Prompt *p) {
 static char *canonical_json(const Job *job) {
     cJSON *o = cJSON_CreateObject();
     cJSON *prompts = cJSON_AddArrayToObject(o, "prompts");
-    for (int i = 0; i < job->n_prompts; i++) cJSON_AddItemToArray(prompts, prompt_json(&job->prompts[i]));
+    for (int i = 0; i < job->n_prompts; i++) cJSON_AddItemToArray(prompts, job_prompt_json(&job->prompts[i]));
     if (job->corruption == CORR_GAUSSIAN) {
         cJSON *g = cJSON_CreateObject();
         cJSON_AddNumberToObject(g, "scale", job->noise_scale);
@@ -590,7 +614,7 @@ static int check_edge_keys(Job *job, const cJSON *root, const char *where) {
 static int parse_root(Job *job, const cJSON *root, const char *where, const char *dir) {
     static const char *const keys[] = {"model", "prompts", "prompts_file", "corruption", "direction", "metric", "nodes",
                                        "positions", "window", "sever", "estimates", "exact", "output", "description",
-                                       "add_bos", "edges", "ig_steps"};
+                                       "add_bos", "edges", "ig_steps", "circuits"};
     if (!cJSON_IsObject(root)) return ps_fail(PS_EUSER, "%s: a job must be a JSON object", where);
     int rc = check_keys(root, where, keys, (int)(sizeof keys / sizeof keys[0]));
     const char *model = NULL, *output = NULL, *description = NULL;
@@ -672,7 +696,7 @@ static int parse_root(Job *job, const cJSON *root, const char *where, const char
     /* Text prompts have lengths once job_check has tokenized them: their rules are checked there. */
     if (!job->had_text && (rc = check_prompts(job, where))) return rc;
     job->canonical = canonical_json(job);
-    return PS_OK;
+    return circuits_parse(job, cJSON_GetObjectItemCaseSensitive(root, "circuits"), where, dir);
 }
 
 PromptRoles job_roles(const Job *job, int p) {
@@ -706,7 +730,7 @@ void job_window(const Job *job, int layer, int n_layer, int *first, int *last) {
 
 /* Which prompt each prompt resamples from: a permutation with no fixed point, drawn from its
  * own stream of the job's seed (docs/methods.md, "Randomness"). */
-static int *derangement(int n, uint64_t seed) {
+int *job_derangement(int n, uint64_t seed) {
     int *perm = xmalloc(sizeof(int) * (size_t)n);
     Rng rng;
     rng_seed(&rng, seed, 0x7265, 0); /* a stream of its own, apart from the noise streams */
@@ -734,7 +758,7 @@ int job_parse_text(Job *job, const char *text, const char *path) {
     path_dirname(dir, sizeof dir, path);
     rc = parse_root(job, root, path, dir);
     cJSON_Delete(root);
-    if (!rc && job->corruption == CORR_RESAMPLE) job->resample_from = derangement(job->n_prompts, job->seed);
+    if (!rc && job->corruption == CORR_RESAMPLE) job->resample_from = job_derangement(job->n_prompts, job->seed);
     return rc;
 }
 
@@ -816,6 +840,15 @@ static int resolve_prompt_text(Prompt *p, const Tokenizer *tok, int add_bos, con
     free(p->clean_text), free(p->corrupt_text), free(p->answer_text), free(p->wrong_text);
     p->clean_text = p->corrupt_text = p->answer_text = p->wrong_text = NULL;
     return PS_OK;
+}
+
+/* One prompt's texts as token ids, as the job's own prompts are (a prompt of ids is left as it is). */
+int job_resolve_prompt(const Job *job, Prompt *p, const Model *m, const char *where) {
+    if (!p->clean_text && !p->corrupt_text && !p->answer_text && !p->wrong_text) return PS_OK;
+    if (!m->tokenizer)
+        return ps_fail(PS_EUSER, "%s: the prompt is text, which needs a tokenizer.json in the model folder (%s has none)", where,
+                       m->dir);
+    return resolve_prompt_text(p, m->tokenizer, job->add_bos >= 0 ? job->add_bos : tokenizer_adds_bos(m->tokenizer), where);
 }
 
 /* Text prompts become token ids with the model folder's tokenizer.json, then meet the rules
@@ -931,7 +964,7 @@ int job_check(Job *job, const Model *m) {
     if (job->window > cfg->n_layer)
         return ps_fail(PS_EUSER, "%s: window %d is larger than the model's %d layers", where, job->window, cfg->n_layer);
     add_warnings(job, m);
-    return PS_OK;
+    return circuits_check(job, m);
 }
 
 uint64_t job_fingerprint(const Job *job, uint64_t model_fingerprint) {
@@ -939,14 +972,17 @@ uint64_t job_fingerprint(const Job *job, uint64_t model_fingerprint) {
     return hash_bytes(h, &model_fingerprint, sizeof model_fingerprint);
 }
 
+void job_prompt_free(Prompt *p) {
+    free(p->clean), free(p->corrupt), free(p->clean_text), free(p->corrupt_text), free(p->answer_text), free(p->wrong_text);
+    free(p->noise_positions);
+    for (int j = 0; j < p->n_named; j++) free(p->position_names[j]);
+    free(p->position_names), free(p->named_positions);
+}
+
 void job_free(Job *job) {
-    for (int i = 0; i < job->n_prompts; i++) {
-        Prompt *p = &job->prompts[i];
-        free(p->clean), free(p->corrupt), free(p->clean_text), free(p->corrupt_text), free(p->answer_text), free(p->wrong_text);
-        free(p->noise_positions);
-        for (int j = 0; j < p->n_named; j++) free(p->position_names[j]);
-        free(p->position_names), free(p->named_positions);
-    }
+    for (int i = 0; i < job->n_prompts; i++) job_prompt_free(&job->prompts[i]);
+    if (job->circuits) circuits_free(job->circuits);
+    free(job->circuits);
     for (int k = 0; k < job->n_position_list; k++) free(job->position_names[k]);
     free(job->position_names);
     free(job->prompts);

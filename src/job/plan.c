@@ -285,6 +285,5 @@ void plan_stats(const Plan *pl, const Job *job, const ModelConfig *c, PlanStats 
         st->naive_flops += full * patches * (job->exact ? pl->n_nodes + pl->n_edges : 0) * job_samples(job);
     }
     st->bytes_per_rank = 4.0 * rank_floats(pl, job, c);
-    size_t weights = model_weight_count(c); /* the parameters and their packed copies */
-    st->bytes_weights = 4.0 * (double)weights;
+    st->bytes_weights = (double)model_weight_bytes(c); /* the parameters and their packed copies, as held */
 }

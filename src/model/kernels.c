@@ -26,7 +26,7 @@ static int cpu_runs(const Kernels *k) {
 #if defined(__x86_64__)
     __builtin_cpu_init();
     if (!__builtin_cpu_supports("fma")) return 0;
-    if (k == &kernels_avx2) return __builtin_cpu_supports("avx2");
+    if (k == &kernels_avx2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
     if (k == &kernels_avx512) return __builtin_cpu_supports("avx512f");
 #endif
     (void)k;

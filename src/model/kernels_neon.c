@@ -13,9 +13,20 @@
 
 enum { MR = 6 };
 
-/* m rows of one panel; m is a constant where this is inlined, so acc lives in registers. */
-static inline __attribute__((always_inline)) void rows(int m, int K, const float *a, ptrdiff_t rs_a, ptrdiff_t cs_a,
-                                                       const float *b, ptrdiff_t ldb, float *tile, ptrdiff_t ldt) {
+/* Four elements of b from element `at` on, widened to float32 (exact): a plain load, bfloat16
+ * shifted into the top half of each lane, or float16 through the converter every AArch64 CPU has. */
+static inline __attribute__((always_inline)) float32x4_t load_b(const void *b, ptrdiff_t at, WeightType type) {
+    if (type == WEIGHTS_F32) return vld1q_f32((const float *)b + at);
+    uint16x4_t h = vld1_u16((const uint16_t *)b + at);
+    if (type == WEIGHTS_BF16) return vreinterpretq_f32_u32(vshll_n_u16(h, 16));
+    return vcvt_f32_f16(vreinterpret_f16_u16(h));
+}
+
+/* m rows of one panel of b held as type; both are constants where this is inlined, so acc lives
+ * in registers. */
+static inline __attribute__((always_inline)) void rows(int m, WeightType type, int K, const float *a, ptrdiff_t rs_a,
+                                                       ptrdiff_t cs_a, const void *b, ptrdiff_t ldb, float *tile,
+                                                       ptrdiff_t ldt) {
     float32x4_t acc[MR][4];
 #pragma GCC unroll 16
     for (int i = 0; i < m; i++)
@@ -24,7 +35,7 @@ static inline __attribute__((always_inline)) void rows(int m, int K, const float
     for (int k = 0; k < K; k++) {
         float32x4_t b_k[4];
 #pragma GCC unroll 16
-        for (int q = 0; q < 4; q++) b_k[q] = vld1q_f32(b + k * ldb + 4 * q);
+        for (int q = 0; q < 4; q++) b_k[q] = load_b(b, k * ldb + 4 * q, type);
 #pragma GCC unroll 16
         for (int i = 0; i < m; i++) {
             float a_ik = a[i * rs_a + k * cs_a];
@@ -38,17 +49,30 @@ static inline __attribute__((always_inline)) void rows(int m, int K, const float
         for (int q = 0; q < 4; q++) vst1q_f32(tile + i * ldt + 4 * q, acc[i][q]);
 }
 
+static inline __attribute__((always_inline)) void tile_of(WeightType type, int m, int K, const float *a,
+                                                          ptrdiff_t rs_a, ptrdiff_t cs_a, const void *b, ptrdiff_t ldb,
+                                                          float *tile, ptrdiff_t ldt) {
+    switch (m) {
+    case 1: rows(1, type, K, a, rs_a, cs_a, b, ldb, tile, ldt); break;
+    case 2: rows(2, type, K, a, rs_a, cs_a, b, ldb, tile, ldt); break;
+    case 3: rows(3, type, K, a, rs_a, cs_a, b, ldb, tile, ldt); break;
+    case 4: rows(4, type, K, a, rs_a, cs_a, b, ldb, tile, ldt); break;
+    case 5: rows(5, type, K, a, rs_a, cs_a, b, ldb, tile, ldt); break;
+    default: rows(6, type, K, a, rs_a, cs_a, b, ldb, tile, ldt); break;
+    }
+}
+
 static void tile_neon(int m, int np, int K, const float *a, ptrdiff_t rs_a, ptrdiff_t cs_a, const float *b,
                       ptrdiff_t ldb, ptrdiff_t panel_stride, float *tile, ptrdiff_t ldt) {
     (void)np, (void)panel_stride; /* one panel per tile */
-    switch (m) {
-    case 1: rows(1, K, a, rs_a, cs_a, b, ldb, tile, ldt); break;
-    case 2: rows(2, K, a, rs_a, cs_a, b, ldb, tile, ldt); break;
-    case 3: rows(3, K, a, rs_a, cs_a, b, ldb, tile, ldt); break;
-    case 4: rows(4, K, a, rs_a, cs_a, b, ldb, tile, ldt); break;
-    case 5: rows(5, K, a, rs_a, cs_a, b, ldb, tile, ldt); break;
-    default: rows(6, K, a, rs_a, cs_a, b, ldb, tile, ldt); break;
-    }
+    tile_of(WEIGHTS_F32, m, K, a, rs_a, cs_a, b, ldb, tile, ldt);
+}
+
+static void tile16_neon(int m, int np, int K, const float *a, ptrdiff_t rs_a, ptrdiff_t cs_a, const uint16_t *b,
+                        WeightType type, ptrdiff_t ldb, ptrdiff_t panel_stride, float *tile, ptrdiff_t ldt) {
+    (void)np, (void)panel_stride;
+    if (type == WEIGHTS_BF16) tile_of(WEIGHTS_BF16, m, K, a, rs_a, cs_a, b, ldb, tile, ldt);
+    else tile_of(WEIGHTS_F16, m, K, a, rs_a, cs_a, b, ldb, tile, ldt);
 }
 
 /* Four lanes at a time; the tail through the scalar member of the same SLEEF family. */
@@ -62,5 +86,5 @@ ARRAY_FN(exp_neon, Sleef_finz_expf4_u10advsimd, det_expf)
 ARRAY_FN(tanh_neon, Sleef_finz_tanhf4_u10advsimd, det_tanhf)
 ARRAY_FN(erf_neon, Sleef_finz_erff4_u10advsimd, det_erff)
 
-const Kernels kernels_neon = {"neon", MR, 1, tile_neon, exp_neon, tanh_neon, erf_neon};
+const Kernels kernels_neon = {"neon", MR, 1, tile_neon, exp_neon, tanh_neon, erf_neon, tile16_neon};
 #endif

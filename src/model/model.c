@@ -63,13 +63,12 @@ int model_config_parse(const cJSON *json, const char *where, ModelConfig *cfg) {
     return ps_fail(PS_EUSER, "%s: model_type \"%s\" is not supported (supported: gpt2, llama, gpt_neox)", where, type);
 }
 
-void model_attach(Model *m, const ModelConfig *cfg, float *weights) {
+void model_attach(Model *m, const ModelConfig *cfg, void *weights) {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
     m->owns_weights = weights == NULL;
-    m->weights = weights ? weights : alloc_floats(model_weight_count(cfg));
-    m->n_weights = params_point(&m->w, m->weights, cfg);
-    packed_point(&m->packed, m->weights + m->n_weights, cfg);
+    m->weights = weights ? weights : xcalloc(model_weight_bytes(cfg), 1);
+    model_point(m, m->weights);
     int half = cfg->rotary_dims / 2;
     m->rope_inv_freq = alloc_doubles((size_t)(half ? half : 1));
     /* inv_freq_j = theta^(-2j / rotary_dims), the rotate-half convention of GPT-NeoX and HF Llama. */
@@ -78,28 +77,55 @@ void model_attach(Model *m, const ModelConfig *cfg, float *weights) {
 
 void model_alloc(Model *m, const ModelConfig *cfg) { model_attach(m, cfg, NULL); }
 
-size_t model_weight_count(const ModelConfig *cfg) {
-    Params params;
-    Packed packed;
-    return params_point(&params, NULL, cfg) + packed_point(&packed, NULL, cfg);
+size_t model_weight_bytes(const ModelConfig *cfg) {
+    Model shape = {.cfg = *cfg};
+    return model_point(&shape, NULL);
 }
-
-void model_pack(Model *m) { params_pack(&m->packed, &m->w, &m->cfg); }
 
 int model_bos(const Model *m) {
     int bos = m->tokenizer ? tokenizer_bos(m->tokenizer) : -1;
     return bos >= 0 ? bos : m->cfg.bos_token_id < m->cfg.vocab ? m->cfg.bos_token_id : -1;
 }
 
+/* The configuration and every parameter's value as float32, field by field in the order of
+ * Params: a 16-bit model and the float32 model of its widened values have the same fingerprint
+ * (and the same results, bit for bit). */
 uint64_t model_fingerprint(const Model *m) {
     char *json = model_config_json(&m->cfg);
     uint64_t h = hash_bytes(HASH_INIT, json, strlen(json));
     free(json);
-    return hash_bytes(h, m->weights, m->n_weights * sizeof(float));
+    size_t sizes[N_PARAM_TENSORS];
+    param_sizes(&m->cfg, sizes);
+    int C_max = m->cfg.d_model > m->cfg.d_mlp ? m->cfg.d_model : m->cfg.d_mlp;
+    float *row = alloc_floats((size_t)(C_max > cfg_q_dim(&m->cfg) ? C_max : cfg_q_dim(&m->cfg)));
+    for (int f = 0; f < N_PARAM_TENSORS; f++) {
+        WeightRef w = model_param(m, f);
+        if (!sizes[f]) continue;
+        if (w.type == WEIGHTS_F32) {
+            h = hash_bytes(h, w.p, sizes[f] * sizeof(float));
+            continue;
+        }
+        /* 16 bits: row by row of each layer, widened, wherever the matrix is held */
+        int layers = f == PARAM_WTE || f == PARAM_WPE || f == PARAM_UNEMBED ? 1 : m->cfg.n_layer;
+        size_t per_layer = sizes[f] / (size_t)layers;
+        int inputs = f == PARAM_WO ? cfg_q_dim(&m->cfg) : f == PARAM_W_OUT ? m->cfg.d_mlp : m->cfg.d_model;
+        int rows = (int)(per_layer / (size_t)inputs);
+        for (int l = 0; l < layers; l++) {
+            MatrixView v = model_view(m, f, l);
+            for (int o = 0; o < rows; o++) {
+                for (int c = 0; c < inputs; c++) row[c] = view_value(v, o, c);
+                h = hash_bytes(h, row, (size_t)inputs * sizeof(float));
+            }
+        }
+    }
+    free(row);
+    return h;
 }
 
 void model_init_random(Model *m, const ModelConfig *cfg, uint64_t seed, float scale) {
-    model_alloc(m, cfg);
+    ModelConfig f32 = *cfg; /* drawn in float32 */
+    f32.weight_type = WEIGHTS_F32;
+    model_alloc(m, &f32);
     Rng rng;
     rng_seed(&rng, seed, 0, 0);
     for (size_t i = 0; i < m->n_weights; i++) m->weights[i] = (float)(scale * rng_normal(&rng));
@@ -136,29 +162,40 @@ static int64_t tensor_dim(const ModelConfig *c, TensorDim dim) {
     }
 }
 
-/* Puts one stored tensor (src: rows x cols, or a vector of rows) into its fields' slices. */
-static void place_tensor(const ModelConfig *c, const TensorSpec *t, const float *src, int64_t rows, int64_t cols,
-                         float *const dst[3]) {
+/* dst[i] = src[j] for elements of es bytes (4: float32, 2: 16 bits). */
+static inline void copy_element(char *dst, size_t i, const char *src, size_t j, size_t es) {
+    if (es == 4) memcpy(dst + i * 4, src + j * 4, 4);
+    else memcpy(dst + i * 2, src + j * 2, 2);
+}
+
+/* Puts one stored tensor (src: rows x cols, or a vector of rows, of es-byte elements) into its
+ * fields' slices. */
+static void place_tensor(const ModelConfig *c, const TensorSpec *t, const void *stored, size_t es, int64_t rows,
+                         int64_t cols, void *const to[3]) {
     int vector = t->shape[1] == DIM_NONE;
     int64_t qd = cfg_q_dim(c), dh = c->d_head;
+    const char *src = stored;
+    char *const dst[3] = {to[0], to[1], to[2]};
     switch (t->layout) {
-    case TENSOR_COPY: memcpy(dst[0], src, sizeof(float) * (size_t)(rows * cols)); break;
+    case TENSOR_COPY: memcpy(dst[0], src, es * (size_t)(rows * cols)); break;
     case TENSOR_CONV1D: /* stored [in, out]: dst[o][i] = src[i][o] */
         for (int64_t o = 0; o < cols; o++)
-            for (int64_t i = 0; i < rows; i++) dst[0][o * rows + i] = src[i * cols + o];
+            for (int64_t i = 0; i < rows; i++) copy_element(dst[0], (size_t)(o * rows + i), src, (size_t)(i * cols + o), es);
         break;
     case TENSOR_QKV_COLUMNS: /* a Conv1D [in, 3 qd] whose columns are q | k | v, or its bias [3 qd] */
         for (int part = 0; part < 3; part++)
             for (int64_t o = 0; o < qd; o++) {
-                if (vector) dst[part][o] = src[part * qd + o];
+                if (vector) copy_element(dst[part], (size_t)o, src, (size_t)(part * qd + o), es);
                 else
-                    for (int64_t i = 0; i < rows; i++) dst[part][o * rows + i] = src[i * cols + part * qd + o];
+                    for (int64_t i = 0; i < rows; i++)
+                        copy_element(dst[part], (size_t)(o * rows + i), src, (size_t)(i * cols + part * qd + o), es);
             }
         break;
     case TENSOR_QKV_HEADS: /* rows (3h + part) d_head .. + d_head of a [3 qd, in] weight or [3 qd] bias */
         for (int64_t h = 0; h < c->n_head; h++)
             for (int part = 0; part < 3; part++)
-                memcpy(dst[part] + h * dh * cols, src + (3 * h + part) * dh * cols, sizeof(float) * (size_t)(dh * cols));
+                memcpy(dst[part] + (size_t)(h * dh * cols) * es, src + (size_t)((3 * h + part) * dh * cols) * es,
+                       es * (size_t)(dh * cols));
         break;
     }
 }
@@ -184,11 +221,32 @@ static int explain_mismatch(const Architecture *arch, const ModelConfig *c, cons
     return ps_fail(PS_EUSER, "%s: %s", line, why);
 }
 
-int model_check_checkpoint(const ModelConfig *c, const char *dir) {
+/* BF16 or F16 when every matrix tensor is stored in it, else F32 (a checkpoint that mixes them is
+ * widened at load). */
+static WeightType checkpoint_weight_type(const Architecture *arch, const ModelConfig *c, const StSet *st,
+                                         const char *prefix) {
+    int all_bf16 = 1, all_f16 = 1;
+    for (int i = 0; i < arch->n_tensors; i++) {
+        const TensorSpec *t = &arch->tensors[i];
+        if ((t->untied_only && c->tied_unembed) || !param_is_matrix(t->fields[0])) continue;
+        for (int l = 0; l < (t->per_layer ? c->n_layer : 1); l++) {
+            char name[256];
+            snprintf(name, sizeof name, t->name, prefix, l);
+            const StFile *f;
+            const StTensor *found = st_set_find(st, name, &f);
+            all_bf16 = all_bf16 && found && strcmp(found->dtype, "BF16") == 0;
+            all_f16 = all_f16 && found && strcmp(found->dtype, "F16") == 0;
+        }
+    }
+    return all_bf16 ? WEIGHTS_BF16 : all_f16 ? WEIGHTS_F16 : WEIGHTS_F32;
+}
+
+int model_check_checkpoint(ModelConfig *c, const char *dir) {
     const Architecture *arch = architecture_of(c);
     StSet st;
     int rc = st_set_open(&st, dir);
     const char *prefix = !rc && arch->prefix ? arch->prefix(&st) : "";
+    if (!rc) c->weight_type = checkpoint_weight_type(arch, c, &st, prefix);
     for (int i = 0; i < arch->n_tensors && !rc; i++) {
         const TensorSpec *t = &arch->tensors[i];
         if (t->untied_only && c->tied_unembed) continue;
@@ -204,11 +262,11 @@ int model_check_checkpoint(const ModelConfig *c, const char *dir) {
     return rc;
 }
 
-/* Reads every tensor of the architecture's table into the parameters. */
-static int read_tensors(const Architecture *arch, const ModelConfig *c, const StSet *st, Params *p) {
-    float **fields[N_PARAM_TENSORS];
+/* Reads every tensor of the architecture's table into the parameters: as stored for a 16-bit
+ * model's matrices, widened to float32 for everything else. */
+static int read_tensors(const Architecture *arch, Model *m, const StSet *st) {
+    const ModelConfig *c = &m->cfg;
     size_t sizes[N_PARAM_TENSORS];
-    params_fields(p, fields);
     param_sizes(c, sizes);
     const char *prefix = arch->prefix ? arch->prefix(st) : "";
     size_t largest = 1;
@@ -218,26 +276,35 @@ static int read_tensors(const Architecture *arch, const ModelConfig *c, const St
         if (n > largest) largest = n;
     }
     float *stored = alloc_floats(largest);
+    uint16_t *staged = xmalloc(3 * largest * sizeof(uint16_t)); /* a 16-bit matrix's parts, as rows */
     int rc = PS_OK;
     for (int i = 0; i < arch->n_tensors && !rc; i++) {
         const TensorSpec *t = &arch->tensors[i];
         if (t->untied_only && c->tied_unembed) continue;
         int ndim = t->shape[1] == DIM_NONE ? 1 : 2;
         int64_t shape[2] = {tensor_dim(c, t->shape[0]), tensor_dim(c, t->shape[1])};
+        WeightType type = model_param(m, t->fields[0]).type;
+        size_t es = weight_type_size(type);
+        int fused = t->layout == TENSOR_QKV_COLUMNS || t->layout == TENSOR_QKV_HEADS;
         for (int l = 0; l < (t->per_layer ? c->n_layer : 1) && !rc; l++) {
             char name[256];
             snprintf(name, sizeof name, t->name, prefix, l);
-            rc = st_read_f32(st, name, ndim, shape, stored);
-            int fused = t->layout == TENSOR_QKV_COLUMNS || t->layout == TENSOR_QKV_HEADS;
-            float *dst[3] = {NULL, NULL, NULL};
+            if (type == WEIGHTS_F32) rc = st_read_f32(st, name, ndim, shape, stored);
+            else rc = st_read_16(st, name, ndim, shape, type == WEIGHTS_BF16 ? "BF16" : "F16", (uint16_t *)stored);
+            void *dst[3] = {NULL, NULL, NULL};
             for (int k = 0; k < (fused ? 3 : 1); k++) { /* layer l's slice of each field */
                 int f = t->fields[k];
-                dst[k] = *fields[f] + (size_t)l * (t->per_layer ? sizes[f] / (size_t)c->n_layer : 0);
+                size_t at = (size_t)l * (t->per_layer ? sizes[f] / (size_t)c->n_layer : 0);
+                dst[k] = type == WEIGHTS_F32 ? (void *)((char *)model_param(m, f).p + at * es) : staged + k * largest;
             }
-            if (!rc) place_tensor(c, t, stored, shape[0], ndim == 2 ? shape[1] : 1, dst);
+            if (rc) break;
+            place_tensor(c, t, stored, es, shape[0], ndim == 2 ? shape[1] : 1, dst);
+            for (int k = 0; k < (fused ? 3 : 1) && type != WEIGHTS_F32; k++)
+                model_store_matrix(m, t->fields[k], t->per_layer ? l : 0, dst[k]);
         }
     }
     free(stored);
+    free(staged);
     return rc;
 }
 
@@ -245,7 +312,7 @@ int model_read_weights(Model *m, const char *dir) {
     const Architecture *arch = architecture_of(&m->cfg);
     StSet st;
     int rc = st_set_open(&st, dir);
-    if (!rc) rc = read_tensors(arch, &m->cfg, &st, &m->w);
+    if (!rc) rc = read_tensors(arch, m, &st);
     st_set_close(&st);
     if (!rc) model_pack(m);
     return rc;

@@ -371,14 +371,12 @@ void attention_backward(float *dq, float *dk, float *dv, float *dpattern, const 
 
 /* ---- embedding ------------------------------------------------------------------------------------------------- */
 
-void embedding_forward(float *out, const int *tokens, int T, const float *wte, const float *wpe,
-                       const float *noise, int d) {
+void embedding_forward(float *out, const int *tokens, int T, WeightRef wte, WeightRef wpe, const float *noise, int d) {
     for (int t = 0; t < T; t++) {
         float *x = out + (size_t)t * d;
-        const float *e = wte + (size_t)tokens[t] * d;
-        for (int i = 0; i < d; i++) x[i] = e[i];
-        if (wpe)
-            for (int i = 0; i < d; i++) x[i] += wpe[(size_t)t * d + i];
+        weights_widen(x, weight_at(wte, (size_t)tokens[t] * d), (size_t)d);
+        if (wpe.p)
+            for (int i = 0; i < d; i++) x[i] += weight_value(wpe, (size_t)t * d + i);
         if (noise)
             for (int i = 0; i < d; i++) x[i] += noise[(size_t)t * d + i];
     }

@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 #include "patchsweep/core.h"
+#include "patchsweep/kernels.h"
 #include "patchsweep/safetensors.h"
 
 /* The reference implementation refuses headers above 100 MB; so do we. */
@@ -257,27 +258,6 @@ const StTensor *st_set_find(const StSet *s, const char *name, const StFile **fil
     return st_find(*file, name);
 }
 
-/* ---- conversion ------------------------------------------------------------------------------ */
-
-float f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
-    float v;
-    if (exp == 0)
-        v = ldexpf((float)mant, -24); /* zero and subnormals */
-    else if (exp == 31)
-        v = mant ? NAN : INFINITY;
-    else
-        v = ldexpf((float)(mant | 0x400), (int)exp - 25);
-    return sign ? -v : v;
-}
-
-float bf16_to_f32(uint16_t h) {
-    uint32_t bits = (uint32_t)h << 16;
-    float v;
-    memcpy(&v, &bits, sizeof v);
-    return v;
-}
-
 static void shape_text(char *out, size_t cap, int ndim, const int64_t *shape) {
     size_t n = (size_t)snprintf(out, cap, "[");
     for (int i = 0; i < ndim && n < cap; i++) n += (size_t)snprintf(out + n, cap - n, "%s%lld", i ? ", " : "", (long long)shape[i]);
@@ -315,7 +295,7 @@ int st_read_f32(const StSet *s, const char *name, int ndim, const int64_t *shape
         int is_f16 = t->dtype[0] == 'F';
         for (size_t i = 0; i < n; i++) {
             uint16_t h = (uint16_t)(src[2 * i] | (src[2 * i + 1] << 8));
-            dst[i] = is_f16 ? f16_to_f32(h) : bf16_to_f32(h);
+            dst[i] = is_f16 ? f16_widen(h) : bf16_widen(h);
         }
     } else {
         return ps_fail(PS_EUSER, "%s: tensor \"%s\" has dtype %s, expected F32, F16 or BF16", f->path, name, t->dtype);
@@ -324,5 +304,25 @@ int st_read_f32(const StSet *s, const char *name, int ndim, const int64_t *shape
     for (size_t i = 0; i < n; i++)
         if (!isfinite(dst[i]))
             return ps_fail(PS_EUSER, "%s: tensor \"%s\" holds a non-finite value at element %zu", f->path, name, i);
+    return PS_OK;
+}
+
+int st_read_16(const StSet *s, const char *name, int ndim, const int64_t *shape, const char *dtype, uint16_t *dst) {
+    int rc = st_check(s, name, ndim, shape);
+    if (rc) return rc;
+    const StFile *f = NULL;
+    const StTensor *t = st_set_find(s, name, &f);
+    if (strcmp(t->dtype, dtype) != 0)
+        return ps_fail(PS_EUSER, "%s: tensor \"%s\" has dtype %s, expected %s like the other matrices", f->path, name,
+                       t->dtype, dtype);
+    size_t n = (t->end - t->begin) / 2;
+    const unsigned char *src = f->map + f->data_start + t->begin;
+    /* all exponent bits set: infinite or NaN */
+    uint16_t exponent = strcmp(dtype, "BF16") == 0 ? 0x7f80 : 0x7c00;
+    for (size_t i = 0; i < n; i++) {
+        dst[i] = (uint16_t)(src[2 * i] | (src[2 * i + 1] << 8));
+        if ((dst[i] & exponent) == exponent)
+            return ps_fail(PS_EUSER, "%s: tensor \"%s\" holds a non-finite value at element %zu", f->path, name, i);
+    }
     return PS_OK;
 }

@@ -68,7 +68,7 @@ void block_forward(const Model *m, int l, LayerActs *a, const BlockRun *run, Blo
     Stage from = run->from_stage;
     size_t L = (size_t)l;
 #define LAYER(p, size) ((p) ? (p) + L * (size) : NULL)
-#define PACKED(name, rows, inputs) (m->packed.name + L * packed_floats(rows, inputs))
+#define PACKED(which) model_packed(m, which, l)
 #define HOOK(stage) \
     if (hook && from <= (stage)) hook(ctx, stage, l, a, run)
 
@@ -76,14 +76,14 @@ void block_forward(const Model *m, int l, LayerActs *a, const BlockRun *run, Blo
     if (from < ST_QKV) {
         norm_forward(c->norm, a->ln1, a->ln1_mean, a->ln1_rstd, a->resid_pre, LAYER(w->ln1_w, d),
                      LAYER(w->ln1_b, d), n_kv, d, c->norm_eps);
-        matmul_forward(a->k, a->ln1, PACKED(wk, kvd, d), LAYER(w->bk, kvd), n_kv, d, kvd);
-        matmul_forward(a->v, a->ln1, PACKED(wv, kvd, d), LAYER(w->bv, kvd), n_kv, d, kvd);
+        matmul_forward_ref(a->k, a->ln1, PACKED(PACKED_WK), LAYER(w->bk, kvd), n_kv, d, kvd);
+        matmul_forward_ref(a->v, a->ln1, PACKED(PACKED_WV), LAYER(w->bv, kvd), n_kv, d, kvd);
         const float *ln1_q = a->ln1;
         if (run->last_only) {
             gather_last_rows(a->ln1_last, a->ln1, B, R, d);
             ln1_q = a->ln1_last;
         }
-        matmul_forward(a->q, ln1_q, PACKED(wq, qd, d), LAYER(w->bq, qd), n_q, d, qd);
+        matmul_forward_ref(a->q, ln1_q, PACKED(PACKED_WQ), LAYER(w->bq, qd), n_q, d, qd);
     }
     HOOK(ST_QKV);
     if (from < ST_Z) {
@@ -103,7 +103,7 @@ void block_forward(const Model *m, int l, LayerActs *a, const BlockRun *run, Blo
     }
     HOOK(ST_Z);
     if (from < ST_ATTN_OUT)
-        matmul_forward(a->attn_out, a->z, PACKED(wo, d, qd), LAYER(w->bo, d), n_q, qd, d);
+        matmul_forward_ref(a->attn_out, a->z, PACKED(PACKED_WO), LAYER(w->bo, d), n_q, qd, d);
     HOOK(ST_ATTN_OUT);
     if (from < ST_RESID_MID) residual_forward(a->resid_mid, resid_pre_q_rows(a, run, d), a->attn_out, n_q * d);
     HOOK(ST_RESID_MID);
@@ -113,17 +113,17 @@ void block_forward(const Model *m, int l, LayerActs *a, const BlockRun *run, Blo
         norm_forward(c->norm, a->ln2, a->ln2_mean, a->ln2_rstd, mlp_in, LAYER(w->ln2_w, d),
                      LAYER(w->ln2_b, d), n_q, d, c->norm_eps);
         if (c->gated_mlp) {
-            matmul_forward(a->mlp_pre, a->ln2, PACKED(w_gate, dm, d), NULL, n_q, d, dm);
-            matmul_forward(a->mlp_up, a->ln2, PACKED(w_in, dm, d), LAYER(w->b_in, dm), n_q, d, dm);
+            matmul_forward_ref(a->mlp_pre, a->ln2, PACKED(PACKED_W_GATE), NULL, n_q, d, dm);
+            matmul_forward_ref(a->mlp_up, a->ln2, PACKED(PACKED_W_IN), LAYER(w->b_in, dm), n_q, d, dm);
             swiglu_forward(a->mlp_post, a->mlp_pre, a->mlp_up, n_q * dm);
         } else {
-            matmul_forward(a->mlp_pre, a->ln2, PACKED(w_in, dm, d), LAYER(w->b_in, dm), n_q, d, dm);
+            matmul_forward_ref(a->mlp_pre, a->ln2, PACKED(PACKED_W_IN), LAYER(w->b_in, dm), n_q, d, dm);
             act_forward(c->act, a->mlp_post, a->mlp_pre, n_q * dm);
         }
     }
     HOOK(ST_MLP_POST);
     if (from < ST_MLP_OUT)
-        matmul_forward(a->mlp_out, a->mlp_post, PACKED(w_out, d, dm), LAYER(w->b_out, d), n_q, dm, d);
+        matmul_forward_ref(a->mlp_out, a->mlp_post, PACKED(PACKED_W_OUT), LAYER(w->b_out, d), n_q, dm, d);
     HOOK(ST_MLP_OUT);
     if (from < ST_RESID_POST) residual_forward(a->resid_post, a->resid_mid, a->mlp_out, n_q * d);
     HOOK(ST_RESID_POST);
@@ -276,7 +276,7 @@ void run_forward(const Model *m, const int *tokens, int T, const float *noise, R
                  void *ctx) {
     const ModelConfig *cfg = &m->cfg;
     int d = cfg->d_model, L = cfg->n_layer;
-    embedding_forward(c->layer[0].resid_pre, tokens, T, m->w.wte, m->w.wpe, noise, d);
+    embedding_forward(c->layer[0].resid_pre, tokens, T, model_param(m, PARAM_WTE), model_param(m, PARAM_WPE), noise, d);
     if (c->lean) {
         lean_forward(m, c, hook, ctx);
         return;
@@ -288,7 +288,7 @@ void run_forward(const Model *m, const int *tokens, int T, const float *noise, R
     }
     const float *resid = c->layer[L - 1].resid_post;
     norm_forward(cfg->norm, c->lnf, c->lnf_mean, c->lnf_rstd, resid, m->w.lnf_w, m->w.lnf_b, T, d, cfg->norm_eps);
-    if (c->logits) matmul_forward(c->logits, c->lnf, m->packed.unembed, NULL, T, d, cfg->vocab);
+    if (c->logits) matmul_forward_ref(c->logits, c->lnf, model_packed(m, PACKED_UNEMBED, 0), NULL, T, d, cfg->vocab);
 }
 
 /* ---- backward ------------------------------------------------------------------------------------ */
@@ -309,6 +309,7 @@ void block_backward(const Model *m, int l, int T, const LayerActs *a, LayerActs 
     int dim = c->d_model, qd = cfg_q_dim(c), kvd = cfg_kv_dim(c), dm = c->d_mlp;
     size_t L = (size_t)l;
 #define LAYER(p, size) ((p) ? (p) + L * (size) : NULL)
+#define MATRIX(field, size) model_matrix(m, field, l)
     zero_layer_grads(c, d, T);
     /* resid_post = resid_mid + mlp_out */
     residual_backward(d->resid_mid, cut ? NULL : d->mlp_out, d->resid_post, T * dim);
@@ -317,18 +318,18 @@ void block_backward(const Model *m, int l, int T, const LayerActs *a, LayerActs 
         return;
     }
     /* mlp_out = mlp_post W_out^T + b_out */
-    matmul_backward(d->mlp_post, pg ? LAYER(pg->w_out, (size_t)dim * dm) : NULL, pg ? LAYER(pg->b_out, dim) : NULL,
-                    d->mlp_out, a->mlp_post, LAYER(w->w_out, (size_t)dim * dm), T, dm, dim);
+    matmul_backward_ref(d->mlp_post, pg ? LAYER(pg->w_out, (size_t)dim * dm) : NULL, pg ? LAYER(pg->b_out, dim) : NULL,
+                    d->mlp_out, a->mlp_post, MATRIX(PARAM_W_OUT, (size_t)dim * dm), T, dm, dim);
     if (c->gated_mlp) { /* mlp_post = silu(ln2 W_gate^T) * (ln2 W_in^T) */
         swiglu_backward(d->mlp_pre, d->mlp_up, d->mlp_post, a->mlp_pre, a->mlp_up, T * dm);
-        matmul_backward(d->ln2, pg ? LAYER(pg->w_gate, (size_t)dm * dim) : NULL, NULL, d->mlp_pre, a->ln2,
-                        LAYER(w->w_gate, (size_t)dm * dim), T, dim, dm);
-        matmul_backward(d->ln2, pg ? LAYER(pg->w_in, (size_t)dm * dim) : NULL, pg ? LAYER(pg->b_in, dm) : NULL,
-                        d->mlp_up, a->ln2, LAYER(w->w_in, (size_t)dm * dim), T, dim, dm);
+        matmul_backward_ref(d->ln2, pg ? LAYER(pg->w_gate, (size_t)dm * dim) : NULL, NULL, d->mlp_pre, a->ln2,
+                        MATRIX(PARAM_W_GATE, (size_t)dm * dim), T, dim, dm);
+        matmul_backward_ref(d->ln2, pg ? LAYER(pg->w_in, (size_t)dm * dim) : NULL, pg ? LAYER(pg->b_in, dm) : NULL,
+                        d->mlp_up, a->ln2, MATRIX(PARAM_W_IN, (size_t)dm * dim), T, dim, dm);
     } else { /* mlp_post = act(ln2 W_in^T + b_in) */
         act_backward(c->act, d->mlp_pre, d->mlp_post, a->mlp_pre, T * dm);
-        matmul_backward(d->ln2, pg ? LAYER(pg->w_in, (size_t)dm * dim) : NULL, pg ? LAYER(pg->b_in, dm) : NULL,
-                        d->mlp_pre, a->ln2, LAYER(w->w_in, (size_t)dm * dim), T, dim, dm);
+        matmul_backward_ref(d->ln2, pg ? LAYER(pg->w_in, (size_t)dm * dim) : NULL, pg ? LAYER(pg->b_in, dm) : NULL,
+                        d->mlp_pre, a->ln2, MATRIX(PARAM_W_IN, (size_t)dm * dim), T, dim, dm);
     }
     /* ln2 = norm(resid_mid), or norm(resid_pre) with the parallel residual */
     norm_backward(c->norm, c->parallel_residual ? d->resid_pre : d->resid_mid, pg ? LAYER(pg->ln2_w, dim) : NULL,
@@ -337,8 +338,8 @@ void block_backward(const Model *m, int l, int T, const LayerActs *a, LayerActs 
     /* resid_mid = resid_pre + attn_out */
     residual_backward(d->resid_pre, d->attn_out, d->resid_mid, T * dim);
     /* attn_out = z W_o^T + b_o */
-    matmul_backward(d->z, pg ? LAYER(pg->wo, (size_t)dim * qd) : NULL, pg ? LAYER(pg->bo, dim) : NULL, d->attn_out,
-                    a->z, LAYER(w->wo, (size_t)dim * qd), T, qd, dim);
+    matmul_backward_ref(d->z, pg ? LAYER(pg->wo, (size_t)dim * qd) : NULL, pg ? LAYER(pg->bo, dim) : NULL, d->attn_out,
+                    a->z, MATRIX(PARAM_WO, (size_t)dim * qd), T, qd, dim);
     AttnShape shape = {c->n_head, c->n_kv_head, c->d_head, T, 0, T, 0};
     attention_backward(d->q_rot, d->k_rot, d->v, d->pattern, d->z, a->q_rot, a->k_rot, a->v, a->pattern, &shape);
     if (c->rotary_dims) {
@@ -349,14 +350,15 @@ void block_backward(const Model *m, int l, int T, const LayerActs *a, LayerActs 
         residual_backward(d->k, NULL, d->k_rot, T * kvd);
     }
     /* q, k, v = ln1 W^T + b */
-    matmul_backward(d->ln1, pg ? LAYER(pg->wq, (size_t)qd * dim) : NULL, pg ? LAYER(pg->bq, qd) : NULL, d->q, a->ln1,
-                    LAYER(w->wq, (size_t)qd * dim), T, dim, qd);
-    matmul_backward(d->ln1, pg ? LAYER(pg->wk, (size_t)kvd * dim) : NULL, pg ? LAYER(pg->bk, kvd) : NULL, d->k, a->ln1,
-                    LAYER(w->wk, (size_t)kvd * dim), T, dim, kvd);
-    matmul_backward(d->ln1, pg ? LAYER(pg->wv, (size_t)kvd * dim) : NULL, pg ? LAYER(pg->bv, kvd) : NULL, d->v, a->ln1,
-                    LAYER(w->wv, (size_t)kvd * dim), T, dim, kvd);
+    matmul_backward_ref(d->ln1, pg ? LAYER(pg->wq, (size_t)qd * dim) : NULL, pg ? LAYER(pg->bq, qd) : NULL, d->q, a->ln1,
+                    MATRIX(PARAM_WQ, (size_t)qd * dim), T, dim, qd);
+    matmul_backward_ref(d->ln1, pg ? LAYER(pg->wk, (size_t)kvd * dim) : NULL, pg ? LAYER(pg->bk, kvd) : NULL, d->k, a->ln1,
+                    MATRIX(PARAM_WK, (size_t)kvd * dim), T, dim, kvd);
+    matmul_backward_ref(d->ln1, pg ? LAYER(pg->wv, (size_t)kvd * dim) : NULL, pg ? LAYER(pg->bv, kvd) : NULL, d->v, a->ln1,
+                    MATRIX(PARAM_WV, (size_t)kvd * dim), T, dim, kvd);
     norm_backward(c->norm, d->resid_pre, pg ? LAYER(pg->ln1_w, dim) : NULL, pg ? LAYER(pg->ln1_b, dim) : NULL, d->ln1,
                   a->resid_pre, LAYER(w->ln1_w, dim), a->ln1_mean, a->ln1_rstd, T, dim);
+#undef MATRIX
 #undef LAYER
 }
 

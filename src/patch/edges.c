@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "patchsweep/core.h"
+#include "patchsweep/kernels.h"
 #include "patchsweep/ops.h"
 #include "patchsweep/patch.h"
 
@@ -30,8 +31,8 @@ struct EdgeScratch {
     double *deltas;      /* [max_batch, max_T, d] */
     int *item;           /* [max_batch]: edge * samples + sample */
     double *metric;      /* [max_batch, N_METRICS] */
-    float *x, *normed, *mean, *rstd; /* one row: v's input, its norm, the norm's statistics */
-    float *proj, *pre, *up, *hidden; /* one row: a full q/k/v projection, the MLP's layers */
+    float *x;            /* one row: v's input */
+    InputScratch in;     /* v's own computation of that row */
     MetricWork work;
     /* The unit's runs as it reads them: the lean runs with the upstream outputs (z, mlp_out) of
      * its edges' layers recomputed (views.c). */
@@ -72,14 +73,7 @@ EdgeScratch *edge_scratch_new(const Model *m, int max_T, int max_batch) {
     w->item = xcalloc((size_t)w->max_batch, sizeof(int));
     w->metric = alloc_doubles((size_t)w->max_batch * N_METRICS);
     w->x = alloc_floats((size_t)c->d_model);
-    w->normed = alloc_floats((size_t)c->d_model);
-    w->mean = alloc_floats(1);
-    w->rstd = alloc_floats(1);
-    int proj = cfg_q_dim(c) > c->d_model ? cfg_q_dim(c) : c->d_model;
-    w->proj = alloc_floats((size_t)proj);
-    w->pre = alloc_floats((size_t)c->d_mlp);
-    w->up = alloc_floats((size_t)c->d_mlp);
-    w->hidden = alloc_floats((size_t)c->d_mlp);
+    input_scratch_init(&w->in, c);
     w->want = xcalloc((size_t)c->n_layer, sizeof(unsigned));
     return w;
 }
@@ -88,8 +82,8 @@ void edge_scratch_free(EdgeScratch *w) {
     if (!w) return;
     scratch_release(w);
     free(w->k_prefix), free(w->v_prefix), free(w->base_of), free(w->delta_of), free(w->item), free(w->metric);
-    free(w->x), free(w->normed), free(w->mean), free(w->rstd);
-    free(w->proj), free(w->pre), free(w->up), free(w->hidden);
+    free(w->x);
+    input_scratch_free(&w->in);
     metric_work_free(&w->work);
     view_set_free(&w->views);
     free(w->want), free(w->runs), free(w->views_of), free(w->wants);
@@ -111,10 +105,10 @@ void edge_upstream_row(const Model *m, const EdgeEnd *u, const RunCache *run, in
         for (int i = 0; i < d; i++) out[i] = x[i];
     } else { /* the head's columns of W_O ([d, q_dim]) times its slice of z; no output bias */
         const float *z = run->layer[u->layer].z + (size_t)t * qd + (size_t)u->index * dh;
-        const float *wo = m->w.wo + (size_t)u->layer * d * qd + (size_t)u->index * dh;
+        MatrixView wo = model_view(m, PARAM_WO, u->layer);
         for (int i = 0; i < d; i++) {
             double s = 0.0;
-            for (int j = 0; j < dh; j++) s += (double)wo[(size_t)i * qd + j] * z[j];
+            for (int j = 0; j < dh; j++) s += (double)view_value(wo, i, u->index * dh + j) * z[j];
             out[i] = s;
         }
     }
@@ -135,6 +129,58 @@ int edge_upstream_delta(const Model *m, const EdgeEnd *u, const RunCache *base, 
     }
     free(b);
     return changed;
+}
+
+void input_scratch_init(InputScratch *s, const ModelConfig *c) {
+    int proj = cfg_q_dim(c) > c->d_model ? cfg_q_dim(c) : c->d_model;
+    s->normed = alloc_floats((size_t)c->d_model);
+    s->mean = alloc_floats(1);
+    s->rstd = alloc_floats(1);
+    s->proj = alloc_floats((size_t)proj);
+    s->pre = alloc_floats((size_t)c->d_mlp);
+    s->up = alloc_floats((size_t)c->d_mlp);
+    s->hidden = alloc_floats((size_t)c->d_mlp);
+}
+
+void input_scratch_free(InputScratch *s) {
+    free(s->normed), free(s->mean), free(s->rstd), free(s->proj), free(s->pre), free(s->up), free(s->hidden);
+    memset(s, 0, sizeof *s);
+}
+
+void input_row_forward(const Model *m, const EdgeEnd *v, const float *x, float *out, InputScratch *s) {
+    const ModelConfig *c = &m->cfg;
+    int d = c->d_model;
+    size_t L = (size_t)v->layer;
+    if (v->kind != DOWN_MLP_IN) { /* ln1, then the full projection, of which v keeps its head's slice */
+        int qd = cfg_q_dim(c), kvd = cfg_kv_dim(c), dh = c->d_head;
+        int is_q = v->kind == DOWN_Q, width = is_q ? qd : kvd;
+        WeightRef packed = model_packed(m, is_q ? PACKED_WQ : v->kind == DOWN_K ? PACKED_WK : PACKED_WV, v->layer);
+        const float *bias = is_q ? m->w.bq : v->kind == DOWN_K ? m->w.bk : m->w.bv;
+        norm_forward(c->norm, s->normed, c->norm == NORM_LAYER ? s->mean : NULL, s->rstd, x, m->w.ln1_w + L * d,
+                     m->w.ln1_b ? m->w.ln1_b + L * d : NULL, 1, d, c->norm_eps);
+        size_t col0 = (size_t)v->index * dh;
+        if (dh % PANEL == 0) { /* the head's columns are whole panels: its slice alone, the same fma chains */
+            matmul_forward_ref(out + col0, s->normed, weight_at(packed, col0 * d), bias ? bias + L * width + col0 : NULL, 1, d, dh);
+            return;
+        }
+        matmul_forward_ref(s->proj, s->normed, packed, bias ? bias + L * width : NULL, 1, d, width);
+        memcpy(out + col0, s->proj + col0, sizeof(float) * dh);
+        return;
+    }
+    int dm = c->d_mlp;
+    norm_forward(c->norm, s->normed, c->norm == NORM_LAYER ? s->mean : NULL, s->rstd, x, m->w.ln2_w + L * d,
+                 m->w.ln2_b ? m->w.ln2_b + L * d : NULL, 1, d, c->norm_eps);
+    const float *b_in = m->w.b_in ? m->w.b_in + L * dm : NULL;
+    if (c->gated_mlp) { /* as block_forward: silu(gate) * up */
+        matmul_forward_ref(s->pre, s->normed, model_packed(m, PACKED_W_GATE, v->layer), NULL, 1, d, dm);
+        matmul_forward_ref(s->up, s->normed, model_packed(m, PACKED_W_IN, v->layer), b_in, 1, d, dm);
+        swiglu_forward(s->hidden, s->pre, s->up, dm);
+    } else {
+        matmul_forward_ref(s->pre, s->normed, model_packed(m, PACKED_W_IN, v->layer), b_in, 1, d, dm);
+        act_forward(c->act, s->hidden, s->pre, dm);
+    }
+    matmul_forward_ref(out, s->hidden, model_packed(m, PACKED_W_OUT, v->layer), m->w.b_out ? m->w.b_out + L * d : NULL, 1,
+                   dm, d);
 }
 
 /* The hook of a batch of patches of one input v on rows lo..hi: sequence b adds delta_of[b]. */
@@ -167,27 +213,17 @@ static void edge_hook(void *ctx, Stage stage, int layer, LayerActs *a, const Blo
     const ModelConfig *c = &m->cfg;
     if (layer != h->v->layer) return;
     int d = c->d_model;
-    size_t L = (size_t)layer;
     if (stage == ST_QKV && h->v->kind != DOWN_MLP_IN) {
-        int qd = cfg_q_dim(c), kvd = cfg_kv_dim(c), dh = c->d_head;
-        int is_q = h->v->kind == DOWN_Q, width = is_q ? qd : kvd;
-        const float *packed = is_q ? m->packed.wq + L * packed_floats(qd, d)
-                              : h->v->kind == DOWN_K ? m->packed.wk + L * packed_floats(kvd, d)
-                                                     : m->packed.wv + L * packed_floats(kvd, d);
-        const float *bias = is_q ? m->w.bq : h->v->kind == DOWN_K ? m->w.bk : m->w.bv;
+        int is_q = h->v->kind == DOWN_Q, width = is_q ? cfg_q_dim(c) : cfg_kv_dim(c);
         float *dst = is_q ? a->q : h->v->kind == DOWN_K ? a->k : a->v;
         for (int b = 0; b < run->B; b++)
             for (int t = h->lo; t <= h->hi; t++) {
                 long at = is_q ? q_row(run, b, t) : kv_row(run, b, t);
                 if (at < 0) continue;
                 patched_row(w, a->resid_pre + kv_row(run, b, t) * d, h->delta_of[b], t);
-                norm_forward(c->norm, w->normed, c->norm == NORM_LAYER ? w->mean : NULL, w->rstd, w->x,
-                             m->w.ln1_w + L * d, m->w.ln1_b ? m->w.ln1_b + L * d : NULL, 1, d, c->norm_eps);
-                matmul_forward(w->proj, w->normed, packed, bias ? bias + L * width : NULL, 1, d, width);
-                memcpy(dst + at * width + (size_t)h->v->index * dh, w->proj + (size_t)h->v->index * dh, sizeof(float) * dh);
+                input_row_forward(m, h->v, w->x, dst + at * width, &w->in);
             }
     } else if (stage == ST_MLP_OUT && h->v->kind == DOWN_MLP_IN) {
-        int dm = c->d_mlp;
         for (int b = 0; b < run->B; b++)
             for (int t = h->lo; t <= h->hi; t++) {
                 long at = q_row(run, b, t);
@@ -195,19 +231,7 @@ static void edge_hook(void *ctx, Stage stage, int layer, LayerActs *a, const Blo
                 /* sequential blocks: the MLP reads resid_mid; the parallel residual: the block input */
                 const float *stream = c->parallel_residual ? a->resid_pre + kv_row(run, b, t) * d : a->resid_mid + at * d;
                 patched_row(w, stream, h->delta_of[b], t);
-                norm_forward(c->norm, w->normed, c->norm == NORM_LAYER ? w->mean : NULL, w->rstd, w->x,
-                             m->w.ln2_w + L * d, m->w.ln2_b ? m->w.ln2_b + L * d : NULL, 1, d, c->norm_eps);
-                const float *b_in = m->w.b_in ? m->w.b_in + L * dm : NULL;
-                if (c->gated_mlp) { /* as block_forward: silu(gate) * up */
-                    matmul_forward(w->pre, w->normed, m->packed.w_gate + L * packed_floats(dm, d), NULL, 1, d, dm);
-                    matmul_forward(w->up, w->normed, m->packed.w_in + L * packed_floats(dm, d), b_in, 1, d, dm);
-                    swiglu_forward(w->hidden, w->pre, w->up, dm);
-                } else {
-                    matmul_forward(w->pre, w->normed, m->packed.w_in + L * packed_floats(dm, d), b_in, 1, d, dm);
-                    act_forward(c->act, w->hidden, w->pre, dm);
-                }
-                matmul_forward(a->mlp_out + at * d, w->hidden, m->packed.w_out + L * packed_floats(d, dm),
-                               m->w.b_out ? m->w.b_out + L * d : NULL, 1, dm, d);
+                input_row_forward(m, h->v, w->x, a->mlp_out + at * d, &w->in);
             }
     }
 }

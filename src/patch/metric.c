@@ -42,18 +42,18 @@ static void log_softmax(const float *logits, int V, double *out) {
 void final_logprobs(const Model *m, const float *resid_row, double *out, MetricWork *w) {
     work_reserve(m, w, 1);
     final_norm(m, resid_row, 1, w);
-    matmul_forward(w->logits, w->lnf, m->packed.unembed, NULL, 1, m->cfg.d_model, m->cfg.vocab);
+    matmul_forward_ref(w->logits, w->lnf, model_packed(m, PACKED_UNEMBED, 0), NULL, 1, m->cfg.d_model, m->cfg.vocab);
     log_softmax(w->logits, m->cfg.vocab, out);
 }
 
 /* logit(answer) - logit(wrong) from the normed rows: two unembedding rows are all it needs. */
 static double logit_diff(const Model *m, const MetricSpec *spec, const float *x) {
-    int d = m->cfg.d_model;
-    const float *ua = m->w.unembed + (size_t)spec->answer * d, *uw = m->w.unembed + (size_t)spec->wrong * d;
+    size_t d = (size_t)m->cfg.d_model;
+    MatrixView u = model_view(m, PARAM_UNEMBED, 0);
     double la = 0.0, lw = 0.0;
-    for (int k = 0; k < d; k++) {
-        la += (double)x[k] * ua[k];
-        lw += (double)x[k] * uw[k];
+    for (size_t k = 0; k < d; k++) {
+        la += (double)x[k] * view_value(u, spec->answer, (int)k);
+        lw += (double)x[k] * view_value(u, spec->wrong, (int)k);
     }
     return la - lw;
 }
@@ -75,7 +75,7 @@ void metric_rows(const Model *m, const MetricSpec *spec, const float *resid, int
     work_reserve(m, w, n);
     final_norm(m, resid, n, w);
     for (int k = 0; k < M; k++) needs_logits |= spec->kinds[k] != METRIC_LOGIT_DIFF;
-    if (needs_logits) matmul_forward(w->logits, w->lnf, m->packed.unembed, NULL, n, d, V);
+    if (needs_logits) matmul_forward_ref(w->logits, w->lnf, model_packed(m, PACKED_UNEMBED, 0), NULL, n, d, V);
     double *lp = needs_logits ? xmalloc(sizeof(double) * (size_t)V) : NULL;
     for (int i = 0; i < n; i++) {
         if (needs_logits) log_softmax(w->logits + (size_t)i * V, V, lp);
@@ -94,10 +94,10 @@ void metric_grad(const Model *m, const MetricSpec *spec, int which, const float 
     float *dlnf = xcalloc((size_t)d, sizeof(float));
     MetricKind kind = spec->kinds[which];
     if (kind == METRIC_LOGIT_DIFF) { /* d(lnf . (U[a] - U[w]))/dlnf */
-        for (int k = 0; k < d; k++)
-            dlnf[k] = m->w.unembed[(size_t)spec->answer * d + k] - m->w.unembed[(size_t)spec->wrong * d + k];
+        MatrixView u = model_view(m, PARAM_UNEMBED, 0);
+        for (int k = 0; k < d; k++) dlnf[k] = view_value(u, spec->answer, k) - view_value(u, spec->wrong, k);
     } else {
-        matmul_forward(w->logits, w->lnf, m->packed.unembed, NULL, 1, d, V);
+        matmul_forward_ref(w->logits, w->lnf, model_packed(m, PACKED_UNEMBED, 0), NULL, 1, d, V);
         double *lp = xmalloc(sizeof(double) * (size_t)V);
         log_softmax(w->logits, V, lp);
         float *dlogits = xmalloc(sizeof(float) * (size_t)V);
@@ -108,7 +108,7 @@ void metric_grad(const Model *m, const MetricSpec *spec, int which, const float 
             else if (kind == METRIC_PROB) dlogits[v] = (float)(pa * (onehot - p));       /* d p_a */
             else dlogits[v] = (float)(p - det_exp(spec->clean_logprobs[v]));             /* d KL(clean || p) */
         }
-        matmul_backward(dlnf, NULL, NULL, dlogits, w->lnf, m->w.unembed, 1, d, V);
+        matmul_backward_ref(dlnf, NULL, NULL, dlogits, w->lnf, model_matrix(m, PARAM_UNEMBED, 0), 1, d, V);
         free(lp);
         free(dlogits);
     }

@@ -12,13 +12,14 @@
  * order. */
 static double embedding_std(const Model *m, const int *tokens, size_t n_tokens) {
     size_t d = (size_t)m->cfg.d_model, rows = tokens ? n_tokens : (size_t)m->cfg.vocab;
+    WeightRef wte = model_param(m, PARAM_WTE);
     double sum = 0.0, sq = 0.0;
     for (size_t r = 0; r < rows; r++)
-        for (size_t i = 0; i < d; i++) sum += m->w.wte[(tokens ? (size_t)tokens[r] : r) * d + i];
+        for (size_t i = 0; i < d; i++) sum += weight_value(wte, (tokens ? (size_t)tokens[r] : r) * d + i);
     double mean = sum / (double)(rows * d);
     for (size_t r = 0; r < rows; r++)
         for (size_t i = 0; i < d; i++) {
-            double x = m->w.wte[(tokens ? (size_t)tokens[r] : r) * d + i] - mean;
+            double x = weight_value(wte, (tokens ? (size_t)tokens[r] : r) * d + i) - mean;
             sq += x * x;
         }
     return sqrt(sq / (double)(rows * d));

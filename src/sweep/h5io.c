@@ -146,3 +146,33 @@ char *h5_read_strings(hid_t file, const char *name, size_t *width, size_t *count
     return out;
 }
 
+hid_t h5_create_dataset(hid_t file, const char *name, hid_t type, int rank, const hsize_t *dims, const void *fill) {
+    hid_t space = H5Screate_simple(rank, dims, NULL);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    if (fill) H5Pset_fill_value(dcpl, type, fill);
+    H5Pset_fill_time(dcpl, H5D_FILL_TIME_ALLOC);
+    H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY); /* required in parallel; also what makes resume safe */
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    hid_t d = H5Dcreate2(file, name, type, space, lcpl, dcpl, H5P_DEFAULT);
+    H5Pclose(lcpl);
+    H5Pclose(dcpl);
+    H5Sclose(space);
+    return d;
+}
+
+int h5_write_small(hid_t file, const char *name, hid_t type, int rank, const hsize_t *dims, const void *data) {
+    hid_t d = h5_create_dataset(file, name, type, rank, dims, NULL);
+    int failed = d < 0 || H5Dwrite(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0;
+    if (d >= 0) failed |= H5Dclose(d) < 0;
+    return failed;
+}
+
+int h5_write_strings(hid_t file, const char *name, const char *rows, size_t n, size_t width) {
+    hid_t str = H5Tcopy(H5T_C_S1);
+    H5Tset_size(str, width);
+    hsize_t dims[1] = {(hsize_t)n};
+    int failed = h5_write_small(file, name, str, 1, dims, rows);
+    H5Tclose(str);
+    return failed;
+}

@@ -15,6 +15,10 @@ void progress_init(Progress *p, const Plan *plan, const uint8_t *done, int quiet
         p->total_cost += plan->units[u].cost;
         if (done[u]) p->done_units++, p->done_cost += plan->units[u].cost;
     }
+    p->coordinator_messages = 0;
+    p->coordinator_seconds = 0.0;
+    p->writes = 0;
+    p->write_seconds = p->write_max = p->rank_seconds = 0.0;
     p->tty = isatty(2);
     p->quiet = quiet;
     p->total_cost -= p->done_cost; /* from here on, count only this run's work */
@@ -51,5 +55,14 @@ void progress_update(Progress *p, const Plan *plan, int unit, double patches) {
 }
 
 void progress_end(Progress *p) {
-    if (!p->quiet) print_line(p, 1);
+    if (p->quiet) return;
+    print_line(p, 1);
+    double wall = now_seconds() - p->start;
+    if (p->coordinator_messages > 0)
+        fprintf(stderr, "coordinator (rank 0): %ld messages, %.3f CPU s (%.1f us each), %.2f%% of the run's %.1f s\n",
+                p->coordinator_messages, p->coordinator_seconds, 1e6 * p->coordinator_seconds / p->coordinator_messages,
+                100.0 * p->coordinator_seconds / wall, wall);
+    if (p->writes > 0)
+        fprintf(stderr, "writes: %ld units, %.1f ms each on average, the slowest %.1f ms; %.2f%% of the ranks' time\n",
+                p->writes, 1e3 * p->write_seconds / p->writes, 1e3 * p->write_max, 100.0 * p->write_seconds / p->rank_seconds);
 }

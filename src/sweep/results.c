@@ -225,7 +225,9 @@ int results_open(Results *r, const char *path, int writable, const char *metric)
     return open_cells(r, path, writable, metric, 0);
 }
 
-int results_open_edges(Results *r, const char *path, const char *metric) { return open_cells(r, path, 0, metric, 1); }
+int results_open_edges(Results *r, const char *path, int writable, const char *metric) {
+    return open_cells(r, path, writable, metric, 1);
+}
 
 int results_read_cells(const Results *r, const char *name, float **out) {
     char dset[64];

@@ -82,7 +82,7 @@ static int compute_units(const Job *job, const Model *m, const Plan *plan, const
     }
     engine_set_poll(w.engine, poll_scheduler, sched);
 
-    double seconds_runs = 0.0;
+    double seconds_runs = 0.0, start = now_seconds(), writes[3] = {0.0, 0.0, 0.0}; /* count, seconds, slowest */
     PromptRuns runs;
     int current = -1;
     for (int u; (u = sched_next(sched, current)) >= 0;) {
@@ -113,8 +113,10 @@ static int compute_units(const Job *job, const Model *m, const Plan *plan, const
         double spent = now_seconds() - t0, base[N_METRICS], source[N_METRICS];
         sample_means(runs.base_metric, runs.n_samples, job->n_metrics, base);
         sample_means(runs.source_metric, runs.n_samples, job->n_metrics, source);
+        double w0 = now_seconds();
         rc = store_write_unit(store, plan, u, values, base, source, spent, unit->kind == UNIT_ESTIMATE ? est_seconds : NULL,
                               rank);
+        writes[0] += 1.0, writes[1] += now_seconds() - w0, writes[2] = fmax(writes[2], now_seconds() - w0);
         if (rc) { /* the file cannot take more here: stop every rank, keeping what is written */
             sched_fail(sched);
             break;
@@ -124,8 +126,13 @@ static int compute_units(const Job *job, const Model *m, const Plan *plan, const
     if (current >= 0) prompt_runs_free(&runs);
     sched_finish(sched);
 
-    double runs_total;
+    double runs_total, sums[3] = {writes[0], writes[1], now_seconds() - start}, totals[3], slowest;
     MPI_Allreduce(&seconds_runs, &runs_total, 1, MPI_DOUBLE, MPI_SUM, comm);
+    MPI_Reduce(sums, totals, 3, MPI_DOUBLE, MPI_SUM, 0, comm);
+    MPI_Reduce(&writes[2], &slowest, 1, MPI_DOUBLE, MPI_MAX, 0, comm);
+    if (rank == 0 && size > 1) /* the write pattern, for docs/sizing.md's many-rank measurements */
+        progress.writes = (long)totals[0], progress.write_seconds = totals[1], progress.rank_seconds = totals[2],
+        progress.write_max = slowest;
     rc = mpi_agree(rc, comm); /* one line, from the rank that failed */
     if (!rc) rc = mpi_agree(store_finish(store, 1, size, runs_total), comm);
     if (rank == 0 && !opt->quiet) progress_end(&progress);

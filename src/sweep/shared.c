@@ -53,8 +53,9 @@ int model_load_shared(Model *m, const Job *job, MPI_Comm comm, SharedWeights *sw
     if (rc) return rc;
     MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &sw->node);
     MPI_Comm_rank(sw->node, &node_rank);
-    MPI_Aint bytes = node_rank == 0 ? (MPI_Aint)(model_weight_count(&cfg) * sizeof(float)) : 0;
-    float *weights;
+    /* in the checkpoint's precision when it is BF16 / F16 (model_check_checkpoint chose) */
+    MPI_Aint bytes = node_rank == 0 ? (MPI_Aint)model_weight_bytes(&cfg) : 0;
+    void *weights;
     MPI_Win_allocate_shared(bytes, sizeof(float), MPI_INFO_NULL, sw->node, &weights, &sw->window);
     if (node_rank != 0) {
         MPI_Aint size;

@@ -35,39 +35,6 @@ static const char *const edge_dataset_names[N_EDGE_ESTIMATES] = {"/edges/eap", "
 /* store_write_unit's values[1 + e] is node estimator e or edge estimator e, by the unit's kind. */
 _Static_assert((int)N_EDGE_ESTIMATES <= (int)N_ESTIMATES, "an edge unit's estimates fit the values array");
 
-static hid_t create_dataset(hid_t file, const char *name, hid_t type, int rank, const hsize_t *dims, const void *fill) {
-    hid_t space = H5Screate_simple(rank, dims, NULL);
-    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    if (fill) H5Pset_fill_value(dcpl, type, fill);
-    H5Pset_fill_time(dcpl, H5D_FILL_TIME_ALLOC);
-    H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY); /* required in parallel; also what makes resume safe */
-    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
-    H5Pset_create_intermediate_group(lcpl, 1);
-    hid_t d = H5Dcreate2(file, name, type, space, lcpl, dcpl, H5P_DEFAULT);
-    H5Pclose(lcpl);
-    H5Pclose(dcpl);
-    H5Sclose(space);
-    return d;
-}
-
-/* Writes a whole small dataset and closes it; 0 on success. */
-static int write_small(hid_t file, const char *name, hid_t type, int rank, const hsize_t *dims, const void *data) {
-    hid_t d = create_dataset(file, name, type, rank, dims, NULL);
-    int failed = d < 0 || H5Dwrite(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0;
-    if (d >= 0) failed |= H5Dclose(d) < 0;
-    return failed;
-}
-
-/* n fixed-length strings of width bytes each (NUL-padded rows) as a 1-D dataset. */
-static int write_strings(hid_t file, const char *name, const char *rows, size_t n, size_t width) {
-    hid_t str = H5Tcopy(H5T_C_S1);
-    H5Tset_size(str, width);
-    hsize_t dims[1] = {(hsize_t)n};
-    int failed = write_small(file, name, str, 1, dims, rows);
-    H5Tclose(str);
-    return failed;
-}
-
 static int write_prompts(hid_t file, const Job *job, const Plan *plan) {
     int P = job->n_prompts, T = plan->max_T;
     int *base = xmalloc(sizeof(int) * (size_t)P * T), *src = xmalloc(sizeof(int) * (size_t)P * T);
@@ -85,13 +52,13 @@ static int write_prompts(hid_t file, const Job *job, const Plan *plan) {
         wrong[p] = pr->wrong;
     }
     hsize_t dims2[2] = {(hsize_t)P, (hsize_t)T}, dims1[1] = {(hsize_t)P};
-    int failed = write_small(file, "/prompts/base_tokens", H5T_NATIVE_INT, 2, dims2, base);
-    failed |= write_small(file, "/prompts/source_tokens", H5T_NATIVE_INT, 2, dims2, src);
-    failed |= write_small(file, "/prompts/length", H5T_NATIVE_INT, 1, dims1, len);
-    failed |= write_small(file, "/prompts/answer", H5T_NATIVE_INT, 1, dims1, ans);
-    failed |= write_small(file, "/prompts/wrong", H5T_NATIVE_INT, 1, dims1, wrong);
+    int failed = h5_write_small(file, "/prompts/base_tokens", H5T_NATIVE_INT, 2, dims2, base);
+    failed |= h5_write_small(file, "/prompts/source_tokens", H5T_NATIVE_INT, 2, dims2, src);
+    failed |= h5_write_small(file, "/prompts/length", H5T_NATIVE_INT, 1, dims1, len);
+    failed |= h5_write_small(file, "/prompts/answer", H5T_NATIVE_INT, 1, dims1, ans);
+    failed |= h5_write_small(file, "/prompts/wrong", H5T_NATIVE_INT, 1, dims1, wrong);
     if (job->resample_from)
-        failed |= write_small(file, "/prompts/source_prompt", H5T_NATIVE_INT, 1, dims1, job->resample_from);
+        failed |= h5_write_small(file, "/prompts/source_prompt", H5T_NATIVE_INT, 1, dims1, job->resample_from);
     free(base), free(src), free(len), free(ans), free(wrong);
     return failed;
 }
@@ -105,11 +72,7 @@ static int write_positions(hid_t file, const Job *job, const Plan *plan) {
     char *names = xcalloc((size_t)S, NAME);
     int *at = xmalloc(sizeof(int) * (size_t)P * (size_t)S);
     for (int j = 0; j < S; j++) {
-        char *name = names + (size_t)j * NAME;
-        if (job->positions == POS_LIST && job->position_names[j]) snprintf(name, NAME, "%s", job->position_names[j]);
-        else if (job->positions == POS_LIST) snprintf(name, NAME, "%d", job->position_list[j]);
-        else if (plan->positions[j] < 0) snprintf(name, NAME, "all");
-        else snprintf(name, NAME, "%d", plan->positions[j]);
+        job_column_name(job, j, names + (size_t)j * NAME, NAME);
     }
     for (int p = 0; p < P; p++)
         for (int j = 0; j < S; j++) {
@@ -117,9 +80,9 @@ static int write_positions(hid_t file, const Job *job, const Plan *plan) {
             at[(size_t)p * S + j] = pos == JOB_NO_POSITION ? PLAN_VARIES : pos;
         }
     hsize_t s1 = (hsize_t)S, ps[2] = {(hsize_t)P, (hsize_t)S};
-    int failed = write_small(file, "/positions", H5T_NATIVE_INT, 1, &s1, plan->positions);
-    failed |= write_strings(file, "/position_names", names, (size_t)S, NAME);
-    failed |= write_small(file, "/prompts/position", H5T_NATIVE_INT, 2, ps, at);
+    int failed = h5_write_small(file, "/positions", H5T_NATIVE_INT, 1, &s1, plan->positions);
+    failed |= h5_write_strings(file, "/position_names", names, (size_t)S, NAME);
+    failed |= h5_write_small(file, "/prompts/position", H5T_NATIVE_INT, 2, ps, at);
     free(names), free(at);
     return failed;
 }
@@ -138,11 +101,11 @@ static int write_nodes(hid_t file, const Plan *plan) {
         neuron[i] = n->site == SITE_MLP_POST ? n->index : -1;
     }
     hsize_t dims[1] = {(hsize_t)N};
-    int failed = write_strings(file, "/nodes/name", names, (size_t)N, NAME);
-    failed |= write_strings(file, "/nodes/site", sites, (size_t)N, NAME);
-    failed |= write_small(file, "/nodes/layer", H5T_NATIVE_INT, 1, dims, layer);
-    failed |= write_small(file, "/nodes/head", H5T_NATIVE_INT, 1, dims, head);
-    failed |= write_small(file, "/nodes/neuron", H5T_NATIVE_INT, 1, dims, neuron);
+    int failed = h5_write_strings(file, "/nodes/name", names, (size_t)N, NAME);
+    failed |= h5_write_strings(file, "/nodes/site", sites, (size_t)N, NAME);
+    failed |= h5_write_small(file, "/nodes/layer", H5T_NATIVE_INT, 1, dims, layer);
+    failed |= h5_write_small(file, "/nodes/head", H5T_NATIVE_INT, 1, dims, head);
+    failed |= h5_write_small(file, "/nodes/neuron", H5T_NATIVE_INT, 1, dims, neuron);
     free(names), free(sites), free(layer), free(head), free(neuron);
     return failed;
 }
@@ -158,9 +121,9 @@ static int write_edges(hid_t file, const Plan *plan) {
         edge_up_name(&e->up, up + (size_t)i * NAME, NAME);
         edge_down_name(&e->down, down + (size_t)i * NAME, NAME);
     }
-    int failed = write_strings(file, "/edges/name", names, (size_t)E, NAME);
-    failed |= write_strings(file, "/edges/upstream", up, (size_t)E, NAME);
-    failed |= write_strings(file, "/edges/downstream", down, (size_t)E, NAME);
+    int failed = h5_write_strings(file, "/edges/name", names, (size_t)E, NAME);
+    failed |= h5_write_strings(file, "/edges/upstream", up, (size_t)E, NAME);
+    failed |= h5_write_strings(file, "/edges/downstream", down, (size_t)E, NAME);
     free(names), free(up), free(down);
     return failed;
 }
@@ -241,7 +204,7 @@ int store_write_structure(const char *creating, const char *path, const Job *job
     hsize_t M = (hsize_t)job->n_metrics;
     char metrics[N_METRICS][16] = {{0}};
     for (int k = 0; k < job->n_metrics; k++) snprintf(metrics[k], sizeof metrics[k], "%s", metric_name(job->metrics[k]));
-    failed |= write_strings(f, "/metrics", metrics[0], (size_t)M, sizeof metrics[0]);
+    failed |= h5_write_strings(f, "/metrics", metrics[0], (size_t)M, sizeof metrics[0]);
     /* What each unit covers, so a reader can tell which cells a done flag vouches for. */
     int *kind = xmalloc(sizeof(int) * U), *prompt = xmalloc(sizeof(int) * U), *node0 = xmalloc(sizeof(int) * U),
         *nodes = xmalloc(sizeof(int) * U);
@@ -249,10 +212,10 @@ int store_write_structure(const char *creating, const char *path, const Job *job
         const Unit *unit = &plan->units[u];
         kind[u] = unit->kind, prompt[u] = unit->prompt, node0[u] = unit->node0, nodes[u] = unit->n_nodes;
     }
-    failed |= write_small(f, "/progress/unit_kind", H5T_NATIVE_INT, 1, &U, kind);
-    failed |= write_small(f, "/progress/unit_prompt", H5T_NATIVE_INT, 1, &U, prompt);
-    failed |= write_small(f, "/progress/unit_node0", H5T_NATIVE_INT, 1, &U, node0);
-    failed |= write_small(f, "/progress/unit_nodes", H5T_NATIVE_INT, 1, &U, nodes);
+    failed |= h5_write_small(f, "/progress/unit_kind", H5T_NATIVE_INT, 1, &U, kind);
+    failed |= h5_write_small(f, "/progress/unit_prompt", H5T_NATIVE_INT, 1, &U, prompt);
+    failed |= h5_write_small(f, "/progress/unit_node0", H5T_NATIVE_INT, 1, &U, node0);
+    failed |= h5_write_small(f, "/progress/unit_nodes", H5T_NATIVE_INT, 1, &U, nodes);
     free(kind), free(prompt), free(node0), free(nodes);
 
     float nan_float = NAN;
@@ -280,7 +243,7 @@ int store_write_structure(const char *creating, const char *path, const Job *job
     };
     for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++) {
         if (!sets[i].wanted) continue;
-        hid_t d = create_dataset(f, sets[i].name, sets[i].type, sets[i].rank, sets[i].dims, sets[i].fill);
+        hid_t d = h5_create_dataset(f, sets[i].name, sets[i].type, sets[i].rank, sets[i].dims, sets[i].fill);
         failed |= d < 0 || H5Dclose(d) < 0;
     }
     failed |= H5Fflush(f, H5F_SCOPE_GLOBAL) < 0;

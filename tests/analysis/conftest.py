@@ -104,3 +104,33 @@ def write_synthetic(path, exact, estimates, sites=None, base=None, source=None, 
         f["progress/unit_nodes"] = np.ones(U, dtype=np.int32)
         f["progress/seconds"] = np.full(U, 0.01)
     return path
+
+
+# The datasets of /circuits and their types, as docs/circuits.md lays them out ("S": strings).
+CIRCUIT_TYPES = {"set": "S", "k": np.int32, "size": np.int32, "members": np.uint8, "all_positions": np.uint8,
+                 "choice": "S", "full": np.float64, "empty": np.float64, "metric": np.float64,
+                 "faithfulness": np.float64, "ratio_of_means": np.float64, "mean_of_ratios": np.float64,
+                 "median": np.float64, "q1": np.float64, "q3": np.float64, "sets/name": "S", "sets/auc": np.float64,
+                 "sets/k80": np.int32, "sets/k90": np.int32, "sets/k100": np.int32, "done": np.uint8,
+                 "edge_name": "S"}  # edge_name: the layout's addition naming the members' edges (node jobs have no /edges)
+
+
+def write_circuits(path, edge_names, circuits, edge_exact=None, job=None):
+    """Adds to a results file (write_synthetic's) the edges named ("u->v") and a /circuits group
+    laid out as docs/circuits.md says: `circuits` maps each dataset's path under /circuits to its
+    values, written with the contract's type; edge_exact [P, E, S, M] becomes /edges/exact.
+    edge_names None writes no /edges (a node job whose circuits were ranked by its node effects)."""
+    with h5py.File(path, "r+") as f:
+        if edge_names is not None:
+            f["edges/name"] = np.array([e.encode() for e in edge_names], dtype="S64")
+            f["edges/upstream"] = np.array([e.split("->")[0].encode() for e in edge_names], dtype="S32")
+            f["edges/downstream"] = np.array([e.split("->")[1].encode() for e in edge_names], dtype="S32")
+        if edge_exact is not None:
+            f["edges/exact"] = np.asarray(edge_exact, dtype=np.float32)
+        g = f.create_group("circuits")
+        for name, values in circuits.items():
+            kind = CIRCUIT_TYPES[name]
+            g[name] = np.array([v.encode() for v in values], dtype="S64") if kind == "S" else np.asarray(values, dtype=kind)
+        g.attrs["job"] = json.dumps(job or {"sets": []})
+        g.attrs["fingerprint"], g.attrs["seconds"] = "0123abcd", 1.5
+    return path

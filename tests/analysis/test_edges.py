@@ -4,6 +4,7 @@ import shutil
 
 import h5py
 import numpy as np
+import pytest
 
 import analysis
 from conftest import run_job
@@ -39,3 +40,35 @@ def test_report_of_an_edge_job(tmp_path):
         text = open(analysis.report(path, str(tmp_path / "report"))).read()
     assert "<h2>Edges</h2>" in text and "rank by eap" in text and "edge_graph.png" in text
     assert (tmp_path / "report" / "edge_graph.png").exists()
+
+
+def test_edge_bound(tmp_path):
+    """`patchsweep bound --edges` writes /bound over the edge axis: the package loads it, draws
+    its subsets again over [K, E, S] (giving back each cell's estimate), checks it against the
+    exact edge effects, and the report draws it without numpy warnings."""
+    import json
+    import subprocess
+    import warnings
+    from conftest import BINARY
+    path = run_job(str(tmp_path), "edges-gpt2-pair-noise-each")
+    subprocess.run([BINARY, "bound", path[:-3] + ".json", "--edges", "--verified", "5", "--subsets", "24",
+                    "--inclusion", "0.2", "--quiet"], check=True, timeout=300)
+    r = analysis.load(path)
+    b = r.bound
+    P, E, S = r.edges["exact"].shape
+    assert b["cells"] == "edges" and b["ucb"].shape == (P, E, S) and b["ranked_by"] in ("eap", "eap_ig", "eap_ig_act")
+    for p in range(P):
+        masks = analysis.bound_subsets(r, p)
+        assert masks.shape == (24, E, S) and not (masks & np.isnan(b["ucb"][p])[None]).any()
+        effect = b["subset_effect"][p]
+        for e, s in list(zip(*np.nonzero(np.isfinite(b["ucb"][p]))))[:50]:
+            inside = masks[:, e, s]
+            assert b["estimate"][p, e, s] == pytest.approx(effect[inside].mean() - effect[~inside].mean(), rel=1e-9, abs=1e-12)
+    check = analysis.bound_check(r)
+    assert check["theta"].shape == (P,) and check["ucb"].size == int((~np.isnan(b["ucb"])).sum())
+    missed = [np.nanmax(np.where(np.isnan(b["ucb"][p]), np.nan, np.abs(r.edges["exact"][p]))) for p in range(P)]
+    assert np.allclose(check["missed"], missed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", category=RuntimeWarning)
+        text = open(analysis.report(path, str(tmp_path / "report"))).read()
+    assert "patchsweep bound" in text

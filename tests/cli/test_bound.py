@@ -12,6 +12,10 @@
 - --metric bounds another of the job's metrics, bit for bit as a job of that metric alone;
   the sweep's datasets are untouched;
 - bad input: one line, exit status 2, the results file unchanged.
+Edges (bound --edges, docs/edges.md): the same checks on the cells (edge, column) of GPT-2 (pair,
+gaussian), Llama (GQA, mean) and NeoX (parallel residual) edge jobs against the reference's joint
+edge patches (the same fixture); the default ranker among eap, eap_ig, eap_ig_act; 1 and 2 ranks
+bit for bit; the edge options' bad input.
 Usage: test_bound.py BINARY FIXTURES SHARED"""
 import hashlib
 import json
@@ -58,10 +62,13 @@ def sweep_digest(path):
 
 
 def read_bound(path):
+    """/bound's datasets and attributes, the positions, and each node's site ("edges" for every
+    edge of an edge bound)."""
     with h5py.File(path, "r") as f:
         g = f["bound"]
-        return {k: g[k][()] for k in g}, dict(g.attrs), f["effects"], f["positions"][()], \
-            [s.decode() for s in f["nodes/site"][()]]
+        edges = g.attrs.get("cells") in (b"edges", "edges")
+        sites = ["edges"] * len(f["edges/name"]) if edges else [s.decode() for s in f["nodes/site"][()]]
+        return {k: g[k][()] for k in g}, dict(g.attrs), None, f["positions"][()], sites
 
 
 def expected_order(estimate, site_cells):
@@ -100,11 +107,13 @@ def recall_found(exact, estimate, site_cells, budget):
 
 def expected_ranker(path, site, budget):
     """The default ranking estimator: the best recall summed over prompts, ties to the first of
-    atp, atp_qk, atp_star; and each estimator's recall."""
+    atp, atp_qk, atp_star (edges, site "edges": eap, eap_ig, eap_ig_act); and each estimator's recall."""
+    group, names = ("edges", ("eap", "eap_ig", "eap_ig_act")) if site == "edges" else ("effects", ("atp", "atp_qk", "atp_star"))
     with h5py.File(path, "r") as f:
-        exact = f["effects/exact"][..., 0]
-        estimates = {e: f[f"effects/{e}"][..., 0] for e in ("atp", "atp_qk", "atp_star") if f"effects/{e}" in f}
-        node_sites, positions = [s.decode() for s in f["nodes/site"][()]], f["positions"][()]
+        exact = f[f"{group}/exact"][..., 0]
+        estimates = {e: f[f"{group}/{e}"][..., 0] for e in names if f"{group}/{e}" in f}
+        positions = f["positions"][()]
+        node_sites = ["edges"] * exact.shape[1] if site == "edges" else [s.decode() for s in f["nodes/site"][()]]
         lengths = f["prompts/length"][()]
     found, wanted = dict.fromkeys(estimates, 0), 0
     for p in range(exact.shape[0]):
@@ -120,7 +129,8 @@ def expected_ranker(path, site, budget):
 def check_default_ranker(path, label, site, budget, want=None):
     """bound without --by ranks by the estimator of the best recall on the file's exact effects,
     records it and why (ranked_by, ranked_by_reason, recall_<estimator>), and prints it."""
-    p = subprocess.run([binary, "bound", path, "--site", site, "--verified", str(budget), "--subsets", "8"],
+    where = ["--edges"] if site == "edges" else ["--site", site]
+    p = subprocess.run([binary, "bound", path, *where, "--verified", str(budget), "--subsets", "8"],
                        capture_output=True, text=True, timeout=300)
     check(p.returncode == 0, f"{label}: bound without --by: {p.stderr}")
     if p.returncode:
@@ -149,19 +159,22 @@ def check_job(tmp, case):
     p = subprocess.run([binary, "run", path, "--quiet"], capture_output=True, text=True, timeout=300)
     check(p.returncode == 0, f"{name}: run: {p.returncode} {p.stderr}")
     before = sweep_digest(job["output"])
-    p = bound(path, "--site", site, "--by", by, *options)
+    group = "edges" if case.get("edges") else "effects"
+    p = bound(path, *(["--edges"] if case.get("edges") else ["--site", site]), "--by", by, *options)
     check(p.returncode == 0, f"{name}: bound: {p.returncode} {p.stderr}")
     if p.returncode:
         return path
     check(sweep_digest(job["output"]) == before, f"{name}: bound changed the sweep's datasets")
     b, attrs, _, positions, node_sites = read_bound(job["output"])
     with h5py.File(job["output"], "r") as f:
-        estimates = f[f"effects/{by}"][..., 0]  # bound reads the first metric
+        estimates = f[f"{group}/{by}"][..., 0]  # bound reads the first metric
         lengths = f["prompts/length"][()]
     opts = dict(zip(options[::2], options[1::2]))
     K, verified_k = int(opts["--subsets"]), int(opts["--verified"])
     inclusion, confidence, seed = float(opts["--inclusion"]), float(opts.get("--confidence", 0.95)), int(opts.get("--seed", 0))
-    check(attrs["site"].decode() if isinstance(attrs["site"], bytes) else attrs["site"] == site, f"{name}: site attribute")
+    text = lambda v: v.decode() if isinstance(v, bytes) else v
+    check(text(attrs["site"]) == site, f"{name}: site attribute {attrs['site']!r}")
+    check(text(attrs["cells"]) == ("edges" if group == "edges" else "nodes"), f"{name}: cells attribute {attrs['cells']!r}")
     P, N, S = estimates.shape
     check(abs(attrs["delta_sign"] - (1 - inclusion / 2) ** K) <= 1e-12, f"{name}: delta_sign {attrs['delta_sign']}")
     check("in_subset" not in b, f"{name}: /bound/in_subset is stored; the masks are to be drawn again from the seed")
@@ -226,16 +239,16 @@ def check_job(tmp, case):
         worst = max(worst, abs(got - want))
         check(abs(got - want) <= TOLERANCE * max(1.0, abs(want)),
               f"{name} prompt {p} subset {k} ({len(cells)} cells): patchsweep {got:.8g}, reference {want:.8g}")
-    print(f"{name}: site {site} by {by}: {P} prompts, masks and statistics as documented (ucb within {largest_ucb_gap:.1e}); "
+    print(f"{name}: {'edges' if group == 'edges' else 'site ' + site} by {by}: {P} prompts, masks and statistics as documented (ucb within {largest_ucb_gap:.1e}); "
           f"{len(case['subsets'])} joint patches match the reference within {worst:.1e}")
     return path
 
 
 with tempfile.TemporaryDirectory() as tmp:
-    cases = json.load(open(os.path.join(fixtures, "golden", "bound.json")))
-    paths = [check_job(tmp, case) for case in cases]
+    ref_cases = json.load(open(os.path.join(fixtures, "golden", "bound.json")))
+    paths = [check_job(tmp, case) for case in ref_cases]
     gpt2 = paths[0]
-    opts = [x for key, value in cases[0]["options"].items() for x in (f"--{key}", str(value))] + ["--by", cases[0]["by"]]
+    opts = [x for key, value in ref_cases[0]["options"].items() for x in (f"--{key}", str(value))] + ["--by", ref_cases[0]["by"]]
 
     # Rerun: the same bits; other options replace the group.
     out = json.load(open(gpt2))["output"]
@@ -401,6 +414,28 @@ with tempfile.TemporaryDirectory() as tmp:
         if problem:
             failures.append(f"bound {' '.join(os.path.basename(a) for a in args)}: {problem}")
     check(hashlib.sha256(open(out, "rb").read()).hexdigest() == before, "a refused bound changed the results file")
+
+    # Edges: the default ranker; 2 ranks as 1; the edge options' bad input.
+    edge_case = next(i for i, case in enumerate(ref_cases) if case.get("edges"))
+    edge_job, edge_opts = paths[edge_case], [x for key, value in ref_cases[edge_case]["options"].items()
+                                             for x in (f"--{key}", str(value))] + ["--by", ref_cases[edge_case]["by"]]
+    check_default_ranker(edge_job, "edges-gpt2-pair-noise-each", "edges", 10)
+    edge_out = json.load(open(edge_job))["output"]
+    bound(edge_job, *edge_opts)
+    first = read_bound(edge_out)[0]
+    p = subprocess.run(["mpiexec", "-n", "2", "--oversubscribe", binary, "bound", edge_job, "--quiet", *edge_opts],
+                       capture_output=True, text=True, timeout=300, env=ENV)
+    spread = read_bound(edge_out)[0]
+    check(p.returncode == 0 and all(np.array_equal(first[k], spread[k], equal_nan=True) for k in first),
+          f"edge /bound on 2 ranks differs from 1 rank: {p.returncode} {p.stderr[-300:]}")
+    before = hashlib.sha256(open(edge_out, "rb").read()).hexdigest()
+    for args, fragment in (([edge_job, "--by", "atp"], "--by \"atp\" is not an edge estimator"),
+                           ([edge_job, "--site", "z"], "--site z: with edges the cells are the job's edges"),
+                           ([gpt2, "--edges"], "patches no edges")):
+        problem, _ = user_error([binary, "bound", *args], fragment)
+        if problem:
+            failures.append(f"bound {' '.join(os.path.basename(a) for a in args)}: {problem}")
+    check(hashlib.sha256(open(edge_out, "rb").read()).hexdigest() == before, "a refused edge bound changed the results file")
 
     # An unfinished sweep: a missing estimate is named, and nothing is written.
     with h5py.File(out, "r+") as f:

@@ -170,11 +170,6 @@ with tempfile.TemporaryDirectory() as tmp:
                 check(same and f["edges/exact"].shape[-1] == 2, "two metrics: the logprob column differs from the logprob job's bits")
                 print(f"edges-gpt2-pair-noise-each with metrics [kl, logprob]: logprob column {'the same bits' if same else 'DIFFERS'}")
 
-    # bound reads node effects: on an edge job it says so in one line (exit 2)
-    if "edges-neox-pair" in outputs:
-        problem, _ = user_error([binary, "bound", os.path.join(tmp, "edges-neox-pair.json")], "patches edges only")
-        check(problem is None, f"bound on an edge job: {problem}")
-
     # An edited edge job that only gained an estimator: the file is remade and its edge units
     # computed again (not carried yet, docs/edges.md), equal to a fresh run bit for bit.
     if "edges-neox-pair" in outputs:

@@ -1,4 +1,5 @@
-/* libFuzzer harness: the safetensors reader (st_set_open -> st_open, open_index; st_read_f32).
+/* libFuzzer harness: the safetensors reader (st_set_open -> st_open, open_index; st_read_f32, and
+ * st_read_16 as a 16-bit model reads its matrices).
  * An input is model.safetensors, or, when it starts with '{', model.safetensors.index.json up to
  * the first NUL byte, with the bytes after it as the shard "fuzz.safetensors" beside the three
  * shards of tests/fixtures/models/llama-tiny-sharded. Every tensor that opens is then read. */
@@ -14,6 +15,7 @@ static void read_all(const StSet *s, const StFile *f) {
         size_t n = (t->end - t->begin) / (size_t)t->elem_size;
         float *dst = alloc_floats(n ? n : 1);
         st_read_f32(s, t->name, t->ndim, t->shape, dst);
+        st_read_16(s, t->name, t->ndim, t->shape, t->dtype[0] == 'B' ? "BF16" : "F16", (uint16_t *)dst);
         free(dst);
     }
 }

@@ -257,6 +257,34 @@ static long check_products(const char *fam) {
             expect_chain(fam, "matmul_backward dinp", dinp, want_dinp, (size_t)M * K, M, N, K);
             expect_chain(fam, "matmul_backward dw", dw, want_dw, (size_t)N * K, M, N, K);
             n += 3;
+            /* w's leading 16 bits as bfloat16, or as float16 with the top exponent bit cleared (finite):
+             * products on them held in 16 bits equal the chain on their widened values */
+            for (int t = WEIGHTS_BF16; t <= WEIGHTS_F16; t++) {
+                uint16_t *w16 = xmalloc(2 * (size_t)N * K + 2), *packed16 = xmalloc(2 * packed_floats(N, K));
+                for (size_t i = 0; i < (size_t)N * K; i++)
+                    w16[i] = (uint16_t)(bits(w[i]) >> 16) & (t == WEIGHTS_F16 ? 0xbfff : 0xffff);
+                WeightRef held = {w16, (WeightType)t, 0};
+                weights_widen(w, held, (size_t)N * K);
+                pack_weights16(packed16, w16, N, K);
+                matmul_forward_ref(out, a, (WeightRef){packed16, (WeightType)t, 1}, bias, M, K, N);
+                for (int i = 0; i < M; i++)
+                    for (int j = 0; j < N; j++) want[i * N + j] = chain(a + i * K, 1, w + j * K, 1, K) + bias[j];
+                expect_chain(fam, t == WEIGHTS_BF16 ? "forward on bf16" : "forward on f16", out, want, (size_t)M * N, M,
+                             N, K);
+                memset(dinp, 0, sizeof(float) * (size_t)M * K);
+                for (int i = 0; i < M; i++)
+                    for (int c = 0; c < K; c++) want_dinp[i * K + c] = 0.0f + chain(dout + i * N, 1, w + c, K, N);
+                matmul_backward_ref(dinp, NULL, NULL, dout, a, held, M, K, N);
+                expect_chain(fam, t == WEIGHTS_BF16 ? "dinp on bf16" : "dinp on f16", dinp, want_dinp, (size_t)M * K, M,
+                             N, K);
+                /* and from the packed copy alone, its panels read across (a 16-bit model's backward) */
+                memset(dinp, 0, sizeof(float) * (size_t)M * K);
+                matmul_backward_ref(dinp, NULL, NULL, dout, a, (WeightRef){packed16, (WeightType)t, 1}, M, K, N);
+                expect_chain(fam, t == WEIGHTS_BF16 ? "dinp on packed bf16" : "dinp on packed f16", dinp, want_dinp,
+                             (size_t)M * K, M, N, K);
+                n += 3;
+                free(w16), free(packed16);
+            }
             free(a), free(w), free(bias), free(packed), free(out), free(want), free(dout), free(dinp), free(dw);
             free(want_dinp), free(want_dw);
         }

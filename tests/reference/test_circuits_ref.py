@@ -91,3 +91,69 @@ def test_in_circuit_edges_carry_current_values():
     # ... while ablating the out-edges of a head that does see the clean prompt changes the metric.
     assert abs(cr.evaluate(job, edges=everything)[0] -
                cr.evaluate(job, edges=[e for e in everything if e not in out_of_head])[0]) > 1e-3
+
+
+# ---- evaluate_choices: every choice of docs/circuits.md ---------------------------------------------
+ONE_LENGTH = dict(PAIR_JOB, positions="each",
+                  prompts=PAIR_JOB["prompts"] + [{"clean": [1, 9, 9, 2, 50], "corrupt": [1, 9, 4, 2, 50], "answer": 3, "wrong": 8}])
+HAND = ["embed->L0.H1.q", "embed->L0.KV1.k", "L0.H2->L1.KV0.v", "L0.mlp->L1.mlp_in", "L1.H3->logits", "L1.mlp->logits"]
+
+
+def names_of(edges):
+    return [er.edge_name(e) for e in edges]
+
+
+def test_full_and_empty_under_every_choice():
+    job = ONE_LENGTH
+    everything = names_of(er.edge_graph(er.Model(os.path.join(FIXTURES, "models", "llama-tiny")).cfg))
+    choices = [(g, a) for g in ("edges", "nodes") for a in ("pair", "mean", "zero", {"resample": {"seeds": 2}})]
+    full, empty, values = cr.evaluate_choices(job, JOBS, [{"edges": everything}, {"edges": []}], choices)
+    assert np.allclose(values[0], full[None], atol=1e-10, rtol=0)
+    assert np.allclose(values[1], empty, atol=1e-10, rtol=0)
+    assert np.allclose(empty[0, :, 0], runs_metric(cr.circuit_job(job, JOBS), "corrupt"), atol=1e-10, rtol=0)
+
+
+def test_specific_at_every_position_is_position_independent():
+    job = ONE_LENGTH
+    every = [f"{n}@{t}" for n in HAND for t in range(5)]
+    _, _, values = cr.evaluate_choices(job, JOBS, [{"edges": HAND}, {"edges": every, "specific": True}],
+                                       [("edges", "pair"), ("edges", "zero"), ("nodes", "pair")])
+    assert np.allclose(values[0], values[1], atol=1e-10, rtol=0)
+
+
+def test_specific_differs_from_independent():
+    """Values of the corrupted position read at the last one: kept there or not."""
+    job = ONE_LENGTH
+    reads = ["embed->L0.KV1.v", "L0.H2->logits", "L0.H3->logits"]
+    _, _, values = cr.evaluate_choices(job, JOBS, [{"edges": reads}, {"edges": [n + "@4" for n in reads], "specific": True}],
+                                       [("edges", "pair")])
+    assert np.abs(values[0] - values[1]).max() > 1e-3
+
+
+def test_node_granularity_is_the_derived_node_circuit():
+    """Nodes of an edge circuit: its upstream ends and the owners of its downstream ends
+    (embed->L0.KV1.k makes L0.H2 and L0.H3 nodes under GQA with two query heads per group)."""
+    job = ONE_LENGTH
+    derived = ["embed", "L0.H1", "L0.H2", "L0.H3", "L0.mlp", "L1.H0", "L1.H1", "L1.mlp", "L1.H3"]
+    _, _, values = cr.evaluate_choices(job, JOBS, [{"edges": HAND}, {"nodes": derived}], [("nodes", "mean"), ("edges", "mean")])
+    assert np.allclose(values[0, 0], values[1, 0], atol=1e-10, rtol=0)
+    assert np.allclose(values[1, 0], values[1, 1], atol=1e-10, rtol=0)  # a node set is the same at both granularities
+    assert np.abs(values[0, 0] - values[0, 1]).max() > 1e-3  # Miller's node/edge gap
+
+
+def test_resample_seeds_average_single_seeds():
+    job = ONE_LENGTH
+    _, empty, values = cr.evaluate_choices(job, JOBS, [{"edges": HAND}],
+                                           [("edges", {"resample": {"seeds": 3, "seed": 1}})] +
+                                           [("edges", {"resample": {"seed": s}}) for s in (1, 2, 3)])
+    assert np.allclose(values[0, 0], values[0, 1:].mean(0), atol=1e-10, rtol=0)
+    assert np.allclose(empty[0], empty[1:].mean(0), atol=1e-10, rtol=0)
+
+
+def test_mean_over_a_prompt_set():
+    job = ONE_LENGTH
+    same = {"mean": {"prompts_file": "same.jsonl", "prompts": [{"clean": p["clean"]} for p in job["prompts"]]}}
+    other = {"mean": {"prompts_file": "abc.jsonl", "prompts": [{"clean": [2, 5, 40, 11, 9]}, {"clean": [1, 30, 12, 6, 21]}]}}
+    _, _, values = cr.evaluate_choices(job, JOBS, [{"edges": HAND}], [("edges", "mean"), ("edges", same), ("edges", other)])
+    assert np.allclose(values[0, 0], values[0, 1], atol=1e-10, rtol=0)
+    assert np.abs(values[0, 0] - values[0, 2]).max() > 1e-3

@@ -97,6 +97,77 @@ static void test_products_equal_the_chain(void **state) {
     printf("  %ld products checked\n", checked);
 }
 
+/* Random 16-bit weights of type t: bfloat16 from normal floats; float16 with every exponent
+ * (subnormals included) and any mantissa. Never infinite or NaN, as loading guarantees. */
+static uint16_t *random_half(Rng *rng, size_t n, WeightType t) {
+    uint16_t *h = xmalloc(sizeof(uint16_t) * (n ? n : 1));
+    for (size_t i = 0; i < n; i++) {
+        uint64_t r = rng_next(rng);
+        if (t == WEIGHTS_F16) h[i] = (uint16_t)((r & 0x8000) | ((r >> 16) % 31) << 10 | ((r >> 32) & 0x3ff));
+        else {
+            float x = (float)rng_normal(rng);
+            uint32_t bits;
+            memcpy(&bits, &x, sizeof bits);
+            h[i] = (uint16_t)(bits >> 16);
+        }
+    }
+    return h;
+}
+
+/* Products on weights held in 16 bits equal the products on the widened float32 weights (which
+ * the test above holds to the fma chain), for forward (packed) and dinp (from rows, ragged last
+ * panel, and from the packed copy), on every family and both types. */
+static void test_products_on_16_bit_weights(void **state) {
+    (void)state;
+    const Kernels *fam[8];
+    int n_fam = available(fam);
+    Rng rng;
+    rng_seed(&rng, 12, 0, 0);
+    static const int rows[] = {1, 3, 7, 13, 29};
+    long checked = 0;
+    for (int f = 0; f < n_fam; f++) {
+        use(fam[f]);
+        for (int t = WEIGHTS_BF16; t <= WEIGHTS_F16; t++)
+            for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+                for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+                    int M = rows[r], N = shapes[s][0], K = shapes[s][1];
+                    uint16_t *w16 = random_half(&rng, (size_t)N * K, (WeightType)t);
+                    uint16_t *packed16 = xmalloc(sizeof(uint16_t) * packed_floats(N, K));
+                    float *w = alloc_floats((size_t)N * K), *packed = alloc_floats(packed_floats(N, K));
+                    WeightRef held = {w16, (WeightType)t, 0};
+                    weights_widen(w, held, (size_t)N * K);
+                    pack_weights(packed, w, N, K);
+                    pack_weights16(packed16, w16, N, K);
+                    float *a = randn(&rng, (size_t)M * K), *bias = randn(&rng, N);
+                    float *out = alloc_floats((size_t)M * N), *want = alloc_floats((size_t)M * N);
+                    matmul_forward(want, a, packed, bias, M, K, N);
+                    matmul_forward_ref(out, a, (WeightRef){packed16, (WeightType)t, 1}, bias, M, K, N);
+                    expect_bits(t == WEIGHTS_BF16 ? "forward on bf16" : "forward on f16", fam[f], out, want,
+                                (size_t)M * N, M, N, K);
+                    float *dout = randn(&rng, (size_t)M * N), *dinp = randn(&rng, (size_t)M * K);
+                    float *want_dinp = alloc_floats((size_t)M * K);
+                    memcpy(want_dinp, dinp, sizeof(float) * (size_t)M * K);
+                    matmul_backward(want_dinp, NULL, NULL, dout, a, w, M, K, N);
+                    float *from_packed = alloc_floats((size_t)M * K);
+                    memcpy(from_packed, dinp, sizeof(float) * (size_t)M * K);
+                    matmul_backward_ref(dinp, NULL, NULL, dout, a, held, M, K, N);
+                    expect_bits(t == WEIGHTS_BF16 ? "dinp on bf16" : "dinp on f16", fam[f], dinp, want_dinp,
+                                (size_t)M * K, M, N, K);
+                    /* from the packed copy alone, its panels read across (a 16-bit model's backward) */
+                    matmul_backward_ref(from_packed, NULL, NULL, dout, a, (WeightRef){packed16, (WeightType)t, 1}, M, K, N);
+                    expect_bits(t == WEIGHTS_BF16 ? "dinp on packed bf16" : "dinp on packed f16", fam[f], from_packed,
+                                want_dinp, (size_t)M * K, M, N, K);
+                    free(from_packed);
+                    checked += 3;
+                    free(w16), free(packed16), free(w), free(packed), free(a), free(bias), free(out), free(want);
+                    free(dout), free(dinp), free(want_dinp);
+                }
+        printf("  %-8s forward and dinp on bf16 and f16 weights equal the widened float32 products bit for bit\n",
+               fam[f]->name);
+    }
+    printf("  %ld products checked\n", checked);
+}
+
 /* A row's bits do not depend on how many rows share the call or where it starts, on any family,
  * and every family gives the bits of the first. */
 static void test_rows_do_not_depend_on_the_batch(void **state) {
@@ -272,7 +343,8 @@ static void test_select_by_name(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_products_equal_the_chain), cmocka_unit_test(test_rows_do_not_depend_on_the_batch),
+        cmocka_unit_test(test_products_equal_the_chain), cmocka_unit_test(test_products_on_16_bit_weights),
+        cmocka_unit_test(test_rows_do_not_depend_on_the_batch),
         cmocka_unit_test(test_other_ops_row_invariant),  cmocka_unit_test(test_array_functions),
         cmocka_unit_test(test_double_functions),         cmocka_unit_test(test_select_by_name),
     };

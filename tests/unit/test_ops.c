@@ -296,7 +296,7 @@ static void test_attention_norm_threads(void **state) {
 typedef struct { float *out, *wte, *wpe; int tokens[4]; } EmbCtx;
 static void emb_fw(void *p) {
     EmbCtx *c = p;
-    embedding_forward(c->out, c->tokens, 4, c->wte, c->wpe, NULL, 3);
+    embedding_forward(c->out, c->tokens, 4, weight_f32(c->wte), weight_f32(c->wpe), NULL, 3);
 }
 static void test_embedding(void **state) {
     (void)state;
