@@ -146,20 +146,16 @@ void bound_prompt(BoundWork *w, int p, const float *estimates, PromptBound *out)
 
     /* K random subsets of the unverified cells, each patched jointly */
     PromptSubsets subsets = {spec, p};
-    PromptRuns runs, full;
+    PromptRuns runs;
     prompt_runs_build(&runs, w->m, w->job, &w->jr, p);
-    /* joint edge patches read every layer's upstream outputs of both runs: the prompt's lean runs
-     * expanded (the node engine recomputes the sites it reads itself) */
-    if (spec->edges) prompt_runs_expand(&runs, w->m, &full);
     for (int k = 0; k < K; k++) {
         draw_prompt_subset(&subsets, k, U, w->in);
         if (!U) out->subset_effect[k] = 0.0;
-        else if (spec->edges) out->subset_effect[k] = edge_subset_effect(w, &full, p, unverified, U, w->in);
+        else if (spec->edges) out->subset_effect[k] = edge_subset_effect(w, &runs, p, unverified, U, w->in);
         else out->subset_effect[k] = engine_joint_effect(w->engine, &runs, w->patches, subset_patches(w, p, unverified, U, w->in),
                                                          spec->metric);
     }
     int samples = runs.n_samples;
-    if (spec->edges) prompt_runs_expanded_free(&full);
     prompt_runs_free(&runs);
 
     double z = normal_upper_quantile((1.0 - spec->confidence) / (2.0 * (U > 0 ? U : 1))), theta = 0.0;
