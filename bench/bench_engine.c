@@ -11,13 +11,17 @@
  *   - each sweep's useful work (the FLOPs its suffixes need, from the planner's count) in GFLOP/s
  *     and as a fraction of that peak. Patches at positions before the first corrupted token write
  *     the base run's own values, so the engine skips them (their effect is exactly 0); they
- *     count as patches in the rate but contribute no FLOPs to the useful work.
+ *     count as patches in the rate but contribute no FLOPs to the useful work;
+ *   - the z sweep on the prompt's lean runs against the same sweep on full runs (every activation
+ *     cached: the code path before memory-lean runs), and on 2 threads against 1, each pair
+ *     alternated `repeats` times in this run, best of each.
  * The last line ("z_patches_per_second ...") is read by bench/bench_torch.py.
  *
- * usage: bench_engine [naive_sample=36] [neurons=64]   (neurons 0: the z sweep alone) */
+ * usage: bench_engine [naive_sample=36] [neurons=64] [repeats=2]   (neurons 0: the z sweep alone) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "patchsweep/core.h"
 #include "patchsweep/kernels.h"
 #include "patchsweep/ops.h"
@@ -57,17 +61,25 @@ typedef struct {
     const char *name;
     long patches, skipped;
     double seconds, useful_flops, all_flops; /* all_flops: had the skipped patches been computed */
+    double cpu_seconds;                      /* the process's CPU time: other programs' load leaves it be */
 } Sweep;
+
+static double cpu_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 /* Every layer of one site, nodes [0, n) of each, every position. */
 static Sweep sweep(Engine *e, const Job *job, const PromptRuns *r, const Plan *plan, const ModelConfig *c, Site site,
                    int n, float *out) {
-    Sweep s = {site_name(site), 0, 0, 0.0, 0.0, 0.0};
+    Sweep s = {site_name(site), 0, 0, 0.0, 0.0, 0.0, 0.0};
     int first_diff = 0;
     while (job->prompts[0].clean[first_diff] == job->prompts[0].corrupt[first_diff]) first_diff++;
-    double t0 = now_seconds();
+    double t0 = now_seconds(), c0 = cpu_seconds();
     for (int l = 0; l < c->n_layer; l++) engine_effects(e, job, r, site, l, 0, n, plan_prompt_positions(plan, 0), T, out);
     s.seconds = now_seconds() - t0;
+    s.cpu_seconds = cpu_seconds() - c0;
     s.patches = (long)c->n_layer * n * T;
     s.skipped = (long)c->n_layer * n * first_diff;
     for (int l = 0; l < c->n_layer; l++)
@@ -81,6 +93,7 @@ static Sweep sweep(Engine *e, const Job *job, const PromptRuns *r, const Plan *p
 
 int main(int argc, char **argv) {
     int naive_sample = argc > 1 ? atoi(argv[1]) : 36, neurons = argc > 2 ? atoi(argv[2]) : 64;
+    int repeats = argc > 3 ? atoi(argv[3]) : 2;
     Model m;
     bench_model(&m);
     const ModelConfig c = m.cfg;
@@ -127,19 +140,46 @@ int main(int argc, char **argv) {
     /* Had the skipped patches been computed at the same GFLOP/s: */
     double z_no_skip = sweeps[0].patches / (sweeps[0].all_flops / (sweeps[0].useful_flops / sweeps[0].seconds));
     printf("  z without the skip (estimated: every patch computed at the measured GFLOP/s): %.1f patches/s\n", z_no_skip);
-    /* Threads per rank: the z sweep again on 2 threads (the products split by output columns);
-     * the same bits, and the speed-up measured against the one-thread sweep above. */
-    float *threaded = alloc_floats((size_t)(neurons > c.n_head ? neurons : c.n_head) * T);
-    float *single = alloc_floats((size_t)(neurons > c.n_head ? neurons : c.n_head) * T);
-    sweep(e, &job, &r, &plan, &c, SITE_Z, c.n_head, single);
-    if (threads_start(2) == PS_OK) {
+    /* Lean runs against full ones, and 2 threads against 1: each pair measured alternately in
+     * this one run (best of `repeats` each), so both sides see the same machine. The full runs
+     * are the old code path (every activation of every layer cached, nothing recomputed); the
+     * engine reads them directly. */
+    size_t cells = (size_t)(neurons > c.n_head ? neurons : c.n_head) * T;
+    float *lean_out = alloc_floats(cells), *full_out = alloc_floats(cells), *threaded = alloc_floats(cells);
+    PromptRuns full;
+    prompt_runs_expand(&r, &m, &full);
+    double lean_best = 1e30, full_best = 1e30, one_best = 1e30, two_best = 1e30, lean_cpu = 1e30, full_cpu = 1e30;
+    int two_ok = 1;
+    for (int rep = 0; rep < repeats; rep++) {
+        Sweep a = sweep(e, &job, &r, &plan, &c, SITE_Z, c.n_head, lean_out);
+        Sweep b = sweep(e, &job, &full, &plan, &c, SITE_Z, c.n_head, full_out);
+        if (a.seconds < lean_best) lean_best = a.seconds;
+        if (b.seconds < full_best) full_best = b.seconds;
+        if (a.cpu_seconds < lean_cpu) lean_cpu = a.cpu_seconds;
+        if (b.cpu_seconds < full_cpu) full_cpu = b.cpu_seconds;
+        if (threads_start(2) != PS_OK) {
+            two_ok = 0;
+            continue;
+        }
         Sweep two = sweep(e, &job, &r, &plan, &c, SITE_Z, c.n_head, threaded);
         threads_stop();
-        int same = memcmp(single, threaded, sizeof(float) * (size_t)c.n_head * T) == 0;
-        printf("  z on 2 threads   : %7.1f patches/s, %.2fx one thread's (%s bits)\n", two.patches / two.seconds,
-               sweeps[0].seconds / two.seconds, same ? "the same" : "DIFFERENT");
+        Sweep one = sweep(e, &job, &r, &plan, &c, SITE_Z, c.n_head, lean_out);
+        if (two.seconds < two_best) two_best = two.seconds;
+        if (one.seconds < one_best) one_best = one.seconds;
     }
-    free(threaded), free(single);
+    int same_full = memcmp(lean_out, full_out, sizeof(float) * (size_t)c.n_head * T) == 0;
+    printf("  z, lean runs     : %7.1f patches/s; full runs (every activation cached): %7.1f patches/s; speed lean/full "
+           "%.3f by wall time, %.3f by CPU time (best of %d each, alternated; %s bits)\n", sweeps[0].patches / lean_best,
+           sweeps[0].patches / full_best, full_best / lean_best, full_cpu / lean_cpu, repeats,
+           same_full ? "the same" : "DIFFERENT");
+    if (two_ok) {
+        int same = memcmp(lean_out, threaded, sizeof(float) * (size_t)c.n_head * T) == 0;
+        printf("  z on 2 threads   : %7.1f patches/s, %.2fx one thread's %.1f (best of %d each, alternated; %s bits)\n",
+               sweeps[0].patches / two_best, one_best / two_best, sweeps[0].patches / one_best, repeats,
+               same ? "the same" : "DIFFERENT");
+    }
+    prompt_runs_expanded_free(&full);
+    free(lean_out), free(full_out), free(threaded);
     printf("z_patches_per_second %.3f no_skip %.3f\n", z_rate, z_no_skip);
     prompt_runs_free(&r);
     free(out);

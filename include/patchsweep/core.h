@@ -135,5 +135,9 @@ int threads_start(int n);
 void threads_stop(void);
 int threads_count(void);
 void threads_run(void (*task)(void *ctx, int index, int count), void *ctx);
+/* range(ctx, lo, hi) over [0, n) split into one contiguous share per thread, each share a
+ * multiple of grain items (the last one excepted); on one thread when n < min_n. For loops
+ * whose items are independent (rows of a norm, chunks of an activation). */
+void threads_for(long n, long grain, long min_n, void (*range)(void *ctx, long lo, long hi), void *ctx);
 
 #endif

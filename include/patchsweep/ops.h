@@ -64,9 +64,15 @@ typedef struct {
     int n_kv, kv_pos0;
 } AttnShape;
 static inline int attn_n_keys(const AttnShape *s) { return s->kv_pos0 + s->n_kv; }
-/* z [n_q, n_head*d_head]; pattern [n_head, n_q, n_keys] (zero above the diagonal) */
+/* z [n_q, n_head*d_head]; pattern [n_head, n_q, n_keys] (zero above the diagonal), or NULL when
+ * no one reads it (computed row by row in scratch; z has the same bits either way). */
 void attention_forward(float *z, float *pattern, const float *q, const float *k, const float *v,
                        const float *k_prefix, const float *v_prefix, const AttnShape *s);
+/* B sequences of the same shape, one after another in z, pattern, q, k and v; sequence b's
+ * prefixes are k_prefix[b], v_prefix[b]. Split over the rank's threads by (sequence, key/value
+ * head): each head's rows are computed whole by one thread, as without threads. */
+void attention_forward_batch(float *z, float *pattern, const float *q, const float *k, const float *v,
+                             const float *const *k_prefix, const float *const *v_prefix, int B, const AttnShape *s);
 /* Full sequences only (q_pos0 = kv_pos0 = 0, n_q = n_kv). dpattern, if not NULL, receives
  * (=, not +=) dL/dpattern, the G of the QK fix. */
 void attention_backward(float *dq, float *dk, float *dv, float *dpattern, const float *dz, const float *q,

@@ -76,23 +76,48 @@ typedef void (*BlockHook)(void *ctx, Stage stage, int layer, LayerActs *a, const
 
 void block_forward(const Model *m, int layer, LayerActs *a, const BlockRun *run, BlockHook hook, void *ctx);
 
-/* Every activation of one sequence of T tokens, all layers, plus the final norm and logits. */
+/* One sequence of T tokens, all layers: every activation plus the final norm and logits (a full
+ * cache), or only what restarts a suffix (a lean cache, lean = 1): per layer the block input, the
+ * rotated keys and the values (and k, the same bits, when there is no rotary embedding), and the
+ * last layer's output; a layer's resid_post is the next layer's resid_pre, the same buffer. Every
+ * other field of a lean cache is NULL; run_layer recomputes a layer's activations from it. */
+/* Rows a lean cache's forward pass computes at a time (its scratch is this many rows of a layer). */
+#define LEAN_CHUNK_ROWS 64
+
 typedef struct {
-    int T;
+    int T, lean;
+    int chunk;                       /* lean: rows run_forward computes at a time (LEAN_CHUNK_ROWS) */
+    unsigned long id;                /* unique per initialised cache (views are keyed by it) */
     LayerActs *layer;                /* [n_layer] views into block */
-    float *lnf, *lnf_mean, *lnf_rstd; /* [T, d], [T], [T] */
+    float *lnf, *lnf_mean, *lnf_rstd; /* [T, d], [T], [T] (NULL in a lean cache) */
     float *logits;                   /* [T, V], or NULL when not wanted */
     float *block;
 } RunCache;
 
 void run_cache_init(RunCache *c, const ModelConfig *cfg, int T, int with_logits);
+void run_cache_init_lean(RunCache *c, const ModelConfig *cfg, int T);
+/* Floats a lean cache of T rows holds. */
+size_t run_cache_lean_floats(const ModelConfig *cfg, int T);
+/* Floats of one layer of T rows with every activation, the pattern included or not. */
+size_t layer_floats(const ModelConfig *cfg, int T, int with_pattern);
+
+/* Layer l of run c with every activation: c's own when c is full, else recomputed into scratch
+ * (one layer of c->T rows laid out by layer_acts_point; its pattern, if it has one, is filled
+ * too) from the lean cache's block input — the same function on the same input as the forward
+ * pass, so the same bits. */
+const LayerActs *run_layer(const Model *m, const RunCache *c, int l, LayerActs *scratch);
+/* A full cache (every activation, patterns included) recomputed from a lean one c, the same bits
+ * as a full forward pass; run_cache_free frees it. */
+void run_expand(const Model *m, const RunCache *c, RunCache *full);
+/* Layer scratch for run_layer: *block must be freed. */
+void layer_scratch_init(LayerActs *a, float **block, const ModelConfig *cfg, int T, int with_pattern);
 void run_cache_free(RunCache *c);
 /* Zeroes every buffer (gradient caches accumulate). */
 void run_cache_zero(RunCache *c, const ModelConfig *cfg);
 
-/* Full forward pass filling the cache. noise, if not NULL, is added to the embeddings
- * ([T, d]); hook, if not NULL, runs after every stage of every layer. Logits are computed for
- * every position when the cache has room for them. */
+/* Full forward pass filling the cache (full or lean). noise, if not NULL, is added to the
+ * embeddings ([T, d]); hook, if not NULL, runs after every stage of every layer. The final norm
+ * and logits are computed when the cache has room for them. */
 void run_forward(const Model *m, const int *tokens, int T, const float *noise, RunCache *c, BlockHook hook,
                  void *ctx);
 

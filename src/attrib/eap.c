@@ -152,7 +152,9 @@ static void interpolated_run(EapWork *w, int s, int component, double alpha) {
     }
 }
 
-void edge_estimates(const Model *m, const Job *job, const Plan *plan, const PromptRuns *r, float *out[N_EDGE_ESTIMATES]) {
+
+static void estimates_of(const Model *m, const Job *job, const Plan *plan, const PromptRuns *r,
+                         float *out[N_EDGE_ESTIMATES]) {
     const ModelConfig *c = &m->cfg;
     int E = plan->n_edges, S = plan->n_positions, M = r->n_metrics, T = r->T, d = c->d_model, steps = job->ig_steps;
     EapWork w = {.m = m, .plan = plan, .r = r, .positions = plan_prompt_positions(plan, r->prompt)};
@@ -194,4 +196,13 @@ void edge_estimates(const Model *m, const Job *job, const Plan *plan, const Prom
     run_cache_free(&w.acts);
     run_cache_free(&w.grads);
     free(w.delta), free(w.g), free(w.row);
+}
+
+/* The estimators read every activation of every layer: the unit expands the prompt's lean runs
+ * for its own duration (plan counts it). */
+void edge_estimates(const Model *m, const Job *job, const Plan *plan, const PromptRuns *r, float *out[N_EDGE_ESTIMATES]) {
+    PromptRuns full;
+    prompt_runs_expand(r, m, &full);
+    estimates_of(m, job, plan, &full, out);
+    prompt_runs_expanded_free(&full);
 }

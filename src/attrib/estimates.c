@@ -160,5 +160,10 @@ static void metric_estimates(Attributor *a, const Job *job, const Plan *plan, co
 void attrib_estimates(Attributor *a, const Job *job, const Plan *plan, const PromptRuns *r, float *out[N_ESTIMATES],
                       double seconds[N_ESTIMATES]) {
     for (int e = 0; e < N_ESTIMATES; e++) seconds[e] = 0.0;
-    for (int k = 0; k < r->n_metrics; k++) metric_estimates(a, job, plan, r, k, out, seconds);
+    /* The estimators read every activation of every layer, patterns included: the unit expands
+     * the prompt's lean runs for its own duration (plan counts it). */
+    PromptRuns full;
+    prompt_runs_expand(r, a->m, &full);
+    for (int k = 0; k < r->n_metrics; k++) metric_estimates(a, job, plan, &full, k, out, seconds);
+    prompt_runs_expanded_free(&full);
 }

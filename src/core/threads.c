@@ -24,7 +24,12 @@ static struct {
 } pool = {.n = 1, .lock = PTHREAD_MUTEX_INITIALIZER, .start = PTHREAD_COND_INITIALIZER,
           .finished = PTHREAD_COND_INITIALIZER};
 
+/* Set while a thread runs a task: a product or attention called from inside a task (attention
+ * heads split over threads run their own small products) runs on that thread alone. */
+static _Thread_local int in_task;
+
 static void *worker(void *arg) {
+    in_task = 1;
     int index = (int)(size_t)arg;
     pthread_mutex_lock(&pool.lock);
     /* not 0: after a restart the counter has moved on, and a worker that took the old value for
@@ -71,10 +76,10 @@ void threads_stop(void) {
     pool.n = 1;
 }
 
-int threads_count(void) { return pool.n; }
+int threads_count(void) { return in_task ? 1 : pool.n; }
 
 void threads_run(void (*task)(void *ctx, int index, int count), void *ctx) {
-    if (pool.n <= 1) {
+    if (threads_count() <= 1) {
         task(ctx, 0, 1);
         return;
     }
@@ -83,8 +88,30 @@ void threads_run(void (*task)(void *ctx, int index, int count), void *ctx) {
     pool.generation++;
     pthread_cond_broadcast(&pool.start);
     pthread_mutex_unlock(&pool.lock);
+    in_task = 1;
     task(ctx, 0, pool.n);
+    in_task = 0;
     pthread_mutex_lock(&pool.lock);
     while (pool.pending > 0) pthread_cond_wait(&pool.finished, &pool.lock);
     pthread_mutex_unlock(&pool.lock);
+}
+
+typedef struct {
+    void (*range)(void *ctx, long lo, long hi);
+    void *ctx;
+    long n, grain;
+} RangeJob;
+
+static void range_task(void *ctx, int index, int count) {
+    const RangeJob *j = ctx;
+    long blocks = (j->n + j->grain - 1) / j->grain;
+    long lo = blocks * index / count * j->grain, hi = blocks * (index + 1) / count * j->grain;
+    if (hi > j->n) hi = j->n;
+    if (lo < hi) j->range(j->ctx, lo, hi);
+}
+
+void threads_for(long n, long grain, long min_n, void (*range)(void *ctx, long lo, long hi), void *ctx) {
+    RangeJob job = {range, ctx, n, grain < 1 ? 1 : grain};
+    if (n >= min_n && threads_count() > 1) threads_run(range_task, &job);
+    else if (n > 0) range(ctx, 0, n);
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <stdio.h>
 #include "patchsweep/core.h"
+#include "patchsweep/kernels.h"
 #include "patchsweep/plan.h"
 
 void node_name(const Node *n, char *out, size_t cap) {
@@ -46,13 +47,18 @@ double patch_flops(const ModelConfig *c, int T, int layer, Site site, int pos) {
     return total + 2.0 * c->d_model * c->vocab;
 }
 
-/* How many sequences an engine batch may hold within a memory budget in bytes: one layer's
- * activations (the last layer's q side one row) and a logits row per sequence. A pure function of
- * the model and T, so every rank batches identically. */
-static int batch_limit(const ModelConfig *c, int T, double budget_bytes) {
+/* Floats of one engine sequence: one layer's activations without the attention pattern (the
+ * engine never keeps it), with the gathers of the last layer, and a logits row. */
+static double engine_sequence_floats(const ModelConfig *c, int T) {
     size_t sizes[N_LAYER_ACTS];
-    layer_acts_sizes(c, 1, T, T, T, 1, sizes);
-    double per_sequence = (double)layer_acts_floats(sizes) * sizeof(float) + (double)c->vocab * sizeof(float);
+    layer_acts_sizes(c, 1, T, T, 0, 1, sizes);
+    return (double)layer_acts_floats(sizes) + c->vocab;
+}
+
+/* How many sequences an engine batch may hold within a memory budget in bytes. A pure function
+ * of the model and T, so every rank batches identically. */
+static int batch_limit(const ModelConfig *c, int T, double budget_bytes) {
+    double per_sequence = engine_sequence_floats(c, T) * sizeof(float);
     double limit = budget_bytes / per_sequence;
     return limit < 1 ? 1 : limit > 4096 ? 4096 : (int)limit;
 }
@@ -194,6 +200,73 @@ void plan_free(Plan *pl) {
     memset(pl, 0, sizeof *pl);
 }
 
+/* What a unit's views of the base and source runs hold (engine.c, effects: the patched site in
+ * the window's layers, the base run's sites up to the patched stage in the first, a severed
+ * site in every layer), in floats, for the plan's most demanding node. */
+static void node_view_floats(const Plan *pl, const Job *job, const ModelConfig *c, int T, double *base, double *source) {
+    int L = c->n_layer;
+    unsigned *want_base = xcalloc((size_t)L, sizeof(unsigned)), *want_source = xcalloc((size_t)L, sizeof(unsigned));
+    *base = *source = 0.0;
+    for (int n = 0; n < pl->n_nodes; n++) {
+        const Node *node = &pl->nodes[n];
+        if (n > 0 && node->site == pl->nodes[n - 1].site && node->layer == pl->nodes[n - 1].layer) continue;
+        int first, last;
+        job_window(job, node->layer, L, &first, &last);
+        for (int l = 0; l < L; l++) {
+            unsigned in_window = l >= first && l <= last ? SITE_BIT(node->site) : 0;
+            want_source[l] = in_window;
+            want_base[l] = in_window | (l == first ? sites_up_to(site_stage(node->site)) : 0) |
+                           (job->sever != N_SITES ? SITE_BIT(job->sever) : 0);
+        }
+        double b = (double)run_view_floats(c, T, want_base), s = (double)run_view_floats(c, T, want_source);
+        if (b + s > *base + *source) *base = b, *source = s;
+    }
+    free(want_base), free(want_source);
+}
+
+/* Memory per rank in floats (docs/sizing.md says it in words). T is the longest prompt. */
+static double rank_floats(const Plan *pl, const Job *job, const ModelConfig *c) {
+    int T = pl->max_T, S = job_samples(job), L = c->n_layer, d = c->d_model;
+    int gaussian = job->corruption == CORR_GAUSSIAN, denoise = job->direction == DIR_DENOISE;
+    /* a prompt's lean runs: the clean run, the corrupt (or resampled) one, one per noise sample */
+    int runs = 1 + (job->corruption == CORR_PAIR || job->corruption == CORR_RESAMPLE) + (gaussian ? S : 0);
+    double lean = (double)run_cache_lean_floats(c, T), full = (double)layer_floats(c, T, 1) * L + (double)T * (d + 2);
+    /* + the chunk of a layer a run is computed in */
+    double total = runs * lean + (double)layer_floats(c, T < LEAN_CHUNK_ROWS ? T : LEAN_CHUNK_ROWS, 0);
+    /* mean corruption: the mean of every activation (a full run) and, while it is summed, a
+     * clean run */
+    if (job->corruption == CORR_MEAN) total += 2 * full;
+    /* the engine: a batch of sequences (where views are built too: at least one full layer), and
+     * a thread's attention scratch (the packed keys and values of one head, one head's scores) */
+    double batch = pl->batch_limit * engine_sequence_floats(c, T), one_layer = (double)layer_floats(c, T, 0);
+    total += batch > one_layer ? batch : one_layer;
+    total += (double)packed_floats(T, c->d_head) + (double)packed_floats(c->d_head, T) + (double)T * T;
+    /* the views of the current unit (docs/design.md, "Memory-lean runs") */
+    double base_view, source_view;
+    node_view_floats(pl, job, c, T, &base_view, &source_view);
+    int base_views = gaussian && denoise ? S : 1;
+    int source_views = job->corruption == CORR_MEAN || job->corruption == CORR_ZERO ? 0 : gaussian && !denoise ? S : 1;
+    if (job->exact) total += base_views * base_view + source_views * source_view;
+    int node_estimates = 0, edge_estimates = 0;
+    for (int e = 0; e < N_ESTIMATES; e++) node_estimates |= job->estimates[e];
+    for (int e = 0; e < N_EDGE_ESTIMATES; e++) edge_estimates |= job->edge_estimates[e];
+    if (pl->n_edges) {
+        /* the edge sweep's batch, its upstream deltas (double) and one full layer (the naive
+         * path), and views with every layer's z and mlp_out */
+        unsigned *want = xcalloc((size_t)L, sizeof(unsigned));
+        for (int l = 0; l < L; l++) want[l] = SITE_BIT(SITE_Z) | SITE_BIT(SITE_MLP_OUT);
+        total += pl->batch_limit * (engine_sequence_floats(c, T) + 2.0 * T * d) + (double)layer_floats(c, T, 0);
+        if (job->exact) total += (base_views + (source_views ? source_views : 0)) * (double)run_view_floats(c, T, want);
+        free(want);
+    }
+    /* estimate units expand the prompt's runs into full ones while they run; the node
+     * estimators keep two full gradient caches, the edge estimators hold an interpolated run and
+     * its gradients while they run */
+    if (node_estimates) total += 2 * full;
+    if (node_estimates || edge_estimates) total += (runs + (edge_estimates ? 2 : 0)) * full;
+    return total;
+}
+
 void plan_stats(const Plan *pl, const Job *job, const ModelConfig *c, PlanStats *st) {
     memset(st, 0, sizeof *st);
     for (int u = 0; u < pl->n_units; u++) {
@@ -211,17 +284,6 @@ void plan_stats(const Plan *pl, const Job *job, const ModelConfig *c, PlanStats 
         for (int j = 0; j < pl->n_positions; j++) patches += plan_prompt_positions(pl, p)[j] < T;
         st->naive_flops += full * patches * (job->exact ? pl->n_nodes + pl->n_edges : 0) * job_samples(job);
     }
-    /* Memory: weights, the runs of one prompt (clean + source/base per sample), the mean runs,
-     * and the engine scratch. */
-    size_t weight_bytes = model_weight_bytes(c); /* the parameters and their packed copies, as held */
-    size_t layer[N_LAYER_ACTS];
-    layer_acts_sizes(c, 1, pl->max_T, pl->max_T, pl->max_T, 0, layer);
-    size_t per_run = layer_acts_floats(layer) * c->n_layer + (size_t)pl->max_T * (c->d_model + 2);
-    /* edges: the patched run of the exact sweep and the estimates' interpolated run and gradients */
-    int runs = 2 + job_samples(job) + (job->corruption == CORR_MEAN) + (pl->n_edges ? 3 : 0);
-    size_t scratch[N_LAYER_ACTS];
-    layer_acts_sizes(c, 1, pl->max_T, pl->max_T, pl->max_T, 1, scratch);
-    size_t per_seq = layer_acts_floats(scratch);
-    st->bytes_weights = (double)weight_bytes;
-    st->bytes_per_rank = 4.0 * ((double)runs * per_run + (double)pl->batch_limit * (per_seq + c->vocab));
+    st->bytes_per_rank = 4.0 * rank_floats(pl, job, c);
+    st->bytes_weights = (double)model_weight_bytes(c); /* the parameters and their packed copies, as held */
 }

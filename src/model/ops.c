@@ -10,22 +10,41 @@
 
 /* ---- LayerNorm / RMSNorm -------------------------------------------------------------------- */
 
-void norm_forward(NormKind kind, float *out, float *mean, float *rstd, const float *inp, const float *w,
-                  const float *b, int N, int C, float eps) {
-    for (int n = 0; n < N; n++) {
-        const float *x = inp + (size_t)n * C;
-        float *y = out + (size_t)n * C;
+typedef struct {
+    NormKind kind;
+    float *out, *mean, *rstd;
+    const float *inp, *w, *b;
+    int C;
+    float eps;
+} NormJob;
+
+static void norm_rows(void *ctx, long n0, long n1) {
+    const NormJob *j = ctx;
+    int C = j->C;
+    for (long n = n0; n < n1; n++) {
+        const float *x = j->inp + (size_t)n * C, *w = j->w, *b = j->b;
+        float *y = j->out + (size_t)n * C;
         double m = 0.0, var = 0.0; /* double sums: the row statistics set every later rounding */
-        if (kind == NORM_LAYER) {
+        if (j->kind == NORM_LAYER) {
             for (int i = 0; i < C; i++) m += x[i];
             m /= C;
         }
         for (int i = 0; i < C; i++) var += (x[i] - m) * (x[i] - m);
-        float s = (float)(1.0 / sqrt(var / C + eps));
+        float s = (float)(1.0 / sqrt(var / C + j->eps));
         for (int i = 0; i < C; i++) y[i] = (float)((x[i] - m) * s) * w[i] + (b ? b[i] : 0.0f);
-        if (mean) mean[n] = (float)m;
-        rstd[n] = s;
+        if (j->mean) j->mean[n] = (float)m;
+        j->rstd[n] = s;
     }
+}
+
+/* Rows below this many floats run on one thread: waking the others costs more. */
+#define THREADED_FLOATS (1L << 15)
+
+/* Rows are independent: split over the rank's threads by rows. */
+void norm_forward(NormKind kind, float *out, float *mean, float *rstd, const float *inp, const float *w,
+                  const float *b, int N, int C, float eps) {
+    NormJob job = {kind, out, mean, rstd, inp, w, b, C, eps};
+    threads_for(N, 1, C > 0 ? THREADED_FLOATS / C + 1 : N + 1, norm_rows, &job);
 }
 
 void norm_backward(NormKind kind, float *dinp, float *dw, float *db, const float *dout, const float *inp,
@@ -67,7 +86,7 @@ static void exp_negated(const Kernels *k, float *out, const float *x, int n) {
     k->exp(out, out, n);
 }
 
-void act_forward(ActKind kind, float *out, const float *inp, int N) {
+static void act_chunks(ActKind kind, float *out, const float *inp, int N) {
     const Kernels *k = kernels();
     float f[CHUNK];
     for (int i0 = 0; i0 < N; i0 += CHUNK) {
@@ -87,6 +106,23 @@ void act_forward(ActKind kind, float *out, const float *inp, int N) {
             for (int i = 0; i < n; i++) y[i] = x[i] / (1.0f + f[i]);
         }
     }
+}
+
+typedef struct {
+    ActKind kind;
+    float *out;
+    const float *inp;
+} ActJob;
+
+static void act_range(void *ctx, long lo, long hi) {
+    const ActJob *j = ctx;
+    act_chunks(j->kind, j->out + lo, j->inp + lo, (int)(hi - lo));
+}
+
+/* Split over the rank's threads at chunk boundaries: every chunk is the same call as on one thread. */
+void act_forward(ActKind kind, float *out, const float *inp, int N) {
+    ActJob job = {kind, out, inp};
+    threads_for(N, CHUNK, THREADED_FLOATS, act_range, &job);
 }
 
 void act_backward(ActKind kind, float *dinp, const float *dout, const float *inp, int N) {
@@ -210,45 +246,82 @@ static inline const float *kv_row(const float *rows, const float *prefix, int po
  * chain (over the head's dims, over the keys in order), as in every other product, and a query
  * row's bits do not depend on the rows computed with it. A query row computes scores against
  * every key and ignores those after its position; the chain of the values runs over every key
- * too, with weights exactly 0 past the position. */
-void attention_forward(float *z, float *pattern, const float *q, const float *k, const float *v,
-                       const float *k_prefix, const float *v_prefix, const AttnShape *s) {
-    int H = s->n_head, dh = s->d_head, group = s->n_head / s->n_kv_head, n_keys = attn_n_keys(s);
-    int qd = H * dh, kvd = s->n_kv_head * dh;
+ * too, with weights exactly 0 past the position. scores holds one head's [n_q, n_keys]: the
+ * pattern's own rows when it is kept, else scratch. */
+static void attention_group(float *z, float *pattern, const float *q, const float *k, const float *v,
+                            const float *k_prefix, const float *v_prefix, const AttnShape *s, int g, float *keys,
+                            float *values, float *scratch) {
+    int dh = s->d_head, group = s->n_head / s->n_kv_head, n_keys = attn_n_keys(s);
+    int qd = s->n_head * dh, kvd = s->n_kv_head * dh;
     float scale = 1.0f / sqrtf((float)dh);
     const Kernels *kern = kernels();
-    float *keys = alloc_floats(packed_floats(n_keys, dh)), *values = alloc_floats(packed_floats(dh, n_keys));
-    for (int g = 0; g < s->n_kv_head; g++) {
-        for (int t = 0; t < n_keys; t++) {
-            const float *kt = kv_row(k, k_prefix, t, s->kv_pos0, kvd) + (size_t)g * dh;
-            const float *vt = kv_row(v, v_prefix, t, s->kv_pos0, kvd) + (size_t)g * dh;
-            for (int e = 0; e < dh; e++) {
-                keys[((size_t)(t / PANEL) * dh + e) * PANEL + t % PANEL] = kt[e];
-                values[((size_t)(e / PANEL) * n_keys + t) * PANEL + e % PANEL] = vt[e];
-            }
-        }
-        for (int h = g * group; h < (g + 1) * group; h++) {
-            float *scores = pattern + (size_t)h * s->n_q * n_keys; /* [n_q, n_keys] */
-            matmul_packed(scores, n_keys, q + (size_t)h * dh, qd, keys, NULL, s->n_q, dh, n_keys);
-            for (int i = 0; i < s->n_q; i++) {
-                int pos = s->q_pos0 + i; /* this query sees keys 0..pos */
-                float *row = scores + (size_t)i * n_keys, maxv = -INFINITY;
-                for (int t = 0; t <= pos; t++) {
-                    row[t] *= scale;
-                    if (row[t] > maxv) maxv = row[t];
-                }
-                for (int t = 0; t <= pos; t++) row[t] -= maxv;
-                kern->exp(row, row, pos + 1);
-                float sum = 0.0f;
-                for (int t = 0; t <= pos; t++) sum += row[t];
-                for (int t = 0; t <= pos; t++) row[t] /= sum;
-                for (int t = pos + 1; t < n_keys; t++) row[t] = 0.0f;
-            }
-            matmul_packed(z + (size_t)h * dh, qd, scores, n_keys, values, NULL, s->n_q, n_keys, dh);
+    for (int t = 0; t < n_keys; t++) {
+        const float *kt = kv_row(k, k_prefix, t, s->kv_pos0, kvd) + (size_t)g * dh;
+        const float *vt = kv_row(v, v_prefix, t, s->kv_pos0, kvd) + (size_t)g * dh;
+        for (int e = 0; e < dh; e++) {
+            keys[((size_t)(t / PANEL) * dh + e) * PANEL + t % PANEL] = kt[e];
+            values[((size_t)(e / PANEL) * n_keys + t) * PANEL + e % PANEL] = vt[e];
         }
     }
-    free(keys);
-    free(values);
+    for (int h = g * group; h < (g + 1) * group; h++) {
+        float *scores = pattern ? pattern + (size_t)h * s->n_q * n_keys : scratch; /* [n_q, n_keys] */
+        matmul_packed(scores, n_keys, q + (size_t)h * dh, qd, keys, NULL, s->n_q, dh, n_keys);
+        for (int i = 0; i < s->n_q; i++) {
+            int pos = s->q_pos0 + i; /* this query sees keys 0..pos */
+            float *row = scores + (size_t)i * n_keys, maxv = -INFINITY;
+            for (int t = 0; t <= pos; t++) {
+                row[t] *= scale;
+                if (row[t] > maxv) maxv = row[t];
+            }
+            for (int t = 0; t <= pos; t++) row[t] -= maxv;
+            kern->exp(row, row, pos + 1);
+            float sum = 0.0f;
+            for (int t = 0; t <= pos; t++) sum += row[t];
+            for (int t = 0; t <= pos; t++) row[t] /= sum;
+            for (int t = pos + 1; t < n_keys; t++) row[t] = 0.0f;
+        }
+        matmul_packed(z + (size_t)h * dh, qd, scores, n_keys, values, NULL, s->n_q, n_keys, dh);
+    }
+}
+
+typedef struct {
+    float *z, *pattern;
+    const float *q, *k, *v;
+    const float *const *k_prefix, *const *v_prefix;
+    int B;
+    const AttnShape *s;
+} AttnJob;
+
+/* Items are (sequence, key/value head) pairs; task i of n takes a contiguous share of them. */
+static void attention_task(void *ctx, int index, int count) {
+    const AttnJob *j = ctx;
+    const AttnShape *s = j->s;
+    int items = j->B * s->n_kv_head, i0 = (int)((long)items * index / count), i1 = (int)((long)items * (index + 1) / count);
+    if (i1 <= i0) return;
+    int n_keys = attn_n_keys(s), qd = s->n_head * s->d_head, kvd = s->n_kv_head * s->d_head;
+    float *keys = alloc_floats(packed_floats(n_keys, s->d_head)), *values = alloc_floats(packed_floats(s->d_head, n_keys));
+    float *scratch = j->pattern ? NULL : alloc_floats((size_t)s->n_q * n_keys);
+    for (int i = i0; i < i1; i++) {
+        int b = i / s->n_kv_head, g = i % s->n_kv_head;
+        attention_group(j->z + (size_t)b * s->n_q * qd,
+                        j->pattern ? j->pattern + (size_t)b * s->n_head * s->n_q * n_keys : NULL,
+                        j->q + (size_t)b * s->n_q * qd, j->k + (size_t)b * s->n_kv * kvd, j->v + (size_t)b * s->n_kv * kvd,
+                        s->kv_pos0 ? j->k_prefix[b] : NULL, s->kv_pos0 ? j->v_prefix[b] : NULL, s, g, keys, values,
+                        scratch);
+    }
+    free(keys), free(values), free(scratch);
+}
+
+void attention_forward_batch(float *z, float *pattern, const float *q, const float *k, const float *v,
+                             const float *const *k_prefix, const float *const *v_prefix, int B, const AttnShape *s) {
+    AttnJob job = {z, pattern, q, k, v, k_prefix, v_prefix, B, s};
+    if (threads_count() > 1 && B * s->n_kv_head > 1) threads_run(attention_task, &job);
+    else attention_task(&job, 0, 1);
+}
+
+void attention_forward(float *z, float *pattern, const float *q, const float *k, const float *v,
+                       const float *k_prefix, const float *v_prefix, const AttnShape *s) {
+    attention_forward_batch(z, pattern, q, k, v, &k_prefix, &v_prefix, 1, s);
 }
 
 void attention_backward(float *dq, float *dk, float *dv, float *dpattern, const float *dz, const float *q,

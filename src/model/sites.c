@@ -49,20 +49,25 @@ void site_slice(const ModelConfig *c, Site s, int index, int *offset, int *len) 
     }
 }
 
-float *site_buffer(const LayerActs *a, Site s) {
+float **site_field(LayerActs *a, Site s) {
     switch (s) {
-    case SITE_RESID_PRE: return a->resid_pre;
-    case SITE_ATTN_OUT: return a->attn_out;
-    case SITE_MLP_OUT: return a->mlp_out;
-    case SITE_RESID_MID: return a->resid_mid;
-    case SITE_RESID_POST: return a->resid_post;
-    case SITE_Z: return a->z;
-    case SITE_Q: return a->q;
-    case SITE_K: return a->k;
-    case SITE_V: return a->v;
-    case SITE_MLP_POST: return a->mlp_post;
+    case SITE_RESID_PRE: return &a->resid_pre;
+    case SITE_ATTN_OUT: return &a->attn_out;
+    case SITE_MLP_OUT: return &a->mlp_out;
+    case SITE_RESID_MID: return &a->resid_mid;
+    case SITE_RESID_POST: return &a->resid_post;
+    case SITE_Z: return &a->z;
+    case SITE_Q: return &a->q;
+    case SITE_K: return &a->k;
+    case SITE_V: return &a->v;
+    case SITE_MLP_POST: return &a->mlp_post;
     default: return NULL;
     }
+}
+
+float *site_buffer(const LayerActs *a, Site s) {
+    float **field = site_field((LayerActs *)a, s);
+    return field ? *field : NULL;
 }
 
 int site_has_index(Site s) {

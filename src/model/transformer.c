@@ -95,13 +95,11 @@ void block_forward(const Model *m, int l, LayerActs *a, const BlockRun *run, Blo
             memcpy(a->q_rot, a->q, (size_t)n_q * qd * sizeof(float));
             memcpy(a->k_rot, a->k, (size_t)n_kv * kvd * sizeof(float));
         }
+        /* the pattern is kept when the buffers have room for it (a full run that a backward pass
+         * or the QK fix reads), else computed row by row and dropped */
         AttnShape shape = {c->n_head, c->n_kv_head, c->d_head, Rq, block_q_pos0(run), R, run->r0};
-        size_t pattern_size = (size_t)c->n_head * Rq * attn_n_keys(&shape);
-        for (int b = 0; b < B; b++)
-            attention_forward(a->z + (size_t)b * Rq * qd, a->pattern + b * pattern_size,
-                              a->q_rot + (size_t)b * Rq * qd, a->k_rot + (size_t)b * R * kvd,
-                              a->v + (size_t)b * R * kvd, run->r0 ? run->k_prefix[b] : NULL,
-                              run->r0 ? run->v_prefix[b] : NULL, &shape);
+        attention_forward_batch(a->z, a->pattern, a->q_rot, a->k_rot, a->v, (const float *const *)run->k_prefix,
+                                (const float *const *)run->v_prefix, B, &shape);
     }
     HOOK(ST_Z);
     if (from < ST_ATTN_OUT)
@@ -145,9 +143,12 @@ static size_t final_sizes(const ModelConfig *c, int T, int with_logits, size_t s
     return s[0] + s[1] + s[2] + s[3];
 }
 
+static unsigned long next_cache_id = 1;
+
 void run_cache_init(RunCache *c, const ModelConfig *cfg, int T, int with_logits) {
     memset(c, 0, sizeof *c);
     c->T = T;
+    c->id = next_cache_id++;
     size_t layer[N_LAYER_ACTS], fin[4], per_layer = 0;
     layer_acts_sizes(cfg, 1, T, T, T, 0, layer);
     for (int i = 0; i < N_LAYER_ACTS; i++) per_layer += layer[i];
@@ -161,6 +162,68 @@ void run_cache_init(RunCache *c, const ModelConfig *cfg, int T, int with_logits)
         *fields[i] = fin[i] ? p : NULL;
         p += fin[i];
     }
+}
+
+size_t run_cache_lean_floats(const ModelConfig *cfg, int T) {
+    size_t d = (size_t)cfg->d_model, kvd = (size_t)cfg_kv_dim(cfg);
+    return (size_t)T * ((d + 2 * kvd) * cfg->n_layer + d);
+}
+
+void run_cache_init_lean(RunCache *c, const ModelConfig *cfg, int T) {
+    memset(c, 0, sizeof *c);
+    c->T = T;
+    c->lean = 1;
+    c->chunk = LEAN_CHUNK_ROWS;
+    c->id = next_cache_id++;
+    size_t d = (size_t)cfg->d_model, kvd = (size_t)cfg_kv_dim(cfg);
+    c->block = alloc_floats(run_cache_lean_floats(cfg, T));
+    c->layer = xcalloc((size_t)cfg->n_layer, sizeof(LayerActs));
+    float *p = c->block;
+    for (int l = 0; l < cfg->n_layer; l++) {
+        LayerActs *a = &c->layer[l];
+        a->resid_pre = p, p += (size_t)T * d;
+        a->k_rot = p, p += (size_t)T * kvd;
+        a->v = p, p += (size_t)T * kvd;
+        if (!cfg->rotary_dims) a->k = a->k_rot; /* without rotary, k_rot is a copy of k */
+        if (l > 0) c->layer[l - 1].resid_post = a->resid_pre;
+    }
+    c->layer[cfg->n_layer - 1].resid_post = p;
+}
+
+size_t layer_floats(const ModelConfig *cfg, int T, int with_pattern) {
+    size_t sizes[N_LAYER_ACTS];
+    layer_acts_sizes(cfg, 1, T, T, with_pattern ? T : 0, 0, sizes);
+    return layer_acts_floats(sizes);
+}
+
+void layer_scratch_init(LayerActs *a, float **block, const ModelConfig *cfg, int T, int with_pattern) {
+    size_t sizes[N_LAYER_ACTS];
+    layer_acts_sizes(cfg, 1, T, T, with_pattern ? T : 0, 0, sizes);
+    *block = alloc_floats(layer_acts_floats(sizes));
+    layer_acts_point(a, *block, sizes);
+}
+
+/* Layer l of a lean cache into scratch, from its block input. */
+static void lean_layer(const Model *m, const RunCache *c, int l, LayerActs *scratch, BlockHook hook, void *ctx) {
+    size_t n = (size_t)c->T * m->cfg.d_model;
+    if (scratch->resid_pre != c->layer[l].resid_pre) memcpy(scratch->resid_pre, c->layer[l].resid_pre, sizeof(float) * n);
+    BlockRun run = {.B = 1, .R = c->T, .r0 = 0, .last_only = 0, .from_stage = ST_RESID_PRE};
+    block_forward(m, l, scratch, &run, hook, ctx);
+}
+
+const LayerActs *run_layer(const Model *m, const RunCache *c, int l, LayerActs *scratch) {
+    if (!c->lean) return &c->layer[l];
+    lean_layer(m, c, l, scratch, NULL, NULL);
+    return scratch;
+}
+
+void run_expand(const Model *m, const RunCache *c, RunCache *full) {
+    const ModelConfig *cfg = &m->cfg;
+    int L = cfg->n_layer, d = cfg->d_model;
+    run_cache_init(full, cfg, c->T, 0);
+    for (int l = 0; l < L; l++) lean_layer(m, c, l, &full->layer[l], NULL, NULL);
+    norm_forward(cfg->norm, full->lnf, full->lnf_mean, full->lnf_rstd, full->layer[L - 1].resid_post, m->w.lnf_w,
+                 m->w.lnf_b, c->T, d, cfg->norm_eps);
 }
 
 void run_cache_zero(RunCache *c, const ModelConfig *cfg) {
@@ -177,11 +240,47 @@ void run_cache_free(RunCache *c) {
     memset(c, 0, sizeof *c);
 }
 
+/* A lean cache's forward, layer by layer, each layer in chunks of c->chunk rows: a chunk reads
+ * the keys and values of the rows before it from the cache (as the engine's suffixes do), so
+ * the scratch is a chunk of one layer, not the whole. The bits are the full pass's: a row's
+ * values depend on nothing computed beside it, and the keys after a query's position enter its
+ * attention with weight exactly 0. */
+static void lean_forward(const Model *m, RunCache *c, BlockHook hook, void *ctx) {
+    const ModelConfig *cfg = &m->cfg;
+    size_t d = (size_t)cfg->d_model, kvd = (size_t)cfg_kv_dim(cfg);
+    int chunk = c->chunk < c->T ? c->chunk : c->T;
+    size_t sizes[N_LAYER_ACTS];
+    layer_acts_sizes(cfg, 1, chunk, chunk, 0, 0, sizes);
+    float *block = alloc_floats(layer_acts_floats(sizes));
+    for (int l = 0; l < cfg->n_layer; l++) {
+        LayerActs *keep = &c->layer[l];
+        const float *k_prefix = keep->k_rot, *v_prefix = keep->v;
+        for (int r0 = 0; r0 < c->T; r0 += chunk) {
+            int R = c->T - r0 < chunk ? c->T - r0 : chunk;
+            LayerActs a;
+            layer_acts_sizes(cfg, 1, R, R, 0, 0, sizes);
+            layer_acts_point(&a, block, sizes);
+            memcpy(a.resid_pre, keep->resid_pre + r0 * d, sizeof(float) * R * d);
+            BlockRun run = {.B = 1, .R = R, .r0 = r0, .last_only = 0, .from_stage = ST_RESID_PRE,
+                            .k_prefix = &k_prefix, .v_prefix = &v_prefix};
+            block_forward(m, l, &a, &run, hook, ctx);
+            memcpy(keep->k_rot + r0 * kvd, a.k_rot, sizeof(float) * R * kvd);
+            memcpy(keep->v + r0 * kvd, a.v, sizeof(float) * R * kvd);
+            memcpy(keep->resid_post + r0 * d, a.resid_post, sizeof(float) * R * d);
+        }
+    }
+    free(block);
+}
+
 void run_forward(const Model *m, const int *tokens, int T, const float *noise, RunCache *c, BlockHook hook,
                  void *ctx) {
     const ModelConfig *cfg = &m->cfg;
     int d = cfg->d_model, L = cfg->n_layer;
     embedding_forward(c->layer[0].resid_pre, tokens, T, model_param(m, PARAM_WTE), model_param(m, PARAM_WPE), noise, d);
+    if (c->lean) {
+        lean_forward(m, c, hook, ctx);
+        return;
+    }
     BlockRun run = {.B = 1, .R = T, .r0 = 0, .last_only = 0, .from_stage = ST_RESID_PRE};
     for (int l = 0; l < L; l++) {
         if (l > 0) memcpy(c->layer[l].resid_pre, c->layer[l - 1].resid_post, (size_t)T * d * sizeof(float));

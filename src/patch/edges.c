@@ -21,7 +21,8 @@
 struct EdgeScratch {
     const Model *m;
     int max_T, max_batch;
-    RunCache run;        /* naive path: the patched run (layers from v's on) */
+    LayerActs layer;     /* naive path: the patched run, one layer at a time (every row) */
+    float *layer_block;
     LayerActs acts;      /* fast path: one layer of max_batch sequences, with gathers */
     float *acts_block;
     const float **k_prefix, **v_prefix;
@@ -33,21 +34,28 @@ struct EdgeScratch {
     float *x;            /* one row: v's input */
     InputScratch in;     /* v's own computation of that row */
     MetricWork work;
+    /* The unit's runs as it reads them: the lean runs with the upstream outputs (z, mlp_out) of
+     * its edges' layers recomputed (views.c). */
+    ViewSet views;
+    unsigned *want;                  /* [n_layer] */
+    int cap_samples;
+    const RunCache **runs, **views_of; /* [2 * samples]: base runs, source runs; their views */
+    const unsigned **wants;
 };
 
 static void scratch_alloc(EdgeScratch *w, int max_T) {
     const ModelConfig *c = &w->m->cfg;
     w->max_T = max_T;
-    run_cache_init(&w->run, c, max_T, 0);
+    layer_scratch_init(&w->layer, &w->layer_block, c, max_T, 0);
     size_t sizes[N_LAYER_ACTS];
-    layer_acts_sizes(c, w->max_batch, max_T, max_T, max_T, 1, sizes);
+    layer_acts_sizes(c, w->max_batch, max_T, max_T, 0, 1, sizes); /* no pattern: nothing reads it */
     w->acts_block = alloc_floats(layer_acts_floats(sizes));
     layer_acts_point(&w->acts, w->acts_block, sizes);
     w->deltas = alloc_doubles((size_t)w->max_batch * max_T * c->d_model);
 }
 
 static void scratch_release(EdgeScratch *w) {
-    run_cache_free(&w->run);
+    free(w->layer_block);
     free(w->acts_block), free(w->deltas);
     w->acts_block = NULL, w->deltas = NULL;
 }
@@ -66,6 +74,7 @@ EdgeScratch *edge_scratch_new(const Model *m, int max_T, int max_batch) {
     w->metric = alloc_doubles((size_t)w->max_batch * N_METRICS);
     w->x = alloc_floats((size_t)c->d_model);
     input_scratch_init(&w->in, c);
+    w->want = xcalloc((size_t)c->n_layer, sizeof(unsigned));
     return w;
 }
 
@@ -76,6 +85,8 @@ void edge_scratch_free(EdgeScratch *w) {
     free(w->x);
     input_scratch_free(&w->in);
     metric_work_free(&w->work);
+    view_set_free(&w->views);
+    free(w->want), free(w->runs), free(w->views_of), free(w->wants);
     free(w);
 }
 
@@ -230,12 +241,12 @@ static void naive_metrics(EdgeScratch *w, const PromptRuns *r, int s, EdgeHook *
     const Model *m = w->m;
     int T = r->T, d = m->cfg.d_model, L = m->cfg.n_layer, from = hook->v->layer;
     BlockRun run = {.B = 1, .R = T, .r0 = 0, .last_only = 0, .from_stage = ST_RESID_PRE};
-    memcpy(w->run.layer[from].resid_pre, r->base[s]->layer[from].resid_pre, sizeof(float) * (size_t)T * d);
+    memcpy(w->layer.resid_pre, r->base[s]->layer[from].resid_pre, sizeof(float) * (size_t)T * d);
     for (int l = from; l < L; l++) {
-        if (l > from) memcpy(w->run.layer[l].resid_pre, w->run.layer[l - 1].resid_post, sizeof(float) * (size_t)T * d);
-        block_forward(m, l, &w->run.layer[l], &run, edge_hook, hook);
+        if (l > from) memcpy(w->layer.resid_pre, w->layer.resid_post, sizeof(float) * (size_t)T * d);
+        block_forward(m, l, &w->layer, &run, edge_hook, hook);
     }
-    metric_rows(m, &r->spec, w->run.layer[L - 1].resid_post + (size_t)(T - 1) * d, 1, out, &w->work);
+    metric_rows(m, &r->spec, w->layer.resid_post + (size_t)(T - 1) * d, 1, out, &w->work);
 }
 
 /* Fast: B patches of one input through one suffix from v's layer and row hook->lo, bases in
@@ -268,6 +279,29 @@ static void logits_metrics(EdgeScratch *w, const PromptRuns *r, int s, const dou
     metric_rows(m, &r->spec, w->x, 1, out, &w->work);
 }
 
+/* The views of r's base and source runs with the upstream outputs edges[0..n) read:
+ * base_view[s] = views_of[s], source_view[s] = views_of[S + s]. */
+static void set_views(EdgeScratch *w, const PromptRuns *r, const Edge *edges, int n) {
+    int S = r->n_samples, L = w->m->cfg.n_layer;
+    if (S > w->cap_samples) {
+        w->runs = xrealloc(w->runs, sizeof(RunCache *) * 2 * (size_t)S);
+        w->views_of = xrealloc(w->views_of, sizeof(RunCache *) * 2 * (size_t)S);
+        w->wants = xrealloc(w->wants, sizeof(unsigned *) * 2 * (size_t)S);
+        w->cap_samples = S;
+    }
+    memset(w->want, 0, sizeof(unsigned) * (size_t)L);
+    for (int k = 0; k < n; k++) {
+        const EdgeEnd *u = &edges[k].up;
+        if (u->kind == UP_MLP) w->want[u->layer] |= SITE_BIT(SITE_MLP_OUT);
+        else if (u->kind != UP_EMBED) w->want[u->layer] |= SITE_BIT(SITE_Z);
+    }
+    for (int s = 0; s < S; s++) {
+        w->runs[s] = r->base[s], w->runs[S + s] = r->source[s];
+        w->wants[s] = w->wants[S + s] = w->want;
+    }
+    view_set_update(&w->views, w->m, w->runs, w->wants, 2 * S, w->views_of, w->layer_block);
+}
+
 void edge_effects(EdgeScratch *w, const PromptRuns *r, const Edge *edges, int n, const int *positions, int n_positions,
                   float *out, int naive) {
     const Model *m = w->m;
@@ -277,6 +311,8 @@ void edge_effects(EdgeScratch *w, const PromptRuns *r, const Edge *edges, int n,
         scratch_alloc(w, T);
     }
     size_t stride = (size_t)w->max_T * d; /* one delta per batch element */
+    set_views(w, r, edges, n);
+    const RunCache **base = w->views_of, **source = w->views_of + S;
     double *sum = alloc_doubles((size_t)n * M);
     for (int j = 0; j < n_positions; j++) {
         int pos = positions[j];
@@ -299,8 +335,8 @@ void edge_effects(EdgeScratch *w, const PromptRuns *r, const Edge *edges, int n,
                 const Edge *e = &edges[k];
                 int reaches = e->down.kind != DOWN_LOGITS || pos < 0 || pos == T - 1;
                 double *delta = w->deltas + (size_t)B * stride;
-                if (!reaches || !edge_upstream_delta(m, &e->up, r->base[s], r->source[s], lo, hi, delta)) continue;
-                w->base_of[B] = r->base[s];
+                if (!reaches || !edge_upstream_delta(m, &e->up, base[s], source[s], lo, hi, delta)) continue;
+                w->base_of[B] = base[s];
                 w->delta_of[B] = delta;
                 w->item[B++] = i;
             }

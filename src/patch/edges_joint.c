@@ -24,6 +24,13 @@ struct EdgeJoint {
     InputScratch in;  /* its input's own computation */
     double *delta, *up; /* [d]: one input row's sum; one upstream row */
     MetricWork work;
+    /* The prompt's lean runs with every layer's z and mlp_out recomputed (views.c): the upstream
+     * outputs a joint pass reads; kept while the calls are for the same prompt. */
+    ViewSet views;
+    unsigned *want;                    /* [n_layer] */
+    int cap_samples;
+    const RunCache **runs, **views_of; /* [2 * samples]: base runs, source runs; their views */
+    const unsigned **wants;
 };
 
 EdgeJoint *edge_joint_new(const Model *m, int max_T) {
@@ -35,6 +42,8 @@ EdgeJoint *edge_joint_new(const Model *m, int max_T) {
     input_scratch_init(&w->in, &m->cfg);
     w->delta = alloc_doubles((size_t)m->cfg.d_model);
     w->up = alloc_doubles((size_t)m->cfg.d_model);
+    w->want = xcalloc((size_t)m->cfg.n_layer, sizeof(unsigned));
+    for (int l = 0; l < m->cfg.n_layer; l++) w->want[l] = SITE_BIT(SITE_Z) | SITE_BIT(SITE_MLP_OUT);
     return w;
 }
 
@@ -45,6 +54,8 @@ void edge_joint_free(EdgeJoint *w) {
     input_scratch_free(&w->in);
     free(w->delta), free(w->up);
     metric_work_free(&w->work);
+    view_set_free(&w->views);
+    free(w->want), free(w->runs), free(w->views_of), free(w->wants);
     free(w);
 }
 
@@ -156,8 +167,30 @@ static void joint_pass(JointPass *j, double *out) {
     metric_rows(m, &j->r->spec, last, 1, out, &w->work);
 }
 
-double edge_joint_effect(EdgeJoint *w, const PromptRuns *r, const Edge *edges, EdgeCell *cells, int n, int metric) {
+/* viewed: r with its base and source runs replaced by views holding every layer's upstream outputs. */
+static void set_views(EdgeJoint *w, const PromptRuns *r, PromptRuns *viewed) {
+    int S = r->n_samples;
+    if (S > w->cap_samples) {
+        w->runs = xrealloc(w->runs, sizeof(RunCache *) * 2 * (size_t)S);
+        w->views_of = xrealloc(w->views_of, sizeof(RunCache *) * 2 * (size_t)S);
+        w->wants = xrealloc(w->wants, sizeof(unsigned *) * 2 * (size_t)S);
+        w->cap_samples = S;
+    }
+    for (int s = 0; s < S; s++) {
+        w->runs[s] = r->base[s], w->runs[S + s] = r->source[s];
+        w->wants[s] = w->wants[S + s] = w->want;
+    }
+    view_set_update(&w->views, w->m, w->runs, w->wants, 2 * S, w->views_of, NULL);
+    *viewed = *r;
+    viewed->base = w->views_of;
+    viewed->source = w->views_of + S;
+}
+
+double edge_joint_effect(EdgeJoint *w, const PromptRuns *lean, const Edge *edges, EdgeCell *cells, int n, int metric) {
     const ModelConfig *c = &w->m->cfg;
+    PromptRuns viewed;
+    set_views(w, lean, &viewed);
+    const PromptRuns *r = &viewed;
     if (r->T > w->max_T) { /* sized for the plan's longest prompt; never reached by the bound */
         run_cache_free(&w->run);
         w->max_T = r->T;

@@ -28,7 +28,15 @@ struct Engine {
     Patch *frozen;             /* [max_batch]: the severed site, held at the base run (NULL: none) */
     double *metric;            /* [max_batch, n_metrics] (room for N_METRICS) */
     float *last_rows;          /* [max_batch, d] */
-    RunCache full;             /* naive path: one full run */
+    RunCache full;             /* naive path: one run (lean) */
+    /* The runs of the current call as it reads them: views of the prompt's lean runs with the
+     * sites the call's patches read recomputed (docs/design.md, "Memory-lean runs"). */
+    ViewSet views;
+    int cap_samples;
+    const RunCache **runs, **views_of; /* [2 * cap_samples]: base runs then source runs, and their views */
+    const unsigned **wants;            /* [2 * cap_samples] */
+    const RunCache **view_base, **view_source; /* into views_of */
+    unsigned *want_base, *want_source; /* [n_layer] */
     void (*poll)(void *);      /* called after every batch */
     void *poll_ctx;
     MetricWork work;
@@ -40,8 +48,10 @@ Engine *engine_new(const Model *m, int max_T, int max_batch) {
     e->max_T = max_T;
     e->max_batch = max_batch;
     size_t sizes[N_LAYER_ACTS];
-    layer_acts_sizes(&m->cfg, max_batch, max_T, max_T, max_T, 1, sizes);
-    e->acts_block = alloc_floats(layer_acts_floats(sizes));
+    layer_acts_sizes(&m->cfg, max_batch, max_T, max_T, 0, 1, sizes); /* no pattern: nothing reads it */
+    /* also room for one layer of max_T rows, where the views are built (set_views) */
+    size_t room = layer_acts_floats(sizes), one_layer = layer_floats(&m->cfg, max_T, 0);
+    e->acts_block = alloc_floats(room > one_layer ? room : one_layer);
     layer_acts_point(&e->acts, e->acts_block, sizes);
     e->k_prefix = xcalloc((size_t)max_batch, sizeof(float *));
     e->v_prefix = xcalloc((size_t)max_batch, sizeof(float *));
@@ -51,6 +61,8 @@ Engine *engine_new(const Model *m, int max_T, int max_batch) {
     e->frozen = xcalloc((size_t)max_batch, sizeof(Patch));
     e->metric = xcalloc((size_t)max_batch * N_METRICS, sizeof(double));
     e->last_rows = alloc_floats((size_t)max_batch * m->cfg.d_model);
+    e->want_base = xcalloc((size_t)m->cfg.n_layer, sizeof(unsigned));
+    e->want_source = xcalloc((size_t)m->cfg.n_layer, sizeof(unsigned));
     return e;
 }
 
@@ -71,8 +83,32 @@ void engine_free(Engine *e) {
     free(e->metric);
     free(e->last_rows);
     if (e->full.block) run_cache_free(&e->full);
+    view_set_free(&e->views);
+    free(e->runs), free(e->wants), free(e->views_of);
+    free(e->want_base);
+    free(e->want_source);
     metric_work_free(&e->work);
     free(e);
+}
+
+/* view_base[s] and view_source[s] for every noise sample of r, with e->want_base and
+ * e->want_source. */
+static void set_views(Engine *e, const PromptRuns *r) {
+    int S = r->n_samples;
+    if (S > e->cap_samples) {
+        e->runs = xrealloc(e->runs, sizeof(RunCache *) * 2 * (size_t)S);
+        e->wants = xrealloc(e->wants, sizeof(unsigned *) * 2 * (size_t)S);
+        e->views_of = xrealloc(e->views_of, sizeof(RunCache *) * 2 * (size_t)S);
+        e->cap_samples = S;
+    }
+    for (int s = 0; s < S; s++) {
+        e->runs[s] = r->base[s], e->wants[s] = e->want_base;
+        e->runs[S + s] = r->source[s], e->wants[S + s] = e->want_source;
+    }
+    /* the batch's room is free between calls and holds one layer of a prompt (engine_new) */
+    view_set_update(&e->views, e->m, e->runs, e->wants, 2 * S, e->views_of, e->acts_block);
+    e->view_base = e->views_of;
+    e->view_source = e->views_of + S;
 }
 
 /* Copies rows [first, first+rows) of one site of the base run into sequence b's buffer. */
@@ -159,7 +195,7 @@ static void full_metrics(Engine *e, const PromptRuns *r, int sample, BlockHook h
     const Model *m = e->m;
     if (!e->full.block || e->full.T != r->T) {
         if (e->full.block) run_cache_free(&e->full);
-        run_cache_init(&e->full, &m->cfg, r->T, 0);
+        run_cache_init_lean(&e->full, &m->cfg, r->T);
     }
     run_forward(m, r->base_tokens, r->T, r->base_noise[sample], &e->full, hook, ctx);
     const float *last = e->full.layer[m->cfg.n_layer - 1].resid_post + (size_t)(r->T - 1) * m->cfg.d_model;
@@ -173,9 +209,14 @@ static void naive_metrics(Engine *e, const PromptRuns *r, int b, int sample, int
 
 double engine_joint_effect(Engine *e, const PromptRuns *r, Patch *patches, int n, int metric) {
     double sum = 0.0, values[N_METRICS];
-    int M = r->n_metrics;
+    int M = r->n_metrics, L = e->m->cfg.n_layer;
+    memset(e->want_base, 0, sizeof(unsigned) * (size_t)L);
+    memset(e->want_source, 0, sizeof(unsigned) * (size_t)L);
+    for (int i = 0; i < n; i++)
+        for (int l = patches[i].layer; l <= patches[i].last_layer; l++) e->want_source[l] |= SITE_BIT(patches[i].site);
+    set_views(e, r);
     for (int s = 0; s < r->n_samples; s++) {
-        for (int i = 0; i < n; i++) patches[i].src = r->source[s];
+        for (int i = 0; i < n; i++) patches[i].src = e->view_source[s];
         JointHook hook = {&e->m->cfg, patches, n};
         full_metrics(e, r, s, joint_hook, &hook, values);
         sum += values[metric] - r->base_metric[(size_t)s * M + metric];
@@ -209,6 +250,17 @@ static void effects(Engine *e, const Job *job, const PromptRuns *r, Site site, i
     int S = r->n_samples, total = n * S, M = r->n_metrics;
     int first_layer, last_layer;
     job_window(job, layer, c->n_layer, &first_layer, &last_layer);
+    /* What the unit reads of its runs: the patched site in the window's layers (both runs: a
+     * patch that writes the base run's own values is skipped), what the fast path's first layer
+     * starts from (the base run's sites up to the patched stage), and a severed site in every
+     * layer. */
+    for (int l = 0; l < c->n_layer; l++) {
+        unsigned in_window = l >= first_layer && l <= last_layer ? SITE_BIT(site) : 0;
+        e->want_source[l] = in_window;
+        e->want_base[l] = in_window | (l == first_layer ? sites_up_to(site_stage(site)) : 0) |
+                          (job->sever != N_SITES ? SITE_BIT(job->sever) : 0);
+    }
+    set_views(e, r);
     double *sum = xcalloc((size_t)n * M, sizeof(double)); /* [node, metric] */
     int *item = xcalloc((size_t)e->max_batch, sizeof(int)); /* batch element -> node * S + sample */
     for (int j = 0; j < n_positions; j++) {
@@ -225,15 +277,15 @@ static void effects(Engine *e, const Job *job, const PromptRuns *r, Site site, i
             int B = 0;
             for (; i < total && B < e->max_batch; i++) {
                 int k = i / S, s = i % S;
-                Patch patch = {site, first_layer, last_layer, site_has_index(site) ? index0 + k : -1, pos, r->source[s]};
-                if (!naive && patch_is_identity(c, &patch, r->base[s])) {
+                Patch patch = {site, first_layer, last_layer, site_has_index(site) ? index0 + k : -1, pos, e->view_source[s]};
+                if (!naive && patch_is_identity(c, &patch, e->view_base[s])) {
                     for (int mi = 0; mi < M; mi++) sum[(size_t)k * M + mi] += 0.0; /* as metric - base gives, sign of zero too */
                     continue;
                 }
                 e->patches[B] = patch;
                 /* severed paths: the site held at the base run at the patched positions, every layer */
-                e->frozen[B] = (Patch){job->sever, 0, c->n_layer - 1, -1, pos, r->base[s]};
-                e->base_of[B] = r->base[s];
+                e->frozen[B] = (Patch){job->sever, 0, c->n_layer - 1, -1, pos, e->view_base[s]};
+                e->base_of[B] = e->view_base[s];
                 e->base_metric_of[B] = &r->base_metric[(size_t)s * M];
                 item[B++] = i;
             }

@@ -83,9 +83,10 @@ void job_runs_free(JobRuns *jr) {
     memset(jr, 0, sizeof *jr);
 }
 
+/* A prompt's runs are lean: what restarts a suffix, the rest recomputed per unit (views.c). */
 static RunCache *new_run(PromptRuns *r, const Model *m, const int *tokens, const float *noise) {
     RunCache *c = &r->owned[r->n_owned++];
-    run_cache_init(c, &m->cfg, r->T, 0);
+    run_cache_init_lean(c, &m->cfg, r->T);
     run_forward(m, tokens, r->T, noise, c, NULL, NULL);
     return c;
 }
@@ -159,4 +160,40 @@ void prompt_runs_free(PromptRuns *r) {
     free(r->source_metric);
     free(r->clean_logprobs);
     memset(r, 0, sizeof *r);
+}
+
+void prompt_runs_expand(const PromptRuns *r, const Model *m, PromptRuns *full) {
+    int S = r->n_samples;
+    *full = *r;
+    full->owned = xcalloc(2 * (size_t)S, sizeof(RunCache));
+    full->n_owned = 0;
+    full->noise = NULL;
+    const RunCache **base = xcalloc((size_t)S, sizeof(RunCache *)), **source = xcalloc((size_t)S, sizeof(RunCache *));
+    for (int s = 0; s < S; s++)
+        for (int role = 0; role < 2; role++) {
+            const RunCache *c = role ? r->source[s] : r->base[s], *use = c;
+            if (c && c->lean) { /* a run met before (the clean run in every sample) is expanded once */
+                use = NULL;
+                for (int t = 0; t < s * 2 + role && !use; t++) {
+                    const RunCache *before = t % 2 ? r->source[t / 2] : r->base[t / 2];
+                    if (before == c) use = t % 2 ? source[t / 2] : base[t / 2];
+                }
+                if (!use) {
+                    run_expand(m, c, &full->owned[full->n_owned]);
+                    use = &full->owned[full->n_owned++];
+                }
+            }
+            if (role) source[s] = use;
+            else base[s] = use;
+        }
+    full->base = base;
+    full->source = source;
+}
+
+void prompt_runs_expanded_free(PromptRuns *full) {
+    for (int i = 0; i < full->n_owned; i++) run_cache_free(&full->owned[i]);
+    free(full->owned);
+    free(full->base);
+    free(full->source);
+    memset(full, 0, sizeof *full);
 }

@@ -67,8 +67,10 @@ static int compute_units(const Job *job, const Model *m, const Plan *plan, const
     Progress progress;
     progress_init(&progress, plan, done, opt->quiet);
     Scheduler *sched = sched_new(plan, done, comm, rank == 0 ? &progress : NULL);
-    UnitWork w = {job, m, plan, engine_new(m, plan->max_T, plan->batch_limit), attrib_new(m, plan->max_T),
-                  opt->naive, {NULL}, NULL, {NULL}};
+    int node_estimates = 0; /* the estimators' gradient caches are full runs: only when asked for */
+    for (int e = 0; e < N_ESTIMATES; e++) node_estimates |= job->estimates[e];
+    UnitWork w = {job, m, plan, engine_new(m, plan->max_T, plan->batch_limit),
+                  node_estimates ? attrib_new(m, plan->max_T) : NULL, opt->naive, {NULL}, NULL, {NULL}};
     for (int i = 0; i < 1 + N_ESTIMATES; i++)
         if (i == 0 ? job->exact : job->estimates[i - 1])
             w.values[i] = alloc_floats((size_t)plan->n_nodes * plan->n_positions * job->n_metrics + 1);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "patchsweep/core.h"
+#include "patchsweep/sites.h"
 #include "patchsweep/transformer.h"
 #include "test_support.h"
 
@@ -122,12 +123,71 @@ static void test_tokenizer_display(void **state) {
     model_free(&m);
 }
 
+/* A lean run keeps the block inputs, rotated keys, values and the last output; what it recomputes
+ * (run_layer, a view's sites, run_expand) must be the full forward pass's values bit for bit, or
+ * the engine's results would move: every field of every layer, patterns included. */
+static void check_lean(const char *model_rel) {
+    Model m;
+    if (model_load(&m, fixture(model_rel))) fail_msg("%s", ps_error());
+    const ModelConfig *c = &m.cfg;
+    int T = 7, L = c->n_layer, tokens[7] = {1, 5, 9, 2, 7, 3, 4};
+    RunCache full, lean, expanded;
+    run_cache_init(&full, c, T, 0);
+    run_cache_init_lean(&lean, c, T);
+    lean.chunk = 3; /* rows 0-2, 3-5, 6: every chunk after the first reads its keys from the cache */
+    run_forward(&m, tokens, T, NULL, &full, NULL, NULL);
+    run_forward(&m, tokens, T, NULL, &lean, NULL, NULL);
+    run_expand(&m, &lean, &expanded);
+    size_t sizes[N_LAYER_ACTS];
+    layer_acts_sizes(c, 1, T, T, T, 0, sizes);
+    LayerActs scratch;
+    float *block;
+    layer_scratch_init(&scratch, &block, c, T, 1);
+    unsigned *want = xcalloc((size_t)L, sizeof(unsigned));
+    for (int l = 0; l < L; l++) want[l] = l % 2 ? SITE_BIT(SITE_Z) | SITE_BIT(SITE_MLP_POST) : sites_up_to(ST_RESID_POST);
+    RunView view;
+    run_view_build(&view, &m, &lean, want, NULL);
+    for (int l = 0; l < L; l++) {
+        const LayerActs *got = run_layer(&m, &lean, l, &scratch);
+        float **a[N_LAYER_ACTS], **b[N_LAYER_ACTS], **e[N_LAYER_ACTS];
+        layer_acts_fields((LayerActs *)got, a);
+        layer_acts_fields(&full.layer[l], b);
+        layer_acts_fields(&expanded.layer[l], e);
+        for (int i = 0; i < N_LAYER_ACTS; i++) {
+            if (!sizes[i]) continue;
+            assert_memory_equal(*a[i], *b[i], sizeof(float) * sizes[i]);
+            assert_memory_equal(*e[i], *b[i], sizeof(float) * sizes[i]);
+        }
+        for (int s = 0; s < N_SITES; s++) { /* the lean cache's own fields, and the view's sites */
+            size_t n = (size_t)T * site_width(c, (Site)s);
+            const float *held = site_buffer(&lean.layer[l], (Site)s), *seen = site_buffer(&view.run.layer[l], (Site)s);
+            if (held) assert_memory_equal(held, site_buffer(&full.layer[l], (Site)s), sizeof(float) * n);
+            if (want[l] & SITE_BIT(s)) assert_non_null(seen);
+            if (seen) assert_memory_equal(seen, site_buffer(&full.layer[l], (Site)s), sizeof(float) * n);
+        }
+        assert_memory_equal(lean.layer[l].k_rot, full.layer[l].k_rot, sizeof(float) * (size_t)T * cfg_kv_dim(c));
+    }
+    printf("  %s: lean run, run_layer, views and run_expand equal the full forward pass bit for bit\n", model_rel);
+    run_view_free(&view);
+    free(want), free(block);
+    run_cache_free(&full), run_cache_free(&lean), run_cache_free(&expanded);
+    model_free(&m);
+}
+
+static void test_lean_runs(void **state) {
+    (void)state;
+    check_lean("models/gpt2-tiny");
+    check_lean("models/llama-tiny");
+    check_lean("models/neox-tiny");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gpt2_activations), cmocka_unit_test(test_llama_gqa_activations),
         cmocka_unit_test(test_llama_sharded),    cmocka_unit_test(test_gpt2_f16),
         cmocka_unit_test(test_gpt2_bf16),        cmocka_unit_test(test_stories260K),
         cmocka_unit_test(test_tokenizer_display), cmocka_unit_test(test_neox_parallel_residual),
+        cmocka_unit_test(test_lean_runs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

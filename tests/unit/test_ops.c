@@ -246,6 +246,52 @@ static void test_attention_prefix(void **state) {
     free(q), free(k), free(v), free(z_full), free(pat_full), free(z_suf), free(pat_suf);
 }
 
+/* Threads split attention by (sequence, key/value head), norms by rows and activations by chunks,
+ * never a sum: the same bits on 1, 2 and 3 threads. Three sequences of a GQA suffix against their
+ * own prefixes, the pattern kept and not kept (z the same either way); a norm of 300 x 130 and
+ * an activation of 70,001 floats are above the sizes below which they stay on one thread. */
+static void test_attention_norm_threads(void **state) {
+    (void)state;
+    Rng rng;
+    rng_seed(&rng, 10, 0, 0);
+    enum { B = 3, T = 9, R0 = 2, H = 4, KV = 2, DH = 5, N = 300, C = 130, A = 70001 };
+    int R = T - R0, qd = H * DH, kvd = KV * DH;
+    float *q = randn(&rng, (size_t)B * R * qd, 1), *k = randn(&rng, (size_t)B * R * kvd, 1);
+    float *v = randn(&rng, (size_t)B * R * kvd, 1), *prefix = randn(&rng, (size_t)2 * B * R0 * kvd, 1);
+    const float *k_prefix[B], *v_prefix[B];
+    for (int b = 0; b < B; b++) k_prefix[b] = prefix + (size_t)b * R0 * kvd, v_prefix[b] = prefix + (size_t)(B + b) * R0 * kvd;
+    float *x = randn(&rng, (size_t)N * C, 1), *w = randn(&rng, C, 1), *bias = randn(&rng, C, 1), *pre = randn(&rng, A, 2);
+    AttnShape shape = {H, KV, DH, R, R0, R, R0};
+    size_t nz = (size_t)B * R * qd, npat = (size_t)B * H * R * T;
+    float *z[3], *z_lean[3], *pat[3], *y[3], *mean[3], *rstd[3], *act[3];
+    for (int t = 0; t < 3; t++) {
+        assert_int_equal(threads_start(t + 1), PS_OK);
+        z[t] = alloc_floats(nz), z_lean[t] = alloc_floats(nz), pat[t] = alloc_floats(npat);
+        y[t] = alloc_floats((size_t)N * C), mean[t] = alloc_floats(N), rstd[t] = alloc_floats(N), act[t] = alloc_floats(A);
+        attention_forward_batch(z[t], pat[t], q, k, v, k_prefix, v_prefix, B, &shape);
+        attention_forward_batch(z_lean[t], NULL, q, k, v, k_prefix, v_prefix, B, &shape);
+        norm_forward(NORM_LAYER, y[t], mean[t], rstd[t], x, w, bias, N, C, 1e-5f);
+        act_forward(ACT_GELU_TANH, act[t], pre, A);
+    }
+    threads_stop();
+    for (int t = 0; t < 3; t++) {
+        assert_memory_equal(z_lean[t], z[0], sizeof(float) * nz);
+        if (t == 0) continue;
+        assert_memory_equal(z[t], z[0], sizeof(float) * nz);
+        assert_memory_equal(pat[t], pat[0], sizeof(float) * npat);
+        assert_memory_equal(y[t], y[0], sizeof(float) * (size_t)N * C);
+        assert_memory_equal(mean[t], mean[0], sizeof(float) * N);
+        assert_memory_equal(rstd[t], rstd[0], sizeof(float) * N);
+        assert_memory_equal(act[t], act[0], sizeof(float) * A);
+    }
+    /* and sequence 1 alone, through the one-sequence call, is the batch's sequence 1 */
+    float *one = alloc_floats((size_t)R * qd);
+    attention_forward(one, NULL, q + (size_t)R * qd, k + (size_t)R * kvd, v + (size_t)R * kvd, k_prefix[1], v_prefix[1], &shape);
+    assert_memory_equal(one, z[0] + (size_t)R * qd, sizeof(float) * (size_t)R * qd);
+    for (int t = 0; t < 3; t++) free(z[t]), free(z_lean[t]), free(pat[t]), free(y[t]), free(mean[t]), free(rstd[t]), free(act[t]);
+    free(q), free(k), free(v), free(prefix), free(x), free(w), free(bias), free(pre), free(one);
+}
+
 /* ---- embedding ------------------------------------------------------------------------------- */
 typedef struct { float *out, *wte, *wpe; int tokens[4]; } EmbCtx;
 static void emb_fw(void *p) {
@@ -268,7 +314,7 @@ static void test_embedding(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_matmul),    cmocka_unit_test(test_matmul_threads), cmocka_unit_test(test_layernorm),        cmocka_unit_test(test_rmsnorm),
+        cmocka_unit_test(test_matmul),    cmocka_unit_test(test_matmul_threads), cmocka_unit_test(test_attention_norm_threads), cmocka_unit_test(test_layernorm),        cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_activations), cmocka_unit_test(test_rope),         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_attention_prefix), cmocka_unit_test(test_embedding),
     };
