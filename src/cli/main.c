@@ -1,4 +1,5 @@
 /* patchsweep: exact activation patching sweeps with gradient estimates beside them. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +10,7 @@
 static void print_usage(FILE *out) {
     fprintf(out, "usage: patchsweep <command> [options]   (patchsweep help COMMAND, or COMMAND --help)\n\ncommands:\n");
     for (int i = 0; i < n_commands; i++) fprintf(out, "  %s\n      %s\n", commands[i].usage, commands[i].summary);
-    fprintf(out, "\nenvironment: PATCHSWEEP_ISA=generic|avx2|avx512|neon (kernel family), PATCHSWEEP_BATCH=N (engine batch)\n");
+    fprintf(out, "\nenvironment: PATCHSWEEP_ISA=generic|avx2|avx512|neon (kernel family), PATCHSWEEP_BATCH=N (engine batch),\n             PATCHSWEEP_THREADS=N (threads per rank; or --threads N after any command)\n");
 }
 
 static int print_command_help(const char *name) {
@@ -17,6 +18,26 @@ static int print_command_help(const char *name) {
     if (!c) return report_error(ps_fail(PS_EUSER, "help: unknown command \"%s\" (patchsweep help lists them)", name));
     printf("usage: %s\n  %s\n", c->usage, c->summary);
     return 0;
+}
+
+/* `--threads N`, accepted by every command (anywhere after the command's name): taken out of
+ * argv and given to the thread pool as PATCHSWEEP_THREADS would be; the option wins over the
+ * environment. */
+static int take_threads_option(int *argc, char **argv) {
+    for (int i = 2; i < *argc; i++) {
+        if (strcmp(argv[i], "--threads") != 0) continue;
+        if (i + 1 >= *argc) return ps_fail(PS_EUSER, "--threads: expected an integer from 1 to 256 after it");
+        char *end;
+        errno = 0;
+        long v = strtol(argv[i + 1], &end, 10);
+        if (end == argv[i + 1] || *end || errno || v < 1 || v > 256)
+            return ps_fail(PS_EUSER, "--threads: expected an integer from 1 to 256, not \"%s\"", argv[i + 1]);
+        setenv("PATCHSWEEP_THREADS", argv[i + 1], 1);
+        for (int j = i; j + 2 <= *argc; j++) argv[j] = argv[j + 2]; /* argv[argc] (NULL) moves too */
+        *argc -= 2;
+        i--;
+    }
+    return PS_OK;
 }
 
 int main(int argc, char **argv) {
@@ -53,7 +74,8 @@ int main(int argc, char **argv) {
     long batch_cap, threads = 1;
     if (kernels_select(NULL) != PS_OK) return report_error(PS_EUSER);
     if (env_int("PATCHSWEEP_BATCH", 1, 1 << 20, &batch_cap) != PS_OK) return report_error(PS_EUSER);
-    /* Threads per rank: the products split over them by output columns, the same bits with any. */
+    /* Threads per rank: products, attention, norms split over them, the same bits with any. */
+    if (take_threads_option(&argc, argv) != PS_OK) return report_error(PS_EUSER);
     if (env_int("PATCHSWEEP_THREADS", 1, 256, &threads) != PS_OK) return report_error(PS_EUSER);
     if (threads > 1 && threads_start((int)threads) != PS_OK) return report_error(PS_EUSER);
     int status = c->run(argc - 1, argv + 1);

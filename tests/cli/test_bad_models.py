@@ -31,6 +31,9 @@ expect_user_error(["forward", "--model", good, "--tokens", ",".join(["1"] * 33)]
 expect_user_error(["forward", "--model", good], "usage", "missing --tokens")
 expect_user_error(["forward", "--model", good, "--tokens", "1", "--bogus"], "unexpected argument", "unknown option")
 expect_user_error(["frobnicate"], "unknown command", "unknown command")
+expect_user_error(["forward", "--model", good, "--tokens", "1", "--threads", "0"], "--threads: expected an integer", "0 threads")
+expect_user_error(["forward", "--model", good, "--tokens", "1", "--threads", "2x"], "not \"2x\"", "threads not a number")
+expect_user_error(["forward", "--model", good, "--tokens", "1", "--threads"], "after it", "--threads without a value")
 
 # The other commands' bad input: one line, exit 2.
 import tempfile  # noqa: E402

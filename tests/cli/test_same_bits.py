@@ -24,13 +24,15 @@ from mpi_util import compare  # noqa: E402
 binary, fixtures, shared = sys.argv[1], os.path.abspath(sys.argv[2]), sys.argv[3]
 FAMILIES = ["generic", "avx2", "avx512", "neon"]
 VARIANTS = ([{}] + [{"PATCHSWEEP_ISA": isa} for isa in FAMILIES] + [{"PATCHSWEEP_BATCH": b} for b in ("1", "3")]
-            + [{"PATCHSWEEP_THREADS": "2"}, {"PATCHSWEEP_THREADS": "3", "PATCHSWEEP_BATCH": "5"}])
+            + [{"--threads": "2"}, {"PATCHSWEEP_THREADS": "3", "PATCHSWEEP_BATCH": "5"}])
 
 
 def run(job_path, variant):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PATCHSWEEP_")}
-    env.update(variant)
-    return subprocess.run([binary, "run", job_path, "--quiet"], capture_output=True, text=True, env=env, timeout=600)
+    env.update({k: v for k, v in variant.items() if k.startswith("PATCHSWEEP_")})
+    options = [part for k, v in variant.items() if k.startswith("--") for part in (k, v)]  # e.g. --threads 2
+    return subprocess.run([binary, "run", job_path, "--quiet"] + options, capture_output=True, text=True, env=env,
+                          timeout=600)
 
 
 def runnable_families(job_path):
