@@ -62,7 +62,7 @@ with tempfile.TemporaryDirectory() as tmp:
         if abs(node - (weights + 64 * per_rank)) > 0.01 * node:
             failures.append(f"{name}: a node of 64 ranks {node:.4g} B is not weights + 64 x per rank")
         print(f"{name}: {params:,} parameters; plan: weights {weights / 1e9:.3g} GB per node, {per_rank / 1e6:.3g} MB per rank")
-    for bad in (["--cores", "0"], ["--cores", "many"], ["--ranks-per-node"], ["--threads", "2"]):
+    for bad in (["--cores", "0"], ["--cores", "many"], ["--ranks-per-node"], ["--bogus", "2"]):
         problem, _ = user_error([binary, "plan", os.path.join(tmp, "gpt2-small.json")] + bad, "plan: ")
         if problem:
             failures.append(f"plan {' '.join(bad)}: {problem}")
