@@ -88,7 +88,8 @@ void job_runs_free(JobRuns *jr);
 void prompt_runs_build(PromptRuns *r, const Model *m, const Job *job, const JobRuns *jr, int p);
 void prompt_runs_free(PromptRuns *r);
 /* full: r with every lean base and source run expanded into a full cache (run_expand), for the
- * estimators, which read every activation of every layer; free with prompt_runs_expanded_free. */
+ * edge estimators and node estimates over several layers, which read every activation of every
+ * layer; free with prompt_runs_expanded_free. */
 void prompt_runs_expand(const PromptRuns *r, const Model *m, PromptRuns *full);
 void prompt_runs_expanded_free(PromptRuns *full);
 /* The noise added to the embeddings of noise sample s of prompt p ([T, d], zero off the listed

@@ -72,6 +72,9 @@ typedef struct {
 void plan_build(Plan *pl, const Job *job, const ModelConfig *c);
 /* Prompt p's position of every column ([n_positions]); what every sweep, estimate and bound of
  * the prompt reads. */
+/* 1 when every node of the plan reads one layer (its window clipped to the model): the node
+ * estimates then go one layer at a time over lean runs (src/attrib/estimates.c). */
+int plan_nodes_one_layer(const Plan *pl, const Job *job, int n_layer);
 static inline const int *plan_prompt_positions(const Plan *pl, int p) { return pl->prompt_positions + (size_t)p * pl->n_positions; }
 void plan_free(Plan *pl);
 

@@ -170,8 +170,14 @@ void plan_build(Plan *pl, const Job *job, const ModelConfig *c) {
         }
         if (est) {
             if (pl->n_units == cap) pl->units = xrealloc(pl->units, sizeof(Unit) * (size_t)(cap *= 2));
-            /* one forward, then per metric one backward (~ two forwards) and GradDrop's about L/2 more */
-            double passes = 1.0 + job->n_metrics * (2.0 + (job->estimates[EST_ATP_STAR] ? c->n_layer : 0));
+            /* over full runs: one forward (the expansion), then per metric one backward (~ two
+             * forwards) and GradDrop's about L/2 more; one layer at a time over lean runs, each
+             * backward pass also recomputes the base run's layers (~ one forward) and the source
+             * run's where nodes read them */
+            int star = job->estimates[EST_ATP_STAR], L = c->n_layer;
+            double passes = plan_nodes_one_layer(pl, job, L)
+                                ? job->n_metrics * (4.0 + (star ? 2.0 * L : 0))
+                                : 1.0 + job->n_metrics * (2.0 + (star ? L : 0));
             pl->units[pl->n_units++] = (Unit){UNIT_ESTIMATE, p, 0, pl->n_nodes, passes * forward_flops(c, T) * job_samples(job)};
         }
         add_edge_units(pl, job, c, p, &cap);
@@ -224,6 +230,15 @@ static void node_view_floats(const Plan *pl, const Job *job, const ModelConfig *
     free(want_base), free(want_source);
 }
 
+int plan_nodes_one_layer(const Plan *pl, const Job *job, int n_layer) {
+    for (int n = 0; n < pl->n_nodes; n++) {
+        int first, last;
+        job_window(job, pl->nodes[n].layer, n_layer, &first, &last);
+        if (first != last) return 0;
+    }
+    return 1;
+}
+
 /* Memory per rank in floats (docs/sizing.md says it in words). T is the longest prompt. */
 static double rank_floats(const Plan *pl, const Job *job, const ModelConfig *c) {
     int T = pl->max_T, S = job_samples(job), L = c->n_layer, d = c->d_model;
@@ -259,11 +274,16 @@ static double rank_floats(const Plan *pl, const Job *job, const ModelConfig *c) 
         if (job->exact) total += (base_views + (source_views ? source_views : 0)) * (double)run_view_floats(c, T, want);
         free(want);
     }
-    /* estimate units expand the prompt's runs into full ones while they run; the node
-     * estimators keep two full gradient caches, the edge estimators hold an interpolated run and
-     * its gradients while they run */
-    if (node_estimates) total += 2 * full;
-    if (node_estimates || edge_estimates) total += (runs + (edge_estimates ? 2 : 0)) * full;
+    /* node estimates with a window of one layer go one layer at a time over the lean runs: a
+     * layer of the base run, of the gradient (both with patterns) and of the source run, and the
+     * gradient at every layer's output; wider windows expand the prompt's runs into full ones and
+     * keep two full gradient caches. The edge estimators expand the runs and hold an interpolated
+     * run and its gradients while they run. */
+    int node_expand = node_estimates && !plan_nodes_one_layer(pl, job, L);
+    if (node_estimates && !node_expand)
+        total += 2.0 * layer_floats(c, T, 1) + (double)layer_floats(c, T, 0) + (double)L * T * d;
+    if (node_expand) total += 2 * full;
+    if (node_expand || edge_estimates) total += (runs + (edge_estimates ? 2 : 0)) * full;
     return total;
 }
 

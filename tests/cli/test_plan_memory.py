@@ -1,9 +1,10 @@
 """plan's memory per rank against a real run's peak resident set (the kernel's maximum RSS of the
 process, from wait4). A GPT-2-shaped model with no weights in it (shape_checkpoints.py: zeros,
 which run like any others) and one prompt of 16 or of 1,024 tokens; every head's z at the last
-position. The weights and the program's own footprint (MPI, HDF5, the binary) are the same in
-both runs, so the difference of the two peaks is what the longer prompt adds to a rank, and plan
-must have predicted it: the measured difference within [0.9, 1.1] of plan's difference. plan
+position, exactly, and then AtP of the same (node estimates go one layer at a time over the lean
+runs and hold the same layers for every estimator). The weights and the program's own footprint
+(MPI, HDF5, the binary) are the same in both runs, so the difference of the two peaks is what the
+longer prompt adds to a rank, and plan must have predicted it: the measured difference within [0.9, 1.1] of plan's difference. plan
 counts every buffer a rank allocates whole (allocations are zeroed, so every page is resident) as
 if all were held at once; the measured peak is about 4% above it here, because glibc keeps freed
 buffers below its adaptive mmap threshold (it rises to the largest buffer freed) on the heap, so
@@ -67,21 +68,25 @@ failures = []
 with tempfile.TemporaryDirectory() as tmp:
     model = os.path.join(tmp, "model")
     shape_checkpoints.write_folder(model, "gpt2", CONFIG)
-    plan, peak = {}, {}
-    for T in (16, 1024):
-        job = {"model": model, "nodes": ["z"], "positions": [-1], "output": os.path.join(tmp, f"t{T}.h5"),
-               "prompts": [{"clean": [1 + t % 500 for t in range(T)], "corrupt": [1 + t % 500 for t in range(T - 1)] + [501],
-                            "answer": 5, "wrong": 6}]}
-        path = os.path.join(tmp, f"t{T}.json")
-        json.dump(job, open(path, "w"))
-        plan[T], peak[T] = plan_per_rank(path), peak_rss(path)
-        print(f"T = {T}: plan {plan[T] / 1e6:.1f} MB per rank; the run's peak resident set {peak[T] / 1e6:.1f} MB")
-    planned, measured = plan[1024] - plan[16], peak[1024] - peak[16]
-    ratio = measured / planned
-    print(f"what 1,024 tokens add to a rank: plan {planned / 1e6:.1f} MB, measured {measured / 1e6:.1f} MB "
-          f"(ratio {ratio:.3f}, allowed 0.9-1.1)")
-    if not 0.9 <= ratio <= 1.1:
-        failures.append(f"measured/planned {ratio:.3f} outside [0.9, 1.1]")
+    # the exact sweep, and the node estimates (one layer at a time over the lean runs)
+    variants = {"z": {"nodes": ["z"]},
+                "estimates": {"nodes": ["z"], "exact": False, "estimates": ["atp"]}}
+    for name, keys in variants.items():
+        plan, peak = {}, {}
+        for T in (16, 1024):
+            job = dict(keys, model=model, positions=[-1], output=os.path.join(tmp, f"{name}{T}.h5"),
+                       prompts=[{"clean": [1 + t % 500 for t in range(T)], "corrupt": [1 + t % 500 for t in range(T - 1)] + [501],
+                                 "answer": 5, "wrong": 6}])
+            path = os.path.join(tmp, f"{name}{T}.json")
+            json.dump(job, open(path, "w"))
+            plan[T], peak[T] = plan_per_rank(path), peak_rss(path)
+            print(f"{name}, T = {T}: plan {plan[T] / 1e6:.1f} MB per rank; the run's peak resident set {peak[T] / 1e6:.1f} MB")
+        planned, measured = plan[1024] - plan[16], peak[1024] - peak[16]
+        ratio = measured / planned
+        print(f"{name}: what 1,024 tokens add to a rank: plan {planned / 1e6:.1f} MB, measured {measured / 1e6:.1f} MB "
+              f"(ratio {ratio:.3f}, allowed 0.9-1.1)")
+        if not 0.9 <= ratio <= 1.1:
+            failures.append(f"{name}: measured/planned {ratio:.3f} outside [0.9, 1.1]")
 
 print(f"{len(failures)} failures")
 for f in failures:
