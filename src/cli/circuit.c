@@ -154,7 +154,6 @@ static int run_rounds(Work *w, CircuitFile *cf, const uint8_t *done, int quiet, 
     size_t n_values = (size_t)M + (size_t)A * M + (size_t)C * A * M, n_flags = (size_t)C * A;
     double *values = alloc_doubles(n_values);
     uint8_t *flags = xmalloc(n_flags + 1);
-    long long units = 0;
     for (int first = 0; first < P; first += size) {
         int mine = first + rank;
         if (mine < P) {
@@ -174,7 +173,6 @@ static int run_rounds(Work *w, CircuitFile *cf, const uint8_t *done, int quiet, 
             if (rank != 0) continue;
             int any = 0;
             for (size_t u = 0; u < n_flags; u++) any += flags[u];
-            units += any;
             if (any && !rc) rc = circuit_file_write_prompt(cf, q, values, values + M, values + M + (size_t)A * M, flags);
         }
         if (rank == 0 && !quiet && isatty(2))

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "patchsweep/cli.h"
 #include "patchsweep/core.h"
 #include "patchsweep/kernels.h"
@@ -40,6 +41,20 @@ static int take_threads_option(int *argc, char **argv) {
     return PS_OK;
 }
 
+/* A directory of this process's own for Open MPI's session files (see main), removed at exit. */
+static char session_base[4096];
+
+static void remove_session_base(void) { rmdir(session_base); }
+
+static int own_session_directory(void) {
+    const char *tmp = getenv("TMPDIR");
+    int n = snprintf(session_base, sizeof session_base, "%s/patchsweep-mpi-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (n < 0 || (size_t)n >= sizeof session_base || !mkdtemp(session_base)) return PS_EUSER; /* then the default */
+    setenv("OMPI_MCA_orte_tmpdir_base", session_base, 1);
+    atexit(remove_session_base);
+    return PS_OK;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         print_usage(stderr);
@@ -66,8 +81,12 @@ int main(int argc, char **argv) {
     setenv("OMPI_MCA_sharedfp", "^lockedfile,sm", 0);
     /* Started without mpirun/srun, Open MPI 4.1's singleton MPI_Init forks a daemon and spends
      * ~2.5 s on it (measured here), which a single-rank run never needs: it spawns no
-     * processes. Under a launcher (its rank variables are set) nothing changes. */
-    if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMIX_RANK") && !getenv("PMI_RANK"))
+     * processes. Isolated singletons all take job family 0, so concurrent ones would share one
+     * session directory and race on creating and removing it (MPI_Init failed so in CI): each
+     * gets its own base directory, which Open MPI empties at MPI_Finalize and we remove at exit.
+     * Under a launcher (its rank variables are set) nothing changes. */
+    if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMIX_RANK") && !getenv("PMI_RANK") &&
+        !getenv("OMPI_MCA_orte_tmpdir_base") && own_session_directory() == PS_OK)
         setenv("OMPI_MCA_ess_singleton_isolated", "1", 0);
     /* The kernel family (PATCHSWEEP_ISA or the CPU's best) is chosen before anything computes,
      * so a CPU that cannot run it is one line and exit 2, not a crash. */
