@@ -22,11 +22,21 @@ enum { N_FAMILIES = sizeof families / sizeof families[0] };
 
 /* The deterministic math (core/detmath.c) needs fused multiply-add in hardware, so on x86-64
  * even the generic family does. */
+#if defined(__x86_64__)
+#include <cpuid.h>
+/* F16C (the AVX2 family's 16-bit widening) by cpuid: clang 14's __builtin_cpu_supports does not
+ * know the name. */
+static int cpu_has_f16c(void) {
+    unsigned eax, ebx, ecx, edx;
+    return __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C);
+}
+#endif
+
 static int cpu_runs(const Kernels *k) {
 #if defined(__x86_64__)
     __builtin_cpu_init();
     if (!__builtin_cpu_supports("fma")) return 0;
-    if (k == &kernels_avx2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+    if (k == &kernels_avx2) return __builtin_cpu_supports("avx2") && cpu_has_f16c();
     if (k == &kernels_avx512) return __builtin_cpu_supports("avx512f");
 #endif
     (void)k;
